@@ -1,0 +1,43 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wiz-run/wiz/internal/executorserver"
+)
+
+// ExecutorCmd is `wiz executor`: the task server that executor backends start.
+type ExecutorCmd struct {
+	Listen  string `default:"127.0.0.1:0" help:"Address to listen on."`
+	TLSCert string `name:"tls-cert" help:"TLS certificate file." type:"existingfile"`
+	TLSKey  string `name:"tls-key" help:"TLS key file." type:"existingfile"`
+	Token   string `env:"WIZ_EXECUTOR_TOKEN" help:"Bearer token every call must carry (prefer the env var)."`
+	BlobDir string `name:"blob-dir" help:"Blob store directory."`
+	WorkDir string `name:"work-dir" help:"Where task working directories are made."`
+	Slots   int    `help:"Tasks run at once (0: number of CPUs)."`
+	RunID   string `name:"run" help:"Run this executor serves (for logs)."`
+}
+
+// Run implements the command.
+func (c *ExecutorCmd) Run(env *Env) error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return usageError{fmt.Errorf("give both --tls-cert and --tls-key, or neither")}
+	}
+	if c.TLSCert == "" {
+		return usageError{fmt.Errorf("wiz executor needs --tls-cert and --tls-key; executor backends pass them")}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log := hclog.New(&hclog.LoggerOptions{Name: "executor", Level: hclog.LevelFromString(env.CLI.LogLevel), Output: os.Stderr})
+	return executorserver.Run(ctx, executorserver.Config{
+		Listen: c.Listen, CertFile: c.TLSCert, KeyFile: c.TLSKey, Token: c.Token,
+		BlobDir: c.BlobDir, WorkDir: c.WorkDir, Slots: c.Slots, Version: version, Logger: log.With("run", c.RunID),
+		Ready: func(addr string) { fmt.Printf("WIZ_EXECUTOR_LISTENING %s\n", addr) },
+	})
+}

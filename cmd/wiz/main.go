@@ -1,0 +1,106 @@
+// Command wiz runs pipelines: DAGs of configured processors, run many times
+// with different inputs. See `wiz --help` and docs/.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/wiz-run/wiz/core/manager"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1 // the run Failed, or an operation failed
+	exitUsage  = 2 // bad command line, invalid pipeline, missing input
+)
+
+// CLI is wiz's command line.
+type CLI struct {
+	Home     string `env:"WIZ_HOME" help:"wiz home: state store, blobs and plugins (default ~/.wiz)." placeholder:"DIR"`
+	LogLevel string `env:"WIZ_LOG_LEVEL" default:"warn" enum:"trace,debug,info,warn,error,off" help:"Log level (${enum})."`
+
+	Run      RunCmd      `cmd:"" help:"Run a pipeline file or a stored pipeline."`
+	Pipeline PipelineCmd `cmd:"" help:"Apply, list and show pipelines."`
+	Runs     RunsCmd     `cmd:"" help:"List and inspect runs."`
+	Version  VersionCmd  `cmd:"" help:"Print the version of wiz and of each plugin."`
+	Executor ExecutorCmd `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
+}
+
+// usageError marks an error for exit code 2.
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
+
+// exitError carries an exit code without a message of its own.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	var cli CLI
+	parser, err := kong.New(&cli,
+		kong.Name("wiz"),
+		kong.Description("wiz runs pipelines: DAGs of processors, with their state kept in a store."),
+		kong.UsageOnError(),
+		kong.Exit(func(code int) { panic(exitError{code}) }),
+	)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "wiz: %v\n", err)
+		return exitFailed
+	}
+	code := exitOK
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				e, ok := r.(exitError)
+				if !ok {
+					panic(r)
+				}
+				code = e.code
+			}
+		}()
+		ctx, err := parser.Parse(args)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "wiz: error: %v\n", err)
+			code = exitUsage
+			return
+		}
+		env := &Env{CLI: &cli}
+		defer env.Close()
+		err = ctx.Run(env)
+		code = exitCode(err)
+		var ee exitError
+		if err != nil && !errors.As(err, &ee) {
+			fmt.Fprintf(os.Stderr, "wiz: %v\n", err)
+		}
+	}()
+	return code
+}
+
+func exitCode(err error) int {
+	var ee exitError
+	var ve *manager.ValidationError
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ee):
+		return ee.code
+	case errors.As(err, &ve), errors.As(err, &ue), errors.Is(err, manager.ErrUsage):
+		return exitUsage
+	}
+	return exitFailed
+}

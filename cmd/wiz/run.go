@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/proto/wizpb"
+)
+
+// RunCmd is `wiz run`.
+type RunCmd struct {
+	Pipeline string   `arg:"" help:"Pipeline file, or the name of a stored pipeline." placeholder:"FILE|PIPELINE"`
+	Input    []string `short:"i" help:"Run input as NAME=VALUE, or NAME=@PATH to read a file." placeholder:"NAME=VALUE"`
+	Quiet    bool     `short:"q" help:"Print only the run's summary."`
+	Output   string   `short:"o" enum:"text,json" default:"text" help:"Summary format: text or json."`
+}
+
+// Run implements the command.
+func (c *RunCmd) Run(env *Env) error {
+	inputs, err := parseInputs(c.Input)
+	if err != nil {
+		return err
+	}
+	req := manager.RunRequest{Pipeline: c.Pipeline, Inputs: inputs}
+	if src, err := os.ReadFile(c.Pipeline); err == nil {
+		req.File, req.Source = c.Pipeline, src
+	} else if !errors.Is(err, fs.ErrNotExist) || strings.ContainsAny(c.Pipeline, "/.") {
+		return usageError{fmt.Errorf("read pipeline file: %w", err)}
+	}
+	m, err := env.Manager()
+	if err != nil {
+		return err
+	}
+	// First Ctrl-C (or SIGTERM): cancel the run gracefully and wait. A second
+	// one gets the default action and ends wiz at once.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
+	prog := newProgress(os.Stderr, c.Quiet || c.Output == "json")
+	r, err := m.Run(ctx, req, prog.update)
+	prog.close()
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		d, err := m.RunDetail(r.Id)
+		if err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(detailJSON(d), "", "  ")
+		fmt.Println(string(b))
+	} else {
+		printSummary(os.Stdout, r)
+	}
+	if r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
+		return exitError{exitFailed}
+	}
+	return nil
+}
+
+func parseInputs(args []string) (map[string]manager.InputValue, error) {
+	out := map[string]manager.InputValue{}
+	for _, a := range args {
+		name, val, ok := strings.Cut(a, "=")
+		if !ok || name == "" {
+			return nil, usageError{fmt.Errorf("--input %q: write NAME=VALUE or NAME=@PATH", a)}
+		}
+		if p, isFile := strings.CutPrefix(val, "@"); isFile {
+			out[name] = manager.InputValue{Path: p}
+		} else {
+			out[name] = manager.InputValue{Text: val}
+		}
+	}
+	return out, nil
+}

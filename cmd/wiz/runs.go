@@ -1,0 +1,245 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/proto/wizpb"
+)
+
+// RunsCmd is `wiz runs`.
+type RunsCmd struct {
+	List RunsListCmd `cmd:"" help:"List runs, newest first."`
+	Show RunsShowCmd `cmd:"" help:"Show a run: its pipeline version and every processor's state, duration and metrics."`
+	Logs RunsLogsCmd `cmd:"" help:"Print a run's logs."`
+}
+
+// RunsListCmd is `wiz runs list`.
+type RunsListCmd struct {
+	Limit  int    `short:"n" default:"20" help:"Show at most this many runs (0: all)."`
+	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+}
+
+// Run implements the command.
+func (c *RunsListCmd) Run(env *Env) error {
+	m, err := env.Manager()
+	if err != nil {
+		return err
+	}
+	rs, err := m.Runs(c.Limit)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		out := make([]map[string]any, 0, len(rs))
+		for _, r := range rs {
+			out = append(out, runJSON(r))
+		}
+		return printJSON(out)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tPIPELINE\tVERSION\tSTATE\tSTARTED\tDURATION\tWARNINGS")
+	for _, r := range rs {
+		fmt.Fprintf(tw, "%s\t%s\tv%d\t%s\t%s\t%s\t%d\n", r.Id, r.PipelineName, r.PipelineVersion, runStateName(r.State),
+			r.Started.AsTime().Local().Format("2006-01-02 15:04:05"), fmtDuration(runDuration(r)), r.Warnings)
+	}
+	return tw.Flush()
+}
+
+func runDuration(r *wizpb.Run) time.Duration {
+	end := time.Now()
+	if r.Ended != nil {
+		end = r.Ended.AsTime()
+	}
+	return end.Sub(r.Started.AsTime())
+}
+
+// RunsShowCmd is `wiz runs show`.
+type RunsShowCmd struct {
+	ID     string `arg:"" help:"Run ID, or \"last\"."`
+	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+}
+
+// Run implements the command.
+func (c *RunsShowCmd) Run(env *Env) error {
+	m, err := env.Manager()
+	if err != nil {
+		return err
+	}
+	d, err := m.RunDetail(c.ID)
+	if err != nil {
+		return err
+	}
+	if c.Output == "json" {
+		return printJSON(detailJSON(d))
+	}
+	r := d.Run
+	fmt.Printf("run       %s\n", r.Id)
+	fmt.Printf("pipeline  %s v%d (version %s)\n", r.PipelineName, r.PipelineVersion, r.PipelineVersionId)
+	fmt.Printf("state     %s\n", runStateName(r.State))
+	if r.Reason != "" {
+		fmt.Printf("reason    %s\n", r.Reason)
+	}
+	fmt.Printf("started   %s\n", r.Started.AsTime().Local().Format(time.RFC3339))
+	fmt.Printf("duration  %s\n", fmtDuration(runDuration(r)))
+	fmt.Printf("executor  %s\n", r.Executor)
+	for _, p := range r.Plugins {
+		fmt.Printf("plugin    %s %s (sha256 %s)\n", p.Name, p.Version, short(p.Sha256))
+	}
+	fmt.Println()
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROCESSOR\tTYPE\tSTATE\tDURATION\tCPU\tMAX RSS\tEXIT\tIN\tOUT\tWARNINGS\tERROR")
+	for _, p := range d.Processors {
+		mt := p.Metrics
+		cpu, rss, exit := "-", "-", "-"
+		if mt != nil && (mt.UserCpuNs+mt.SysCpuNs) > 0 {
+			cpu = fmtDuration(time.Duration(mt.UserCpuNs + mt.SysCpuNs))
+		}
+		if mt != nil && mt.MaxRssBytes > 0 {
+			rss = fmtBytes(mt.MaxRssBytes)
+		}
+		if p.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED || p.State == wizpb.ProcessorState_PROCESSOR_STATE_FAILED {
+			exit = fmt.Sprint(p.ExitCode)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Type, stateName(p.State), fmtDuration(procDuration(p)),
+			cpu, rss, exit, fmtBytes(mt.GetInputBytes()), fmtBytes(mt.GetOutputBytes()), len(p.Warnings), firstLine(p.Error))
+	}
+	tw.Flush()
+	var warns []string
+	for _, p := range d.Processors {
+		for _, w := range p.Warnings {
+			warns = append(warns, fmt.Sprintf("  %s: %s", p.Name, w))
+		}
+	}
+	if len(warns) > 0 {
+		fmt.Printf("\nwarnings:\n%s\n", strings.Join(warns, "\n"))
+	}
+	return nil
+}
+
+// RunsLogsCmd is `wiz runs logs`.
+type RunsLogsCmd struct {
+	ID        string `arg:"" help:"Run ID, or \"last\"."`
+	Processor string `short:"p" help:"Only this processor's logs."`
+}
+
+// Run implements the command.
+func (c *RunsLogsCmd) Run(env *Env) error {
+	m, err := env.Manager()
+	if err != nil {
+		return err
+	}
+	return m.Logs(c.ID, c.Processor, func(l *wizpb.LogChunk) error {
+		for _, line := range strings.SplitAfter(string(l.Data), "\n") {
+			if line == "" {
+				continue
+			}
+			if c.Processor != "" {
+				fmt.Print(line)
+			} else {
+				fmt.Printf("%s | %s", l.Processor, line)
+			}
+			if !strings.HasSuffix(line, "\n") {
+				fmt.Println()
+			}
+		}
+		return nil
+	})
+}
+
+func short(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func fmtBytes(n int64) string {
+	switch {
+	case n <= 0:
+		return "-"
+	case n < 1<<10:
+		return fmt.Sprintf("%dB", n)
+	case n < 1<<20:
+		return fmt.Sprintf("%.1fKiB", float64(n)/(1<<10))
+	case n < 1<<30:
+		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%.2fGiB", float64(n)/(1<<30))
+}
+
+func printJSON(v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Println(string(b))
+	return err
+}
+
+func ts(t interface{ AsTime() time.Time }) any {
+	if t == nil {
+		return nil
+	}
+	return t.AsTime().UTC().Format(time.RFC3339Nano)
+}
+
+func runJSON(r *wizpb.Run) map[string]any {
+	out := map[string]any{
+		"id": r.Id, "pipeline": r.PipelineName, "pipeline_version": r.PipelineVersion,
+		"pipeline_version_id": r.PipelineVersionId, "state": runStateName(r.State), "reason": r.Reason,
+		"warnings": r.Warnings, "started": ts(r.Started), "executor": r.Executor,
+	}
+	if r.Ended != nil {
+		out["ended"] = ts(r.Ended)
+		out["duration_ns"] = runDuration(r).Nanoseconds()
+	}
+	return out
+}
+
+func detailJSON(d *manager.RunDetail) map[string]any {
+	out := runJSON(d.Run)
+	var procs []map[string]any
+	for _, p := range d.Processors {
+		pm := map[string]any{
+			"name": p.Name, "type": p.Type, "state": stateName(p.State), "exit_code": p.ExitCode,
+			"error": p.Error, "warnings": p.Warnings, "attempts": p.Attempts,
+		}
+		if p.Started != nil {
+			pm["started"] = ts(p.Started)
+		}
+		if p.Ended != nil {
+			pm["ended"] = ts(p.Ended)
+			pm["duration_ns"] = procDuration(p).Nanoseconds()
+		}
+		if mt := p.Metrics; mt != nil {
+			pm["metrics"] = map[string]any{
+				"wall_ns": mt.WallNs, "user_cpu_ns": mt.UserCpuNs, "sys_cpu_ns": mt.SysCpuNs,
+				"max_rss_bytes": mt.MaxRssBytes, "input_bytes": mt.InputBytes, "output_bytes": mt.OutputBytes,
+			}
+		}
+		outs := map[string]any{}
+		for name, o := range p.Outputs {
+			om := map[string]any{"content_type": o.ContentType, "size": len(o.Inline)}
+			if len(o.Files) > 0 {
+				var fs []map[string]any
+				var size int64
+				for _, f := range o.Files {
+					fs = append(fs, map[string]any{"name": f.Name, "digest": f.Digest, "size": f.Size})
+					size += f.Size
+				}
+				om["files"], om["size"] = fs, size
+			}
+			outs[name] = om
+		}
+		pm["outputs"] = outs
+		procs = append(procs, pm)
+	}
+	out["processors"] = procs
+	return out
+}

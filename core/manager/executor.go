@@ -1,0 +1,108 @@
+package manager
+
+import (
+	"context"
+	"time"
+
+	"github.com/wiz-run/wiz/core/pipeline"
+	"github.com/wiz-run/wiz/proto/wizpb"
+)
+
+// PackRef names the exact processor pack binary that serves a type.
+type PackRef struct {
+	Name    string
+	Version string
+	Path    string
+	SHA256  string
+}
+
+// Catalog knows the installed processor types and which pack serves each.
+type Catalog interface {
+	pipeline.Catalog
+	// Pack returns the pack that serves typ ("std/exec"), honouring a version
+	// constraint when one is given.
+	Pack(typ, constraint string) (PackRef, error)
+}
+
+// Task is one attempt at one processor of a run, as sent to an executor.
+type Task struct {
+	ID        string
+	RunID     string
+	Processor string
+	Type      string
+	Pack      PackRef
+	Config    []byte // the processor's `with` as JSON
+	Inputs    map[string]*wizpb.Data
+	Timeout   time.Duration
+}
+
+// EventKind says what a TaskEvent reports.
+type EventKind uint8
+
+// Event kinds.
+const (
+	EventStarted EventKind = iota + 1
+	EventLog
+	EventWarning
+	EventOutput
+	EventMetrics
+	EventFinished
+)
+
+// Outcome is how a task ended.
+type Outcome uint8
+
+// Outcomes.
+const (
+	OutcomeSucceeded Outcome = iota + 1
+	OutcomeFailed
+	OutcomeCancelled
+)
+
+// TaskEvent is one event of a task, reported by an executor.
+type TaskEvent struct {
+	TaskID  string
+	Kind    EventKind
+	Stream  string         // EventLog
+	Data    []byte         // EventLog
+	Message string         // EventWarning; EventFinished's error
+	Name    string         // EventOutput
+	Output  *wizpb.Data    // EventOutput
+	Metrics *wizpb.Metrics // EventMetrics
+	Outcome Outcome        // EventFinished
+	Code    int            // EventFinished: exit code
+	Started bool           // EventFinished: false when it never started
+}
+
+// Executor is one provisioned `wiz executor`, as the Manager sees it. Submit
+// and Cancel are called from the run's goroutine only. Every submitted task
+// ends with exactly one EventFinished, also when the executor dies (then with
+// OutcomeFailed and a message naming the executor). Events is closed after
+// Close.
+type Executor interface {
+	// Name names the executor in messages, e.g. "local executor (pid 123)".
+	Name() string
+	// Slots is how many tasks the executor runs at once.
+	Slots() int
+	// Submit sends a task; it may be queued at the executor until a slot frees.
+	Submit(t *Task) error
+	// Cancel asks the executor to cancel a task.
+	Cancel(taskID, reason string) error
+	// Events delivers task events.
+	Events() <-chan *TaskEvent
+	// Close tears the executor down.
+	Close(ctx context.Context) error
+}
+
+// ProvisionRequest asks a backend for an executor.
+type ProvisionRequest struct {
+	Backend string // "local"
+	RunID   string
+	Slots   int
+	BlobDir string
+}
+
+// Backends provisions executors from executor backend plugins.
+type Backends interface {
+	Provision(ctx context.Context, req ProvisionRequest) (Executor, error)
+}

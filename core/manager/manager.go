@@ -1,0 +1,297 @@
+// Package manager is wiz's Manager: it owns pipelines, runs and their state,
+// schedules a run's DAG and pushes its tasks to executors. It knows plugins
+// only through the Catalog and Backends interfaces.
+package manager
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/segmentio/ksuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/wiz-run/wiz/core/pipeline"
+	"github.com/wiz-run/wiz/core/store"
+	"github.com/wiz-run/wiz/proto/wizpb"
+	"github.com/wiz-run/wiz/sdk/blob"
+)
+
+// ErrUsage marks errors in what the user asked for (a missing input, an
+// unknown pipeline): the CLI exits 2 for them, as for validation errors.
+var ErrUsage = errors.New("usage error")
+
+// ValidationError is a pipeline file that failed validation.
+type ValidationError struct {
+	Errs error // a pipeline.ErrorList
+}
+
+func (e *ValidationError) Error() string { return e.Errs.Error() }
+func (e *ValidationError) Unwrap() error { return e.Errs }
+
+// Config configures a Manager.
+type Config struct {
+	Store    *store.Store
+	Blobs    *blob.Store
+	Catalog  Catalog
+	Backends Backends
+	Logger   hclog.Logger
+}
+
+// Manager owns pipelines and runs. Its methods are safe for concurrent use;
+// each run is owned by the goroutine that called Run.
+type Manager struct {
+	store    *store.Store
+	blobs    *blob.Store
+	catalog  Catalog
+	backends Backends
+	log      hclog.Logger
+}
+
+// New returns a Manager.
+func New(cfg Config) *Manager {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger}
+}
+
+// Applied is a pipeline version made current by Apply.
+type Applied struct {
+	Pipeline *wizpb.Pipeline
+	Version  *wizpb.PipelineVersion
+	Parsed   *pipeline.Pipeline
+	Changed  bool // a new version was stored
+}
+
+// Apply parses and validates a pipeline file and stores it as the pipeline's
+// newest version unless it is unchanged.
+func (m *Manager) Apply(file string, src []byte) (*Applied, error) {
+	p, err := m.parse(file, src)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(src)
+	digest := hex.EncodeToString(sum[:])
+	pl, err := m.store.Pipeline(p.Name)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	now := timestamppb.Now()
+	if pl != nil {
+		cur, err := m.store.PipelineVersion(pl.Id, pl.LatestVersionId)
+		if err != nil {
+			return nil, err
+		}
+		if cur.Digest == digest {
+			return &Applied{Pipeline: pl, Version: cur, Parsed: p}, nil
+		}
+	} else {
+		pl = &wizpb.Pipeline{Id: ksuid.New().String(), Name: p.Name, Created: now}
+	}
+	v := &wizpb.PipelineVersion{
+		Id: ksuid.New().String(), PipelineId: pl.Id, PipelineName: pl.Name,
+		Number: pl.VersionCount + 1, Source: src, File: file, Digest: digest, Created: now,
+	}
+	pl.LatestVersionId = v.Id
+	pl.VersionCount = v.Number
+	if err := m.store.PutPipelineVersion(pl, v); err != nil {
+		return nil, fmt.Errorf("store pipeline %s: %w", pl.Name, err)
+	}
+	return &Applied{Pipeline: pl, Version: v, Parsed: p, Changed: true}, nil
+}
+
+func (m *Manager) parse(file string, src []byte) (*pipeline.Pipeline, error) {
+	p, err := pipeline.Parse(file, src)
+	if err != nil {
+		return nil, &ValidationError{Errs: err}
+	}
+	if err := p.Validate(m.catalog); err != nil {
+		return nil, &ValidationError{Errs: err}
+	}
+	return p, nil
+}
+
+// Resolve returns the current version of a stored pipeline, validated
+// against the installed plugins.
+func (m *Manager) Resolve(name string) (*Applied, error) {
+	pl, err := m.store.Pipeline(name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no pipeline named %q and no such file; apply one with `wiz pipeline apply FILE` or run a file", ErrUsage, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := m.store.PipelineVersion(pl.Id, pl.LatestVersionId)
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.parse(v.File, v.Source)
+	if err != nil {
+		return nil, err
+	}
+	return &Applied{Pipeline: pl, Version: v, Parsed: p}, nil
+}
+
+// Pipelines lists stored pipelines.
+func (m *Manager) Pipelines() ([]*wizpb.Pipeline, error) { return m.store.Pipelines() }
+
+// PipelineVersions lists a pipeline's versions, oldest first.
+func (m *Manager) PipelineVersions(name string) (*wizpb.Pipeline, []*wizpb.PipelineVersion, error) {
+	pl, err := m.store.Pipeline(name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, fmt.Errorf("%w: no pipeline named %q; `wiz pipeline list` shows the stored ones", ErrUsage, name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	vs, err := m.store.PipelineVersions(pl.Id)
+	return pl, vs, err
+}
+
+// Runs lists runs, newest first.
+func (m *Manager) Runs(limit int) ([]*wizpb.Run, error) { return m.store.Runs(limit) }
+
+// RunDetail is a run with every processor of its pipeline version, in file
+// order; processors that never started are Idle.
+type RunDetail struct {
+	Run        *wizpb.Run
+	Version    *wizpb.PipelineVersion
+	Processors []*wizpb.ProcessorRun
+	Events     []*wizpb.Event
+}
+
+// Run returns a run by ID ("last" is the newest run).
+func (m *Manager) RunDetail(id string) (*RunDetail, error) {
+	r, err := m.findRun(id)
+	if err != nil {
+		return nil, err
+	}
+	v, err := m.store.PipelineVersion(r.PipelineId, r.PipelineVersionId)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := m.store.Processors(r.Id)
+	if err != nil {
+		return nil, err
+	}
+	d := &RunDetail{Run: r, Version: v}
+	if p, perr := pipeline.Parse(v.File, v.Source); perr == nil {
+		for _, n := range p.Processors {
+			rec := recs[n.Name]
+			if rec == nil {
+				rec = &wizpb.ProcessorRun{RunId: r.Id, Name: n.Name, Type: n.Uses}
+			}
+			d.Processors = append(d.Processors, rec)
+		}
+	}
+	if d.Events, err = m.store.Events(r.Id); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (m *Manager) findRun(id string) (*wizpb.Run, error) {
+	if id == "last" {
+		rs, err := m.store.Runs(1)
+		if err != nil {
+			return nil, err
+		}
+		if len(rs) == 0 {
+			return nil, fmt.Errorf("%w: there are no runs yet", ErrUsage)
+		}
+		return rs[0], nil
+	}
+	r, err := m.store.Run(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no run %q; `wiz runs list` shows the runs", ErrUsage, id)
+	}
+	return r, err
+}
+
+// Logs calls fn for a run's log chunks; processor "" means every processor.
+func (m *Manager) Logs(id, processor string, fn func(*wizpb.LogChunk) error) error {
+	r, err := m.findRun(id)
+	if err != nil {
+		return err
+	}
+	return m.store.Logs(r.Id, processor, fn)
+}
+
+// InputValue is a run input given by the user: text, or a file to read.
+type InputValue struct {
+	Text string
+	Path string // when set, the input is read from this file
+}
+
+// inputs resolves a run's inputs against the pipeline's declarations.
+func (m *Manager) inputs(p *pipeline.Pipeline, given map[string]InputValue) (map[string]*wizpb.Data, map[string]string, error) {
+	data := map[string]*wizpb.Data{}
+	text := map[string]string{}
+	for name := range given {
+		if _, ok := p.Input(name); !ok {
+			return nil, nil, fmt.Errorf("%w: pipeline %s has no input %q (inputs: %s)", ErrUsage, p.Name, name, inputNames(p))
+		}
+	}
+	for _, decl := range p.Inputs {
+		v, ok := given[decl.Name]
+		if !ok {
+			if decl.Default == nil {
+				return nil, nil, fmt.Errorf("%w: missing input %q of pipeline %s; pass --input %s=VALUE (or %s=@PATH for a file)", ErrUsage, decl.Name, p.Name, decl.Name, decl.Name)
+			}
+			v = InputValue{Text: *decl.Default}
+		}
+		switch {
+		case v.Path != "" && decl.Type == pipeline.InputFile:
+			f, err := os.Open(v.Path)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: input %s: %v", ErrUsage, decl.Name, err)
+			}
+			digest, size, err := m.blobs.Put(f)
+			f.Close()
+			if err != nil {
+				return nil, nil, fmt.Errorf("input %s: store %s: %w", decl.Name, v.Path, err)
+			}
+			data[decl.Name] = &wizpb.Data{ContentType: "application/octet-stream",
+				Files: []*wizpb.FileRef{{Digest: digest, Size: size, Name: filepath.Base(v.Path)}}}
+		case v.Path != "":
+			b, err := os.ReadFile(v.Path)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: input %s: %v", ErrUsage, decl.Name, err)
+			}
+			data[decl.Name] = &wizpb.Data{Inline: b, ContentType: "text/plain"}
+			text[decl.Name] = string(b)
+		default:
+			data[decl.Name] = &wizpb.Data{Inline: []byte(v.Text), ContentType: "text/plain"}
+			text[decl.Name] = v.Text
+		}
+	}
+	return data, text, nil
+}
+
+func inputNames(p *pipeline.Pipeline) string {
+	var b bytes.Buffer
+	for i, d := range p.Inputs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(d.Name)
+	}
+	if b.Len() == 0 {
+		return "none"
+	}
+	return b.String()
+}
+
+func since(t *timestamppb.Timestamp) time.Duration {
+	if t == nil {
+		return 0
+	}
+	return time.Since(t.AsTime())
+}

@@ -1,0 +1,479 @@
+package manager
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/ksuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/wiz-run/wiz/core/pipeline"
+	"github.com/wiz-run/wiz/core/scheduler"
+	"github.com/wiz-run/wiz/proto/wizpb"
+)
+
+// RunRequest asks for a run of a pipeline file or of a stored pipeline.
+type RunRequest struct {
+	// File and Source give a pipeline file, applied before the run. When
+	// Source is nil, Pipeline names a stored pipeline.
+	File     string
+	Source   []byte
+	Pipeline string
+	Inputs   map[string]InputValue
+}
+
+// Update reports a change in a run to a watcher.
+type Update struct {
+	Run       *wizpb.Run // set when the run starts and when it ends
+	Processor *wizpb.ProcessorRun
+	Warning   string
+}
+
+// maxBackoff caps the wait between retries.
+const maxBackoff = 30 * time.Second
+
+// flushEvery bounds how many state writes wait in a batch.
+const flushEvery = 1024
+
+// Run runs a pipeline to the end and returns the run. Cancelling ctx cancels
+// the run (it ends Failed, "cancelled"). watch, when not nil, is called from
+// the run's goroutine for every state change. The returned error is for
+// problems before the run exists (validation, inputs) or with the store; a
+// run that fails is not an error.
+func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (*wizpb.Run, error) {
+	var (
+		a   *Applied
+		err error
+	)
+	if req.Source != nil {
+		a, err = m.Apply(req.File, req.Source)
+	} else {
+		a, err = m.Resolve(req.Pipeline)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p := a.Parsed
+	inputs, text, err := m.inputs(p, req.Inputs)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{m: m, p: p, watch: watch, batch: m.store.Batch(), tasks: map[string]int{}}
+	r.rec = &wizpb.Run{
+		Id: ksuid.New().String(), PipelineId: a.Pipeline.Id, PipelineName: p.Name,
+		PipelineVersionId: a.Version.Id, PipelineVersion: a.Version.Number,
+		State: wizpb.RunState_RUN_STATE_RUNNING, Inputs: inputs, Started: timestamppb.Now(),
+		Executor: p.Executor, ProcessorCount: int32(len(p.Processors)),
+	}
+	if err := r.prepare(text); err != nil {
+		return nil, err
+	}
+	if err := r.batch.PutRun(r.rec); err != nil {
+		return nil, err
+	}
+	if err := r.batch.Commit(); err != nil {
+		return nil, err
+	}
+	r.notify(Update{Run: r.rec})
+	return r.rec, r.loop(ctx)
+}
+
+// run is one run in progress, owned by one goroutine.
+type run struct {
+	m     *Manager
+	p     *pipeline.Pipeline
+	rec   *wizpb.Run
+	watch func(Update)
+	batch interface {
+		PutRun(*wizpb.Run) error
+		PutProcessor(*wizpb.ProcessorRun) error
+		PutEvent(*wizpb.Event) error
+		PutLog(string, uint64, *wizpb.LogChunk) error
+		Commit() error
+		Len() int
+	}
+	procs   []*proc
+	tasks   map[string]int // task ID → node
+	sched   *scheduler.Scheduler
+	execs   map[string]Executor
+	logSeq  uint64
+	reason  string
+	retryCh chan int
+	over    bool // the scheduler said Done
+}
+
+// proc is one processor's state in the run.
+type proc struct {
+	node    *pipeline.ProcessorNode
+	rec     *wizpb.ProcessorRun
+	config  []byte
+	pack    PackRef
+	exec    string
+	outputs map[string]*wizpb.Data
+	taskID  string
+	warns   []string
+}
+
+// prepare resolves packs and configs, and records which plugins the run uses.
+func (r *run) prepare(text map[string]string) error {
+	seen := map[string]bool{}
+	for _, n := range r.p.Processors {
+		ref, err := r.m.catalog.Pack(n.Uses, n.UsesVersion)
+		if err != nil {
+			return fmt.Errorf("%w: %s: processor %s: %v", ErrUsage, n.Pos, n.Name, err)
+		}
+		cfg, err := json.Marshal(pipeline.Substitute(n.With, text))
+		if err != nil {
+			return fmt.Errorf("%s: processor %s: config: %w", n.Pos, n.Name, err)
+		}
+		ex := n.Executor
+		if ex == "" {
+			ex = r.p.Executor
+		}
+		r.procs = append(r.procs, &proc{
+			node: n, config: cfg, pack: ref, exec: ex, outputs: map[string]*wizpb.Data{},
+			rec: &wizpb.ProcessorRun{RunId: r.rec.Id, Name: n.Name, Type: n.Uses},
+		})
+		if key := ref.Name + "@" + ref.Version; !seen[key] {
+			seen[key] = true
+			r.rec.Plugins = append(r.rec.Plugins, &wizpb.PluginUse{Name: ref.Name, Version: ref.Version, Sha256: ref.SHA256})
+		}
+	}
+	return nil
+}
+
+func (r *run) notify(u Update) {
+	if r.watch != nil {
+		r.watch(u)
+	}
+}
+
+// event records an event of the run.
+func (r *run) event(processor, kind, msg string) {
+	_ = r.batch.PutEvent(&wizpb.Event{
+		Id: ksuid.New().String(), RunId: r.rec.Id, Processor: processor, Kind: kind, Message: msg, Time: timestamppb.Now(),
+	})
+}
+
+// loop provisions executors, schedules the DAG and records every change.
+func (r *run) loop(ctx context.Context) error {
+	n := len(r.procs)
+	spec := scheduler.Spec{N: n, Priority: make([]int, n), WarnOnly: make([]bool, n)}
+	order := r.p.Order()
+	for i := len(order) - 1; i >= 0; i-- { // longest remaining path first
+		id := int(order[i].ID())
+		best := 0
+		succ := r.p.Graph.From(order[i].ID())
+		for succ.Next() {
+			if v := spec.Priority[int(succ.Node().ID())]; v > best {
+				best = v
+			}
+		}
+		spec.Priority[id] = best + 1
+	}
+	edges := r.p.Graph.Edges()
+	for edges.Next() {
+		e := edges.Edge()
+		spec.Edges = append(spec.Edges, [2]int{int(e.From().ID()), int(e.To().ID())})
+	}
+	for i, pr := range r.procs {
+		spec.WarnOnly[i] = pr.node.OnError == pipeline.OnErrorWarn
+	}
+
+	// One executor per backend the pipeline uses.
+	r.execs = map[string]Executor{}
+	events := make(chan *TaskEvent, 1024)
+	done := make(chan struct{})
+	defer close(done)
+	slots := 0
+	for _, pr := range r.procs {
+		if r.execs[pr.exec] != nil {
+			continue
+		}
+		ex, err := r.m.backends.Provision(ctx, ProvisionRequest{
+			Backend: pr.exec, RunID: r.rec.Id, Slots: r.p.MaxParallel, BlobDir: r.m.blobs.Dir(),
+		})
+		if err != nil {
+			r.closeExecutors()
+			return r.finish(scheduler.RunFailed, fmt.Sprintf("provision %s executor: %v", pr.exec, err))
+		}
+		r.execs[pr.exec] = ex
+		slots += ex.Slots()
+		go func(ch <-chan *TaskEvent) { // forwards one executor's events until it closes or the run ends
+			for ev := range ch {
+				select {
+				case events <- ev:
+				case <-done:
+					return
+				}
+			}
+		}(ex.Events())
+	}
+	defer r.closeExecutors()
+	spec.Window = 2 * slots
+	if r.p.MaxParallel > 0 {
+		spec.Window = r.p.MaxParallel
+	}
+	r.sched = scheduler.New(spec)
+	r.retryCh = make(chan int, n)
+
+	cancelled := false
+	if r.act(r.sched.Start()) {
+		return r.finish(r.sched.Result(), r.reason)
+	}
+	for {
+		if r.batch.Len() > 0 && (len(events) == 0 || r.batch.Len() >= flushEvery) {
+			if err := r.batch.Commit(); err != nil {
+				return err
+			}
+		}
+		select {
+		case ev := <-events:
+			if r.handle(ev) || r.over {
+				return r.finish(r.sched.Result(), r.reason)
+			}
+		case i := <-r.retryCh:
+			if r.sched.Result() == scheduler.Running && !cancelled {
+				r.dispatch(i)
+			} else {
+				r.act(r.sched.Finished(i, scheduler.Cancelled))
+			}
+			if r.over {
+				return r.finish(r.sched.Result(), r.reason)
+			}
+		case <-ctx.Done():
+			if !cancelled {
+				cancelled = true
+				if r.reason == "" {
+					r.reason = "cancelled"
+				}
+				if r.act(r.sched.Cancel()) {
+					return r.finish(r.sched.Result(), r.reason)
+				}
+			}
+		}
+	}
+}
+
+// act carries out scheduler actions; it reports whether the run is over. It
+// may be re-entered (a dispatch that fails at once finishes its processor), so
+// it copies the actions, which the scheduler reuses.
+func (r *run) act(acts []scheduler.Action) bool {
+	acts = append([]scheduler.Action(nil), acts...)
+	for _, a := range acts {
+		switch a.Kind {
+		case scheduler.Dispatch:
+			r.dispatch(a.Node)
+		case scheduler.CancelTask:
+			pr := r.procs[a.Node]
+			if pr.taskID != "" {
+				_ = r.execs[pr.exec].Cancel(pr.taskID, r.reason)
+			} else { // waiting for a retry: nothing runs, so it ends now
+				r.act(r.sched.Finished(a.Node, scheduler.Cancelled))
+			}
+		case scheduler.Done:
+			r.over = true
+		}
+	}
+	return r.over
+}
+
+// dispatch sends processor i's task to its executor.
+func (r *run) dispatch(i int) {
+	pr := r.procs[i]
+	inputs := make(map[string]*wizpb.Data, len(pr.node.Inputs))
+	for _, b := range pr.node.Inputs {
+		if b.From.Input != "" {
+			inputs[b.Name] = r.rec.Inputs[b.From.Input]
+			continue
+		}
+		up, _ := r.p.Node(b.From.Processor)
+		d := r.procs[up.ID()].outputs[b.From.Output]
+		if d == nil {
+			r.fail(i, fmt.Sprintf("input %s: processor %s has no output %q (it has: %s)", b.Name, b.From.Processor, b.From.Output, keys(r.procs[up.ID()].outputs)), 0)
+			return
+		}
+		inputs[b.Name] = d
+	}
+	pr.rec.Attempts++
+	pr.taskID = r.rec.Id + "/" + pr.node.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
+	r.tasks[pr.taskID] = i
+	err := r.execs[pr.exec].Submit(&Task{
+		ID: pr.taskID, RunID: r.rec.Id, Processor: pr.node.Name, Type: pr.node.Uses, Pack: pr.pack,
+		Config: pr.config, Inputs: inputs, Timeout: pr.node.Timeout,
+	})
+	if err != nil {
+		delete(r.tasks, pr.taskID)
+		pr.taskID = ""
+		r.fail(i, fmt.Sprintf("send to %s: %v", r.execs[pr.exec].Name(), err), 0)
+	}
+}
+
+// fail ends processor i as Failed without it having run (a problem found by
+// the Manager), through the same path as an executor's report.
+func (r *run) fail(i int, msg string, code int) {
+	pr := r.procs[i]
+	id := "manager/" + pr.node.Name
+	r.tasks[id] = i
+	pr.taskID = id
+	r.handle(&TaskEvent{TaskID: id, Kind: EventFinished, Outcome: OutcomeFailed, Message: msg, Code: code})
+}
+
+// handle applies one task event; it reports whether the run is over.
+func (r *run) handle(ev *TaskEvent) bool {
+	i, ok := r.tasks[ev.TaskID]
+	if !ok {
+		return false
+	}
+	pr := r.procs[i]
+	switch ev.Kind {
+	case EventStarted:
+		pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_RUNNING
+		pr.rec.Started = timestamppb.Now()
+		pr.rec.Ended = nil
+		_ = r.batch.PutProcessor(pr.rec)
+		r.event(pr.node.Name, "state", "Running")
+		r.notify(Update{Processor: pr.rec})
+	case EventLog:
+		r.logSeq++
+		_ = r.batch.PutLog(r.rec.Id, r.logSeq, &wizpb.LogChunk{Processor: pr.node.Name, Stream: ev.Stream, Data: ev.Data, Time: timestamppb.Now()})
+	case EventWarning:
+		pr.rec.Warnings = append(pr.rec.Warnings, ev.Message)
+		r.rec.Warnings++
+		r.event(pr.node.Name, "warning", ev.Message)
+		r.notify(Update{Processor: pr.rec, Warning: ev.Message})
+	case EventOutput:
+		pr.outputs[ev.Name] = ev.Output
+	case EventMetrics:
+		pr.rec.Metrics = ev.Metrics
+	case EventFinished:
+		delete(r.tasks, ev.TaskID)
+		pr.taskID = ""
+		return r.finished(i, ev)
+	}
+	return false
+}
+
+func (r *run) finished(i int, ev *TaskEvent) bool {
+	pr := r.procs[i]
+	if ev.Outcome == OutcomeCancelled && !ev.Started {
+		// Never started: it stays Idle.
+		return r.act(r.sched.Finished(i, scheduler.Cancelled))
+	}
+	now := timestamppb.Now()
+	if pr.rec.Started == nil {
+		pr.rec.Started = now
+	}
+	pr.rec.Ended = now
+	pr.rec.ExitCode = int32(ev.Code)
+	switch ev.Outcome {
+	case OutcomeSucceeded:
+		pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED
+		pr.rec.Error = ""
+		pr.rec.Outputs = pr.outputs
+		_ = r.batch.PutProcessor(pr.rec)
+		r.event(pr.node.Name, "state", "Succeeded")
+		r.notify(Update{Processor: pr.rec})
+		return r.act(r.sched.Finished(i, scheduler.Succeeded))
+	case OutcomeCancelled:
+		pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
+		pr.rec.Error = ev.Message
+		_ = r.batch.PutProcessor(pr.rec)
+		r.event(pr.node.Name, "state", "Failed: "+ev.Message)
+		r.notify(Update{Processor: pr.rec})
+		return r.act(r.sched.Finished(i, scheduler.Cancelled))
+	}
+	// Failed.
+	pr.rec.Error = ev.Message
+	if int(pr.rec.Attempts) <= pr.node.Retries && r.sched.Result() == scheduler.Running && r.reason == "" {
+		backoff := time.Second << (pr.rec.Attempts - 1)
+		if backoff > maxBackoff || backoff <= 0 {
+			backoff = maxBackoff
+		}
+		pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_RUNNING
+		_ = r.batch.PutProcessor(pr.rec)
+		r.event(pr.node.Name, "retry", fmt.Sprintf("attempt %d failed: %s; retrying in %s", pr.rec.Attempts, ev.Message, backoff))
+		ch := r.retryCh
+		time.AfterFunc(backoff, func() { ch <- i }) // retryCh holds one slot per processor
+		return false
+	}
+	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
+	_ = r.batch.PutProcessor(pr.rec)
+	r.event(pr.node.Name, "state", "Failed: "+ev.Message)
+	if pr.node.OnError == pipeline.OnErrorWarn {
+		msg := fmt.Sprintf("processor %s failed (on_error: warn): %s", pr.node.Name, ev.Message)
+		r.rec.Warnings++
+		r.event(pr.node.Name, "warning", msg)
+		r.notify(Update{Processor: pr.rec, Warning: msg})
+	} else {
+		if r.reason == "" {
+			r.reason = fmt.Sprintf("processor %s failed: %s", pr.node.Name, ev.Message)
+		}
+		r.notify(Update{Processor: pr.rec})
+	}
+	return r.act(r.sched.Finished(i, scheduler.Failed))
+}
+
+// finish records how the run ended.
+func (r *run) finish(res scheduler.Result, reason string) error {
+	r.rec.Ended = timestamppb.Now()
+	if res == scheduler.RunSucceeded {
+		r.rec.State = wizpb.RunState_RUN_STATE_SUCCEEDED
+		r.rec.Reason = ""
+		var blocked []string
+		for i, pr := range r.procs {
+			if r.sched != nil && r.sched.Blocked(i) {
+				blocked = append(blocked, pr.node.Name)
+			}
+		}
+		if len(blocked) > 0 {
+			r.rec.Reason = "not run, needing a failed on_error: warn processor: " + strings.Join(blocked, ", ")
+		}
+	} else {
+		r.rec.State = wizpb.RunState_RUN_STATE_FAILED
+		if reason == "" {
+			reason = "failed"
+		}
+		r.rec.Reason = reason
+	}
+	r.event("", "state", r.rec.State.String())
+	if err := r.batch.PutRun(r.rec); err != nil {
+		return err
+	}
+	if err := r.batch.Commit(); err != nil {
+		return err
+	}
+	if err := r.m.store.Sync(); err != nil {
+		return fmt.Errorf("sync store: %w", err)
+	}
+	r.notify(Update{Run: r.rec})
+	return nil
+}
+
+func (r *run) closeExecutors() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for name, ex := range r.execs {
+		if err := ex.Close(ctx); err != nil {
+			r.m.log.Warn("tear down executor", "executor", name, "error", err)
+		}
+		delete(r.execs, name)
+	}
+}
+
+func keys(m map[string]*wizpb.Data) string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	if len(ks) == 0 {
+		return "no outputs"
+	}
+	return strings.Join(ks, ", ")
+}

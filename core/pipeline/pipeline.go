@@ -1,0 +1,262 @@
+package pipeline
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/graph"
+	"gonum.org/v1/gonum/graph/simple"
+)
+
+// ErrCycle is matched, through errors.Is, by the Error that reports a cycle
+// among processors, and so by the ErrorList that holds it.
+var ErrCycle = errors.New("pipeline has a cycle")
+
+// Position is a place in a pipeline file. Line and Col start at 1.
+type Position struct {
+	File string
+	Line int
+	Col  int
+}
+
+// String returns the position as "file:line:col", or "line:col" when File is
+// empty.
+func (p Position) String() string {
+	if p.File == "" {
+		return fmt.Sprintf("%d:%d", p.Line, p.Col)
+	}
+	return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+}
+
+// compare orders positions by file, line and column.
+func (p Position) compare(q Position) int {
+	return cmp.Or(
+		strings.Compare(p.File, q.File),
+		cmp.Compare(p.Line, q.Line),
+		cmp.Compare(p.Col, q.Col),
+	)
+}
+
+// Error is one problem in a pipeline file. Msg says what is wrong and what
+// would be valid. Err, when set, is a sentinel the problem is an instance of
+// (ErrCycle), returned by Unwrap.
+type Error struct {
+	Pos Position
+	Msg string
+	Err error
+}
+
+// Error returns "file:line:col: message".
+func (e *Error) Error() string { return e.Pos.String() + ": " + e.Msg }
+
+// Unwrap returns e.Err.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ErrorList is the problems found in a pipeline file, sorted by position.
+// Functions of this package return it, as an error, only when it is not empty.
+type ErrorList []*Error
+
+// Error returns the errors, one per line.
+func (l ErrorList) Error() string {
+	if len(l) == 0 {
+		return "no errors"
+	}
+	msgs := make([]string, len(l))
+	for i, e := range l {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "\n")
+}
+
+// Unwrap returns the errors of the list, so that errors.Is and errors.As
+// look at each of them.
+func (l ErrorList) Unwrap() []error {
+	errs := make([]error, len(l))
+	for i, e := range l {
+		errs[i] = e
+	}
+	return errs
+}
+
+// sort orders the list by position, keeping the order of errors at the same
+// position.
+func (l ErrorList) sort() {
+	slices.SortStableFunc(l, func(a, b *Error) int { return a.Pos.compare(b.Pos) })
+}
+
+// err returns the sorted list as an error, or nil when it is empty.
+func (l ErrorList) err() error {
+	if len(l) == 0 {
+		return nil
+	}
+	l.sort()
+	return l
+}
+
+// Input types.
+const (
+	InputString = "string" // the value is the text itself
+	InputFile   = "file"   // the value names a file, passed to processors as a Wiz File
+)
+
+// InputDecl declares one input of a pipeline: a value given to each run.
+type InputDecl struct {
+	Name    string
+	Type    string  // InputString (the default) or InputFile
+	Default *string // nil when the input has no default and must be given
+	Doc     string
+	Pos     Position // position of the input's key
+}
+
+// Ref names where an input of a processor comes from: either a pipeline
+// input (Input is set) or an output of another processor (Processor and
+// Output are set).
+type Ref struct {
+	Input     string // pipeline input name, when the reference is "inputs.NAME"
+	Processor string // processor name, when the reference is "NAME" or "NAME.OUTPUT"
+	Output    string // output name; "out" when the reference has no ".OUTPUT"
+	Pos       Position
+}
+
+// DefaultOutput is the output a reference to a processor names when it names
+// none.
+const DefaultOutput = "out"
+
+// String returns the reference as written in a file, with the output always
+// named: "inputs.text", "words.out".
+func (r Ref) String() string {
+	if r.Input != "" {
+		return "inputs." + r.Input
+	}
+	return r.Processor + "." + r.Output
+}
+
+// InputBinding says that the processor input Name comes From a pipeline
+// input or another processor's output.
+type InputBinding struct {
+	Name string
+	From Ref
+}
+
+// OnError values.
+const (
+	OnErrorFail = ""     // a failure of the processor fails the run
+	OnErrorWarn = "warn" // a failure of the processor becomes a warning
+)
+
+// ProcessorNode is one processor of a pipeline and a node of its graph.
+// Pipeline.Graph.Node(id) returns the *ProcessorNode itself, so changes made
+// through the graph are seen through Pipeline.Processors and back.
+type ProcessorNode struct {
+	id int64 // graph node id, index in Pipeline.Processors
+
+	Name string
+	// Uses is the processor type, "PACK/NAME", without any version
+	// constraint.
+	Uses string
+	// UsesVersion is the version constraint written after "@" in uses, e.g.
+	// "^1.2" from "acme/resize@^1.2"; empty when none.
+	UsesVersion string
+	// With is the processor's config as decoded YAML: map[string]any, []any,
+	// string, int64, uint64, float64, bool and nil. It is nil when the file
+	// has no `with`.
+	With    map[string]any
+	Inputs  []InputBinding // sorted by Name
+	After   []string       // order-only dependencies, in file order
+	Retries int            // the processor's retries, or the pipeline's when it sets none
+	Timeout time.Duration  // 0 when none
+	OnError string         // OnErrorFail or OnErrorWarn
+	// Executor overrides the pipeline's executor; empty means the
+	// pipeline's.
+	Executor string
+	Pos      Position            // position of the processor's key
+	WithPos  map[string]Position // position of each top-level `with` key
+
+	usesPos  Position   // position of the uses value
+	withPos  *Position  // position of the `with` key; nil when absent
+	afterPos []Position // position of each After entry
+}
+
+// ID returns the node's id in the pipeline's graph, which is its index in
+// Pipeline.Processors. It implements graph.Node.
+func (n *ProcessorNode) ID() int64 { return n.id }
+
+var _ graph.Node = (*ProcessorNode)(nil)
+
+// Pipeline is a parsed pipeline file.
+//
+// Parse fills everything but the graph's edges; Validate adds them. A
+// Pipeline is not safe for concurrent use while Validate runs; afterwards it
+// may be read concurrently.
+type Pipeline struct {
+	File        string
+	Source      []byte
+	Name        string
+	Inputs      []InputDecl      // in file order
+	Processors  []*ProcessorNode // in file order; Processors[i].ID() == int64(i)
+	Executor    string           // default "local"
+	MaxParallel int              // 0 means the executor's capacity
+	Retries     int              // pipeline-wide default retries
+	// Graph holds the processors as nodes. An edge u->v means v depends on
+	// u, for data (v's inputs name u) or order (v's after names u).
+	Graph *simple.DirectedGraph
+
+	byName map[string]*ProcessorNode
+	order  []*ProcessorNode
+}
+
+// DefaultExecutor is the executor of a pipeline that names none.
+const DefaultExecutor = "local"
+
+// Node returns the processor called name.
+func (p *Pipeline) Node(name string) (*ProcessorNode, bool) {
+	n, ok := p.byName[name]
+	return n, ok
+}
+
+// Input returns the declared input called name.
+func (p *Pipeline) Input(name string) (*InputDecl, bool) {
+	for i := range p.Inputs {
+		if p.Inputs[i].Name == name {
+			return &p.Inputs[i], true
+		}
+	}
+	return nil, false
+}
+
+// Order returns the processors in a topological order: each after all those
+// it depends on. It is nil until Validate succeeds. The order is stable for
+// a given file. The caller may change the returned slice.
+func (p *Pipeline) Order() []*ProcessorNode {
+	return slices.Clone(p.order)
+}
+
+// FieldSpec describes one config field of a processor type.
+type FieldSpec struct {
+	Name string
+	// Type is one of "string", "int", "bool", "number", "list", "map",
+	// "duration" (a string like "30s") or "any". An unknown type is treated
+	// as "any".
+	Type     string
+	Required bool
+	Doc      string
+}
+
+// TypeSpec describes a processor type's config, as its pack described it.
+type TypeSpec struct {
+	Type   string // "std/exec"
+	Fields []FieldSpec
+}
+
+// Catalog is what Validate needs to know about the installed processor types.
+// Validate calls it from one goroutine.
+type Catalog interface {
+	// Lookup returns the spec of the processor type typ ("std/exec").
+	Lookup(typ string) (*TypeSpec, bool)
+	// Types returns the installed types, sorted, for error messages.
+	Types() []string
+}

@@ -1,0 +1,330 @@
+package pipeline
+
+import (
+	"errors"
+	"fmt"
+	"iter"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"gonum.org/v1/gonum/graph"
+	"gonum.org/v1/gonum/graph/simple"
+	"gonum.org/v1/gonum/graph/topo"
+)
+
+// Validate checks what Parse cannot check alone and builds the edges of
+// p.Graph:
+//
+//   - each processor's type is installed (else the error lists the
+//     installed types);
+//   - each `with` field is one the type declares (else the error lists the
+//     valid fields), has the declared type, and required fields are present;
+//     a string that is only "${{ inputs.NAME }}" stands for any scalar type;
+//   - each reference to a pipeline input, in `inputs` or in a
+//     "${{ inputs.NAME }}" of `with`, names a declared input (else the error
+//     lists them);
+//   - each reference to a processor, in `inputs` or `after`, names one (else
+//     the error lists them);
+//   - there is no cycle. A cycle's error is positioned at its processor that
+//     comes first in the file and prints the path following the edges, from
+//     each processor to one that depends on it: "a -> b -> c -> a". It
+//     matches ErrCycle. A processor that depends on itself is a cycle.
+//
+// Validate returns an ErrorList of all the problems found, or nil; then
+// Order returns a topological order. A nil cat skips the checks of types and
+// config. Validate can be called again, after changing p; it rebuilds the
+// graph's edges.
+func (p *Pipeline) Validate(cat Catalog) error {
+	var errs ErrorList
+	errorf := func(pos Position, format string, args ...any) {
+		errs = append(errs, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
+	}
+
+	p.order = nil
+	p.Graph = simple.NewDirectedGraph()
+	p.byName = make(map[string]*ProcessorNode, len(p.Processors))
+	for i, n := range p.Processors {
+		n.id = int64(i)
+		p.Graph.AddNode(n)
+		p.byName[n.Name] = n
+	}
+
+	inputs := make(map[string]bool, len(p.Inputs))
+	for _, in := range p.Inputs {
+		inputs[in.Name] = true
+	}
+	declared := func() string {
+		if len(p.Inputs) == 0 {
+			return "no inputs are declared"
+		}
+		names := make([]string, len(p.Inputs))
+		for i, in := range p.Inputs {
+			names[i] = in.Name
+		}
+		slices.Sort(names)
+		return "declared inputs: " + strings.Join(names, ", ")
+	}
+	processors := func() string {
+		names := make([]string, 0, len(p.Processors))
+		for _, n := range p.Processors {
+			names = append(names, n.Name)
+		}
+		slices.Sort(names)
+		return "processors: " + strings.Join(names, ", ")
+	}
+
+	selfCycle := map[*ProcessorNode]bool{}
+	dependOn := func(v *ProcessorNode, name string) bool {
+		u, ok := p.byName[name]
+		if !ok {
+			return false
+		}
+		if u == v {
+			selfCycle[v] = true
+		} else {
+			p.Graph.SetEdge(p.Graph.NewEdge(u, v))
+		}
+		return true
+	}
+
+	for _, n := range p.Processors {
+		if cat != nil {
+			p.checkConfig(n, cat, errorf)
+		}
+		for name, pos := range sortedPositions(n.WithPos) {
+			for _, in := range inputRefs(n.With[name]) {
+				if !inputs[in] {
+					errorf(pos, "unknown input %q in \"${{ inputs.%s }}\" of with.%s (%s)", in, in, name, declared())
+				}
+			}
+		}
+		for _, b := range n.Inputs {
+			switch {
+			case b.From.Input != "":
+				if !inputs[b.From.Input] {
+					errorf(b.From.Pos, "unknown input %q in reference %q (%s)", b.From.Input, b.From.String(), declared())
+				}
+			case !dependOn(n, b.From.Processor):
+				errorf(b.From.Pos, "unknown processor %q in reference %q (%s)", b.From.Processor, b.From.String(), processors())
+			}
+		}
+		for i, name := range n.After {
+			if !dependOn(n, name) {
+				pos := n.Pos
+				if i < len(n.afterPos) {
+					pos = n.afterPos[i]
+				}
+				errorf(pos, "unknown processor %q in after (%s)", name, processors())
+			}
+		}
+	}
+
+	for _, n := range p.Processors {
+		if selfCycle[n] {
+			errs = append(errs, cycleError(n, []*ProcessorNode{n, n}))
+		}
+	}
+	sorted, err := topo.SortStabilized(p.Graph, nil)
+	var unorderable topo.Unorderable
+	switch {
+	case errors.As(err, &unorderable):
+		for _, component := range unorderable {
+			path := p.cyclePath(component)
+			errs = append(errs, cycleError(path[0], path))
+		}
+	case err != nil:
+		return err // not expected: topo returns only Unorderable
+	}
+
+	if err := errs.err(); err != nil {
+		return err
+	}
+	p.order = make([]*ProcessorNode, len(sorted))
+	for i, n := range sorted {
+		p.order[i] = n.(*ProcessorNode)
+	}
+	return nil
+}
+
+func cycleError(at *ProcessorNode, path []*ProcessorNode) *Error {
+	names := make([]string, len(path))
+	for i, n := range path {
+		names[i] = n.Name
+	}
+	return &Error{
+		Pos: at.Pos,
+		Msg: ErrCycle.Error() + ": " + strings.Join(names, " -> "),
+		Err: ErrCycle,
+	}
+}
+
+// cyclePath returns a shortest cycle through the first processor (by file
+// order) of a strongly connected component, starting and ending with it.
+func (p *Pipeline) cyclePath(component []graph.Node) []*ProcessorNode {
+	in := make(map[int64]bool, len(component))
+	start := component[0].ID()
+	for _, n := range component {
+		in[n.ID()] = true
+		start = min(start, n.ID())
+	}
+	// Breadth-first from start, successors in file order, until an edge
+	// leads back to start.
+	parent := map[int64]int64{start: -1}
+	queue := []int64{start}
+	for len(queue) > 0 {
+		u := queue[0]
+		queue = queue[1:]
+		for _, v := range successors(p.Graph, u) {
+			if v == start {
+				var path []*ProcessorNode
+				for x := u; x != -1; x = parent[x] {
+					path = append(path, p.Processors[x])
+				}
+				slices.Reverse(path)
+				return append(path, p.Processors[start])
+			}
+			if _, seen := parent[v]; in[v] && !seen {
+				parent[v] = u
+				queue = append(queue, v)
+			}
+		}
+	}
+	// Not reached: a strongly connected component has a cycle through each
+	// of its nodes.
+	return []*ProcessorNode{p.Processors[start], p.Processors[start]}
+}
+
+// successors returns the ids of the nodes u has edges to, sorted.
+func successors(g graph.Directed, u int64) []int64 {
+	var ids []int64
+	it := g.From(u)
+	for it.Next() {
+		ids = append(ids, it.Node().ID())
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// checkConfig checks n's `with` against the spec of its type.
+func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Position, string, ...any)) {
+	if n.Uses == "" {
+		return
+	}
+	spec, ok := cat.Lookup(n.Uses)
+	if !ok {
+		types := cat.Types()
+		installed := "no processor types are installed"
+		if len(types) > 0 {
+			installed = "installed: " + strings.Join(types, ", ")
+		}
+		errorf(n.usesPos, "unknown processor type %q (%s)", n.Uses, installed)
+		return
+	}
+	fields := make(map[string]FieldSpec, len(spec.Fields))
+	names := make([]string, 0, len(spec.Fields))
+	for _, f := range spec.Fields {
+		fields[f.Name] = f
+		names = append(names, f.Name)
+	}
+	slices.Sort(names)
+	for name, pos := range sortedPositions(n.WithPos) {
+		f, ok := fields[name]
+		if !ok {
+			valid := n.Uses + " has no config fields"
+			if len(names) > 0 {
+				valid = "valid fields: " + strings.Join(names, ", ")
+			}
+			errorf(pos, "unknown field %q for %s (%s)", name, n.Uses, valid)
+			continue
+		}
+		if want, ok := checkType(f.Type, n.With[name]); !ok {
+			errorf(pos, "field %q of %s must be %s, got %s", name, n.Uses, want, describeValue(n.With[name]))
+		}
+	}
+	for _, f := range spec.Fields {
+		if _, ok := n.With[f.Name]; f.Required && !ok {
+			pos := n.Pos
+			if n.withPos != nil {
+				pos = *n.withPos
+			}
+			errorf(pos, "missing required field %q for %s", f.Name, n.Uses)
+		}
+	}
+}
+
+// checkType reports whether v has the field type typ; if not, it returns the
+// wanted type as a phrase for messages.
+func checkType(typ string, v any) (string, bool) {
+	if s, ok := v.(string); ok && wholeInputRef(s) && typ != "list" && typ != "map" {
+		return "", true
+	}
+	switch typ {
+	case "string":
+		_, ok := v.(string)
+		return "a string", ok
+	case "int":
+		switch v.(type) {
+		case int64, uint64:
+			return "an integer", true
+		}
+		return "an integer", false
+	case "number":
+		switch v.(type) {
+		case int64, uint64, float64:
+			return "a number", true
+		}
+		return "a number", false
+	case "bool":
+		_, ok := v.(bool)
+		return "a boolean", ok
+	case "list":
+		_, ok := v.([]any)
+		return "a list", ok
+	case "map":
+		_, ok := v.(map[string]any)
+		return "a map", ok
+	case "duration":
+		s, ok := v.(string)
+		if ok {
+			_, err := time.ParseDuration(s)
+			ok = err == nil
+		}
+		return `a duration like "30s"`, ok
+	}
+	return "", true // "any", or a type this version does not know
+}
+
+// describeValue names a decoded value for error messages.
+func describeValue(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "nothing"
+	case string:
+		return fmt.Sprintf("the string %q", x)
+	case int64, uint64:
+		return fmt.Sprintf("the integer %d", x)
+	case float64:
+		return fmt.Sprintf("the number %v", x)
+	case bool:
+		return fmt.Sprintf("the boolean %v", x)
+	case []any:
+		return "a list"
+	case map[string]any:
+		return "a map"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// sortedPositions yields the entries of m in the order of their positions.
+func sortedPositions(m map[string]Position) iter.Seq2[string, Position] {
+	return func(yield func(string, Position) bool) {
+		names := slices.SortedFunc(maps.Keys(m), func(a, b string) int { return m[a].compare(m[b]) })
+		for _, name := range names {
+			if !yield(name, m[name]) {
+				return
+			}
+		}
+	}
+}

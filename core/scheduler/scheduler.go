@@ -1,0 +1,264 @@
+// Package scheduler is wiz's DAG scheduler as a deterministic state machine.
+// It does no I/O: the host feeds it events (a task started, a task finished,
+// cancel) and carries out the actions it returns (dispatch, cancel, done).
+// Nodes are numbered 0..n-1.
+//
+// The v1.0 failure rule: a fatal error in any processor fails the run; tasks
+// in flight are cancelled; never-started ones stay Idle. A processor marked
+// warn-only turns its failure into a warning: the run goes on without the
+// processors downstream of it, which stay Idle.
+package scheduler
+
+import "container/heap"
+
+// Outcome is how a task ended.
+type Outcome uint8
+
+const (
+	// Succeeded: the task did its work.
+	Succeeded Outcome = iota + 1
+	// Failed: a fatal error.
+	Failed
+	// Cancelled: stopped by a Cancel action or before it started.
+	Cancelled
+)
+
+// ActionKind says what the host must do.
+type ActionKind uint8
+
+const (
+	// Dispatch: send node's task to an executor.
+	Dispatch ActionKind = iota + 1
+	// CancelTask: cancel node's task, which is in flight.
+	CancelTask
+	// Done: the run is over; Result says how.
+	Done
+)
+
+// Action is one thing for the host to do.
+type Action struct {
+	Kind ActionKind
+	Node int
+}
+
+// Result is how a run ended.
+type Result uint8
+
+const (
+	// Running: not over yet.
+	Running Result = iota
+	// RunSucceeded: every processor that could run succeeded.
+	RunSucceeded
+	// RunFailed: a fatal error or a cancel.
+	RunFailed
+)
+
+type nodeState uint8
+
+const (
+	idle nodeState = iota
+	inFlight
+	succeeded
+	failed
+	blocked // downstream of a warn-only failure
+)
+
+// Spec describes a DAG to schedule.
+type Spec struct {
+	// N is the number of nodes.
+	N int
+	// Edges are (from, to): to waits for from.
+	Edges [][2]int
+	// Priority orders ready nodes: higher first (e.g. the longest remaining
+	// path). Nil: all equal, lower node numbers first.
+	Priority []int
+	// WarnOnly marks nodes whose failure is only a warning.
+	WarnOnly []bool
+	// Window is how many tasks may be in flight (dispatched and not finished)
+	// at once; executors run fewer when they have fewer slots. 0: unlimited.
+	Window int
+}
+
+// Scheduler schedules one run. It is not safe for concurrent use: one
+// goroutine owns a run.
+type Scheduler struct {
+	succ     [][]int
+	indeg    []int
+	state    []nodeState
+	prio     []int
+	warnOnly []bool
+	window   int
+	ready    readyHeap
+	inflight int
+	open     int // nodes not yet finished or blocked
+	failing  bool
+	done     bool
+	result   Result
+	warned   int
+	acts     []Action
+}
+
+// New makes a scheduler for spec. Edges must form a DAG.
+func New(spec Spec) *Scheduler {
+	s := &Scheduler{
+		succ:     make([][]int, spec.N),
+		indeg:    make([]int, spec.N),
+		state:    make([]nodeState, spec.N),
+		prio:     spec.Priority,
+		warnOnly: spec.WarnOnly,
+		window:   spec.Window,
+		open:     spec.N,
+	}
+	for _, e := range spec.Edges {
+		s.succ[e[0]] = append(s.succ[e[0]], e[1])
+		s.indeg[e[1]]++
+	}
+	s.ready.prio = s.prio
+	for i := 0; i < spec.N; i++ {
+		if s.indeg[i] == 0 {
+			s.ready.nodes = append(s.ready.nodes, i)
+		}
+	}
+	heap.Init(&s.ready)
+	return s
+}
+
+// Start returns the first actions.
+func (s *Scheduler) Start() []Action {
+	s.acts = s.acts[:0]
+	s.fill()
+	s.checkDone()
+	return s.acts
+}
+
+// Finished records that node's task ended and returns what to do next. The
+// returned slice is reused by the next call.
+func (s *Scheduler) Finished(node int, o Outcome) []Action {
+	s.acts = s.acts[:0]
+	if s.state[node] != inFlight {
+		return s.acts
+	}
+	s.inflight--
+	switch o {
+	case Succeeded:
+		s.state[node] = succeeded
+		s.open--
+		for _, n := range s.succ[node] {
+			s.indeg[n]--
+			if s.indeg[n] == 0 && s.state[n] == idle {
+				heap.Push(&s.ready, n)
+			}
+		}
+	case Failed:
+		s.state[node] = failed
+		s.open--
+		if s.warnOnly != nil && s.warnOnly[node] && !s.failing {
+			s.warned++
+			s.block(node)
+		} else {
+			s.fail()
+		}
+	case Cancelled:
+		// Cancelled before or while running: only a cancel does that, so the run is failing.
+		s.state[node] = idle
+		s.open--
+		if !s.failing {
+			s.fail()
+		}
+	}
+	if !s.failing {
+		s.fill()
+	}
+	s.checkDone()
+	return s.acts
+}
+
+// Cancel fails the run: tasks in flight are cancelled, nothing new starts.
+func (s *Scheduler) Cancel() []Action {
+	s.acts = s.acts[:0]
+	if !s.failing && !s.done {
+		s.fail()
+	}
+	s.checkDone()
+	return s.acts
+}
+
+// Result says how the run ended, or Running.
+func (s *Scheduler) Result() Result { return s.result }
+
+// Warned is how many warn-only processors failed.
+func (s *Scheduler) Warned() int { return s.warned }
+
+// Blocked reports whether node was left Idle because a warn-only processor it
+// depends on failed.
+func (s *Scheduler) Blocked(node int) bool { return s.state[node] == blocked }
+
+func (s *Scheduler) fill() {
+	for s.ready.Len() > 0 && (s.window <= 0 || s.inflight < s.window) {
+		n := heap.Pop(&s.ready).(int)
+		s.state[n] = inFlight
+		s.inflight++
+		s.acts = append(s.acts, Action{Kind: Dispatch, Node: n})
+	}
+}
+
+func (s *Scheduler) fail() {
+	s.failing = true
+	s.ready.nodes = s.ready.nodes[:0]
+	for n, st := range s.state {
+		if st == inFlight {
+			s.acts = append(s.acts, Action{Kind: CancelTask, Node: n})
+		}
+	}
+}
+
+// block marks everything downstream of node as never to run.
+func (s *Scheduler) block(node int) {
+	stack := append([]int(nil), s.succ[node]...)
+	for len(stack) > 0 {
+		n := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if s.state[n] != idle {
+			continue
+		}
+		s.state[n] = blocked
+		s.open--
+		stack = append(stack, s.succ[n]...)
+	}
+}
+
+func (s *Scheduler) checkDone() {
+	if s.done || s.inflight > 0 {
+		return
+	}
+	if s.failing || s.open == 0 || s.ready.Len() == 0 {
+		s.done = true
+		s.result = RunSucceeded
+		if s.failing {
+			s.result = RunFailed
+		}
+		s.acts = append(s.acts, Action{Kind: Done})
+	}
+}
+
+// readyHeap orders ready nodes by priority, then node number.
+type readyHeap struct {
+	nodes []int
+	prio  []int
+}
+
+func (h *readyHeap) Len() int { return len(h.nodes) }
+func (h *readyHeap) Less(i, j int) bool {
+	a, b := h.nodes[i], h.nodes[j]
+	if h.prio != nil && h.prio[a] != h.prio[b] {
+		return h.prio[a] > h.prio[b]
+	}
+	return a < b
+}
+func (h *readyHeap) Swap(i, j int) { h.nodes[i], h.nodes[j] = h.nodes[j], h.nodes[i] }
+func (h *readyHeap) Push(x any)    { h.nodes = append(h.nodes, x.(int)) }
+func (h *readyHeap) Pop() any {
+	n := h.nodes[len(h.nodes)-1]
+	h.nodes = h.nodes[:len(h.nodes)-1]
+	return n
+}

@@ -1,0 +1,332 @@
+// Package store keeps the Manager's state in badger: pipelines and their
+// versions, runs, processor states, events and logs, as protobuf values under
+// KSUID-ordered keys. Writes go through a Batch that commits atomically, so a
+// crash never leaves a half-written transition visible.
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wiz-run/wiz/proto/wizpb"
+)
+
+// ErrNotFound is returned when a pipeline, version or run does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrLocked is returned by Open when another process holds the store.
+var ErrLocked = errors.New("the store is in use by another wiz process")
+
+// Key prefixes. Keys are prefix + ids joined by "/"; KSUIDs sort by time.
+const (
+	pPipeline  = "p/" // p/<name>
+	pVersion   = "v/" // v/<pipeline id>/<version id>
+	pRun       = "r/" // r/<run id>
+	pProcessor = "s/" // s/<run id>/<processor name>
+	pEvent     = "e/" // e/<run id>/<event id>
+	pLog       = "l/" // l/<run id>/<processor>/<seq>
+)
+
+// Store is the Manager's state store. It is safe for concurrent use.
+type Store struct {
+	db *badger.DB
+}
+
+// Open opens (creating when missing) the store in dir, sized for a laptop.
+func Open(dir string, log hclog.Logger) (*Store, error) {
+	opts := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{log}).
+		WithMemTableSize(8 << 20).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(8).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(4 << 20).
+		WithValueLogFileSize(64 << 20).
+		WithValueThreshold(1 << 10).
+		WithNumCompactors(2).
+		WithSyncWrites(false)
+	db, err := badger.Open(opts)
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("open store %s: %w", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	if err := s.db.Sync(); err != nil {
+		s.db.Close()
+		return fmt.Errorf("sync store: %w", err)
+	}
+	return s.db.Close()
+}
+
+// Sync makes every committed write durable.
+func (s *Store) Sync() error { return s.db.Sync() }
+
+func get(txn *badger.Txn, key string, m proto.Message) error {
+	item, err := txn.Get([]byte(key))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return item.Value(func(v []byte) error { return proto.Unmarshal(v, m) })
+}
+
+func (s *Store) get(key string, m proto.Message) error {
+	return s.db.View(func(txn *badger.Txn) error { return get(txn, key, m) })
+}
+
+// scan calls fn for every value under prefix, in key order (reverse when asked).
+func (s *Store) scan(prefix string, reverse bool, fn func(key, val []byte) (bool, error)) error {
+	return s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefix)
+		opts.Reverse = reverse
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		start := []byte(prefix)
+		if reverse {
+			start = append([]byte(prefix), 0xff)
+		}
+		for it.Seek(start); it.ValidForPrefix([]byte(prefix)); it.Next() {
+			var more bool
+			err := it.Item().Value(func(v []byte) error {
+				var err error
+				more, err = fn(it.Item().Key(), v)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if !more {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// Batch collects writes and commits them atomically. Writes to the same key
+// coalesce: the last one wins. A Batch is owned by one goroutine.
+type Batch struct {
+	s    *Store
+	keys []string
+	vals map[string][]byte
+}
+
+// Batch starts a batch of writes.
+func (s *Store) Batch() *Batch {
+	return &Batch{s: s, vals: map[string][]byte{}}
+}
+
+// Len is the number of pending writes.
+func (b *Batch) Len() int { return len(b.keys) }
+
+func (b *Batch) put(key string, m proto.Message) error {
+	v, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	if _, ok := b.vals[key]; !ok {
+		b.keys = append(b.keys, key)
+	}
+	b.vals[key] = v
+	return nil
+}
+
+// PutRun stages a run record.
+func (b *Batch) PutRun(r *wizpb.Run) error { return b.put(pRun+r.Id, r) }
+
+// PutProcessor stages a processor's state in a run.
+func (b *Batch) PutProcessor(p *wizpb.ProcessorRun) error {
+	return b.put(pProcessor+p.RunId+"/"+p.Name, p)
+}
+
+// PutEvent stages an event.
+func (b *Batch) PutEvent(e *wizpb.Event) error { return b.put(pEvent+e.RunId+"/"+e.Id, e) }
+
+// PutLog stages a log chunk; seq orders the chunks of one processor.
+func (b *Batch) PutLog(runID string, seq uint64, c *wizpb.LogChunk) error {
+	return b.put(fmt.Sprintf("%s%s/%s/%016x", pLog, runID, c.Processor, seq), c)
+}
+
+// Commit writes everything staged in one transaction (several when it is too
+// big for one; each staged value is written whole) and empties the batch.
+func (b *Batch) Commit() error {
+	if len(b.keys) == 0 {
+		return nil
+	}
+	txn := b.s.db.NewTransaction(true)
+	for _, k := range b.keys {
+		err := txn.Set([]byte(k), b.vals[k])
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err := txn.Commit(); err != nil {
+				return fmt.Errorf("commit state: %w", err)
+			}
+			txn = b.s.db.NewTransaction(true)
+			err = txn.Set([]byte(k), b.vals[k])
+		}
+		if err != nil {
+			txn.Discard()
+			return fmt.Errorf("stage %s: %w", k, err)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("commit state: %w", err)
+	}
+	b.keys = b.keys[:0]
+	clear(b.vals)
+	return nil
+}
+
+// PutPipelineVersion stores a pipeline version and makes it the newest.
+func (s *Store) PutPipelineVersion(p *wizpb.Pipeline, v *wizpb.PipelineVersion) error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		pb, err := proto.Marshal(p)
+		if err != nil {
+			return err
+		}
+		vb, err := proto.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if err := txn.Set([]byte(pPipeline+p.Name), pb); err != nil {
+			return err
+		}
+		return txn.Set([]byte(pVersion+p.Id+"/"+v.Id), vb)
+	})
+}
+
+// Pipeline returns a pipeline by name.
+func (s *Store) Pipeline(name string) (*wizpb.Pipeline, error) {
+	p := &wizpb.Pipeline{}
+	if err := s.get(pPipeline+name, p); err != nil {
+		return nil, fmt.Errorf("pipeline %s: %w", name, err)
+	}
+	return p, nil
+}
+
+// Pipelines lists pipelines by name.
+func (s *Store) Pipelines() ([]*wizpb.Pipeline, error) {
+	var out []*wizpb.Pipeline
+	err := s.scan(pPipeline, false, func(_, v []byte) (bool, error) {
+		p := &wizpb.Pipeline{}
+		out = append(out, p)
+		return true, proto.Unmarshal(v, p)
+	})
+	return out, err
+}
+
+// PipelineVersion returns one version of a pipeline.
+func (s *Store) PipelineVersion(pipelineID, versionID string) (*wizpb.PipelineVersion, error) {
+	v := &wizpb.PipelineVersion{}
+	if err := s.get(pVersion+pipelineID+"/"+versionID, v); err != nil {
+		return nil, fmt.Errorf("pipeline version %s: %w", versionID, err)
+	}
+	return v, nil
+}
+
+// PipelineVersions lists a pipeline's versions, oldest first.
+func (s *Store) PipelineVersions(pipelineID string) ([]*wizpb.PipelineVersion, error) {
+	var out []*wizpb.PipelineVersion
+	err := s.scan(pVersion+pipelineID+"/", false, func(_, v []byte) (bool, error) {
+		pv := &wizpb.PipelineVersion{}
+		out = append(out, pv)
+		return true, proto.Unmarshal(v, pv)
+	})
+	return out, err
+}
+
+// Run returns a run.
+func (s *Store) Run(id string) (*wizpb.Run, error) {
+	r := &wizpb.Run{}
+	if err := s.get(pRun+id, r); err != nil {
+		return nil, fmt.Errorf("run %s: %w", id, err)
+	}
+	return r, nil
+}
+
+// Runs lists runs, newest first, at most limit (0: all).
+func (s *Store) Runs(limit int) ([]*wizpb.Run, error) {
+	var out []*wizpb.Run
+	err := s.scan(pRun, true, func(_, v []byte) (bool, error) {
+		r := &wizpb.Run{}
+		if err := proto.Unmarshal(v, r); err != nil {
+			return false, err
+		}
+		out = append(out, r)
+		return limit <= 0 || len(out) < limit, nil
+	})
+	return out, err
+}
+
+// Processors returns the recorded processor states of a run. Processors that
+// never left Idle have no record.
+func (s *Store) Processors(runID string) (map[string]*wizpb.ProcessorRun, error) {
+	out := map[string]*wizpb.ProcessorRun{}
+	err := s.scan(pProcessor+runID+"/", false, func(_, v []byte) (bool, error) {
+		p := &wizpb.ProcessorRun{}
+		if err := proto.Unmarshal(v, p); err != nil {
+			return false, err
+		}
+		out[p.Name] = p
+		return true, nil
+	})
+	return out, err
+}
+
+// Events returns a run's events in order.
+func (s *Store) Events(runID string) ([]*wizpb.Event, error) {
+	var out []*wizpb.Event
+	err := s.scan(pEvent+runID+"/", false, func(_, v []byte) (bool, error) {
+		e := &wizpb.Event{}
+		out = append(out, e)
+		return true, proto.Unmarshal(v, e)
+	})
+	return out, err
+}
+
+// Logs calls fn for a run's log chunks, processor by processor, in order;
+// processor "" means all.
+func (s *Store) Logs(runID, processor string, fn func(*wizpb.LogChunk) error) error {
+	prefix := pLog + runID + "/"
+	if processor != "" {
+		prefix += processor + "/"
+	}
+	return s.scan(prefix, false, func(_, v []byte) (bool, error) {
+		c := &wizpb.LogChunk{}
+		if err := proto.Unmarshal(v, c); err != nil {
+			return false, err
+		}
+		return true, fn(c)
+	})
+}
+
+// badgerLogger sends badger's logs to hclog, errors and warnings only.
+type badgerLogger struct{ l hclog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	if b.l != nil {
+		b.l.Error(string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
+	}
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	if b.l != nil {
+		b.l.Warn(string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
+	}
+}
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}

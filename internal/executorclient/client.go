@@ -1,0 +1,219 @@
+// Package executorclient connects the Manager to a `wiz executor` over gRPC:
+// one TLS connection and one long-lived Execute stream per executor. It
+// implements manager.Executor.
+package executorclient
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk"
+)
+
+// Endpoint says where an executor listens and how to trust it.
+type Endpoint struct {
+	Address    string
+	CACertPEM  []byte
+	ServerName string
+	Token      string
+}
+
+// Client is a connection to one executor.
+type Client struct {
+	name     string
+	conn     *grpc.ClientConn
+	stream   wizrpc.Executor_ExecuteClient
+	cancel   context.CancelFunc
+	slots    int
+	events   chan *manager.TaskEvent
+	teardown func(context.Context) error
+
+	mu       sync.Mutex
+	inflight map[string]bool
+	done     chan struct{} // closed when the receive loop ends
+}
+
+var _ manager.Executor = (*Client)(nil)
+
+type tokenCreds struct{ token string }
+
+func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + t.token}, nil
+}
+func (tokenCreds) RequireTransportSecurity() bool { return true }
+
+// Dial connects to an executor and opens its Execute stream. teardown is
+// called by Close after the stream ends.
+func Dial(ctx context.Context, name string, ep Endpoint, teardown func(context.Context) error) (*Client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ep.CACertPEM) {
+		return nil, fmt.Errorf("%s: endpoint has no usable CA certificate", name)
+	}
+	creds := credentials.NewTLS(&tls.Config{RootCAs: pool, ServerName: ep.ServerName, MinVersion: tls.VersionTLS13})
+	conn, err := grpc.NewClient(ep.Address,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithPerRPCCredentials(tokenCreds{ep.Token}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize), grpc.MaxCallSendMsgSize(sdk.MaxMessageSize)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("%s: connect %s: %w", name, ep.Address, err)
+	}
+	ictx, icancel := context.WithTimeout(ctx, 20*time.Second)
+	defer icancel()
+	info, err := wizrpc.NewExecutorClient(conn).Info(ictx, &wizrpc.InfoRequest{}, grpc.WaitForReady(true))
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("%s at %s: info: %w", name, ep.Address, plain(err))
+	}
+	sctx, cancel := context.WithCancel(context.Background())
+	stream, err := wizrpc.NewExecutorClient(conn).Execute(sctx)
+	if err != nil {
+		cancel()
+		conn.Close()
+		return nil, fmt.Errorf("%s at %s: open task stream: %w", name, ep.Address, plain(err))
+	}
+	c := &Client{
+		name: name, conn: conn, stream: stream, cancel: cancel, slots: int(info.Slots),
+		events: make(chan *manager.TaskEvent, 1024), teardown: teardown,
+		inflight: map[string]bool{}, done: make(chan struct{}),
+	}
+	go c.recv()
+	return c, nil
+}
+
+// Name implements manager.Executor.
+func (c *Client) Name() string { return c.name }
+
+// Slots implements manager.Executor.
+func (c *Client) Slots() int { return c.slots }
+
+// Events implements manager.Executor.
+func (c *Client) Events() <-chan *manager.TaskEvent { return c.events }
+
+// Submit implements manager.Executor.
+func (c *Client) Submit(t *manager.Task) error {
+	c.mu.Lock()
+	select {
+	case <-c.done:
+		c.mu.Unlock()
+		return fmt.Errorf("%s is gone", c.name)
+	default:
+	}
+	c.inflight[t.ID] = true
+	c.mu.Unlock()
+	err := c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_Task{Task: &wizrpc.Task{
+		Id: t.ID, RunId: t.RunID, Processor: t.Processor, Type: t.Type,
+		Pack:       &wizrpc.PackRef{Name: t.Pack.Name, Version: t.Pack.Version, Path: t.Pack.Path, Sha256: t.Pack.SHA256},
+		ConfigJson: t.Config, Inputs: t.Inputs, TimeoutNs: t.Timeout.Nanoseconds(),
+	}}})
+	if err != nil {
+		c.mu.Lock()
+		delete(c.inflight, t.ID)
+		c.mu.Unlock()
+		return fmt.Errorf("send task: %w", plain(err))
+	}
+	return nil
+}
+
+// Cancel implements manager.Executor.
+func (c *Client) Cancel(taskID, reason string) error {
+	return c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_Cancel{Cancel: &wizrpc.CancelRequest{TaskId: taskID, Reason: reason}}})
+}
+
+// recv turns stream events into task events. When the stream breaks, every
+// task still in flight ends Failed with a reason naming the executor.
+func (c *Client) recv() {
+	defer close(c.events)
+	var cause error
+	for {
+		ev, err := c.stream.Recv()
+		if err != nil {
+			if err != io.EOF {
+				cause = err
+			}
+			break
+		}
+		out := &manager.TaskEvent{TaskID: ev.TaskId}
+		switch e := ev.Event.(type) {
+		case *wizrpc.ExecuteEvent_Started:
+			out.Kind = manager.EventStarted
+		case *wizrpc.ExecuteEvent_Log:
+			out.Kind, out.Stream, out.Data = manager.EventLog, e.Log.Stream, e.Log.Data
+		case *wizrpc.ExecuteEvent_Warning:
+			out.Kind, out.Message = manager.EventWarning, e.Warning.Message
+		case *wizrpc.ExecuteEvent_Output:
+			out.Kind, out.Name, out.Output = manager.EventOutput, e.Output.Name, e.Output.Data
+		case *wizrpc.ExecuteEvent_Metrics:
+			out.Kind, out.Metrics = manager.EventMetrics, e.Metrics
+		case *wizrpc.ExecuteEvent_Finished:
+			out.Kind, out.Message, out.Code, out.Started = manager.EventFinished, e.Finished.Error, int(e.Finished.ExitCode), e.Finished.Started
+			switch e.Finished.Outcome {
+			case wizrpc.Outcome_OUTCOME_SUCCEEDED:
+				out.Outcome = manager.OutcomeSucceeded
+			case wizrpc.Outcome_OUTCOME_CANCELLED:
+				out.Outcome = manager.OutcomeCancelled
+			default:
+				out.Outcome = manager.OutcomeFailed
+			}
+			c.mu.Lock()
+			delete(c.inflight, ev.TaskId)
+			c.mu.Unlock()
+		default:
+			continue
+		}
+		c.events <- out
+	}
+	c.mu.Lock()
+	close(c.done)
+	lost := c.inflight
+	c.inflight = map[string]bool{}
+	c.mu.Unlock()
+	msg := fmt.Sprintf("%s went away mid-task", c.name)
+	if cause != nil && !errors.Is(cause, context.Canceled) {
+		msg = fmt.Sprintf("%s went away mid-task: %v", c.name, plain(cause))
+	}
+	for id := range lost {
+		c.events <- &manager.TaskEvent{TaskID: id, Kind: manager.EventFinished, Outcome: manager.OutcomeFailed, Message: msg, Started: true}
+	}
+}
+
+// Close implements manager.Executor: it ends the stream (the executor cancels
+// what it still runs), tears the executor down and drains its events.
+func (c *Client) Close(ctx context.Context) error {
+	_ = c.stream.CloseSend()
+	select {
+	case <-c.done:
+	case <-time.After(2 * time.Second):
+	}
+	c.cancel()
+	var err error
+	if c.teardown != nil {
+		err = c.teardown(ctx)
+	}
+	c.conn.Close()
+	go func() { // drain so recv can finish; ends when recv closes events
+		for range c.events {
+		}
+	}()
+	return err
+}
+
+// plain strips gRPC's wrapper from an error.
+func plain(err error) error {
+	if s, ok := status.FromError(err); ok {
+		return errors.New(s.Message())
+	}
+	return err
+}

@@ -1,0 +1,468 @@
+package executorserver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/wiz-run/wiz/internal/pluginhost"
+	"github.com/wiz-run/wiz/proto/wizpb"
+	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk/blob"
+)
+
+// InlineLimit is the largest output kept inline as Wiz Data; larger outputs
+// are moved to a blob and passed as a Wiz File.
+var InlineLimit = 1 << 20
+
+// stderrTail is how much of stderr a failure message quotes.
+const stderrTail = 2048
+
+// cachedPlan is a plan with its program resolved and its environment built,
+// so that a task of a cached config costs no pack call and no PATH search.
+type cachedPlan struct {
+	plan *wizrpc.Plan
+	path string
+	env  []string
+}
+
+func typeName(t string) string {
+	if i := strings.LastIndexByte(t, '/'); i >= 0 {
+		return t[i+1:]
+	}
+	return t
+}
+
+// plan returns the invocation plan for a native task, asking the pack only
+// the first time a config is seen.
+func (s *Server) plan(ctx context.Context, pack *pluginhost.Pack, t *wizrpc.Task) (*cachedPlan, error) {
+	key := t.Pack.Sha256 + "\x00" + t.Type + "\x00" + string(t.ConfigJson)
+	s.mu.Lock()
+	cp := s.plans[key]
+	s.mu.Unlock()
+	if cp != nil {
+		return cp, nil
+	}
+	p, err := pack.Plan(ctx, typeName(t.Type), t.ConfigJson)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Type, err)
+	}
+	if len(p.Argv) == 0 {
+		return nil, fmt.Errorf("%s: the pack planned no program", t.Type)
+	}
+	path := p.Argv[0]
+	if !strings.Contains(path, "/") {
+		if path, err = exec.LookPath(path); err != nil {
+			return nil, fmt.Errorf("%s: program %q is not in PATH on the executor's host", t.Type, p.Argv[0])
+		}
+	}
+	var env []string
+	if p.InheritEnv {
+		env = os.Environ()
+	}
+	keys := make([]string, 0, len(p.Env))
+	for k := range p.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, k+"="+p.Env[k])
+	}
+	cp = &cachedPlan{plan: p, path: path, env: env}
+	s.mu.Lock()
+	s.plans[key] = cp
+	s.mu.Unlock()
+	return cp, nil
+}
+
+// runNative carries out an invocation plan: the executor starts the program
+// itself, in its own process group, and collects its outputs and rusage.
+func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, emit func(*wizrpc.ExecuteEvent)) {
+	p := cp.plan
+	fail := func(msg string, started bool) {
+		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, msg, started))
+	}
+	dir := p.Dir
+	needDir := dir == "" && (len(p.Outputs) > 0 || len(t.Inputs) > 0 && !onlyStdin(t.Inputs, p.StdinInput))
+	if needDir {
+		d, err := os.MkdirTemp(s.cfg.WorkDir, "task-*")
+		if err != nil {
+			fail(fmt.Sprintf("make working dir: %v", err), false)
+			return
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	env := cp.env
+	var stdin io.Reader
+	for name, d := range t.Inputs {
+		if name == p.StdinInput {
+			r, err := s.open(d)
+			if err != nil {
+				fail(fmt.Sprintf("input %s: %v", name, err), false)
+				return
+			}
+			defer r.Close()
+			stdin = r
+			continue
+		}
+		path, err := s.place(dir, name, d)
+		if err != nil {
+			fail(fmt.Sprintf("input %s: %v", name, err), false)
+			return
+		}
+		env = append(env[:len(env):len(env)], "WIZ_INPUT_"+envName(name)+"="+path)
+	}
+
+	cmd := &exec.Cmd{Path: cp.path, Args: p.Argv, Env: env, Dir: dir, Stdin: stdin}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var stdout *spill
+	if p.StdoutOutput {
+		stdout = &spill{blobs: s.blobs, limit: InlineLimit}
+		cmd.Stdout = stdout
+	} else {
+		cmd.Stdout = &logWriter{stream: "stdout", emit: emit}
+	}
+	se := &stderrScanner{emit: emit}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		fail(fmt.Sprintf("pipe: %v", err), false)
+		return
+	}
+	cmd.Stderr = pw
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		pr.Close()
+		pw.Close()
+		if stdout != nil {
+			stdout.abort()
+		}
+		fail(fmt.Sprintf("start %s: %v", p.Argv[0], err), false)
+		return
+	}
+	pw.Close()
+	pid := cmd.Process.Pid
+	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Started{Started: &wizrpc.Started{Pid: int32(pid)}}})
+	scanned := make(chan struct{})
+	go func() { se.scan(pr); pr.Close(); close(scanned) }()
+
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	var werr error
+	select {
+	case werr = <-waited:
+	case <-ctx.Done():
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
+		select {
+		case werr = <-waited:
+		case <-time.After(KillGrace):
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			werr = <-waited
+		}
+	}
+	// Nothing the program started outlives the task.
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	<-scanned
+	wall := time.Since(start)
+
+	m := &wizpb.Metrics{WallNs: wall.Nanoseconds(), InputBytes: dataSize(t.Inputs)}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
+		m.UserCpuNs = ru.Utime.Nano()
+		m.SysCpuNs = ru.Stime.Nano()
+		m.MaxRssBytes = ru.Maxrss * 1024
+	}
+	code := int32(cmd.ProcessState.ExitCode())
+	if ctx.Err() != nil {
+		if stdout != nil {
+			stdout.abort()
+		}
+		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
+		emit(finished(outcomeOf(ctx), code, cause(ctx), true))
+		return
+	}
+	if werr != nil {
+		if stdout != nil {
+			stdout.abort()
+		}
+		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
+		msg := fmt.Sprintf("%s exited with code %d", filepath.Base(p.Argv[0]), code)
+		if code < 0 {
+			msg = fmt.Sprintf("%s: %v", filepath.Base(p.Argv[0]), werr)
+		}
+		if tail := strings.TrimSpace(se.tail()); tail != "" {
+			msg += ": " + tail
+		}
+		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, code, msg, true))
+		return
+	}
+	if stdout != nil {
+		d, err := stdout.data()
+		if err != nil {
+			fail(fmt.Sprintf("collect stdout: %v", err), true)
+			return
+		}
+		m.OutputBytes += dataSize(map[string]*wizpb.Data{"": d})
+		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Output{Output: &wizrpc.Output{Name: "out", Data: d}}})
+	}
+	for _, o := range p.Outputs {
+		d, err := s.collect(dir, o.Path)
+		if err != nil {
+			fail(fmt.Sprintf("output %s: %v", o.Name, err), true)
+			return
+		}
+		m.OutputBytes += dataSize(map[string]*wizpb.Data{"": d})
+		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Output{Output: &wizrpc.Output{Name: o.Name, Data: d}}})
+	}
+	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
+	emit(finished(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", true))
+}
+
+func onlyStdin(in map[string]*wizpb.Data, stdin string) bool {
+	for n := range in {
+		if n != stdin {
+			return false
+		}
+	}
+	return true
+}
+
+func envName(name string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return r - 'a' + 'A'
+		case r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+			return r
+		}
+		return '_'
+	}, name)
+}
+
+// open returns a reader of a Wiz Data value: inline bytes or its files.
+func (s *Server) open(d *wizpb.Data) (io.ReadCloser, error) {
+	if len(d.GetFiles()) == 0 {
+		return io.NopCloser(bytes.NewReader(d.GetInline())), nil
+	}
+	var rs []io.Reader
+	var cs []io.Closer
+	for _, f := range d.Files {
+		r, err := s.blobs.Open(f.Digest)
+		if err != nil {
+			for _, c := range cs {
+				c.Close()
+			}
+			return nil, err
+		}
+		rs = append(rs, r)
+		cs = append(cs, r)
+	}
+	return &multiCloser{Reader: io.MultiReader(rs...), cs: cs}, nil
+}
+
+type multiCloser struct {
+	io.Reader
+	cs []io.Closer
+}
+
+func (m *multiCloser) Close() error {
+	for _, c := range m.cs {
+		c.Close()
+	}
+	return nil
+}
+
+// place writes an input into the working dir: a file named after the input,
+// or a directory of its files, and returns its path.
+func (s *Server) place(dir, name string, d *wizpb.Data) (string, error) {
+	if len(d.GetFiles()) <= 1 {
+		path := filepath.Join(dir, name)
+		r, err := s.open(d)
+		if err != nil {
+			return "", err
+		}
+		defer r.Close()
+		return path, writeFile(path, r)
+	}
+	root := filepath.Join(dir, name)
+	for _, f := range d.Files {
+		rel := filepath.Clean(filepath.FromSlash(f.Name))
+		if rel == "." || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
+			return "", fmt.Errorf("file name %q leaves the input's directory", f.Name)
+		}
+		r, err := s.blobs.Open(f.Digest)
+		if err != nil {
+			return "", err
+		}
+		err = writeFile(filepath.Join(root, rel), r)
+		r.Close()
+		if err != nil {
+			return "", err
+		}
+	}
+	return root, nil
+}
+
+func writeFile(path string, r io.Reader) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// collect stores a declared output file, or every file of a declared output
+// directory, as Wiz Files.
+func (s *Server) collect(dir, rel string) (*wizpb.Data, error) {
+	path := rel
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(dir, rel)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("declared output file %s was not written by the program", rel)
+		}
+		return nil, err
+	}
+	d := &wizpb.Data{ContentType: "application/octet-stream"}
+	if !st.IsDir() {
+		digest, size, err := s.blobs.PutFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", rel, err)
+		}
+		d.Files = append(d.Files, &wizpb.FileRef{Digest: digest, Size: size, Name: filepath.Base(path)})
+		return d, nil
+	}
+	err = filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		digest, size, err := s.blobs.PutFile(p)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", p, err)
+		}
+		name, _ := filepath.Rel(path, p)
+		d.Files = append(d.Files, &wizpb.FileRef{Digest: digest, Size: size, Name: filepath.ToSlash(name)})
+		return nil
+	})
+	return d, err
+}
+
+// spill keeps a program's stdout in memory up to a limit and moves it to a
+// blob past it.
+type spill struct {
+	blobs *blob.Store
+	limit int
+	buf   bytes.Buffer
+	w     *blob.Writer
+	err   error
+}
+
+func (s *spill) Write(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	if s.w == nil && s.buf.Len()+len(p) <= s.limit {
+		return s.buf.Write(p)
+	}
+	if s.w == nil {
+		if s.w, s.err = s.blobs.Create(); s.err != nil {
+			return 0, s.err
+		}
+		if _, s.err = s.w.Write(s.buf.Bytes()); s.err != nil {
+			return 0, s.err
+		}
+		s.buf = bytes.Buffer{}
+	}
+	n, err := s.w.Write(p)
+	s.err = err
+	return n, err
+}
+
+func (s *spill) data() (*wizpb.Data, error) {
+	if s.err != nil {
+		s.abort()
+		return nil, s.err
+	}
+	if s.w == nil {
+		return &wizpb.Data{Inline: s.buf.Bytes(), ContentType: "text/plain"}, nil
+	}
+	digest, size, err := s.w.Commit()
+	if err != nil {
+		return nil, err
+	}
+	return &wizpb.Data{ContentType: "application/octet-stream", Files: []*wizpb.FileRef{{Digest: digest, Size: size, Name: "stdout"}}}, nil
+}
+
+func (s *spill) abort() {
+	if s.w != nil {
+		s.w.Abort()
+	}
+}
+
+// logWriter forwards output as log events.
+type logWriter struct {
+	stream string
+	emit   func(*wizrpc.ExecuteEvent)
+}
+
+func (l *logWriter) Write(p []byte) (int, error) {
+	b := append([]byte(nil), p...)
+	l.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{Stream: l.stream, Data: b}}})
+	return len(p), nil
+}
+
+// stderrScanner forwards stderr as log events, turns "::warning::TEXT" lines
+// into warnings and keeps the tail for failure messages.
+type stderrScanner struct {
+	emit func(*wizrpc.ExecuteEvent)
+	last []byte
+}
+
+func (s *stderrScanner) scan(r io.Reader) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			if msg, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("::warning::")); ok {
+				s.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Warning{Warning: &wizrpc.Warning{Message: string(msg)}}})
+			} else {
+				s.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{Stream: "stderr", Data: line}}})
+				s.last = append(s.last, line...)
+				if len(s.last) > 2*stderrTail {
+					s.last = append([]byte(nil), s.last[len(s.last)-stderrTail:]...)
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *stderrScanner) tail() string {
+	if len(s.last) > stderrTail {
+		return string(s.last[len(s.last)-stderrTail:])
+	}
+	return string(s.last)
+}
+
+func durationNs(ns int64) time.Duration { return time.Duration(ns) }

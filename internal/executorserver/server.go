@@ -1,0 +1,280 @@
+// Package executorserver is `wiz executor`: the gRPC server that receives
+// tasks from the Manager and runs them. It runs native programs itself, from
+// invocation plans that packs return once per config, and runs data processors
+// in pack plugins that it keeps warm across tasks.
+package executorserver
+
+import (
+	"context"
+	"crypto/subtle"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/wiz-run/wiz/internal/pluginhost"
+	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk"
+	"github.com/wiz-run/wiz/sdk/blob"
+)
+
+// Config configures an executor.
+type Config struct {
+	Listen   string // host:port
+	CertFile string // TLS certificate; both empty: plaintext (tests only)
+	KeyFile  string
+	Token    string // bearer token every call must carry
+	BlobDir  string
+	WorkDir  string // where task working dirs are made
+	Slots    int    // tasks at once; 0: number of CPUs
+	Version  string
+	Logger   hclog.Logger
+	// Ready is called with the listening address once the server accepts calls.
+	Ready func(addr string)
+}
+
+// KillGrace is how long a cancelled task has between SIGTERM and SIGKILL.
+var KillGrace = 5 * time.Second
+
+// Server is a running executor.
+type Server struct {
+	wizrpc.UnimplementedExecutorServer
+
+	cfg   Config
+	log   hclog.Logger
+	blobs *blob.Store
+	slots chan struct{}
+
+	mu    sync.Mutex
+	packs map[string]*packEntry // by sha256
+	plans map[string]*cachedPlan
+}
+
+type packEntry struct {
+	ready chan struct{} // closed when pack, kinds and err are set
+	pack  *pluginhost.Pack
+	kinds map[string]wizrpc.TypeKind
+	err   error
+}
+
+// Run serves until ctx is done, then cancels running tasks, stops pack plugins
+// and returns.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = runtime.NumCPU()
+	}
+	if cfg.Token == "" {
+		return fmt.Errorf("executor: no token; set WIZ_EXECUTOR_TOKEN")
+	}
+	if cfg.WorkDir == "" {
+		d, err := os.MkdirTemp("", "wiz-work-*")
+		if err != nil {
+			return fmt.Errorf("executor: work dir: %w", err)
+		}
+		defer os.RemoveAll(d)
+		cfg.WorkDir = d
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("executor: work dir %s: %w", cfg.WorkDir, err)
+	}
+	if cfg.BlobDir == "" {
+		cfg.BlobDir = cfg.WorkDir + "/blobs"
+	}
+	blobs, err := blob.Open(cfg.BlobDir)
+	if err != nil {
+		return fmt.Errorf("executor: %w", err)
+	}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger, blobs: blobs,
+		slots: make(chan struct{}, cfg.Slots),
+		packs: map[string]*packEntry{}, plans: map[string]*cachedPlan{},
+	}
+	defer s.stopPacks()
+
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize),
+		grpc.UnaryInterceptor(s.authUnary), grpc.StreamInterceptor(s.authStream),
+	}
+	if cfg.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
+		if err != nil {
+			return fmt.Errorf("executor: load TLS key pair: %w", err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})))
+	}
+	gs := grpc.NewServer(opts...)
+	wizrpc.RegisterExecutorServer(gs, s)
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("executor: listen on %s: %w", cfg.Listen, err)
+	}
+	errCh := make(chan error, 1)
+	go func() { errCh <- gs.Serve(lis) }()
+	if cfg.Ready != nil {
+		cfg.Ready(lis.Addr().String())
+	}
+	s.log.Debug("executor listening", "address", lis.Addr().String(), "slots", cfg.Slots)
+	select {
+	case <-ctx.Done():
+		stopped := make(chan struct{})
+		go func() { gs.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(KillGrace + 2*time.Second):
+			gs.Stop()
+		}
+		return nil
+	case err := <-errCh:
+		return fmt.Errorf("executor: serve: %w", err)
+	}
+}
+
+func (s *Server) checkToken(ctx context.Context) error {
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get("authorization")
+	if len(vals) == 0 {
+		return status.Error(codes.Unauthenticated, "no bearer token")
+	}
+	got, ok := strings.CutPrefix(vals[0], "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
+		return status.Error(codes.Unauthenticated, "wrong bearer token")
+	}
+	return nil
+}
+
+func (s *Server) authUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if err := s.checkToken(ctx); err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+func (s *Server) authStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	if err := s.checkToken(ss.Context()); err != nil {
+		return err
+	}
+	return h(srv, ss)
+}
+
+// Info implements wizrpc.ExecutorServer.
+func (s *Server) Info(context.Context, *wizrpc.InfoRequest) (*wizrpc.InfoResponse, error) {
+	return &wizrpc.InfoResponse{
+		Version: s.cfg.Version, Slots: int32(s.cfg.Slots), Cpus: int32(runtime.NumCPU()),
+		MemoryBytes: totalMemory(), BlobDir: s.cfg.BlobDir, ProtocolVersion: sdk.ProtocolVersion,
+	}, nil
+}
+
+// Cancel implements wizrpc.ExecutorServer. Tasks are cancelled on their
+// Execute stream; this unary form is not tied to a stream and is not needed by
+// the Manager, so it says so.
+func (s *Server) Cancel(context.Context, *wizrpc.CancelRequest) (*wizrpc.CancelResponse, error) {
+	return nil, status.Error(codes.FailedPrecondition, "cancel tasks on the Execute stream that carried them")
+}
+
+// pack returns the warm pack plugin for ref, launching it when needed. A pack
+// whose process exited is replaced by a fresh one.
+func (s *Server) pack(ref *wizrpc.PackRef) (*packEntry, error) {
+	if ref == nil {
+		return nil, fmt.Errorf("task names no processor pack")
+	}
+	for {
+		s.mu.Lock()
+		e := s.packs[ref.Sha256]
+		if e == nil {
+			e = &packEntry{ready: make(chan struct{})}
+			s.packs[ref.Sha256] = e
+			s.mu.Unlock()
+			e.pack, e.kinds, e.err = s.launch(ref)
+			close(e.ready)
+			if e.err != nil {
+				s.mu.Lock()
+				if s.packs[ref.Sha256] == e {
+					delete(s.packs, ref.Sha256)
+				}
+				s.mu.Unlock()
+			}
+			return e, e.err
+		}
+		s.mu.Unlock()
+		<-e.ready
+		if e.err != nil {
+			return nil, e.err
+		}
+		if !e.pack.Exited() {
+			return e, nil
+		}
+		s.dropPack(ref, e.pack)
+	}
+}
+
+func (s *Server) launch(ref *wizrpc.PackRef) (*pluginhost.Pack, map[string]wizrpc.TypeKind, error) {
+	p, err := pluginhost.Launch(pluginhost.Config{
+		Name: ref.Name + "@" + ref.Version, Path: ref.Path, SHA256: ref.Sha256, Logger: s.log.Named(ref.Name),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	desc, err := p.Describe(ctx)
+	if err != nil {
+		p.Kill()
+		return nil, nil, err
+	}
+	kinds := make(map[string]wizrpc.TypeKind, len(desc.Types))
+	for _, t := range desc.Types {
+		kinds[t.Name] = t.Kind
+	}
+	return p, kinds, nil
+}
+
+// dropPack forgets a pack that died so the next task starts a fresh one.
+func (s *Server) dropPack(ref *wizrpc.PackRef, p *pluginhost.Pack) {
+	s.mu.Lock()
+	if e := s.packs[ref.Sha256]; e != nil && e.pack == p {
+		delete(s.packs, ref.Sha256)
+	}
+	s.mu.Unlock()
+	p.Kill()
+}
+
+func (s *Server) stopPacks() {
+	s.mu.Lock()
+	entries := s.packs
+	s.packs = map[string]*packEntry{}
+	s.mu.Unlock()
+	for _, e := range entries {
+		<-e.ready
+		if e.pack != nil {
+			e.pack.Kill()
+		}
+	}
+}
+
+func totalMemory() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var kb int64
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+		}
+	}
+	return kb * 1024
+}

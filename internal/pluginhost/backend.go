@@ -1,0 +1,83 @@
+package pluginhost
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk"
+)
+
+// Backend is a running executor backend plugin.
+type Backend struct {
+	name   string
+	client *plugin.Client
+	rpc    wizrpc.ExecutorBackendClient
+}
+
+// LaunchBackend starts an executor backend plugin, verifying its checksum.
+func LaunchBackend(cfg Config) (*Backend, error) {
+	sum, err := hex.DecodeString(cfg.SHA256)
+	if err != nil || len(sum) != 32 {
+		return nil, fmt.Errorf("launch executor backend %s: bad sha256 %q", cfg.Name, cfg.SHA256)
+	}
+	client := NewClient(cfg.Path, sdk.BackendPluginName, &backendPlugin{}, sum, cfg.Logger)
+	raw, err := Dispense(client, cfg.Name, cfg.Path, cfg.SHA256, sdk.BackendPluginName)
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{name: cfg.Name, client: client, rpc: raw.(wizrpc.ExecutorBackendClient)}, nil
+}
+
+// Describe asks the backend for its name and version.
+func (b *Backend) Describe(ctx context.Context) (*wizrpc.BackendDescribeResponse, error) {
+	resp, err := b.rpc.Describe(ctx, &wizrpc.BackendDescribeRequest{})
+	if err != nil {
+		return nil, b.callError("describe", err)
+	}
+	return resp, nil
+}
+
+// Provision starts an executor.
+func (b *Backend) Provision(ctx context.Context, req *wizrpc.ProvisionRequest) (*wizrpc.ProvisionResponse, error) {
+	resp, err := b.rpc.Provision(ctx, req)
+	if err != nil {
+		return nil, b.callError("provision", err)
+	}
+	return resp, nil
+}
+
+// Teardown stops an executor.
+func (b *Backend) Teardown(ctx context.Context, id string) error {
+	if _, err := b.rpc.Teardown(ctx, &wizrpc.TeardownRequest{ExecutorId: id}); err != nil {
+		return b.callError("teardown", err)
+	}
+	return nil
+}
+
+// Kill stops the plugin process and reaps it.
+func (b *Backend) Kill() { b.client.Kill() }
+
+func (b *Backend) callError(op string, err error) error {
+	if b.client.Exited() {
+		return fmt.Errorf("executor backend %s: %s: %w", b.name, op, ErrPluginShutdown)
+	}
+	return fmt.Errorf("executor backend %s: %s: %w", b.name, op, grpcMessage(err))
+}
+
+type backendPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+}
+
+func (backendPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("the host does not serve executor backends")
+}
+
+func (backendPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return wizrpc.NewExecutorBackendClient(c), nil
+}

@@ -1,0 +1,224 @@
+// Package pluginhost launches wiz plugins (processor packs and executor
+// backends) with go-plugin and talks to them: the host side of sdk/processor and
+// sdk/executor. `wiz executor` keeps packs warm across tasks; the Manager starts
+// a pack briefly to read its description, and runs executor backends.
+package pluginhost
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk"
+)
+
+// ErrPluginShutdown is returned for calls to a pack whose process is gone.
+var ErrPluginShutdown = errors.New("pack plugin process exited")
+
+// Config says which pack binary to launch.
+type Config struct {
+	// Name names the pack in errors, e.g. "std@0.1.0".
+	Name string
+	// Path is the plugin binary.
+	Path string
+	// SHA256 is the expected hex digest of the binary; checked at launch.
+	SHA256 string
+	// Logger receives the plugin's logs.
+	Logger hclog.Logger
+}
+
+// Pack is a running pack plugin.
+type Pack struct {
+	name   string
+	client *plugin.Client
+	rpc    wizrpc.ProcessorPackClient
+}
+
+// Launch starts the pack plugin and connects to it. The checksum is verified
+// by go-plugin's SecureConfig before the binary runs.
+func Launch(cfg Config) (*Pack, error) {
+	sum, err := hex.DecodeString(cfg.SHA256)
+	if err != nil || len(sum) != sha256.Size {
+		return nil, fmt.Errorf("launch pack %s: bad sha256 %q", cfg.Name, cfg.SHA256)
+	}
+	client := NewClient(cfg.Path, sdk.PackPluginName, &packPlugin{}, sum, cfg.Logger)
+	raw, err := Dispense(client, cfg.Name, cfg.Path, cfg.SHA256, sdk.PackPluginName)
+	if err != nil {
+		return nil, err
+	}
+	return &Pack{name: cfg.Name, client: client, rpc: raw.(wizrpc.ProcessorPackClient)}, nil
+}
+
+// NewClient makes a go-plugin client for a wiz plugin binary of the given kind.
+// The process is put in its own process group and dies with its host.
+func NewClient(path, kind string, p plugin.Plugin, sum []byte, logger hclog.Logger) *plugin.Client {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	cmd := exec.Command(path)
+	cmd.Env = append(os.Environ(), "WIZ_LOG_LEVEL="+levelName(logger))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {kind: p}},
+		Cmd:              cmd,
+		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           logger,
+		SyncStdout:       io.Discard,
+		// What the plugin's children write to stderr (a backend's `wiz
+		// executor`, for one) reaches the host's log at the level it names.
+		SyncStderr: logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug}),
+		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
+			grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize), grpc.MaxCallSendMsgSize(sdk.MaxMessageSize))},
+	})
+}
+
+// Dispense starts the plugin process and returns its gRPC client, turning
+// go-plugin's errors into one line that says what is wrong.
+func Dispense(client *plugin.Client, name, path, want, kind string) (any, error) {
+	rpcClient, err := client.Client()
+	if err != nil {
+		client.Kill()
+		return nil, launchError(name, path, want, err)
+	}
+	raw, err := rpcClient.Dispense(kind)
+	if err != nil {
+		client.Kill()
+		return nil, fmt.Errorf("plugin %s (%s) is not a wiz %s plugin: %w", name, path, kindWord(kind), err)
+	}
+	return raw, nil
+}
+
+func kindWord(kind string) string {
+	if kind == sdk.PackPluginName {
+		return "processor pack"
+	}
+	return "executor backend"
+}
+
+func launchError(name, path, want string, err error) error {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
+		got := "unknown"
+		if b, rerr := os.ReadFile(path); rerr == nil {
+			s := sha256.Sum256(b)
+			got = hex.EncodeToString(s[:])
+		}
+		return fmt.Errorf("plugin %s refused: %s changed after install (sha256 %s, expected %s); reinstall it with `wiz plugin install`", name, path, got, want)
+	case strings.Contains(msg, "Incompatible API version"):
+		return fmt.Errorf("plugin %s (%s) speaks another wiz plugin protocol than this wiz (protocol %d): %s; install a version built for this wiz", name, path, sdk.ProtocolVersion, msg)
+	case strings.Contains(msg, "magic cookie") || strings.Contains(msg, "Unrecognized remote plugin message"):
+		return fmt.Errorf("%s is not a wiz plugin (it did not answer the wiz plugin handshake)", path)
+	}
+	return fmt.Errorf("start plugin %s (%s): %w", name, path, err)
+}
+
+// Describe asks the pack for its types.
+func (p *Pack) Describe(ctx context.Context) (*wizrpc.DescribeResponse, error) {
+	resp, err := p.rpc.Describe(ctx, &wizrpc.DescribeRequest{})
+	if err != nil {
+		return nil, p.callError("describe", err)
+	}
+	return resp, nil
+}
+
+// Plan asks a native-program wrapper for its invocation plan. A config problem
+// comes back as an error too.
+func (p *Pack) Plan(ctx context.Context, typ string, configJSON []byte) (*wizrpc.Plan, error) {
+	resp, err := p.rpc.Plan(ctx, &wizrpc.PlanRequest{Type: typ, ConfigJson: configJSON})
+	if err != nil {
+		return nil, p.callError("plan "+typ, err)
+	}
+	if resp.Error != "" {
+		return nil, errors.New(resp.Error)
+	}
+	return resp.Plan, nil
+}
+
+// Process runs a data processor and calls on for each event it emits. It
+// returns an error when the pack could not be reached or died mid-task.
+func (p *Pack) Process(ctx context.Context, req *wizrpc.ProcessRequest, on func(*wizrpc.ProcessEvent)) error {
+	stream, err := p.rpc.Process(ctx, req)
+	if err != nil {
+		return p.callError("process "+req.Type, err)
+	}
+	for {
+		ev, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return p.callError("process "+req.Type, err)
+		}
+		on(ev)
+	}
+}
+
+// Exited reports whether the plugin process has exited.
+func (p *Pack) Exited() bool { return p.client.Exited() }
+
+// Kill stops the plugin process and reaps it.
+func (p *Pack) Kill() { p.client.Kill() }
+
+func (p *Pack) callError(op string, err error) error {
+	if p.client.Exited() {
+		return fmt.Errorf("pack %s: %s: %w", p.name, op, ErrPluginShutdown)
+	}
+	return fmt.Errorf("pack %s: %s: %w", p.name, op, grpcMessage(err))
+}
+
+// packPlugin is the host side of the go-plugin plugin.
+type packPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+}
+
+func (packPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
+	return errors.New("the host does not serve packs")
+}
+
+func (packPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return wizrpc.NewProcessorPackClient(c), nil
+}
+
+func levelName(l hclog.Logger) string {
+	return strings.ToLower(l.GetLevel().String())
+}
+
+// FileSHA256 returns the hex sha256 of a file.
+func FileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// grpcMessage strips gRPC's "rpc error: code = … desc = " wrapper so that a
+// plugin's own message reaches the user as one plain line.
+func grpcMessage(err error) error {
+	if s, ok := status.FromError(err); ok && s.Code() != codes.OK {
+		return errors.New(s.Message())
+	}
+	return err
+}

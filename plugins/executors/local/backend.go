@@ -1,0 +1,222 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wiz-run/wiz/sdk/executor"
+)
+
+// serverName is the TLS name of every local executor's certificate.
+const serverName = "wiz-executor.local"
+
+// readyTimeout bounds how long Provision waits for the executor to listen.
+const readyTimeout = 20 * time.Second
+
+// stopGrace is how long Teardown waits after SIGTERM before SIGKILL.
+const stopGrace = 5 * time.Second
+
+type backend struct {
+	log hclog.Logger
+
+	mu        sync.Mutex
+	executors map[string]*child
+}
+
+type child struct {
+	cmd  *exec.Cmd
+	dir  string
+	done chan struct{}
+}
+
+func newBackend() *backend {
+	return &backend{
+		log:       hclog.New(&hclog.LoggerOptions{Name: "local", Output: os.Stderr, JSONFormat: true, Level: hclog.LevelFromString(os.Getenv("WIZ_LOG_LEVEL"))}),
+		executors: map[string]*child{},
+	}
+}
+
+func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest) (*executor.ProvisionResponse, error) {
+	if req.WizBinary == "" {
+		return nil, fmt.Errorf("local executor: no wiz binary given")
+	}
+	dir, err := os.MkdirTemp("", "wiz-executor-*")
+	if err != nil {
+		return nil, fmt.Errorf("local executor: make temp dir: %w", err)
+	}
+	certPEM, keyPEM, err := selfSigned()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("local executor: make TLS certificate: %w", err)
+	}
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("local executor: %w", err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("local executor: %w", err)
+	}
+	token, err := randomToken()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	args := []string{"executor", "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
+		"--work-dir", filepath.Join(dir, "work"), "--run", req.RunID}
+	if req.Slots > 0 {
+		args = append(args, "--slots", strconv.Itoa(req.Slots))
+	}
+	if req.BlobDir != "" {
+		args = append(args, "--blob-dir", req.BlobDir)
+	}
+	cmd := exec.Command(req.WizBinary, args...)
+	cmd.Env = append(os.Environ(), "WIZ_EXECUTOR_TOKEN="+token, "WIZ_LOG_LEVEL="+req.LogLevel)
+	// The executor dies with this backend, and this backend with its host, so
+	// no executor outlives the wiz process that wanted it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("local executor: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("local executor: start %s executor: %w", req.WizBinary, err)
+	}
+	c := &child{cmd: cmd, dir: dir, done: make(chan struct{})}
+	addrCh := make(chan string, 1)
+	go func() { // owns stdout until the executor exits
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			if a, ok := strings.CutPrefix(line, "WIZ_EXECUTOR_LISTENING "); ok {
+				select {
+				case addrCh <- a:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	go func() { // reaps the executor
+		_ = cmd.Wait()
+		close(c.done)
+	}()
+	id := fmt.Sprintf("local-%d", cmd.Process.Pid)
+	var addr string
+	select {
+	case addr = <-addrCh:
+	case <-c.done:
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("local executor: `wiz executor` exited before listening (%v); run `%s executor --help` to check the binary", cmd.ProcessState, req.WizBinary)
+	case <-time.After(readyTimeout):
+		b.stop(c)
+		return nil, fmt.Errorf("local executor: `wiz executor` did not listen within %s", readyTimeout)
+	case <-ctx.Done():
+		b.stop(c)
+		return nil, fmt.Errorf("local executor: provision: %w", ctx.Err())
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		b.stop(c)
+		return nil, fmt.Errorf("local executor: executor reported a bad address %q", addr)
+	}
+	b.mu.Lock()
+	b.executors[id] = c
+	b.mu.Unlock()
+	b.log.Debug("executor started", "id", id, "address", addr)
+	return &executor.ProvisionResponse{
+		ExecutorID: id,
+		Endpoint:   executor.Endpoint{Address: addr, CACertPEM: certPEM, ServerName: serverName, Token: token},
+	}, nil
+}
+
+func (b *backend) Teardown(_ context.Context, req *executor.TeardownRequest) (*executor.TeardownResponse, error) {
+	b.mu.Lock()
+	c, ok := b.executors[req.ExecutorID]
+	delete(b.executors, req.ExecutorID)
+	b.mu.Unlock()
+	if ok {
+		b.stop(c)
+	}
+	return &executor.TeardownResponse{}, nil
+}
+
+// stop ends an executor: SIGTERM, then SIGKILL after a grace period, and
+// removes its directory.
+func (b *backend) stop(c *child) {
+	pid := c.cmd.Process.Pid
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(stopGrace):
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-c.done
+	}
+	os.RemoveAll(c.dir)
+}
+
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("local executor: make token: %w", err)
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// selfSigned makes a fresh ECDSA certificate for serverName and 127.0.0.1.
+func selfSigned() (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: serverName},
+		NotBefore:             time.Now().Add(-time.Minute),
+		NotAfter:              time.Now().Add(7 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		DNSNames:              []string{serverName},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
+}

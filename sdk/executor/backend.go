@@ -1,0 +1,70 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+)
+
+// Info names and versions a backend.
+type Info struct {
+	// Name is what pipelines write in `executor:`, e.g. "local".
+	Name string
+	// Version is the backend's semantic version.
+	Version string
+}
+
+// Backend is an executor backend. Its methods may be called concurrently.
+// Errors are shown to the user: say what failed and how to fix it.
+type Backend interface {
+	// Provision starts one `wiz executor` and returns how to reach it. It
+	// returns once the executor accepts connections.
+	Provision(ctx context.Context, req *ProvisionRequest) (*ProvisionResponse, error)
+	// Teardown stops the executor Provision started and removes what it made.
+	// Tearing down an unknown or already stopped executor is not an error.
+	Teardown(ctx context.Context, req *TeardownRequest) (*TeardownResponse, error)
+}
+
+// ProvisionRequest asks for one executor.
+type ProvisionRequest struct {
+	// RunID is the run the executor serves.
+	RunID string
+	// WizBinary is the path of the `wiz` binary on the Manager's machine.
+	WizBinary string
+	// Config holds backend-specific settings from the pipeline, as JSON.
+	Config json.RawMessage
+	// Slots is how many tasks the executor may run at once; 0 lets it decide.
+	Slots int
+	// BlobDir is the Manager's blob store, for executors on the same machine.
+	BlobDir string
+	// LogLevel is the hclog level the user chose.
+	LogLevel string
+}
+
+// ProvisionResponse says how to reach a provisioned executor.
+type ProvisionResponse struct {
+	// ExecutorID identifies the executor in Teardown.
+	ExecutorID string
+	// Endpoint is where the executor listens.
+	Endpoint Endpoint
+}
+
+// Endpoint is where and how to reach a `wiz executor`.
+type Endpoint struct {
+	// Address is host:port.
+	Address string
+	// CACertPEM is the trust anchor of the executor's TLS certificate.
+	CACertPEM []byte
+	// ServerName is the TLS server name to verify.
+	ServerName string
+	// Token is the bearer token the executor accepts.
+	Token string
+}
+
+// TeardownRequest asks to stop one executor.
+type TeardownRequest struct {
+	// ExecutorID is what Provision returned.
+	ExecutorID string
+}
+
+// TeardownResponse is empty; fields may be added.
+type TeardownResponse struct{}

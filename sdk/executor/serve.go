@@ -1,0 +1,94 @@
+package executor
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk"
+)
+
+// Serve serves the backend as a go-plugin plugin and returns when the host ends
+// it. Call it from main.
+func Serve(info Info, b Backend) {
+	if info.Name == "" || info.Version == "" {
+		fmt.Fprintln(os.Stderr, "wiz executor backend: Info needs a Name and a Version")
+		os.Exit(1)
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: sdk.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{
+			sdk.ProtocolVersion: {sdk.BackendPluginName: &backendPlugin{info: info, b: b}},
+		},
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name:       info.Name,
+			Level:      hclog.LevelFromString(os.Getenv("WIZ_LOG_LEVEL")),
+			JSONFormat: true,
+			Output:     os.Stderr,
+		}),
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize))
+			return grpc.NewServer(opts...)
+		},
+	})
+}
+
+type backendPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	info Info
+	b    Backend
+}
+
+func (bp *backendPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	wizrpc.RegisterExecutorBackendServer(s, NewServer(bp.info, bp.b))
+	return nil
+}
+
+func (bp *backendPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, fmt.Errorf("the executor SDK serves backends; hosts use their own client")
+}
+
+// NewServer adapts a Backend to the wire protocol. Serve uses it; tests can
+// register it on an in-process gRPC server.
+func NewServer(info Info, b Backend) wizrpc.ExecutorBackendServer {
+	return &backendServer{info: info, b: b}
+}
+
+type backendServer struct {
+	wizrpc.UnimplementedExecutorBackendServer
+	info Info
+	b    Backend
+}
+
+func (s *backendServer) Describe(context.Context, *wizrpc.BackendDescribeRequest) (*wizrpc.BackendDescribeResponse, error) {
+	return &wizrpc.BackendDescribeResponse{Name: s.info.Name, Version: s.info.Version, ProtocolVersion: sdk.ProtocolVersion}, nil
+}
+
+func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequest) (*wizrpc.ProvisionResponse, error) {
+	resp, err := s.b.Provision(ctx, &ProvisionRequest{
+		RunID: req.RunId, WizBinary: req.WizBinary, Config: req.ConfigJson,
+		Slots: int(req.Slots), BlobDir: req.BlobDir, LogLevel: req.LogLevel,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &wizrpc.ProvisionResponse{
+		ExecutorId: resp.ExecutorID,
+		Endpoint: &wizrpc.Endpoint{
+			Address: resp.Endpoint.Address, CaCertPem: resp.Endpoint.CACertPEM,
+			ServerName: resp.Endpoint.ServerName, Token: resp.Endpoint.Token,
+		},
+	}, nil
+}
+
+func (s *backendServer) Teardown(ctx context.Context, req *wizrpc.TeardownRequest) (*wizrpc.TeardownResponse, error) {
+	if _, err := s.b.Teardown(ctx, &TeardownRequest{ExecutorID: req.ExecutorId}); err != nil {
+		return nil, err
+	}
+	return &wizrpc.TeardownResponse{}, nil
+}

@@ -1,0 +1,265 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/wiz-run/wiz/proto/wizpb"
+	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk"
+	"github.com/wiz-run/wiz/sdk/blob"
+)
+
+// Serve serves the pack as a go-plugin plugin on stdin/stdout and returns when
+// the host ends it. Call it from main. A pack with an invalid definition (no
+// name, a type with neither or both of Processor and Native, duplicate type
+// names) is reported on stderr and the process exits with status 1.
+func Serve(p *Pack) {
+	if err := p.check(); err != nil {
+		fmt.Fprintf(os.Stderr, "wiz pack: %v\n", err)
+		os.Exit(1)
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: sdk.Handshake,
+		VersionedPlugins: map[int]plugin.PluginSet{
+			sdk.ProtocolVersion: {sdk.PackPluginName: &packPlugin{pack: p}},
+		},
+		Logger: hclog.New(&hclog.LoggerOptions{
+			Name:       p.Name,
+			Level:      hclog.LevelFromString(os.Getenv("WIZ_LOG_LEVEL")),
+			JSONFormat: true,
+			Output:     os.Stderr,
+		}),
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			opts = append(opts, grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize))
+			return grpc.NewServer(opts...)
+		},
+	})
+}
+
+func (p *Pack) check() error {
+	if p.Name == "" || p.Version == "" {
+		return fmt.Errorf("pack needs a Name and a Version")
+	}
+	seen := map[string]bool{}
+	for _, t := range p.Types {
+		if t.Name == "" {
+			return fmt.Errorf("pack %s: a type has no Name", p.Name)
+		}
+		if seen[t.Name] {
+			return fmt.Errorf("pack %s: type %s is registered twice", p.Name, t.Name)
+		}
+		seen[t.Name] = true
+		if (t.Processor == nil) == (t.Native == nil) {
+			return fmt.Errorf("pack %s: type %s must set exactly one of Processor and Native", p.Name, t.Name)
+		}
+	}
+	return nil
+}
+
+func (p *Pack) lookup(name string) (*Type, bool) {
+	for i := range p.Types {
+		if p.Types[i].Name == name {
+			return &p.Types[i], true
+		}
+	}
+	return nil, false
+}
+
+// packPlugin is the plugin side of the go-plugin plugin: it only serves.
+type packPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	pack *Pack
+}
+
+func (pp *packPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	wizrpc.RegisterProcessorPackServer(s, &packServer{pack: pp.pack})
+	return nil
+}
+
+func (pp *packPlugin) GRPCClient(context.Context, *plugin.GRPCBroker, *grpc.ClientConn) (any, error) {
+	return nil, fmt.Errorf("the pack SDK serves packs; hosts use their own client")
+}
+
+// packServer adapts a Pack to the wire protocol.
+type packServer struct {
+	wizrpc.UnimplementedProcessorPackServer
+	pack *Pack
+}
+
+// Describe implements wizrpc.ProcessorPackServer.
+func (s *packServer) Describe(context.Context, *wizrpc.DescribeRequest) (*wizrpc.DescribeResponse, error) {
+	return Describe(s.pack)
+}
+
+// Describe returns the wire description of a pack: its name, version and
+// processor types with their config fields. Hosts and tests use it.
+func Describe(p *Pack) (*wizrpc.DescribeResponse, error) {
+	resp := &wizrpc.DescribeResponse{Name: p.Name, Version: p.Version, ProtocolVersion: sdk.ProtocolVersion}
+	for _, t := range p.Types {
+		ts := &wizrpc.TypeSpec{Name: t.Name, Doc: t.Doc, Kind: wizrpc.TypeKind_TYPE_KIND_DATA}
+		if t.Native != nil {
+			ts.Kind = wizrpc.TypeKind_TYPE_KIND_NATIVE
+		}
+		for _, f := range t.Fields {
+			fs := &wizrpc.FieldSpec{Name: f.Name, Type: f.Type, Required: f.Required, Doc: f.Doc}
+			if f.Default != nil {
+				b, err := json.Marshal(f.Default)
+				if err != nil {
+					return nil, fmt.Errorf("type %s field %s: default: %w", t.Name, f.Name, err)
+				}
+				fs.DefaultJson = string(b)
+			}
+			ts.Fields = append(ts.Fields, fs)
+		}
+		resp.Types = append(resp.Types, ts)
+	}
+	sort.Slice(resp.Types, func(i, j int) bool { return resp.Types[i].Name < resp.Types[j].Name })
+	return resp, nil
+}
+
+// config decodes a config and fills in the type's defaults.
+func (t *Type) config(raw []byte) (map[string]any, error) {
+	var cfg map[string]any
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			return nil, fmt.Errorf("config of %s is not a JSON object: %w", t.Name, err)
+		}
+	}
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	for _, f := range t.Fields {
+		if _, ok := cfg[f.Name]; !ok && f.Default != nil {
+			cfg[f.Name] = f.Default
+		}
+	}
+	return cfg, nil
+}
+
+// Plan implements wizrpc.ProcessorPackServer.
+func (s *packServer) Plan(ctx context.Context, req *wizrpc.PlanRequest) (*wizrpc.PlanResponse, error) {
+	t, ok := s.pack.lookup(req.Type)
+	if !ok || t.Native == nil {
+		return &wizrpc.PlanResponse{Error: fmt.Sprintf("pack %s has no native type %q", s.pack.Name, req.Type)}, nil
+	}
+	cfg, err := t.config(req.ConfigJson)
+	if err != nil {
+		return &wizrpc.PlanResponse{Error: err.Error()}, nil
+	}
+	plan, err := safePlan(ctx, t.Native, &PlanRequest{Type: req.Type, Config: cfg})
+	if err != nil {
+		return &wizrpc.PlanResponse{Error: err.Error()}, nil
+	}
+	out := &wizrpc.Plan{
+		Argv: plan.Argv, Env: plan.Env, Dir: plan.Dir, StdinInput: plan.Stdin,
+		StdoutOutput: plan.Stdout, InheritEnv: plan.InheritEnv,
+	}
+	for _, o := range plan.Outputs {
+		out.Outputs = append(out.Outputs, &wizrpc.PlanOutput{Name: o.Name, Path: o.Path})
+	}
+	return &wizrpc.PlanResponse{Plan: out}, nil
+}
+
+// Process implements wizrpc.ProcessorPackServer.
+func (s *packServer) Process(req *wizrpc.ProcessRequest, stream wizrpc.ProcessorPack_ProcessServer) error {
+	em := &streamEmitter{stream: stream, blobDir: req.BlobDir}
+	t, ok := s.pack.lookup(req.Type)
+	if !ok || t.Processor == nil {
+		return em.fail(fmt.Errorf("pack %s has no data processor type %q", s.pack.Name, req.Type))
+	}
+	cfg, err := t.config(req.ConfigJson)
+	if err != nil {
+		return em.fail(err)
+	}
+	in := make(map[string]*Data, len(req.Inputs))
+	for name, d := range req.Inputs {
+		in[name] = FromProto(d, req.BlobDir)
+	}
+	if err := safeProcess(stream.Context(), t.Processor, &Request{Type: req.Type, Config: cfg, Inputs: in}, em); err != nil {
+		return em.fail(err)
+	}
+	return nil
+}
+
+// safeProcess calls Process and turns a panic into an error, so that one bad
+// task does not take the pack's other tasks down with it.
+func safeProcess(ctx context.Context, p Processor, req *Request, em Emitter) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s panicked: %v", req.Type, r)
+		}
+	}()
+	return p.Process(ctx, req, em)
+}
+
+// safePlan calls Plan and turns a panic into an error.
+func safePlan(ctx context.Context, n Native, req *PlanRequest) (plan *Plan, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%s panicked while planning: %v", req.Type, r)
+		}
+	}()
+	return n.Plan(ctx, req)
+}
+
+type streamEmitter struct {
+	mu      sync.Mutex
+	stream  wizrpc.ProcessorPack_ProcessServer
+	blobDir string
+}
+
+func (e *streamEmitter) send(ev *wizrpc.ProcessEvent) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stream.Send(ev)
+}
+
+func (e *streamEmitter) fail(err error) error {
+	return e.send(&wizrpc.ProcessEvent{Event: &wizrpc.ProcessEvent_Error{Error: err.Error()}})
+}
+
+func (e *streamEmitter) Log(stream string, p []byte) {
+	_ = e.send(&wizrpc.ProcessEvent{Event: &wizrpc.ProcessEvent_Log{Log: &wizrpc.LogLine{Stream: stream, Data: p}}})
+}
+
+func (e *streamEmitter) Warn(msg string) {
+	_ = e.send(&wizrpc.ProcessEvent{Event: &wizrpc.ProcessEvent_Warning{Warning: msg}})
+}
+
+func (e *streamEmitter) Output(name string, d *Data) error {
+	return e.send(&wizrpc.ProcessEvent{Event: &wizrpc.ProcessEvent_Output{Output: &wizrpc.NamedData{Name: name, Data: ToProto(d)}}})
+}
+
+// FromProto converts wire Wiz Data to the SDK's Data, resolving file paths in
+// the blob store at blobDir.
+func FromProto(d *wizpb.Data, blobDir string) *Data {
+	if d == nil {
+		return &Data{}
+	}
+	out := &Data{Bytes: d.Inline, ContentType: d.ContentType, Metadata: d.Metadata}
+	for _, f := range d.Files {
+		out.Files = append(out.Files, File{Digest: f.Digest, Size: f.Size, Name: f.Name, Path: blob.Path(blobDir, f.Digest)})
+	}
+	return out
+}
+
+// ToProto converts the SDK's Data to wire Wiz Data.
+func ToProto(d *Data) *wizpb.Data {
+	if d == nil {
+		return &wizpb.Data{}
+	}
+	out := &wizpb.Data{Inline: d.Bytes, ContentType: d.ContentType, Metadata: d.Metadata}
+	for _, f := range d.Files {
+		out.Files = append(out.Files, &wizpb.FileRef{Digest: f.Digest, Size: f.Size, Name: f.Name})
+	}
+	return out
+}
