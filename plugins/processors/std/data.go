@@ -257,4 +257,3 @@ func processGunzip(_ context.Context, req *processor.Request, emit processor.Emi
 	}
 	return emit.Output("out", processor.Bytes(buf.Bytes(), "application/octet-stream"))
 }
-
