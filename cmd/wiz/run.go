@@ -18,7 +18,7 @@ import (
 // RunCmd is `wiz run`.
 type RunCmd struct {
 	Pipeline string   `arg:"" help:"Pipeline file, or the name of a stored pipeline." placeholder:"FILE|PIPELINE"`
-	Input    []string `short:"i" help:"Run input as NAME=VALUE, or NAME=@PATH to read a file." placeholder:"NAME=VALUE"`
+	Input    []string `short:"i" sep:"none" help:"Run input as NAME=VALUE, or NAME=@PATH to read a file." placeholder:"NAME=VALUE"`
 	Quiet    bool     `short:"q" help:"Print only the run's summary."`
 	Output   string   `short:"o" enum:"text,json" default:"text" help:"Summary format: text or json."`
 }
