@@ -33,5 +33,10 @@ test: build proto-check
 test-short:
 	$(GO) test -short ./...
 
+# Side-by-side benchmark: wiz against make and ninja on the same DAGs, plus
+# the kernel benchmarks. BENCHFLAGS=--quick for a small version.
+bench: build
+	$(GO) run ./bench $(BENCHFLAGS)
+
 clean:
 	rm -rf $(BIN)
