@@ -87,6 +87,7 @@ func (e *Env) Manager() (*manager.Manager, error) {
 		return nil, err
 	}
 	e.store = st
+	e.Logger().Debug("store opened", "dir", filepath.Join(home, "store"))
 	blobs, err := blob.Open(filepath.Join(home, "blobs"))
 	if err != nil {
 		return nil, err
@@ -95,7 +96,11 @@ func (e *Env) Manager() (*manager.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.mgr = manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: e.Logger().Named("manager")})
+	e.mgr = manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: e.Logger().Named("manager"),
+		CacheDir: filepath.Join(home, "cache", "plans")})
+	if _, err := e.mgr.Recover(); err != nil {
+		return nil, fmt.Errorf("settle unfinished runs: %w", err)
+	}
 	return e.mgr, nil
 }
 

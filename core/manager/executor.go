@@ -20,13 +20,14 @@ type PackRef struct {
 type Catalog interface {
 	pipeline.Catalog
 	// Pack returns the pack that serves typ ("std/exec"), honouring a version
-	// constraint when one is given.
-	Pack(typ, constraint string) (PackRef, error)
+	// constraint when one is given, and whether typ is a native-program wrapper.
+	Pack(typ, constraint string) (ref PackRef, native bool, err error)
 }
 
 // Task is one attempt at one processor of a run, as sent to an executor.
 type Task struct {
 	ID        string
+	Native    bool // a native-program wrapper: the executor may use a cached plan
 	RunID     string
 	Processor string
 	Type      string
@@ -96,10 +97,11 @@ type Executor interface {
 
 // ProvisionRequest asks a backend for an executor.
 type ProvisionRequest struct {
-	Backend string // "local"
-	RunID   string
-	Slots   int
-	BlobDir string
+	Backend  string // "local"
+	RunID    string
+	Slots    int
+	BlobDir  string
+	CacheDir string // where executors on this machine may cache plans
 }
 
 // Backends provisions executors from executor backend plugins.

@@ -42,6 +42,8 @@ type Config struct {
 	Catalog  Catalog
 	Backends Backends
 	Logger   hclog.Logger
+	// CacheDir is where executors on this machine may cache plans.
+	CacheDir string
 }
 
 // Manager owns pipelines and runs. Its methods are safe for concurrent use;
@@ -52,6 +54,7 @@ type Manager struct {
 	catalog  Catalog
 	backends Backends
 	log      hclog.Logger
+	cacheDir string
 }
 
 // New returns a Manager.
@@ -59,7 +62,7 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger}
+	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir}
 }
 
 // Applied is a pipeline version made current by Apply.
@@ -137,6 +140,68 @@ func (m *Manager) Resolve(name string) (*Applied, error) {
 		return nil, err
 	}
 	return &Applied{Pipeline: pl, Version: v, Parsed: p}, nil
+}
+
+// ReasonManagerExited is the reason given to runs whose Manager died.
+const ReasonManagerExited = "manager exited"
+
+// Recover settles runs left Running by a Manager that died (killed, crashed,
+// machine lost): each ends Failed with the reason "manager exited", and so do
+// its processors that were Running. Call it once after opening the store and
+// before starting runs; the store's lock guarantees no other Manager holds
+// them. It returns the IDs of the runs it settled.
+func (m *Manager) Recover() ([]string, error) {
+	ids, err := m.store.ActiveRuns()
+	if err != nil {
+		return nil, fmt.Errorf("find unfinished runs: %w", err)
+	}
+	var settled []string
+	for _, id := range ids {
+		b := m.store.Batch()
+		r, err := m.store.Run(id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return settled, err
+		}
+		if r != nil && r.State == wizpb.RunState_RUN_STATE_RUNNING {
+			now := timestamppb.Now()
+			procs, err := m.store.Processors(id)
+			if err != nil {
+				return settled, err
+			}
+			for _, p := range procs {
+				if p.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
+					p.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
+					p.Error = ReasonManagerExited
+					p.Ended = now
+					if err := b.PutProcessor(p); err != nil {
+						return settled, err
+					}
+				}
+			}
+			r.State = wizpb.RunState_RUN_STATE_FAILED
+			r.Reason = ReasonManagerExited
+			r.Ended = now
+			if err := b.PutRun(r); err != nil {
+				return settled, err
+			}
+			if err := b.PutEvent(&wizpb.Event{Id: ksuid.New().String(), RunId: id, Kind: "state",
+				Message: "Failed: " + ReasonManagerExited, Time: now}); err != nil {
+				return settled, err
+			}
+			settled = append(settled, id)
+			m.log.Warn("settled a run its manager left running", "run", id)
+		}
+		b.DeleteActive(id)
+		if err := b.Commit(); err != nil {
+			return settled, err
+		}
+	}
+	if len(settled) > 0 {
+		if err := m.store.Sync(); err != nil {
+			return settled, err
+		}
+	}
+	return settled, nil
 }
 
 // Pipelines lists stored pipelines.

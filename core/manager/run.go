@@ -58,6 +58,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 	if err != nil {
 		return nil, err
 	}
+	m.log.Debug("pipeline resolved", "pipeline", a.Pipeline.Name, "version", a.Version.Number)
 	p := a.Parsed
 	inputs, text, err := m.inputs(p, req.Inputs)
 	if err != nil {
@@ -76,6 +77,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 	if err := r.batch.PutRun(r.rec); err != nil {
 		return nil, err
 	}
+	r.batch.PutActive(r.rec.Id)
 	if err := r.batch.Commit(); err != nil {
 		return nil, err
 	}
@@ -94,6 +96,8 @@ type run struct {
 		PutProcessor(*wizpb.ProcessorRun) error
 		PutEvent(*wizpb.Event) error
 		PutLog(string, uint64, *wizpb.LogChunk) error
+		PutActive(string)
+		DeleteActive(string)
 		Commit() error
 		Len() int
 	}
@@ -113,6 +117,7 @@ type proc struct {
 	rec     *wizpb.ProcessorRun
 	config  []byte
 	pack    PackRef
+	native  bool
 	exec    string
 	outputs map[string]*wizpb.Data
 	taskID  string
@@ -123,7 +128,7 @@ type proc struct {
 func (r *run) prepare(text map[string]string) error {
 	seen := map[string]bool{}
 	for _, n := range r.p.Processors {
-		ref, err := r.m.catalog.Pack(n.Uses, n.UsesVersion)
+		ref, native, err := r.m.catalog.Pack(n.Uses, n.UsesVersion)
 		if err != nil {
 			return fmt.Errorf("%w: %s: processor %s: %v", ErrUsage, n.Pos, n.Name, err)
 		}
@@ -136,7 +141,7 @@ func (r *run) prepare(text map[string]string) error {
 			ex = r.p.Executor
 		}
 		r.procs = append(r.procs, &proc{
-			node: n, config: cfg, pack: ref, exec: ex, outputs: map[string]*wizpb.Data{},
+			node: n, config: cfg, pack: ref, native: native, exec: ex, outputs: map[string]*wizpb.Data{},
 			rec: &wizpb.ProcessorRun{RunId: r.rec.Id, Name: n.Name, Type: n.Uses},
 		})
 		if key := ref.Name + "@" + ref.Version; !seen[key] {
@@ -196,7 +201,7 @@ func (r *run) loop(ctx context.Context) error {
 			continue
 		}
 		ex, err := r.m.backends.Provision(ctx, ProvisionRequest{
-			Backend: pr.exec, RunID: r.rec.Id, Slots: r.p.MaxParallel, BlobDir: r.m.blobs.Dir(),
+			Backend: pr.exec, RunID: r.rec.Id, Slots: r.p.MaxParallel, BlobDir: r.m.blobs.Dir(), CacheDir: r.m.cacheDir,
 		})
 		if err != nil {
 			r.closeExecutors()
@@ -204,6 +209,7 @@ func (r *run) loop(ctx context.Context) error {
 		}
 		r.execs[pr.exec] = ex
 		slots += ex.Slots()
+		r.m.log.Debug("executor ready", "executor", ex.Name(), "slots", ex.Slots())
 		go func(ch <-chan *TaskEvent) { // forwards one executor's events until it closes or the run ends
 			for ev := range ch {
 				select {
@@ -304,7 +310,7 @@ func (r *run) dispatch(i int) {
 	pr.taskID = r.rec.Id + "/" + pr.node.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
 	r.tasks[pr.taskID] = i
 	err := r.execs[pr.exec].Submit(&Task{
-		ID: pr.taskID, RunID: r.rec.Id, Processor: pr.node.Name, Type: pr.node.Uses, Pack: pr.pack,
+		ID: pr.taskID, Native: pr.native, RunID: r.rec.Id, Processor: pr.node.Name, Type: pr.node.Uses, Pack: pr.pack,
 		Config: pr.config, Inputs: inputs, Timeout: pr.node.Timeout,
 	})
 	if err != nil {
@@ -445,6 +451,7 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 	if err := r.batch.PutRun(r.rec); err != nil {
 		return err
 	}
+	r.batch.DeleteActive(r.rec.Id)
 	if err := r.batch.Commit(); err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ const (
 	pProcessor = "s/" // s/<run id>/<processor name>
 	pEvent     = "e/" // e/<run id>/<event id>
 	pLog       = "l/" // l/<run id>/<processor>/<seq>
+	pActive    = "a/" // a/<run id>: runs not yet ended
 )
 
 // Store is the Manager's state store. It is safe for concurrent use.
@@ -155,6 +156,40 @@ func (b *Batch) PutProcessor(p *wizpb.ProcessorRun) error {
 	return b.put(pProcessor+p.RunId+"/"+p.Name, p)
 }
 
+// PutActive marks a run as not yet ended, so that a Manager that restarts
+// after a crash finds it without scanning every run.
+func (b *Batch) PutActive(runID string) {
+	if _, ok := b.vals[pActive+runID]; !ok {
+		b.keys = append(b.keys, pActive+runID)
+	}
+	b.vals[pActive+runID] = []byte{}
+}
+
+// DeleteActive stages the removal of a run's active mark.
+func (b *Batch) DeleteActive(runID string) {
+	if _, ok := b.vals[pActive+runID]; !ok {
+		b.keys = append(b.keys, pActive+runID)
+	}
+	b.vals[pActive+runID] = nil
+}
+
+// ActiveRuns returns the IDs of runs marked active.
+func (s *Store) ActiveRuns() ([]string, error) {
+	var out []string
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(pActive)
+		opts.PrefetchValues = false
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			out = append(out, strings.TrimPrefix(string(it.Item().Key()), pActive))
+		}
+		return nil
+	})
+	return out, err
+}
+
 // PutEvent stages an event.
 func (b *Batch) PutEvent(e *wizpb.Event) error { return b.put(pEvent+e.RunId+"/"+e.Id, e) }
 
@@ -170,14 +205,20 @@ func (b *Batch) Commit() error {
 		return nil
 	}
 	txn := b.s.db.NewTransaction(true)
+	write := func(txn *badger.Txn, k string) error {
+		if v := b.vals[k]; v != nil {
+			return txn.Set([]byte(k), v)
+		}
+		return txn.Delete([]byte(k))
+	}
 	for _, k := range b.keys {
-		err := txn.Set([]byte(k), b.vals[k])
+		err := write(txn, k)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err := txn.Commit(); err != nil {
 				return fmt.Errorf("commit state: %w", err)
 			}
 			txn = b.s.db.NewTransaction(true)
-			err = txn.Set([]byte(k), b.vals[k])
+			err = write(txn, k)
 		}
 		if err != nil {
 			txn.Discard()

@@ -116,7 +116,7 @@ func (c *Client) Submit(t *manager.Task) error {
 	err := c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_Task{Task: &wizrpc.Task{
 		Id: t.ID, RunId: t.RunID, Processor: t.Processor, Type: t.Type,
 		Pack:       &wizrpc.PackRef{Name: t.Pack.Name, Version: t.Pack.Version, Path: t.Pack.Path, Sha256: t.Pack.SHA256},
-		ConfigJson: t.Config, Inputs: t.Inputs, TimeoutNs: t.Timeout.Nanoseconds(),
+		ConfigJson: t.Config, Inputs: t.Inputs, TimeoutNs: t.Timeout.Nanoseconds(), Kind: kind(t.Native),
 	}}})
 	if err != nil {
 		c.mu.Lock()
@@ -208,6 +208,13 @@ func (c *Client) Close(ctx context.Context) error {
 		}
 	}()
 	return err
+}
+
+func kind(native bool) wizrpc.TypeKind {
+	if native {
+		return wizrpc.TypeKind_TYPE_KIND_NATIVE
+	}
+	return wizrpc.TypeKind_TYPE_KIND_DATA
 }
 
 // plain strips gRPC's wrapper from an error.

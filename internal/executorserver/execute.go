@@ -99,6 +99,16 @@ func (s *Server) runTask(ctx context.Context, t *wizrpc.Task, emit func(*wizrpc.
 		ctx, cancel = context.WithTimeoutCause(ctx, durationNs(t.TimeoutNs), fmt.Errorf("timed out after %s", durationNs(t.TimeoutNs)))
 		defer cancel()
 	}
+	if t.Kind == wizrpc.TypeKind_TYPE_KIND_NATIVE {
+		// The hot path: a cached plan needs no pack at all.
+		plan, err := s.plan(ctx, t)
+		if err != nil {
+			emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, err.Error(), false))
+			return
+		}
+		s.runNative(ctx, t, plan, emit)
+		return
+	}
 	e, err := s.pack(t.Pack)
 	if err != nil {
 		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, err.Error(), false))
@@ -106,7 +116,7 @@ func (s *Server) runTask(ctx context.Context, t *wizrpc.Task, emit func(*wizrpc.
 	}
 	switch e.kinds[typeName(t.Type)] {
 	case wizrpc.TypeKind_TYPE_KIND_NATIVE:
-		plan, err := s.plan(ctx, e.pack, t)
+		plan, err := s.plan(ctx, t)
 		if err != nil {
 			emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, err.Error(), false))
 			return

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +18,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wiz-run/wiz/internal/pluginhost"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk/blob"
@@ -37,6 +40,54 @@ type cachedPlan struct {
 	env  []string
 }
 
+// planFile is where a plan is cached on disk.
+func (s *Server) planFile(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return filepath.Join(s.cfg.CacheDir, hex.EncodeToString(sum[:])+".plan")
+}
+
+func (s *Server) diskPlan(key string) *wizrpc.Plan {
+	if s.cfg.CacheDir == "" {
+		return nil
+	}
+	b, err := os.ReadFile(s.planFile(key))
+	if err != nil {
+		return nil
+	}
+	p := &wizrpc.Plan{}
+	if proto.Unmarshal(b, p) != nil {
+		return nil
+	}
+	return p
+}
+
+// storePlan writes a plan to the disk cache, atomically; failures only cost
+// a pack call next time.
+func (s *Server) storePlan(key string, p *wizrpc.Plan) {
+	if s.cfg.CacheDir == "" {
+		return
+	}
+	b, err := proto.Marshal(p)
+	if err != nil {
+		return
+	}
+	if err := os.MkdirAll(s.cfg.CacheDir, 0o755); err != nil {
+		return
+	}
+	f, err := os.CreateTemp(s.cfg.CacheDir, "plan-*")
+	if err != nil {
+		return
+	}
+	_, werr := f.Write(b)
+	if cerr := f.Close(); werr != nil || cerr != nil {
+		os.Remove(f.Name())
+		return
+	}
+	if os.Rename(f.Name(), s.planFile(key)) != nil {
+		os.Remove(f.Name())
+	}
+}
+
 func typeName(t string) string {
 	if i := strings.LastIndexByte(t, '/'); i >= 0 {
 		return t[i+1:]
@@ -44,9 +95,11 @@ func typeName(t string) string {
 	return t
 }
 
-// plan returns the invocation plan for a native task, asking the pack only
-// the first time a config is seen.
-func (s *Server) plan(ctx context.Context, pack *pluginhost.Pack, t *wizrpc.Task) (*cachedPlan, error) {
+// plan returns the invocation plan for a native task. A plan depends only on
+// the pack binary, the type and the config, so it is asked of the pack the
+// first time a config is seen and kept in memory and, with a cache dir, on
+// disk for later runs.
+func (s *Server) plan(ctx context.Context, t *wizrpc.Task) (*cachedPlan, error) {
 	key := t.Pack.Sha256 + "\x00" + t.Type + "\x00" + string(t.ConfigJson)
 	s.mu.Lock()
 	cp := s.plans[key]
@@ -54,15 +107,23 @@ func (s *Server) plan(ctx context.Context, pack *pluginhost.Pack, t *wizrpc.Task
 	if cp != nil {
 		return cp, nil
 	}
-	p, err := pack.Plan(ctx, typeName(t.Type), t.ConfigJson)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", t.Type, err)
+	p := s.diskPlan(key)
+	if p == nil {
+		e, err := s.pack(t.Pack)
+		if err != nil {
+			return nil, err
+		}
+		if p, err = e.pack.Plan(ctx, typeName(t.Type), t.ConfigJson); err != nil {
+			return nil, fmt.Errorf("%s: %w", t.Type, err)
+		}
+		s.storePlan(key, p)
 	}
 	if len(p.Argv) == 0 {
 		return nil, fmt.Errorf("%s: the pack planned no program", t.Type)
 	}
 	path := p.Argv[0]
 	if !strings.Contains(path, "/") {
+		var err error
 		if path, err = exec.LookPath(path); err != nil {
 			return nil, fmt.Errorf("%s: program %q is not in PATH on the executor's host", t.Type, p.Argv[0])
 		}

@@ -37,6 +37,7 @@ type Config struct {
 	Token    string // bearer token every call must carry
 	BlobDir  string
 	WorkDir  string // where task working dirs are made
+	CacheDir string // where plans are cached across runs; "": memory only
 	Slots    int    // tasks at once; 0: number of CPUs
 	Version  string
 	Logger   hclog.Logger

@@ -44,6 +44,7 @@ type Registry struct {
 	types    map[string]*entry // "std/exec"
 	packs    []*Pack
 	backends map[string]string // name → path
+	sums     map[string]string // path → sha256, for backends
 }
 
 // Pack is one installed processor pack.
@@ -53,8 +54,9 @@ type Pack struct {
 }
 
 type entry struct {
-	spec *pipeline.TypeSpec
-	pack *Pack
+	spec   *pipeline.TypeSpec
+	pack   *Pack
+	native bool
 }
 
 var (
@@ -102,6 +104,7 @@ func (r *Registry) load() error {
 func (r *Registry) scan() error {
 	r.types = map[string]*entry{}
 	r.backends = map[string]string{}
+	r.sums = map[string]string{}
 	cache := map[string]*cacheEntry{}
 	if b, err := os.ReadFile(r.cacheFile); err == nil {
 		_ = json.Unmarshal(b, &cache)
@@ -117,7 +120,17 @@ func (r *Registry) scan() error {
 			path := filepath.Join(dir, name)
 			switch {
 			case strings.HasPrefix(name, BackendPrefix):
+				ce, changed, err := digest(path, cache[path])
+				if err != nil {
+					r.log.Warn("skipping executor backend", "path", path, "error", err)
+					continue
+				}
+				if changed {
+					cache[path] = ce
+					dirty = true
+				}
 				r.backends[strings.TrimPrefix(name, BackendPrefix)] = path
+				r.sums[path] = ce.SHA256
 			case strings.HasPrefix(name, PackPrefix):
 				ce, changed, err := r.describe(path, cache[path])
 				if err != nil {
@@ -146,6 +159,24 @@ func (r *Registry) scan() error {
 		}
 	}
 	return nil
+}
+
+// digest returns a binary's sha256, from the cache when the binary's size and
+// modification time are unchanged. go-plugin still verifies the digest at
+// every launch, so a stale cache entry is refused, never trusted.
+func digest(path string, ce *cacheEntry) (*cacheEntry, bool, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, false, err
+	}
+	if ce != nil && ce.Size == st.Size() && ce.ModTime == st.ModTime().UnixNano() && ce.SHA256 != "" {
+		return ce, false, nil
+	}
+	sum, err := pluginhost.FileSHA256(path)
+	if err != nil {
+		return nil, false, err
+	}
+	return &cacheEntry{Size: st.Size(), ModTime: st.ModTime().UnixNano(), SHA256: sum}, true, nil
 }
 
 // describe returns a pack's digest and description, from the cache when the
@@ -187,7 +218,7 @@ func (r *Registry) add(p *Pack) {
 		for _, f := range t.Fields {
 			spec.Fields = append(spec.Fields, pipeline.FieldSpec{Name: f.Name, Type: f.Type, Required: f.Required, Doc: f.Doc})
 		}
-		r.types[spec.Type] = &entry{spec: spec, pack: p}
+		r.types[spec.Type] = &entry{spec: spec, pack: p, native: t.Kind == wizrpc.TypeKind_TYPE_KIND_NATIVE}
 	}
 }
 
@@ -238,18 +269,18 @@ func (r *Registry) Types() []string {
 }
 
 // Pack implements manager.Catalog.
-func (r *Registry) Pack(typ, constraint string) (manager.PackRef, error) {
+func (r *Registry) Pack(typ, constraint string) (manager.PackRef, bool, error) {
 	if err := r.load(); err != nil {
-		return manager.PackRef{}, err
+		return manager.PackRef{}, false, err
 	}
 	e, ok := r.types[typ]
 	if !ok {
-		return manager.PackRef{}, fmt.Errorf("no installed pack serves %s", typ)
+		return manager.PackRef{}, false, fmt.Errorf("no installed pack serves %s", typ)
 	}
 	if constraint != "" {
-		return manager.PackRef{}, fmt.Errorf("version constraints (%s@%s) need installed plugin versions, which this wiz does not support yet; drop the @%s", typ, constraint, constraint)
+		return manager.PackRef{}, false, fmt.Errorf("version constraints (%s@%s) need installed plugin versions, which this wiz does not support yet; drop the @%s", typ, constraint, constraint)
 	}
-	return e.pack.Ref, nil
+	return e.pack.Ref, e.native, nil
 }
 
 // Provision implements manager.Backends: it starts the backend plugin, asks
@@ -263,16 +294,13 @@ func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) 
 		names, _ := r.BackendNames()
 		return nil, fmt.Errorf("no executor backend %q is installed (installed: %s)", req.Backend, strings.Join(names, ", "))
 	}
-	sum, err := pluginhost.FileSHA256(path)
-	if err != nil {
-		return nil, fmt.Errorf("executor backend %s: %w", req.Backend, err)
-	}
-	b, err := pluginhost.LaunchBackend(pluginhost.Config{Name: req.Backend, Path: path, SHA256: sum, Logger: r.log.Named(req.Backend)})
+	b, err := pluginhost.LaunchBackend(pluginhost.Config{Name: req.Backend, Path: path, SHA256: r.sums[path], Logger: r.log.Named(req.Backend)})
 	if err != nil {
 		return nil, err
 	}
 	resp, err := b.Provision(ctx, &wizrpc.ProvisionRequest{
 		RunId: req.RunID, WizBinary: r.wizBinary, Slots: int32(req.Slots), BlobDir: req.BlobDir, LogLevel: r.logLevel,
+		CacheDir: req.CacheDir,
 	})
 	if err != nil {
 		b.Kill()

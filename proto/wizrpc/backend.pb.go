@@ -125,6 +125,7 @@ type ProvisionRequest struct {
 	Slots         int32                  `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`                            // 0: the executor decides
 	BlobDir       string                 `protobuf:"bytes,5,opt,name=blob_dir,json=blobDir,proto3" json:"blob_dir,omitempty"`
 	LogLevel      string                 `protobuf:"bytes,6,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
+	CacheDir      string                 `protobuf:"bytes,7,opt,name=cache_dir,json=cacheDir,proto3" json:"cache_dir,omitempty"` // where the executor may cache invocation plans
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +198,13 @@ func (x *ProvisionRequest) GetBlobDir() string {
 func (x *ProvisionRequest) GetLogLevel() string {
 	if x != nil {
 		return x.LogLevel
+	}
+	return ""
+}
+
+func (x *ProvisionRequest) GetCacheDir() string {
+	if x != nil {
+		return x.CacheDir
 	}
 	return ""
 }
@@ -411,7 +419,7 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\x17BackendDescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
-	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\"\xb7\x01\n" +
+	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\"\xd4\x01\n" +
 	"\x10ProvisionRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1d\n" +
 	"\n" +
@@ -420,7 +428,8 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"configJson\x12\x14\n" +
 	"\x05slots\x18\x04 \x01(\x05R\x05slots\x12\x19\n" +
 	"\bblob_dir\x18\x05 \x01(\tR\ablobDir\x12\x1b\n" +
-	"\tlog_level\x18\x06 \x01(\tR\blogLevel\"e\n" +
+	"\tlog_level\x18\x06 \x01(\tR\blogLevel\x12\x1b\n" +
+	"\tcache_dir\x18\a \x01(\tR\bcacheDir\"e\n" +
 	"\x11ProvisionResponse\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12/\n" +

@@ -269,15 +269,18 @@ func (x *PackRef) GetSha256() string {
 
 // Task is one processor of one run, ready to execute.
 type Task struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // unique per attempt
-	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Processor     string                 `protobuf:"bytes,3,opt,name=processor,proto3" json:"processor,omitempty"` // processor name in the pipeline
-	Type          string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`           // processor type, "std/exec"
-	Pack          *PackRef               `protobuf:"bytes,5,opt,name=pack,proto3" json:"pack,omitempty"`
-	ConfigJson    []byte                 `protobuf:"bytes,6,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the processor's `with`, as JSON
-	Inputs        map[string]*wizpb.Data `protobuf:"bytes,7,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	TimeoutNs     int64                  `protobuf:"varint,8,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"` // 0: none
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // unique per attempt
+	RunId      string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Processor  string                 `protobuf:"bytes,3,opt,name=processor,proto3" json:"processor,omitempty"` // processor name in the pipeline
+	Type       string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`           // processor type, "std/exec"
+	Pack       *PackRef               `protobuf:"bytes,5,opt,name=pack,proto3" json:"pack,omitempty"`
+	ConfigJson []byte                 `protobuf:"bytes,6,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the processor's `with`, as JSON
+	Inputs     map[string]*wizpb.Data `protobuf:"bytes,7,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	TimeoutNs  int64                  `protobuf:"varint,8,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"` // 0: none
+	// kind says whether the type is a native-program wrapper, whose plan the
+	// executor may take from its plan cache without starting the pack.
+	Kind          TypeKind `protobuf:"varint,9,opt,name=kind,proto3,enum=wizrpc.v1.TypeKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -366,6 +369,13 @@ func (x *Task) GetTimeoutNs() int64 {
 		return x.TimeoutNs
 	}
 	return 0
+}
+
+func (x *Task) GetKind() TypeKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TypeKind_TYPE_KIND_UNSPECIFIED
 }
 
 type ExecuteRequest struct {
@@ -957,7 +967,7 @@ var File_wizrpc_v1_executor_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\n" +
-	"\x18wizrpc/v1/executor.proto\x12\twizrpc.v1\x1a\x11wiz/v1/data.proto\x1a\x12wiz/v1/state.proto\"\r\n" +
+	"\x18wizrpc/v1/executor.proto\x12\twizrpc.v1\x1a\x11wiz/v1/data.proto\x1a\x12wiz/v1/state.proto\x1a\x14wizrpc/v1/pack.proto\"\r\n" +
 	"\vInfoRequest\"\xbb\x01\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x14\n" +
@@ -970,7 +980,7 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xc5\x02\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xee\x02\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1c\n" +
@@ -981,7 +991,8 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"configJson\x123\n" +
 	"\x06inputs\x18\a \x03(\v2\x1b.wizrpc.v1.Task.InputsEntryR\x06inputs\x12\x1d\n" +
 	"\n" +
-	"timeout_ns\x18\b \x01(\x03R\ttimeoutNs\x1aG\n" +
+	"timeout_ns\x18\b \x01(\x03R\ttimeoutNs\x12'\n" +
+	"\x04kind\x18\t \x01(\x0e2\x13.wizrpc.v1.TypeKindR\x04kind\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"r\n" +
@@ -1057,34 +1068,36 @@ var file_wizrpc_v1_executor_proto_goTypes = []any{
 	(*Output)(nil),         // 12: wizrpc.v1.Output
 	(*Finished)(nil),       // 13: wizrpc.v1.Finished
 	nil,                    // 14: wizrpc.v1.Task.InputsEntry
-	(*wizpb.Metrics)(nil),  // 15: wiz.v1.Metrics
-	(*wizpb.Data)(nil),     // 16: wiz.v1.Data
+	(TypeKind)(0),          // 15: wizrpc.v1.TypeKind
+	(*wizpb.Metrics)(nil),  // 16: wiz.v1.Metrics
+	(*wizpb.Data)(nil),     // 17: wiz.v1.Data
 }
 var file_wizrpc_v1_executor_proto_depIdxs = []int32{
 	3,  // 0: wizrpc.v1.Task.pack:type_name -> wizrpc.v1.PackRef
 	14, // 1: wizrpc.v1.Task.inputs:type_name -> wizrpc.v1.Task.InputsEntry
-	4,  // 2: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
-	6,  // 3: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
-	9,  // 4: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
-	10, // 5: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
-	11, // 6: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
-	12, // 7: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
-	15, // 8: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
-	13, // 9: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
-	16, // 10: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
-	0,  // 11: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
-	16, // 12: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
-	1,  // 13: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
-	5,  // 14: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
-	6,  // 15: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
-	2,  // 16: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
-	8,  // 17: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
-	7,  // 18: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	15, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
+	4,  // 3: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
+	6,  // 4: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
+	9,  // 5: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
+	10, // 6: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
+	11, // 7: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
+	12, // 8: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
+	16, // 9: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
+	13, // 10: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
+	17, // 11: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
+	0,  // 12: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
+	17, // 13: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
+	1,  // 14: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
+	5,  // 15: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
+	6,  // 16: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
+	2,  // 17: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
+	8,  // 18: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
+	7,  // 19: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
+	17, // [17:20] is the sub-list for method output_type
+	14, // [14:17] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_executor_proto_init() }
@@ -1092,6 +1105,7 @@ func file_wizrpc_v1_executor_proto_init() {
 	if File_wizrpc_v1_executor_proto != nil {
 		return
 	}
+	file_wizrpc_v1_pack_proto_init()
 	file_wizrpc_v1_executor_proto_msgTypes[4].OneofWrappers = []any{
 		(*ExecuteRequest_Task)(nil),
 		(*ExecuteRequest_Cancel)(nil),

@@ -38,6 +38,9 @@ type ProvisionRequest struct {
 	BlobDir string
 	// LogLevel is the hclog level the user chose.
 	LogLevel string
+	// CacheDir is where an executor on the Manager's machine may cache
+	// invocation plans across runs; empty: in memory only.
+	CacheDir string
 }
 
 // ProvisionResponse says how to reach a provisioned executor.

@@ -72,7 +72,7 @@ func (s *backendServer) Describe(context.Context, *wizrpc.BackendDescribeRequest
 func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequest) (*wizrpc.ProvisionResponse, error) {
 	resp, err := s.b.Provision(ctx, &ProvisionRequest{
 		RunID: req.RunId, WizBinary: req.WizBinary, Config: req.ConfigJson,
-		Slots: int(req.Slots), BlobDir: req.BlobDir, LogLevel: req.LogLevel,
+		Slots: int(req.Slots), BlobDir: req.BlobDir, LogLevel: req.LogLevel, CacheDir: req.CacheDir,
 	})
 	if err != nil {
 		return nil, err

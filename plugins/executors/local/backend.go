@@ -92,6 +92,9 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	if req.BlobDir != "" {
 		args = append(args, "--blob-dir", req.BlobDir)
 	}
+	if req.CacheDir != "" {
+		args = append(args, "--cache-dir", req.CacheDir)
+	}
 	cmd := exec.Command(req.WizBinary, args...)
 	cmd.Env = append(os.Environ(), "WIZ_EXECUTOR_TOKEN="+token, "WIZ_LOG_LEVEL="+req.LogLevel)
 	// The executor dies with this backend, and this backend with its host, so
