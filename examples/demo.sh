@@ -19,5 +19,5 @@ echo
 echo "== wiz runs show last"
 ./bin/wiz runs show last
 echo
-echo "== the summary processor's output (wiz runs show last -o json | jq-like view)"
-./bin/wiz runs show last -o json | grep -A3 '"summary"' | head -4 || true
+echo "== wiz runs output last summary   (std/json over the report, a Wiz File)"
+./bin/wiz runs output last summary

@@ -14,9 +14,36 @@ import (
 
 // RunsCmd is `wiz runs`.
 type RunsCmd struct {
-	List RunsListCmd `cmd:"" help:"List runs, newest first."`
-	Show RunsShowCmd `cmd:"" help:"Show a run: its pipeline version and every processor's state, duration and metrics."`
-	Logs RunsLogsCmd `cmd:"" help:"Print a run's logs."`
+	List   RunsListCmd   `cmd:"" help:"List runs, newest first."`
+	Show   RunsShowCmd   `cmd:"" help:"Show a run: its pipeline version and every processor's state, duration and metrics."`
+	Logs   RunsLogsCmd   `cmd:"" help:"Print a run's logs."`
+	Output RunsOutputCmd `cmd:"" help:"Write a processor's output to stdout or a file."`
+}
+
+// RunsOutputCmd is `wiz runs output`.
+type RunsOutputCmd struct {
+	ID        string `arg:"" help:"Run ID, or \"last\"."`
+	Processor string `arg:"" help:"Processor name."`
+	Name      string `arg:"" optional:"" default:"out" help:"Output name (default: out)."`
+	To        string `short:"o" name:"output-file" placeholder:"PATH" help:"Write to this file instead of stdout."`
+}
+
+// Run implements the command.
+func (c *RunsOutputCmd) Run(env *Env) error {
+	m, err := env.Manager()
+	if err != nil {
+		return err
+	}
+	w := os.Stdout
+	if c.To != "" {
+		f, err := os.Create(c.To)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		w = f
+	}
+	return m.Output(c.ID, c.Processor, c.Name, w)
 }
 
 // RunsListCmd is `wiz runs list`.

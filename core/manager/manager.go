@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -287,6 +288,43 @@ func (m *Manager) Logs(id, processor string, fn func(*wizpb.LogChunk) error) err
 		return err
 	}
 	return m.store.Logs(r.Id, processor, fn)
+}
+
+// Output writes one output of one processor of a run to w: its inline bytes
+// or its files' contents, verified by digest.
+func (m *Manager) Output(id, processor, name string, w io.Writer) error {
+	r, err := m.findRun(id)
+	if err != nil {
+		return err
+	}
+	procs, err := m.store.Processors(r.Id)
+	if err != nil {
+		return err
+	}
+	p := procs[processor]
+	if p == nil {
+		return fmt.Errorf("%w: run %s has no processor %q that ran", ErrUsage, r.Id, processor)
+	}
+	d := p.Outputs[name]
+	if d == nil {
+		return fmt.Errorf("%w: processor %s of run %s has no output %q (outputs: %s)", ErrUsage, processor, r.Id, name, keys(p.Outputs))
+	}
+	if len(d.Files) == 0 {
+		_, err := w.Write(d.Inline)
+		return err
+	}
+	for _, f := range d.Files {
+		rc, err := m.blobs.Open(f.Digest)
+		if err != nil {
+			return fmt.Errorf("output %s.%s file %s: %w", processor, name, f.Name, err)
+		}
+		_, err = io.Copy(w, rc)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("output %s.%s file %s: %w", processor, name, f.Name, err)
+		}
+	}
+	return nil
 }
 
 // InputValue is a run input given by the user: text, or a file to read.
