@@ -32,6 +32,18 @@ func (e *Env) Logger() hclog.Logger {
 	return e.log
 }
 
+// pluginLogger is the logger of go-plugin's plugin clients. go-plugin reports
+// every plugin that exits without a handshake or is killed at warn and error
+// level; wiz turns what matters into its own one-line errors, so those logs
+// show only when the user asks for info or more.
+func (e *Env) pluginLogger() hclog.Logger {
+	l := e.Logger().Named("plugins")
+	if l.GetLevel() > hclog.Info {
+		return hclog.NewNullLogger()
+	}
+	return l
+}
+
 // Home returns the wiz home directory.
 func (e *Env) Home() (string, error) {
 	if e.CLI.Home != "" {
@@ -62,7 +74,7 @@ func (e *Env) Registry() (*plugins.Registry, error) {
 	}
 	e.registry = plugins.New(plugins.Config{
 		BundledDir: filepath.Dir(self), Home: home, WizBinary: self,
-		LogLevel: e.CLI.LogLevel, Logger: e.Logger().Named("plugins"),
+		LogLevel: e.CLI.LogLevel, Logger: e.pluginLogger(),
 	})
 	return e.registry, nil
 }

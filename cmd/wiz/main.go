@@ -30,6 +30,7 @@ type CLI struct {
 	Run      RunCmd      `cmd:"" help:"Run a pipeline file or a stored pipeline."`
 	Pipeline PipelineCmd `cmd:"" help:"Apply, list and show pipelines."`
 	Runs     RunsCmd     `cmd:"" help:"List and inspect runs."`
+	Plugin   PluginCmd   `cmd:"" help:"Install, list, inspect and remove plugins."`
 	Version  VersionCmd  `cmd:"" help:"Print the version of wiz and of each plugin."`
 	Executor ExecutorCmd `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
 }

@@ -255,7 +255,8 @@ type TypeSpec struct {
 // Catalog is what Validate needs to know about the installed processor types.
 // Validate calls it from one goroutine.
 type Catalog interface {
-	// Lookup returns the spec of the processor type typ ("std/exec").
+	// Lookup returns the spec of the processor type typ ("std/exec"), or of the
+	// version a constraint selects when typ carries one ("acme/resize@^1.2").
 	Lookup(typ string) (*TypeSpec, bool)
 	// Types returns the installed types, sorted, for error messages.
 	Types() []string

@@ -212,8 +212,16 @@ func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Positi
 	if n.Uses == "" {
 		return
 	}
-	spec, ok := cat.Lookup(n.Uses)
+	uses := n.Uses
+	if n.UsesVersion != "" {
+		uses += "@" + n.UsesVersion
+	}
+	spec, ok := cat.Lookup(uses)
 	if !ok {
+		if _, exists := cat.Lookup(n.Uses); exists && n.UsesVersion != "" {
+			errorf(n.usesPos, "no installed version of %s matches %s; `wiz plugin list` shows the installed versions", n.Uses, n.UsesVersion)
+			return
+		}
 		types := cat.Types()
 		installed := "no processor types are installed"
 		if len(types) > 0 {

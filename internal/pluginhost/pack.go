@@ -55,7 +55,7 @@ func Launch(cfg Config) (*Pack, error) {
 	if err != nil || len(sum) != sha256.Size {
 		return nil, fmt.Errorf("launch pack %s: bad sha256 %q", cfg.Name, cfg.SHA256)
 	}
-	client := NewClient(cfg.Path, sdk.PackPluginName, &packPlugin{}, sum, cfg.Logger)
+	client := NewClient(cfg.Path, plugin.PluginSet{sdk.PackPluginName: &packPlugin{}}, sum, cfg.Logger)
 	raw, err := Dispense(client, cfg.Name, cfg.Path, cfg.SHA256, sdk.PackPluginName)
 	if err != nil {
 		return nil, err
@@ -63,9 +63,9 @@ func Launch(cfg Config) (*Pack, error) {
 	return &Pack{name: cfg.Name, client: client, rpc: raw.(wizrpc.ProcessorPackClient)}, nil
 }
 
-// NewClient makes a go-plugin client for a wiz plugin binary of the given kind.
+// NewClient makes a go-plugin client for a wiz plugin binary serving plugins.
 // The process is put in its own process group and dies with its host.
-func NewClient(path, kind string, p plugin.Plugin, sum []byte, logger hclog.Logger) *plugin.Client {
+func NewClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.Logger) *plugin.Client {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -74,7 +74,7 @@ func NewClient(path, kind string, p plugin.Plugin, sum []byte, logger hclog.Logg
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,
-		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: {kind: p}},
+		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: plugins},
 		Cmd:              cmd,
 		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -121,9 +121,10 @@ func launchError(name, path, want string, err error) error {
 			got = hex.EncodeToString(s[:])
 		}
 		return fmt.Errorf("plugin %s refused: %s changed after install (sha256 %s, expected %s); reinstall it with `wiz plugin install`", name, path, got, want)
-	case strings.Contains(msg, "Incompatible API version"):
+	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
 		return fmt.Errorf("plugin %s (%s) speaks another wiz plugin protocol than this wiz (protocol %d): %s; install a version built for this wiz", name, path, sdk.ProtocolVersion, msg)
-	case strings.Contains(msg, "magic cookie") || strings.Contains(msg, "Unrecognized remote plugin message"):
+	case strings.Contains(msg, "magic cookie") || strings.Contains(msg, "Unrecognized remote plugin message") ||
+		strings.Contains(msg, "exited before we could connect") || strings.Contains(msg, "exec format error"):
 		return fmt.Errorf("%s is not a wiz plugin (it did not answer the wiz plugin handshake)", path)
 	}
 	return fmt.Errorf("start plugin %s (%s): %w", name, path, err)

@@ -1,7 +1,8 @@
 // Package plugins finds the installed wiz plugins — the bundled ones next to
-// the wiz binary — reads their descriptions (cached by the binary's digest)
-// and serves them to the Manager: processor types as a manager.Catalog and
-// executor backends as manager.Backends.
+// the wiz binary and those installed with `wiz plugin install` under
+// $WIZ_HOME/plugins/<name>/<version>/ — and serves them to the Manager:
+// processor types as a manager.Catalog (several versions side by side, chosen
+// by semver constraint) and executor backends as manager.Backends.
 package plugins
 
 import (
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/Masterminds/semver/v3"
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/wiz-run/wiz/internal/executorclient"
 	"github.com/wiz-run/wiz/internal/pluginhost"
 	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk"
 )
 
 // Prefixes of bundled plugin binaries.
@@ -31,32 +34,51 @@ const (
 	BackendPrefix = "wiz-executor-"
 )
 
+// Kinds of plugins, as written in manifests.
+const (
+	KindPack    = "processor-pack"
+	KindBackend = "executor-backend"
+)
+
+// SourceBundled is the Source of plugins found next to the wiz binary.
+const SourceBundled = "bundled"
+
+// Plugin is one installed plugin binary.
+type Plugin struct {
+	Kind            string          `json:"kind"`
+	Name            string          `json:"name"`
+	Version         string          `json:"version"`
+	ProtocolVersion int             `json:"protocol_version"`
+	Types           []string        `json:"types,omitempty"`
+	SHA256          string          `json:"sha256"`
+	Binary          string          `json:"binary"`
+	Source          string          `json:"source"`
+	Installed       time.Time       `json:"installed"`
+	Describe        json.RawMessage `json:"describe,omitempty"`
+
+	Path string                   `json:"-"`
+	Desc *wizrpc.DescribeResponse `json:"-"`
+	ver  *semver.Version
+}
+
+// Ref returns the pack reference tasks carry.
+func (p *Plugin) Ref() manager.PackRef {
+	return manager.PackRef{Name: p.Name, Version: p.Version, Path: p.Path, SHA256: p.SHA256}
+}
+
 // Registry is the set of installed plugins.
 type Registry struct {
-	dirs      []string // where bundled plugins are looked for
-	cacheFile string
-	wizBinary string
-	logLevel  string
-	log       hclog.Logger
+	bundledDir string
+	home       string
+	wizBinary  string
+	logLevel   string
+	log        hclog.Logger
 
 	once     sync.Once
 	loadErr  error
-	types    map[string]*entry // "std/exec"
-	packs    []*Pack
-	backends map[string]string // name → path
-	sums     map[string]string // path → sha256, for backends
-}
-
-// Pack is one installed processor pack.
-type Pack struct {
-	Ref  manager.PackRef
-	Desc *wizrpc.DescribeResponse
-}
-
-type entry struct {
-	spec   *pipeline.TypeSpec
-	pack   *Pack
-	native bool
+	all      []*Plugin
+	packs    map[string][]*Plugin // by name, newest first
+	backends map[string][]*Plugin // by name, newest first
 }
 
 var (
@@ -68,7 +90,7 @@ var (
 type Config struct {
 	// BundledDir holds the bundled plugins (the wiz binary's directory).
 	BundledDir string
-	// Home is the wiz home; descriptions are cached under it.
+	// Home is the wiz home: installed plugins and caches live under it.
 	Home string
 	// WizBinary is the `wiz` binary backends start as the executor.
 	WizBinary string
@@ -81,14 +103,19 @@ func New(cfg Config) *Registry {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Registry{
-		dirs: []string{cfg.BundledDir}, cacheFile: filepath.Join(cfg.Home, "cache", "plugins.json"),
-		wizBinary: cfg.WizBinary, logLevel: cfg.LogLevel, log: cfg.Logger,
-	}
+	return &Registry{bundledDir: cfg.BundledDir, home: cfg.Home, wizBinary: cfg.WizBinary, logLevel: cfg.LogLevel, log: cfg.Logger}
 }
 
-// cacheEntry remembers a plugin binary's digest and description, keyed by its
-// path, size and modification time.
+func (r *Registry) pluginsDir() string { return filepath.Join(r.home, "plugins") }
+func (r *Registry) cacheFile() string  { return filepath.Join(r.home, "cache", "plugins.json") }
+
+func (r *Registry) load() error {
+	r.once.Do(func() { r.loadErr = r.scan() })
+	return r.loadErr
+}
+
+// cacheEntry remembers a bundled binary's digest and description, keyed by
+// its path, size and modification time.
 type cacheEntry struct {
 	Size     int64           `json:"size"`
 	ModTime  int64           `json:"mtime"`
@@ -96,173 +123,245 @@ type cacheEntry struct {
 	Describe json.RawMessage `json:"describe,omitempty"`
 }
 
-func (r *Registry) load() error {
-	r.once.Do(func() { r.loadErr = r.scan() })
-	return r.loadErr
-}
-
 func (r *Registry) scan() error {
-	r.types = map[string]*entry{}
-	r.backends = map[string]string{}
-	r.sums = map[string]string{}
-	cache := map[string]*cacheEntry{}
-	if b, err := os.ReadFile(r.cacheFile); err == nil {
-		_ = json.Unmarshal(b, &cache)
+	r.packs = map[string][]*Plugin{}
+	r.backends = map[string][]*Plugin{}
+	if err := r.scanBundled(); err != nil {
+		return err
 	}
-	dirty := false
-	for _, dir := range r.dirs {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			name := e.Name()
-			path := filepath.Join(dir, name)
-			switch {
-			case strings.HasPrefix(name, BackendPrefix):
-				ce, changed, err := digest(path, cache[path])
-				if err != nil {
-					r.log.Warn("skipping executor backend", "path", path, "error", err)
-					continue
-				}
-				if changed {
-					cache[path] = ce
-					dirty = true
-				}
-				r.backends[strings.TrimPrefix(name, BackendPrefix)] = path
-				r.sums[path] = ce.SHA256
-			case strings.HasPrefix(name, PackPrefix):
-				ce, changed, err := r.describe(path, cache[path])
-				if err != nil {
-					r.log.Warn("skipping processor pack", "path", path, "error", err)
-					continue
-				}
-				if changed {
-					cache[path] = ce
-					dirty = true
-				}
-				desc := &wizrpc.DescribeResponse{}
-				if err := protojson.Unmarshal(ce.Describe, desc); err != nil {
-					return fmt.Errorf("plugin cache %s: %w", r.cacheFile, err)
-				}
-				r.add(&Pack{Ref: manager.PackRef{Name: desc.Name, Version: desc.Version, Path: path, SHA256: ce.SHA256}, Desc: desc})
-			}
-		}
+	if err := r.scanInstalled(); err != nil {
+		return err
 	}
-	if dirty {
-		if b, err := json.MarshalIndent(cache, "", "  "); err == nil {
-			_ = os.MkdirAll(filepath.Dir(r.cacheFile), 0o755)
-			tmp := r.cacheFile + ".tmp"
-			if os.WriteFile(tmp, b, 0o644) == nil {
-				_ = os.Rename(tmp, r.cacheFile)
-			}
+	for _, m := range []map[string][]*Plugin{r.packs, r.backends} {
+		for _, ps := range m {
+			sort.SliceStable(ps, func(i, j int) bool { return ps[i].ver.GreaterThan(ps[j].ver) })
 		}
 	}
 	return nil
 }
 
-// digest returns a binary's sha256, from the cache when the binary's size and
-// modification time are unchanged. go-plugin still verifies the digest at
-// every launch, so a stale cache entry is refused, never trusted.
-func digest(path string, ce *cacheEntry) (*cacheEntry, bool, error) {
-	st, err := os.Stat(path)
+func (r *Registry) scanBundled() error {
+	cache := map[string]*cacheEntry{}
+	if b, err := os.ReadFile(r.cacheFile()); err == nil {
+		_ = json.Unmarshal(b, &cache)
+	}
+	dirty := false
+	ents, err := os.ReadDir(r.bundledDir)
 	if err != nil {
-		return nil, false, err
+		return nil
 	}
-	if ce != nil && ce.Size == st.Size() && ce.ModTime == st.ModTime().UnixNano() && ce.SHA256 != "" {
-		return ce, false, nil
+	for _, e := range ents {
+		name := e.Name()
+		path := filepath.Join(r.bundledDir, name)
+		isPack, isBackend := strings.HasPrefix(name, PackPrefix), strings.HasPrefix(name, BackendPrefix)
+		if !isPack && !isBackend {
+			continue
+		}
+		ce, changed, err := r.describeBundled(path, cache[path], isPack)
+		if err != nil {
+			r.log.Warn("skipping bundled plugin", "path", path, "error", err)
+			continue
+		}
+		if changed {
+			cache[path] = ce
+			dirty = true
+		}
+		p := &Plugin{SHA256: ce.SHA256, Path: path, Binary: name, Source: SourceBundled, ProtocolVersion: sdk.ProtocolVersion, Describe: ce.Describe}
+		p.Kind = KindBackend
+		if isPack {
+			p.Kind = KindPack
+		}
+		if err := r.add(p); err != nil {
+			r.log.Warn("skipping bundled plugin", "path", path, "error", err)
+		}
 	}
-	sum, err := pluginhost.FileSHA256(path)
-	if err != nil {
-		return nil, false, err
+	if dirty {
+		if b, err := json.MarshalIndent(cache, "", "  "); err == nil {
+			_ = writeFileAtomic(r.cacheFile(), b, 0o644)
+		}
 	}
-	return &cacheEntry{Size: st.Size(), ModTime: st.ModTime().UnixNano(), SHA256: sum}, true, nil
+	return nil
 }
 
-// describe returns a pack's digest and description, from the cache when the
-// binary is unchanged, else by starting it.
-func (r *Registry) describe(path string, ce *cacheEntry) (*cacheEntry, bool, error) {
+// describeBundled returns a bundled binary's digest and, for a pack, its
+// description: from the cache when the binary is unchanged, else by starting it.
+// go-plugin verifies the digest at every launch, so a stale cache entry is
+// refused, never trusted.
+func (r *Registry) describeBundled(path string, ce *cacheEntry, isPack bool) (*cacheEntry, bool, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return nil, false, err
 	}
-	if ce != nil && ce.Size == st.Size() && ce.ModTime == st.ModTime().UnixNano() && len(ce.Describe) > 0 {
+	if ce != nil && ce.Size == st.Size() && ce.ModTime == st.ModTime().UnixNano() && ce.SHA256 != "" && (!isPack || len(ce.Describe) > 0) {
 		return ce, false, nil
 	}
 	sum, err := pluginhost.FileSHA256(path)
 	if err != nil {
 		return nil, false, err
 	}
-	p, err := pluginhost.Launch(pluginhost.Config{Name: filepath.Base(path), Path: path, SHA256: sum, Logger: r.log})
-	if err != nil {
-		return nil, false, err
-	}
-	defer p.Kill()
+	out := &cacheEntry{Size: st.Size(), ModTime: st.ModTime().UnixNano(), SHA256: sum}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	desc, err := p.Describe(ctx)
+	probed, err := pluginhost.Probe(ctx, path, sum, r.log)
 	if err != nil {
 		return nil, false, err
 	}
-	b, err := protojson.Marshal(desc)
-	if err != nil {
+	if (probed.Kind == sdk.PackPluginName) != isPack {
+		return nil, false, fmt.Errorf("%s is named like a %s but is not one", path, map[bool]string{true: "processor pack", false: "executor backend"}[isPack])
+	}
+	if out.Describe, err = probed.DescribeJSON(); err != nil {
 		return nil, false, err
 	}
-	return &cacheEntry{Size: st.Size(), ModTime: st.ModTime().UnixNano(), SHA256: sum, Describe: b}, true, nil
+	return out, true, nil
 }
 
-func (r *Registry) add(p *Pack) {
-	r.packs = append(r.packs, p)
-	for _, t := range p.Desc.Types {
-		spec := &pipeline.TypeSpec{Type: p.Desc.Name + "/" + t.Name}
-		for _, f := range t.Fields {
-			spec.Fields = append(spec.Fields, pipeline.FieldSpec{Name: f.Name, Type: f.Type, Required: f.Required, Doc: f.Doc})
+func (r *Registry) scanInstalled() error {
+	manifests, _ := filepath.Glob(filepath.Join(r.pluginsDir(), "*", "*", "manifest.json"))
+	for _, mf := range manifests {
+		b, err := os.ReadFile(mf)
+		if err != nil {
+			return fmt.Errorf("read plugin manifest: %w", err)
 		}
-		r.types[spec.Type] = &entry{spec: spec, pack: p, native: t.Kind == wizrpc.TypeKind_TYPE_KIND_NATIVE}
+		p := &Plugin{}
+		if err := json.Unmarshal(b, p); err != nil {
+			r.log.Warn("skipping plugin with a bad manifest", "manifest", mf, "error", err)
+			continue
+		}
+		p.Path = filepath.Join(filepath.Dir(mf), p.Binary)
+		if err := r.add(p); err != nil {
+			r.log.Warn("skipping installed plugin", "manifest", mf, "error", err)
+		}
 	}
+	return nil
 }
 
-// Packs lists the installed packs.
-func (r *Registry) Packs() ([]*Pack, error) {
+// add decodes a plugin's description and files it by kind and name.
+func (r *Registry) add(p *Plugin) error {
+	if p.Kind == KindPack {
+		p.Desc = &wizrpc.DescribeResponse{}
+		if err := protojson.Unmarshal(p.Describe, p.Desc); err != nil {
+			return fmt.Errorf("description: %w", err)
+		}
+		p.Name, p.Version, p.ProtocolVersion = p.Desc.Name, p.Desc.Version, int(p.Desc.ProtocolVersion)
+		p.Types = p.Types[:0]
+		for _, t := range p.Desc.Types {
+			p.Types = append(p.Types, p.Name+"/"+t.Name)
+		}
+	} else {
+		d := &wizrpc.BackendDescribeResponse{}
+		if err := protojson.Unmarshal(p.Describe, d); err != nil {
+			return fmt.Errorf("description: %w", err)
+		}
+		p.Name, p.Version, p.ProtocolVersion = d.Name, d.Version, int(d.ProtocolVersion)
+	}
+	if p.Version == "" {
+		p.Version = "0.0.0"
+	}
+	v, err := semver.NewVersion(p.Version)
+	if err != nil {
+		return fmt.Errorf("plugin %s version %q is not a semantic version: %w", p.Name, p.Version, err)
+	}
+	p.ver = v
+	r.all = append(r.all, p)
+	if p.Kind == KindPack {
+		r.packs[p.Name] = append(r.packs[p.Name], p)
+	} else {
+		r.backends[p.Name] = append(r.backends[p.Name], p)
+	}
+	return nil
+}
+
+// All lists every plugin, by kind, name and newest version first.
+func (r *Registry) All() ([]*Plugin, error) {
 	if err := r.load(); err != nil {
 		return nil, err
 	}
-	return r.packs, nil
-}
-
-// Backends lists the installed executor backends by name.
-func (r *Registry) BackendNames() ([]string, error) {
-	if err := r.load(); err != nil {
-		return nil, err
-	}
-	var out []string
-	for n := range r.backends {
-		out = append(out, n)
-	}
-	sort.Strings(out)
+	out := append([]*Plugin(nil), r.all...)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Kind != b.Kind {
+			return a.Kind > b.Kind
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.ver.GreaterThan(b.ver)
+	})
 	return out, nil
 }
 
-// Lookup implements pipeline.Catalog.
-func (r *Registry) Lookup(typ string) (*pipeline.TypeSpec, bool) {
-	if r.load() != nil {
-		return nil, false
+// choose picks the newest version of a plugin matching constraint ("" = any).
+func choose(name string, ps []*Plugin, constraint, what string) (*Plugin, error) {
+	if constraint == "" {
+		return ps[0], nil
 	}
-	e, ok := r.types[typ]
-	if !ok {
-		return nil, false
+	c, err := semver.NewConstraint(constraint)
+	if err != nil {
+		return nil, fmt.Errorf("version constraint %q of %s: %v (write e.g. ^1.2, ~1.2.3, >=1.0 <2)", constraint, what, err)
 	}
-	return e.spec, true
+	var have []string
+	for _, p := range ps {
+		if c.Check(p.ver) {
+			return p, nil
+		}
+		have = append(have, p.Version)
+	}
+	return nil, fmt.Errorf("no installed version of %s matches %s (installed: %s); install one with `wiz plugin install`", what, constraint, strings.Join(have, ", "))
 }
 
-// Types implements pipeline.Catalog.
+// resolve finds the pack and type spec for "PACK/TYPE" under a constraint.
+func (r *Registry) resolve(typ, constraint string) (*Plugin, *wizrpc.TypeSpec, error) {
+	if err := r.load(); err != nil {
+		return nil, nil, err
+	}
+	packName, typeName, ok := strings.Cut(typ, "/")
+	ps := r.packs[packName]
+	if !ok || len(ps) == 0 {
+		return nil, nil, fmt.Errorf("unknown processor type %q (installed: %s)", typ, strings.Join(r.Types(), ", "))
+	}
+	p, err := choose(packName, ps, constraint, "pack "+packName)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, t := range p.Desc.Types {
+		if t.Name == typeName {
+			return p, t, nil
+		}
+	}
+	return nil, nil, fmt.Errorf("pack %s %s has no processor type %q (it has: %s)", p.Name, p.Version, typeName, strings.Join(p.Types, ", "))
+}
+
+// Lookup implements pipeline.Catalog. typ may carry a version constraint,
+// "acme/resize@^1.2"; the spec is that of the version the run would use.
+func (r *Registry) Lookup(typ string) (*pipeline.TypeSpec, bool) {
+	t, constraint, _ := strings.Cut(typ, "@")
+	_, ts, err := r.resolve(t, constraint)
+	if err != nil {
+		return nil, false
+	}
+	spec := &pipeline.TypeSpec{Type: t}
+	for _, f := range ts.Fields {
+		spec.Fields = append(spec.Fields, pipeline.FieldSpec{Name: f.Name, Type: f.Type, Required: f.Required, Doc: f.Doc})
+	}
+	return spec, true
+}
+
+// Types implements pipeline.Catalog: every type any installed version serves.
 func (r *Registry) Types() []string {
 	if r.load() != nil {
 		return nil
 	}
-	out := make([]string, 0, len(r.types))
-	for t := range r.types {
-		out = append(out, t)
+	seen := map[string]bool{}
+	var out []string
+	for _, ps := range r.packs {
+		for _, p := range ps {
+			for _, t := range p.Types {
+				if !seen[t] {
+					seen[t] = true
+					out = append(out, t)
+				}
+			}
+		}
 	}
 	sort.Strings(out)
 	return out
@@ -270,31 +369,42 @@ func (r *Registry) Types() []string {
 
 // Pack implements manager.Catalog.
 func (r *Registry) Pack(typ, constraint string) (manager.PackRef, bool, error) {
-	if err := r.load(); err != nil {
+	p, ts, err := r.resolve(typ, constraint)
+	if err != nil {
 		return manager.PackRef{}, false, err
 	}
-	e, ok := r.types[typ]
-	if !ok {
-		return manager.PackRef{}, false, fmt.Errorf("no installed pack serves %s", typ)
+	return p.Ref(), ts.Kind == wizrpc.TypeKind_TYPE_KIND_NATIVE, nil
+}
+
+// Backend returns the newest installed executor backend of that name.
+func (r *Registry) Backend(name string) (*Plugin, error) {
+	if err := r.load(); err != nil {
+		return nil, err
 	}
-	if constraint != "" {
-		return manager.PackRef{}, false, fmt.Errorf("version constraints (%s@%s) need installed plugin versions, which this wiz does not support yet; drop the @%s", typ, constraint, constraint)
+	ps := r.backends[name]
+	if len(ps) == 0 {
+		var names []string
+		for n := range r.backends {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		hint := ""
+		if name == "kubernetes" {
+			hint = "; the Kubernetes backend is not built yet"
+		}
+		return nil, fmt.Errorf("no executor backend %q is installed (installed: %s)%s", name, strings.Join(names, ", "), hint)
 	}
-	return e.pack.Ref, e.native, nil
+	return ps[0], nil
 }
 
 // Provision implements manager.Backends: it starts the backend plugin, asks
 // it for an executor and connects to that executor.
 func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) (manager.Executor, error) {
-	if err := r.load(); err != nil {
+	bp, err := r.Backend(req.Backend)
+	if err != nil {
 		return nil, err
 	}
-	path, ok := r.backends[req.Backend]
-	if !ok {
-		names, _ := r.BackendNames()
-		return nil, fmt.Errorf("no executor backend %q is installed (installed: %s)", req.Backend, strings.Join(names, ", "))
-	}
-	b, err := pluginhost.LaunchBackend(pluginhost.Config{Name: req.Backend, Path: path, SHA256: r.sums[path], Logger: r.log.Named(req.Backend)})
+	b, err := pluginhost.LaunchBackend(pluginhost.Config{Name: bp.Name + "@" + bp.Version, Path: bp.Path, SHA256: bp.SHA256, Logger: r.log.Named(req.Backend)})
 	if err != nil {
 		return nil, err
 	}
@@ -321,10 +431,31 @@ func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) 
 	return c, nil
 }
 
-// BackendPath returns where the named backend's binary is, or "".
-func (r *Registry) BackendPath(name string) string {
-	if r.load() != nil {
-		return ""
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
 	}
-	return r.backends[name]
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Chmod(f.Name(), mode); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }

@@ -1,0 +1,84 @@
+// Command wiz-processors-acme is an example third-party processor pack, built
+// from wiz's SDK alone. It serves acme/upper (a data processor), acme/stamp (a
+// data processor whose output names the pack version, to show versions side
+// by side) and acme/greet (a native-program wrapper).
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	"github.com/wiz-run/wiz/sdk/processor"
+)
+
+// version is set at build time: go build -ldflags "-X main.version=2.0.0".
+var version = "1.0.0"
+
+func main() {
+	processor.Serve(&processor.Pack{
+		Name:    "acme",
+		Version: version,
+		Types: []processor.Type{
+			{
+				Name:      "upper",
+				Doc:       "Upper-cases its input.",
+				Processor: processor.ProcessorFunc(upper),
+			},
+			{
+				Name: "stamp",
+				Doc:  "Appends a line naming this pack's version.",
+				Fields: []processor.Field{
+					{Name: "label", Type: "string", Default: "stamped by", Doc: "text before the version"},
+				},
+				Processor: processor.ProcessorFunc(stamp),
+			},
+			{
+				Name:   "greet",
+				Doc:    "Greets someone with echo, run by the executor.",
+				Fields: []processor.Field{{Name: "who", Type: "string", Required: true, Doc: "whom to greet"}},
+				Native: processor.NativeFunc(greet),
+			},
+		},
+	})
+}
+
+func upper(_ context.Context, req *processor.Request, emit processor.Emitter) error {
+	in, ok := req.Inputs["in"]
+	if !ok {
+		return fmt.Errorf("acme/upper needs an input named in")
+	}
+	b, err := in.ReadAll()
+	if err != nil {
+		return err
+	}
+	return emit.Output("out", processor.Text(string(bytes.ToUpper(b))))
+}
+
+func stamp(_ context.Context, req *processor.Request, emit processor.Emitter) error {
+	var c struct {
+		Label string `json:"label"`
+	}
+	if err := req.Decode(&c); err != nil {
+		return err
+	}
+	var b []byte
+	if in, ok := req.Inputs["in"]; ok {
+		var err error
+		if b, err = in.ReadAll(); err != nil {
+			return err
+		}
+	}
+	emit.Log("stderr", []byte("stamping with acme "+version+"\n"))
+	return emit.Output("out", processor.Text(fmt.Sprintf("%s%s acme %s\n", b, c.Label, version)))
+}
+
+func greet(_ context.Context, req *processor.PlanRequest) (*processor.Plan, error) {
+	var c struct {
+		Who string `json:"who"`
+	}
+	if err := req.Decode(&c); err != nil {
+		return nil, err
+	}
+	return &processor.Plan{Argv: []string{"echo", "hello, " + c.Who}, Stdout: true, InheritEnv: true}, nil
+}
