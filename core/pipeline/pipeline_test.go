@@ -15,7 +15,13 @@ import (
 // fakeCatalog is a Catalog of a few std types.
 type fakeCatalog map[string]*pipeline.TypeSpec
 
+// Lookup serves every version of a type: "std/shell@^1.2" is std/shell; a
+// constraint starting with "^9" matches no installed version.
 func (c fakeCatalog) Lookup(typ string) (*pipeline.TypeSpec, bool) {
+	typ, constraint, _ := strings.Cut(typ, "@")
+	if strings.HasPrefix(constraint, "^9") {
+		return nil, false
+	}
 	s, ok := c[typ]
 	return s, ok
 }

@@ -149,13 +149,16 @@ func (s *Scheduler) Finished(node int, o Outcome) []Action {
 				heap.Push(&s.ready, n)
 			}
 		}
-	case Failed:
+	default: // Failed, or an outcome this version does not know: a failure
 		s.state[node] = failed
 		s.open--
-		if s.warnOnly != nil && s.warnOnly[node] && !s.failing {
+		switch {
+		case s.failing:
+			// Already failing: the tasks in flight were cancelled then.
+		case s.warnOnly != nil && s.warnOnly[node]:
 			s.warned++
 			s.block(node)
-		} else {
+		default:
 			s.fail()
 		}
 	case Cancelled:

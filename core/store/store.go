@@ -124,6 +124,7 @@ func (s *Store) scan(prefix string, reverse bool, fn func(key, val []byte) (bool
 // coalesce: the last one wins. A Batch is owned by one goroutine.
 type Batch struct {
 	s    *Store
+	seq  uint32 // orders events staged in this batch
 	keys []string
 	vals map[string][]byte
 }
@@ -190,8 +191,17 @@ func (s *Store) ActiveRuns() ([]string, error) {
 	return out, err
 }
 
-// PutEvent stages an event.
-func (b *Batch) PutEvent(e *wizpb.Event) error { return b.put(pEvent+e.RunId+"/"+e.Id, e) }
+// PutEvent stages an event. Events are keyed by their time (nanoseconds) and
+// their order in the batch, so a run's events list in the order they
+// happened; a KSUID alone sorts randomly within its one-second resolution.
+func (b *Batch) PutEvent(e *wizpb.Event) error {
+	var ns int64
+	if e.Time != nil {
+		ns = e.Time.AsTime().UnixNano()
+	}
+	b.seq++
+	return b.put(fmt.Sprintf("%s%s/%016x%08x", pEvent, e.RunId, uint64(ns), b.seq), e)
+}
 
 // PutLog stages a log chunk; seq orders the chunks of one processor.
 func (b *Batch) PutLog(runID string, seq uint64, c *wizpb.LogChunk) error {

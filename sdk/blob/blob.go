@@ -37,13 +37,32 @@ func Open(dir string) (*Store, error) {
 // Dir returns the store's root directory.
 func (s *Store) Dir() string { return s.dir }
 
-// Path returns where the blob with the given digest ("sha256:<hex>") lives,
-// whether or not it exists.
-func Path(dir, digest string) string {
-	hexd := strings.TrimPrefix(digest, "sha256:")
-	if len(hexd) < 2 {
-		return filepath.Join(dir, "sha256", "_", hexd)
+// ErrBadDigest is returned for a digest that is not "sha256:" and 64 lower-case
+// hex digits.
+var ErrBadDigest = errors.New("not a sha256 digest")
+
+// ValidDigest reports whether digest is "sha256:" and 64 lower-case hex digits.
+func ValidDigest(digest string) bool {
+	hexd, ok := strings.CutPrefix(digest, "sha256:")
+	if !ok || len(hexd) != 64 {
+		return false
 	}
+	for _, c := range hexd {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Path returns where the blob with the given digest ("sha256:<hex>") lives,
+// whether or not it exists. An invalid digest gets a path inside dir that
+// never exists, so that no digest from the wire can name a file elsewhere.
+func Path(dir, digest string) string {
+	if !ValidDigest(digest) {
+		return filepath.Join(dir, "sha256", "invalid")
+	}
+	hexd := digest[len("sha256:"):]
 	return filepath.Join(dir, "sha256", hexd[:2], hexd)
 }
 
@@ -150,10 +169,13 @@ func (s *Store) PutFile(path string) (digest string, size int64, err error) {
 // Open opens the blob for reading. The reader verifies the digest when it
 // reaches the end and returns ErrDigestMismatch then if the content changed.
 func (s *Store) Open(digest string) (io.ReadCloser, error) {
+	if !ValidDigest(digest) {
+		return nil, fmt.Errorf("open blob %q: %w", digest, ErrBadDigest)
+	}
 	f, err := os.Open(s.Path(digest))
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("blob %s is missing from %s", digest, s.dir)
+			return nil, fmt.Errorf("blob %s is missing from %s: %w", digest, s.dir, os.ErrNotExist)
 		}
 		return nil, fmt.Errorf("open blob %s: %w", digest, err)
 	}

@@ -69,13 +69,21 @@ func (s *backendServer) Describe(context.Context, *wizrpc.BackendDescribeRequest
 	return &wizrpc.BackendDescribeResponse{Name: s.info.Name, Version: s.info.Version, ProtocolVersion: sdk.ProtocolVersion}, nil
 }
 
-func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequest) (*wizrpc.ProvisionResponse, error) {
+func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequest) (_ *wizrpc.ProvisionResponse, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("executor backend %s panicked in Provision: %v", s.info.Name, r)
+		}
+	}()
 	resp, err := s.b.Provision(ctx, &ProvisionRequest{
 		RunID: req.RunId, WizBinary: req.WizBinary, Config: req.ConfigJson,
 		Slots: int(req.Slots), BlobDir: req.BlobDir, LogLevel: req.LogLevel, CacheDir: req.CacheDir,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if resp == nil {
+		return nil, fmt.Errorf("executor backend %s returned no executor and no error from Provision", s.info.Name)
 	}
 	return &wizrpc.ProvisionResponse{
 		ExecutorId: resp.ExecutorID,
@@ -86,7 +94,12 @@ func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequ
 	}, nil
 }
 
-func (s *backendServer) Teardown(ctx context.Context, req *wizrpc.TeardownRequest) (*wizrpc.TeardownResponse, error) {
+func (s *backendServer) Teardown(ctx context.Context, req *wizrpc.TeardownRequest) (_ *wizrpc.TeardownResponse, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("executor backend %s panicked in Teardown: %v", s.info.Name, r)
+		}
+	}()
 	if _, err := s.b.Teardown(ctx, &TeardownRequest{ExecutorID: req.ExecutorId}); err != nil {
 		return nil, err
 	}
