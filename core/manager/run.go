@@ -14,6 +14,7 @@ import (
 
 	"github.com/wiz-run/wiz/core/pipeline"
 	"github.com/wiz-run/wiz/core/scheduler"
+	"github.com/wiz-run/wiz/core/store"
 	"github.com/wiz-run/wiz/proto/wizpb"
 )
 
@@ -64,7 +65,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 	if err != nil {
 		return nil, err
 	}
-	r := &run{m: m, p: p, watch: watch, batch: m.store.Batch(), tasks: map[string]int{}}
+	r := &run{m: m, p: p, watch: watch, batch: m.store.Batch(), tasks: map[string]int{}, wdone: make(chan error, 1)}
 	r.rec = &wizpb.Run{
 		Id: ksuid.New().String(), PipelineId: a.Pipeline.Id, PipelineName: p.Name,
 		PipelineVersionId: a.Version.Id, PipelineVersion: a.Version.Number,
@@ -91,16 +92,12 @@ type run struct {
 	p     *pipeline.Pipeline
 	rec   *wizpb.Run
 	watch func(Update)
-	batch interface {
-		PutRun(*wizpb.Run) error
-		PutProcessor(*wizpb.ProcessorRun) error
-		PutEvent(*wizpb.Event) error
-		PutLog(string, uint64, *wizpb.LogChunk) error
-		PutActive(string)
-		DeleteActive(string)
-		Commit() error
-		Len() int
-	}
+	batch *store.Batch // writes staged since the last commit started
+	// One commit at a time runs in the background while the loop goes on
+	// staging the next batch; wdone reports its result.
+	wbusy   bool
+	wdone   chan error
+	werr    error
 	procs   []*proc
 	tasks   map[string]int // task ID → node
 	sched   *scheduler.Scheduler
@@ -233,12 +230,17 @@ func (r *run) loop(ctx context.Context) error {
 		return r.finish(r.sched.Result(), r.reason)
 	}
 	for {
-		if r.batch.Len() > 0 && (len(events) == 0 || r.batch.Len() >= flushEvery) {
-			if err := r.batch.Commit(); err != nil {
-				return err
-			}
+		r.flush(false)
+		if r.werr != nil {
+			r.act(r.sched.Cancel())
+			r.reason = fmt.Sprintf("state store: %v", r.werr)
 		}
 		select {
+		case err := <-r.wdone:
+			r.wbusy = false
+			if err != nil && r.werr == nil {
+				r.werr = err
+			}
 		case ev := <-events:
 			if r.handle(ev) || r.over {
 				return r.finish(r.sched.Result(), r.reason)
@@ -425,6 +427,31 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 	return r.act(r.sched.Finished(i, scheduler.Failed))
 }
 
+// flush starts committing the staged writes in the background when no commit
+// is running; with final it waits for the running one and commits the rest.
+// Too many staged writes make it wait too, so memory stays bounded.
+func (r *run) flush(final bool) {
+	if r.wbusy && (final || r.batch.Len() >= flushEvery*16) {
+		if err := <-r.wdone; err != nil && r.werr == nil {
+			r.werr = err
+		}
+		r.wbusy = false
+	}
+	if r.wbusy || r.batch.Len() == 0 {
+		return
+	}
+	if final {
+		if err := r.batch.Commit(); err != nil && r.werr == nil {
+			r.werr = err
+		}
+		return
+	}
+	b := r.batch
+	r.batch = r.m.store.Batch()
+	r.wbusy = true
+	go func() { r.wdone <- b.Commit() }() // the run waits for it in flush before it ends
+}
+
 // finish records how the run ended.
 func (r *run) finish(res scheduler.Result, reason string) error {
 	r.rec.Ended = timestamppb.Now()
@@ -452,8 +479,9 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 		return err
 	}
 	r.batch.DeleteActive(r.rec.Id)
-	if err := r.batch.Commit(); err != nil {
-		return err
+	r.flush(true)
+	if r.werr != nil {
+		return fmt.Errorf("record run %s: %w", r.rec.Id, r.werr)
 	}
 	if err := r.m.store.Sync(); err != nil {
 		return fmt.Errorf("sync store: %w", err)

@@ -1,0 +1,326 @@
+package manager_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/core/pipeline"
+	"github.com/wiz-run/wiz/core/store"
+	"github.com/wiz-run/wiz/proto/wizpb"
+	"github.com/wiz-run/wiz/sdk/blob"
+)
+
+// catalog serves one native type, "t/run", whose config field "fail" makes
+// the fake executor fail the task with that exit code, and "sleep" delays it.
+type catalog struct{}
+
+func (catalog) Lookup(typ string) (*pipeline.TypeSpec, bool) {
+	if typ != "t/run" {
+		return nil, false
+	}
+	return &pipeline.TypeSpec{Type: "t/run", Fields: []pipeline.FieldSpec{
+		{Name: "fail", Type: "int"}, {Name: "flaky", Type: "int"}, {Name: "sleep", Type: "duration"},
+	}}, true
+}
+func (catalog) Types() []string { return []string{"t/run"} }
+func (catalog) Pack(typ, _ string) (manager.PackRef, bool, error) {
+	return manager.PackRef{Name: "t", Version: "1.0.0", SHA256: "00"}, true, nil
+}
+
+// backends provisions fake executors that run tasks in goroutines.
+type backends struct {
+	slots int
+	mu    sync.Mutex
+	peak  int
+	tries map[string]int
+}
+
+func (b *backends) Provision(_ context.Context, req manager.ProvisionRequest) (manager.Executor, error) {
+	slots := b.slots
+	if req.Slots > 0 {
+		slots = req.Slots
+	}
+	return &fakeExec{b: b, sem: make(chan struct{}, slots), slots: slots, events: make(chan *manager.TaskEvent, 1<<16), cancels: map[string]chan struct{}{}}, nil
+}
+
+type fakeExec struct {
+	b       *backends
+	slots   int
+	sem     chan struct{}
+	events  chan *manager.TaskEvent
+	mu      sync.Mutex
+	running int
+	cancels map[string]chan struct{}
+	wg      sync.WaitGroup
+}
+
+func (e *fakeExec) Name() string                      { return "fake executor" }
+func (e *fakeExec) Slots() int                        { return e.slots }
+func (e *fakeExec) Events() <-chan *manager.TaskEvent { return e.events }
+
+func (e *fakeExec) Submit(t *manager.Task) error {
+	c := make(chan struct{})
+	e.mu.Lock()
+	e.cancels[t.ID] = c
+	e.mu.Unlock()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		select {
+		case e.sem <- struct{}{}:
+		case <-c:
+			e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventFinished, Outcome: manager.OutcomeCancelled}
+			return
+		}
+		defer func() { <-e.sem }()
+		e.mu.Lock()
+		e.running++
+		e.b.mu.Lock()
+		e.b.peak = max(e.b.peak, e.running)
+		e.b.tries[t.Processor]++
+		tries := e.b.tries[t.Processor]
+		e.b.mu.Unlock()
+		e.mu.Unlock()
+		defer func() { e.mu.Lock(); e.running--; e.mu.Unlock() }()
+		e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventStarted}
+		cfg := string(t.Config)
+		if strings.Contains(cfg, `"sleep"`) {
+			select {
+			case <-time.After(30 * time.Second):
+			case <-c:
+				e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventFinished, Outcome: manager.OutcomeCancelled, Started: true, Message: "cancelled"}
+				return
+			}
+		}
+		if strings.Contains(cfg, `"fail":3`) {
+			e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventFinished, Outcome: manager.OutcomeFailed, Code: 3, Started: true, Message: "exited with code 3"}
+			return
+		}
+		if strings.Contains(cfg, `"flaky":2`) && tries <= 2 {
+			e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventFinished, Outcome: manager.OutcomeFailed, Code: 1, Started: true, Message: "flaked"}
+			return
+		}
+		e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventOutput, Name: "out", Output: &wizpb.Data{Inline: []byte(t.Processor)}}
+		e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventFinished, Outcome: manager.OutcomeSucceeded, Started: true}
+	}()
+	return nil
+}
+
+func (e *fakeExec) Cancel(id, _ string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c := e.cancels[id]; c != nil {
+		close(c)
+		delete(e.cancels, id)
+	}
+	return nil
+}
+
+func (e *fakeExec) Close(context.Context) error {
+	e.wg.Wait()
+	close(e.events)
+	return nil
+}
+
+func newManager(tb testing.TB, slots int) (*manager.Manager, *backends) {
+	tb.Helper()
+	dir := tb.TempDir()
+	st, err := store.Open(dir+"/store", hclog.NewNullLogger())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	blobs, err := blob.Open(dir + "/blobs")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b := &backends{slots: slots, tries: map[string]int{}}
+	return manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: catalog{}, Backends: b}), b
+}
+
+func states(t *testing.T, m *manager.Manager, id string) string {
+	t.Helper()
+	d, err := m.RunDetail(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, p := range d.Processors {
+		fmt.Fprintf(&b, "%s=%s ", p.Name, strings.TrimPrefix(p.State.String(), "PROCESSOR_STATE_"))
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func TestFailureRule(t *testing.T) {
+	t.Parallel()
+	m, _ := newManager(t, 4)
+	src := `name: fail
+processors:
+  slow: {uses: t/run, with: {sleep: 1m}}
+  bad:  {uses: t/run, with: {fail: 3}, after: [gate]}
+  gate: {uses: t/run}
+  down: {uses: t/run, after: [bad]}
+`
+	r, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != wizpb.RunState_RUN_STATE_FAILED || !strings.Contains(r.Reason, "processor bad failed: exited with code 3") {
+		t.Fatalf("run = %v %q, want Failed because bad exited with code 3", r.State, r.Reason)
+	}
+	if got, want := states(t, m, r.Id), "slow=FAILED bad=FAILED gate=SUCCEEDED down=IDLE"; got != want {
+		t.Errorf("states = %s, want %s", got, want)
+	}
+}
+
+func TestRetriesAndWarnOnly(t *testing.T) {
+	t.Parallel()
+	m, b := newManager(t, 2)
+	src := `name: retry
+processors:
+  flaky: {uses: t/run, with: {flaky: 2}, retries: 2}
+  soft:  {uses: t/run, with: {fail: 3}, on_error: warn}
+  after_soft: {uses: t/run, inputs: {in: soft}}
+  last:  {uses: t/run, inputs: {in: flaky}}
+`
+	r, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != wizpb.RunState_RUN_STATE_SUCCEEDED || r.Warnings != 1 {
+		t.Fatalf("run = %v, %d warnings (%s), want Succeeded with 1 warning", r.State, r.Warnings, r.Reason)
+	}
+	if got, want := states(t, m, r.Id), "flaky=SUCCEEDED soft=FAILED after_soft=IDLE last=SUCCEEDED"; got != want {
+		t.Errorf("states = %s, want %s", got, want)
+	}
+	if b.tries["flaky"] != 3 {
+		t.Errorf("flaky ran %d times, want 3", b.tries["flaky"])
+	}
+	d, _ := m.RunDetail(r.Id)
+	if d.Processors[0].Attempts != 3 {
+		t.Errorf("flaky attempts = %d, want 3", d.Processors[0].Attempts)
+	}
+}
+
+func TestMaxParallel(t *testing.T) {
+	t.Parallel()
+	m, b := newManager(t, 8)
+	var sb strings.Builder
+	sb.WriteString("name: wide\nmax_parallel: 2\nprocessors:\n")
+	for i := range 40 {
+		fmt.Fprintf(&sb, "  n%d: {uses: t/run}\n", i)
+	}
+	r, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(sb.String())}, nil)
+	if err != nil || r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("run: %v %v", r.GetState(), err)
+	}
+	if b.peak > 2 {
+		t.Errorf("%d processors ran at once, want at most 2", b.peak)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	t.Parallel()
+	m, _ := newManager(t, 2)
+	src := `name: cancel
+processors:
+  slow: {uses: t/run, with: {sleep: 1m}}
+  next: {uses: t/run, after: [slow]}
+`
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := m.Run(ctx, manager.RunRequest{File: "p.yaml", Source: []byte(src)}, func(u manager.Update) {
+		if u.Processor != nil && u.Processor.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
+			cancel()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != wizpb.RunState_RUN_STATE_FAILED || r.Reason != "cancelled" {
+		t.Fatalf("run = %v %q, want Failed, cancelled", r.State, r.Reason)
+	}
+	if got, want := states(t, m, r.Id), "slow=FAILED next=IDLE"; got != want {
+		t.Errorf("states = %s, want %s", got, want)
+	}
+}
+
+func TestRecover(t *testing.T) {
+	t.Parallel()
+	m, _ := newManager(t, 2)
+	// A run that never ends within the test: its Manager "dies" (the run's
+	// goroutine is abandoned) and a Recover settles it.
+	src := "name: stuck\nprocessors:\n  slow: {uses: t/run, with: {sleep: 1m}}\n"
+	started := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx, manager.RunRequest{File: "p.yaml", Source: []byte(src)}, func(u manager.Update) {
+		if u.Processor != nil && u.Processor.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
+			started <- u.Processor.RunId
+		}
+	})
+	id := <-started
+	// Wait until the Running state is committed.
+	for range 200 {
+		if states(t, m, id) == "slow=RUNNING" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	settled, err := m.Recover()
+	if err != nil || len(settled) != 1 || settled[0] != id {
+		t.Fatalf("Recover = %v, %v; want [%s]", settled, err, id)
+	}
+	d, _ := m.RunDetail(id)
+	if d.Run.State != wizpb.RunState_RUN_STATE_FAILED || d.Run.Reason != manager.ReasonManagerExited {
+		t.Errorf("run = %v %q, want Failed, %q", d.Run.State, d.Run.Reason, manager.ReasonManagerExited)
+	}
+	if d.Processors[0].Error != manager.ReasonManagerExited {
+		t.Errorf("processor error = %q", d.Processors[0].Error)
+	}
+}
+
+// BenchmarkRun100k schedules a 100,000-processor pipeline (100 layers of
+// 1,000, each with up to 3 parents) to completion with an in-process no-op
+// executor and the real badger store, and reports the cost per task.
+func BenchmarkRun100k(b *testing.B) {
+	benchRun(b, 100, 1000)
+}
+
+// BenchmarkRun10k is the same with 10,000 processors.
+func BenchmarkRun10k(b *testing.B) {
+	benchRun(b, 100, 100)
+}
+
+func benchRun(b *testing.B, layers, width int) {
+	var sb strings.Builder
+	sb.WriteString("name: bench\nprocessors:\n")
+	for l := range layers {
+		for i := range width {
+			fmt.Fprintf(&sb, "  n%d_%d: {uses: t/run", l, i)
+			if l > 0 {
+				fmt.Fprintf(&sb, ", after: [n%d_%d, n%d_%d, n%d_%d]", l-1, i, l-1, (i*7+1)%width, l-1, (i*13+5)%width)
+			}
+			sb.WriteString("}\n")
+		}
+	}
+	src := []byte(sb.String())
+	n := layers * width
+	m, _ := newManager(b, 2)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		r, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: src}, nil)
+		if err != nil || r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
+			b.Fatalf("run: %v %v", r.GetState(), err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/task")
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tasks/s")
+}
