@@ -9,8 +9,6 @@
 // processors downstream of it, which stay Idle.
 package scheduler
 
-import "container/heap"
-
 // Outcome is how a task ended.
 type Outcome uint8
 
@@ -82,7 +80,10 @@ type Spec struct {
 // Scheduler schedules one run. It is not safe for concurrent use: one
 // goroutine owns a run.
 type Scheduler struct {
-	succ     [][]int
+	// Successors of node n are succ[succOff[n]:succOff[n+1]] (one flat
+	// array: no allocation per node).
+	succOff  []int
+	succ     []int
 	indeg    []int
 	state    []nodeState
 	prio     []int
@@ -101,7 +102,8 @@ type Scheduler struct {
 // New makes a scheduler for spec. Edges must form a DAG.
 func New(spec Spec) *Scheduler {
 	s := &Scheduler{
-		succ:     make([][]int, spec.N),
+		succOff:  make([]int, spec.N+1),
+		succ:     make([]int, len(spec.Edges)),
 		indeg:    make([]int, spec.N),
 		state:    make([]nodeState, spec.N),
 		prio:     spec.Priority,
@@ -110,8 +112,16 @@ func New(spec Spec) *Scheduler {
 		open:     spec.N,
 	}
 	for _, e := range spec.Edges {
-		s.succ[e[0]] = append(s.succ[e[0]], e[1])
+		s.succOff[e[0]+1]++
 		s.indeg[e[1]]++
+	}
+	for i := 0; i < spec.N; i++ {
+		s.succOff[i+1] += s.succOff[i]
+	}
+	fill := append([]int(nil), s.succOff[:spec.N]...)
+	for _, e := range spec.Edges {
+		s.succ[fill[e[0]]] = e[1]
+		fill[e[0]]++
 	}
 	s.ready.prio = s.prio
 	for i := 0; i < spec.N; i++ {
@@ -119,8 +129,13 @@ func New(spec Spec) *Scheduler {
 			s.ready.nodes = append(s.ready.nodes, i)
 		}
 	}
-	heap.Init(&s.ready)
+	s.ready.init()
 	return s
+}
+
+// successors returns node's successors.
+func (s *Scheduler) successors(node int) []int {
+	return s.succ[s.succOff[node]:s.succOff[node+1]]
 }
 
 // Start returns the first actions.
@@ -143,10 +158,10 @@ func (s *Scheduler) Finished(node int, o Outcome) []Action {
 	case Succeeded:
 		s.state[node] = succeeded
 		s.open--
-		for _, n := range s.succ[node] {
+		for _, n := range s.successors(node) {
 			s.indeg[n]--
 			if s.indeg[n] == 0 && s.state[n] == idle {
-				heap.Push(&s.ready, n)
+				s.ready.push(n)
 			}
 		}
 	default: // Failed, or an outcome this version does not know: a failure
@@ -198,7 +213,7 @@ func (s *Scheduler) Blocked(node int) bool { return s.state[node] == blocked }
 
 func (s *Scheduler) fill() {
 	for s.ready.Len() > 0 && (s.window <= 0 || s.inflight < s.window) {
-		n := heap.Pop(&s.ready).(int)
+		n := s.ready.pop()
 		s.state[n] = inFlight
 		s.inflight++
 		s.acts = append(s.acts, Action{Kind: Dispatch, Node: n})
@@ -217,7 +232,7 @@ func (s *Scheduler) fail() {
 
 // block marks everything downstream of node as never to run.
 func (s *Scheduler) block(node int) {
-	stack := append([]int(nil), s.succ[node]...)
+	stack := append([]int(nil), s.successors(node)...)
 	for len(stack) > 0 {
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
@@ -226,7 +241,7 @@ func (s *Scheduler) block(node int) {
 		}
 		s.state[n] = blocked
 		s.open--
-		stack = append(stack, s.succ[n]...)
+		stack = append(stack, s.successors(n)...)
 	}
 }
 
@@ -244,24 +259,66 @@ func (s *Scheduler) checkDone() {
 	}
 }
 
-// readyHeap orders ready nodes by priority, then node number.
+// readyHeap orders ready nodes by priority, then node number. It is a binary
+// heap of ints written out, so pushing and popping allocate nothing.
 type readyHeap struct {
 	nodes []int
 	prio  []int
 }
 
 func (h *readyHeap) Len() int { return len(h.nodes) }
-func (h *readyHeap) Less(i, j int) bool {
-	a, b := h.nodes[i], h.nodes[j]
+
+// before reports whether node a goes before node b.
+func (h *readyHeap) before(a, b int) bool {
 	if h.prio != nil && h.prio[a] != h.prio[b] {
 		return h.prio[a] > h.prio[b]
 	}
 	return a < b
 }
-func (h *readyHeap) Swap(i, j int) { h.nodes[i], h.nodes[j] = h.nodes[j], h.nodes[i] }
-func (h *readyHeap) Push(x any)    { h.nodes = append(h.nodes, x.(int)) }
-func (h *readyHeap) Pop() any {
-	n := h.nodes[len(h.nodes)-1]
-	h.nodes = h.nodes[:len(h.nodes)-1]
-	return n
+
+func (h *readyHeap) init() {
+	for i := len(h.nodes)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *readyHeap) push(n int) {
+	h.nodes = append(h.nodes, n)
+	i := len(h.nodes) - 1
+	for i > 0 {
+		p := (i - 1) / 2
+		if !h.before(h.nodes[i], h.nodes[p]) {
+			break
+		}
+		h.nodes[i], h.nodes[p] = h.nodes[p], h.nodes[i]
+		i = p
+	}
+}
+
+func (h *readyHeap) pop() int {
+	top := h.nodes[0]
+	last := len(h.nodes) - 1
+	h.nodes[0] = h.nodes[last]
+	h.nodes = h.nodes[:last]
+	h.down(0)
+	return top
+}
+
+func (h *readyHeap) down(i int) {
+	n := len(h.nodes)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && h.before(h.nodes[r], h.nodes[l]) {
+			m = r
+		}
+		if !h.before(h.nodes[m], h.nodes[i]) {
+			return
+		}
+		h.nodes[i], h.nodes[m] = h.nodes[m], h.nodes[i]
+		i = m
+	}
 }
