@@ -79,6 +79,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 		return nil, err
 	}
 	r.batch.PutActive(r.rec.Id)
+	r.event("", "state", "Running")
 	if err := r.batch.Commit(); err != nil {
 		return nil, err
 	}
@@ -155,7 +156,10 @@ func (r *run) notify(u Update) {
 	}
 }
 
-// event records an event of the run.
+// event records an event of the run: its start and end, and what is worth
+// a line in its history — failures, retries, warnings. Routine processor
+// state changes live in the processor records, not here, so that a
+// 10,000-processor run does not write 20,000 events.
 func (r *run) event(processor, kind, msg string) {
 	_ = r.batch.PutEvent(&wizpb.Event{
 		Id: ksuid.New().String(), RunId: r.rec.Id, Processor: processor, Kind: kind, Message: msg, Time: timestamppb.Now(),
@@ -345,7 +349,6 @@ func (r *run) handle(ev *TaskEvent) bool {
 		pr.rec.Started = timestamppb.Now()
 		pr.rec.Ended = nil
 		_ = r.batch.PutProcessor(pr.rec)
-		r.event(pr.node.Name, "state", "Running")
 		r.notify(Update{Processor: pr.rec})
 	case EventLog:
 		r.logSeq++
@@ -385,7 +388,6 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 		pr.rec.Error = ""
 		pr.rec.Outputs = pr.outputs
 		_ = r.batch.PutProcessor(pr.rec)
-		r.event(pr.node.Name, "state", "Succeeded")
 		r.notify(Update{Processor: pr.rec})
 		return r.act(r.sched.Finished(i, scheduler.Succeeded))
 	case OutcomeCancelled:
@@ -474,7 +476,11 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 		}
 		r.rec.Reason = reason
 	}
-	r.event("", "state", r.rec.State.String())
+	end := "Succeeded"
+	if r.rec.State == wizpb.RunState_RUN_STATE_FAILED {
+		end = "Failed: " + r.rec.Reason
+	}
+	r.event("", "state", end)
 	if err := r.batch.PutRun(r.rec); err != nil {
 		return err
 	}

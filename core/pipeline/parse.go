@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"regexp"
 	"slices"
@@ -10,11 +12,9 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 
-	"github.com/goccy/go-yaml"
-	"github.com/goccy/go-yaml/ast"
-	yamlparser "github.com/goccy/go-yaml/parser"
-	"github.com/goccy/go-yaml/token"
+	"go.yaml.in/yaml/v3"
 	"gonum.org/v1/gonum/graph/simple"
 )
 
@@ -41,7 +41,7 @@ var (
 // On any problem Parse returns a nil Pipeline and an ErrorList holding every
 // problem found.
 func Parse(file string, src []byte) (*Pipeline, error) {
-	d := &decoder{file: file}
+	d := &decoder{file: file, src: src}
 	p := d.parse(src)
 	if err := d.errs.err(); err != nil {
 		return nil, err
@@ -51,73 +51,174 @@ func Parse(file string, src []byte) (*Pipeline, error) {
 	return p, nil
 }
 
-// decoder turns the YAML AST of a file into a Pipeline, collecting errors.
+// decoder turns the YAML nodes of a file into a Pipeline, collecting errors.
 type decoder struct {
-	file    string
-	errs    ErrorList
-	anchors map[string]ast.Node
+	file string
+	src  []byte
+	errs ErrorList
+
+	lines []int // offset in src of the start of each line; see lineStarts
+
+	// active holds the lists and mappings value is converting, so that an
+	// alias to one of them, which would recurse forever, is an error.
+	active map[*yaml.Node]bool
+	// values counts the values converted by value: aliases can make a
+	// small file expand to a huge value ("billion laughs").
+	values int
 }
+
+// maxValues bounds the values converted from a file of n bytes. A file
+// without aliases has fewer than n values.
+func maxValues(n int) int { return 4*n + 100_000 }
 
 func (d *decoder) errorf(pos Position, format string, args ...any) {
 	d.errs = append(d.errs, &Error{Pos: pos, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (d *decoder) tokenPos(tk *token.Token) Position {
-	if tk == nil || tk.Position == nil {
-		return Position{File: d.file, Line: 1, Col: 1}
-	}
-	return Position{File: d.file, Line: tk.Position.Line, Col: tk.Position.Column}
+// at returns the position at line and column col, as yaml.v3 counts them
+// (from 1, col in characters).
+func (d *decoder) at(line, col int) Position {
+	return Position{File: d.file, Line: max(line, 1), Col: max(col, 1)}
 }
 
-// pos returns the position of node n: its first key for a block mapping,
-// whose own token is the first ":".
-func (d *decoder) pos(n ast.Node) Position {
-	if m, ok := n.(*ast.MappingNode); ok && !m.IsFlowStyle && len(m.Values) > 0 {
-		return d.pos(m.Values[0].Key)
-	}
+// pos returns the position of node n: its first key for a block mapping, and
+// its content, after any anchor and tag, for other nodes.
+func (d *decoder) pos(n *yaml.Node) Position {
 	if n == nil {
-		return d.tokenPos(nil)
+		return d.at(1, 1)
 	}
-	return d.tokenPos(n.GetToken())
+	if n.Kind == yaml.MappingNode && n.Style&yaml.FlowStyle == 0 && len(n.Content) > 0 {
+		return d.pos(n.Content[0])
+	}
+	if (n.Anchor != "" || n.Style&yaml.TaggedStyle != 0) && !isImplicitNull(n) {
+		return d.skipProperties(n.Line, n.Column)
+	}
+	return d.at(n.Line, n.Column)
 }
 
 func (d *decoder) parse(src []byte) *Pipeline {
-	f, err := yamlparser.ParseBytes(src, 0, yamlparser.AllowDuplicateMapKey())
-	if err != nil {
-		d.syntaxError(err)
-		return nil
-	}
-	var body ast.Node
-	for i, doc := range f.Docs {
-		if doc.Body == nil {
-			continue
+	// Read every document first, so that a syntax error anywhere is reported
+	// alone, before anything else.
+	var bodies []*yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(src))
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		if body != nil {
-			d.errorf(d.pos(f.Docs[i].Body), "a pipeline file holds one YAML document; found a second one")
+		if err != nil {
+			d.syntaxError(err)
 			return nil
 		}
-		body = doc.Body
+		if body := documentBody(&doc); body != nil {
+			bodies = append(bodies, body)
+		}
 	}
-	if body == nil {
-		d.errorf(d.tokenPos(nil), "empty pipeline file: want a mapping with name and processors")
+	if len(bodies) == 0 {
+		d.errorf(d.at(1, 1), "empty pipeline file: want a mapping with name and processors")
 		return nil
 	}
-	d.collectAnchors(body)
-	return d.pipeline(body)
+	if len(bodies) > 1 {
+		d.errorf(d.pos(bodies[1]), "a pipeline file holds one YAML document; found a second one")
+		return nil
+	}
+	return d.pipeline(bodies[0])
 }
+
+// documentBody returns the content of a document, or nil when it has none
+// (an empty document, such as the one after a final "---").
+func documentBody(doc *yaml.Node) *yaml.Node {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil
+	}
+	body := doc.Content[0]
+	if isImplicitNull(body) && body.Anchor == "" && body.Style&yaml.TaggedStyle == 0 {
+		return nil
+	}
+	return body
+}
+
+// Problems that yaml.v3 reports from its parser rather than its scanner:
+// for these, the line in its message counts from 0 instead of 1.
+var yamlParserProblems = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
+}
+
+// Problems that yaml.v3 reports from its reader, about the encoding, without
+// a line.
+var yamlReaderProblems = []string{
+	"invalid leading UTF-8 octet",
+	"incomplete UTF-8 octet sequence",
+	"invalid trailing UTF-8 octet",
+	"invalid length of a UTF-8 sequence",
+	"invalid Unicode character",
+	"control characters are not allowed",
+}
+
+var unknownAnchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
 
 // syntaxError records a YAML syntax error with its position.
+//
+// yaml.v3 reports errors as "yaml: line N: problem", without a column, and
+// with N counting from 0 for some problems. syntaxError corrects the line,
+// and finds the column where the problem makes it unambiguous (an unclosed
+// bracket, a character that cannot start a token); else the column is 1.
 func (d *decoder) syntaxError(err error) {
-	var yerr yaml.Error
-	if errors.As(err, &yerr) {
-		d.errorf(d.tokenPos(yerr.GetToken()), "YAML syntax error: %s", escapeControl(yerr.GetMessage()))
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0 // none given
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, problem, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil {
+				line, msg = n, problem
+			}
+		}
+	}
+	if m := unknownAnchorRE.FindStringSubmatch(msg); m != nil {
+		d.errorf(d.aliasPos(m[1]), "unknown alias %q", "*"+m[1])
 		return
 	}
-	d.errorf(d.tokenPos(nil), "YAML syntax error: %v", err)
+	if slices.ContainsFunc(yamlReaderProblems, func(p string) bool { return strings.HasPrefix(msg, p) }) {
+		d.errorf(d.badCharPos(), "YAML syntax error: %s", escapeControl(msg))
+		return
+	}
+	switch {
+	case line == 0:
+		// yaml.v3 omits line 0, of either count.
+		line = 1
+	case yamlParserProblems[msg]:
+		line++
+	}
+	// The line can be one past the last, for a problem at the end of the
+	// file: report it on the last.
+	line = min(line, len(d.lineStarts()))
+	col := 1
+	switch msg {
+	case "did not find expected ',' or ']'":
+		col = d.unclosedCol(line, '[', ']')
+	case "did not find expected ',' or '}'":
+		col = d.unclosedCol(line, '{', '}')
+	case "found character that cannot start any token":
+		if c, ok := d.badTokenCol(line); ok {
+			col = c
+			msg = fmt.Sprintf("found character '%s' that cannot start any token", escapeControl(string(d.lineText(line)[d.byteIndex(line, c)])))
+		}
+	}
+	d.errorf(d.at(line, col), "YAML syntax error: %s", escapeControl(msg))
 }
 
-// escapeControl writes control characters, such as the tab the YAML
-// lexer quotes in "found character '\t'", as Go escapes.
+// escapeControl writes control characters, such as a tab in "found
+// character '\t'", as Go escapes.
 func escapeControl(s string) string {
 	var b strings.Builder
 	for _, r := range s {
@@ -131,77 +232,369 @@ func escapeControl(s string) string {
 	return b.String()
 }
 
-// collectAnchors records every anchor of the document, so that aliases can
-// be resolved.
-func (d *decoder) collectAnchors(n ast.Node) {
-	d.anchors = map[string]ast.Node{}
-	ast.Walk(anchorVisitor(d.anchors), n)
-}
-
-type anchorVisitor map[string]ast.Node
-
-func (v anchorVisitor) Visit(n ast.Node) ast.Visitor {
-	if a, ok := n.(*ast.AnchorNode); ok && a.Name != nil {
-		v[a.Name.GetToken().Value] = a.Value
+// lineStarts returns the offset in d.src of the start of each line, breaking
+// lines where yaml.v3 does: at "\r\n", "\r", "\n", U+0085, U+2028 and
+// U+2029.
+func (d *decoder) lineStarts() []int {
+	if d.lines != nil {
+		return d.lines
 	}
-	return v
+	d.lines = []int{0}
+	src := d.src
+	for i := 0; i < len(src); {
+		n := breakLen(src[i:])
+		if n == 0 {
+			i++
+			continue
+		}
+		i += n
+		if i < len(src) {
+			d.lines = append(d.lines, i)
+		}
+	}
+	return d.lines
 }
 
-// resolve returns the node that n stands for, through anchors and aliases.
-// It returns nil, after recording an error, for an unknown alias.
-func (d *decoder) resolve(n ast.Node) ast.Node {
-	for range 100 { // bounds alias chains; YAML forbids recursive aliases
-		switch v := n.(type) {
-		case *ast.AnchorNode:
-			n = v.Value
-		case *ast.AliasNode:
-			name := ""
-			if v.Value != nil {
-				name = v.Value.GetToken().Value
+// breakLen returns the length of the line break b starts with, or 0.
+func breakLen(b []byte) int {
+	switch {
+	case len(b) == 0:
+		return 0
+	case b[0] == '\n':
+		return 1
+	case b[0] == '\r':
+		if len(b) > 1 && b[1] == '\n' {
+			return 2
+		}
+		return 1
+	case b[0] == 0xc2 && len(b) > 1 && b[1] == 0x85:
+		return 2
+	case b[0] == 0xe2 && len(b) > 2 && b[1] == 0x80 && (b[2] == 0xa8 || b[2] == 0xa9):
+		return 3
+	}
+	return 0
+}
+
+// lineText returns line (from 1) of d.src, without its break.
+func (d *decoder) lineText(line int) []byte {
+	starts := d.lineStarts()
+	if line < 1 || line > len(starts) {
+		return nil
+	}
+	text := d.src[starts[line-1]:]
+	if line < len(starts) {
+		text = text[:starts[line]-starts[line-1]]
+	}
+	for i := range text {
+		if breakLen(text[i:]) > 0 {
+			return text[:i]
+		}
+	}
+	return text
+}
+
+// byteIndex returns the index in lineText(line) of column col.
+func (d *decoder) byteIndex(line, col int) int {
+	text := d.lineText(line)
+	i := 0
+	for c := 1; c < col && i < len(text); c++ {
+		_, n := utf8.DecodeRune(text[i:])
+		i += n
+	}
+	return i
+}
+
+// posOf returns the position of the byte at offset off of d.src.
+func (d *decoder) posOf(off int) Position {
+	starts := d.lineStarts()
+	line, found := slices.BinarySearch(starts, off)
+	if !found {
+		line-- // index of the line holding off
+	}
+	return d.at(line+1, utf8.RuneCount(d.src[starts[line]:off])+1)
+}
+
+// skipProperties returns the position of the content of the node at line
+// and col: past its anchor and tag and the blanks and comments after them.
+func (d *decoder) skipProperties(line, col int) Position {
+	starts := d.lineStarts()
+	if line < 1 || line > len(starts) {
+		return d.at(line, col)
+	}
+	off := starts[line-1] + d.byteIndex(line, col)
+	src := d.src
+	for off < len(src) {
+		switch c := src[off]; {
+		case c == ' ' || c == '\t':
+			off++
+		case breakLen(src[off:]) > 0:
+			off += breakLen(src[off:])
+		case c == '#':
+			for off < len(src) && breakLen(src[off:]) == 0 {
+				off++
 			}
-			target, ok := d.anchors[name]
-			if !ok {
-				d.errorf(d.pos(v), "unknown alias %q", "*"+name)
-				return nil
+		case c == '&' || c == '!':
+			for off < len(src) && !isBlank(src[off]) && breakLen(src[off:]) == 0 && !isFlowIndicator(src[off]) {
+				off++
 			}
-			n = target
 		default:
+			return d.posOf(off)
+		}
+	}
+	return d.at(line, col) // no content: keep the properties' position
+}
+
+func isBlank(c byte) bool         { return c == ' ' || c == '\t' }
+func isFlowIndicator(c byte) bool { return strings.IndexByte(",[]{}", c) >= 0 }
+
+// scanLine calls visit with the index of each byte of line that is outside
+// quoted scalars and comments, and whether it can start a token, until visit
+// returns false. It sees one line only, so a quoted scalar continued from an
+// earlier line looks unquoted.
+func scanLine(line []byte, visit func(i int, tokenStart bool) bool) {
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		tokenStart := i == 0 || isBlank(line[i-1]) || strings.IndexByte("[{,", line[i-1]) >= 0
+		switch {
+		case c == '#' && (i == 0 || isBlank(line[i-1])):
+			return
+		case c == '\'' && tokenStart:
+			for i++; i < len(line); i++ {
+				if line[i] == '\'' {
+					if i+1 < len(line) && line[i+1] == '\'' {
+						i++
+						continue
+					}
+					break
+				}
+			}
+		case c == '"' && tokenStart:
+			for i++; i < len(line) && line[i] != '"'; i++ {
+				if line[i] == '\\' {
+					i++
+				}
+			}
+		default:
+			if !visit(i, tokenStart) {
+				return
+			}
+		}
+	}
+}
+
+// unclosedCol returns the column of the last bracket open that line leaves
+// open: where the flow collection yaml.v3 did not find the end of starts.
+// It returns 1 when there is none.
+func (d *decoder) unclosedCol(line int, open, close byte) int {
+	text := d.lineText(line)
+	var opened []int // indexes of the brackets still open
+	scanLine(text, func(i int, tokenStart bool) bool {
+		switch {
+		case text[i] == open && tokenStart:
+			opened = append(opened, i)
+		case text[i] == close && len(opened) > 0:
+			opened = opened[:len(opened)-1]
+		}
+		return true
+	})
+	if len(opened) == 0 {
+		return 1
+	}
+	return utf8.RuneCount(text[:opened[len(opened)-1]]) + 1
+}
+
+// badTokenCol returns the column of the first character of line that
+// cannot start a token where it is: a tab, "@" or "`".
+func (d *decoder) badTokenCol(line int) (int, bool) {
+	text := d.lineText(line)
+	col, found := 0, false
+	scanLine(text, func(i int, tokenStart bool) bool {
+		c := text[i]
+		if c == '\t' && strings.TrimLeft(string(text[:i]), " ") == "" || (c == '@' || c == '`') && tokenStart {
+			col, found = utf8.RuneCount(text[:i])+1, true
+			return false
+		}
+		return true
+	})
+	return col, found
+}
+
+// aliasPos returns the position of the first alias "*name" of d.src.
+func (d *decoder) aliasPos(name string) Position {
+	alias := "*" + name
+	for line := 1; line <= len(d.lineStarts()); line++ {
+		text := d.lineText(line)
+		col := 0
+		scanLine(text, func(i int, tokenStart bool) bool {
+			rest := text[i:]
+			if tokenStart && bytes.HasPrefix(rest, []byte(alias)) &&
+				(len(rest) == len(alias) || isBlank(rest[len(alias)]) || isFlowIndicator(rest[len(alias)]) || rest[len(alias)] == ':') {
+				col = utf8.RuneCount(text[:i]) + 1
+				return false
+			}
+			return true
+		})
+		if col > 0 {
+			return d.at(line, col)
+		}
+	}
+	return d.at(1, 1)
+}
+
+// badCharPos returns the position of the first byte of d.src that is not
+// valid UTF-8 or is a character YAML does not allow.
+func (d *decoder) badCharPos() Position {
+	for off := 0; off < len(d.src); {
+		r, n := utf8.DecodeRune(d.src[off:])
+		allowed := r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0x7e || r == 0x85 ||
+			r >= 0xa0 && r <= 0xd7ff || r >= 0xe000 && r <= 0xfffd || r >= 0x10000 && r <= 0x10ffff
+		if r == utf8.RuneError && n == 1 || !allowed {
+			return d.posOf(off)
+		}
+		off += n
+	}
+	return d.at(1, 1)
+}
+
+// resolve returns the node that n stands for, through aliases. It returns
+// nil, after recording an error, for an alias to a value that value is
+// converting, which contains the alias.
+func (d *decoder) resolve(n *yaml.Node) *yaml.Node {
+	for range 100 { // bounds alias chains; yaml.v3 allows no loops of aliases alone
+		if n == nil || n.Kind != yaml.AliasNode {
 			return n
 		}
+		if d.active[n.Alias] {
+			d.errorf(d.pos(n), "alias %q stands for a value that contains it", "*"+n.Value)
+			return nil
+		}
+		n = n.Alias
 	}
 	d.errorf(d.pos(n), "alias chain too long")
 	return nil
+}
+
+// isImplicitNull reports whether n is the null of a key with nothing after
+// it ("key:").
+func isImplicitNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Value == "" && n.Tag == "!!null"
+}
+
+// scalarKind is the type of a scalar.
+type scalarKind int
+
+const (
+	kindString scalarKind = iota
+	kindNull
+	kindBool
+	kindInt   // int64 when negative, else uint64
+	kindFloat // float64, including infinities and NaN
+)
+
+// scalar returns the kind and the value of the scalar node n. Only a plain
+// scalar can be another kind than a string; tags other than !!str are
+// ignored. Resolution follows YAML 1.2's core schema, as the package always
+// has: "yes" and "on" are strings, "0755" and "0o755" are octal integers.
+func scalar(n *yaml.Node) (scalarKind, any) {
+	const quoted = yaml.DoubleQuotedStyle | yaml.SingleQuotedStyle | yaml.LiteralStyle | yaml.FoldedStyle
+	if n.Style&quoted != 0 || n.Style&yaml.TaggedStyle != 0 && n.Tag == "!!str" {
+		return kindString, n.Value
+	}
+	switch s := n.Value; s {
+	case "", "~", "null", "Null", "NULL":
+		return kindNull, nil
+	case "true", "True", "TRUE":
+		return kindBool, true
+	case "false", "False", "FALSE":
+		return kindBool, false
+	case ".inf", ".Inf", ".INF":
+		return kindFloat, math.Inf(1)
+	case "-.inf", "-.Inf", "-.INF":
+		return kindFloat, math.Inf(-1)
+	case ".nan", ".NaN", ".NAN":
+		return kindFloat, math.NaN()
+	default:
+		if v, ok := parseNumber(s); ok {
+			if _, isFloat := v.(float64); isFloat {
+				return kindFloat, v
+			}
+			return kindInt, v
+		}
+		return kindString, s
+	}
+}
+
+// parseNumber parses an integer (decimal, or 0x, 0o, 0b or 0-prefixed
+// octal, with optional "_" separators and sign) or a number with one ".",
+// returning int64 for a negative integer, uint64 for another and float64 for
+// a number with a ".".
+func parseNumber(s string) (any, bool) {
+	if s == "" || s[0] == '_' {
+		return nil, false
+	}
+	dots := strings.Count(s, ".")
+	if dots > 1 {
+		return nil, false
+	}
+	negative := s[0] == '-'
+	digits := strings.ReplaceAll(strings.TrimPrefix(strings.TrimPrefix(s, "+"), "-"), "_", "")
+	base := 10
+	switch {
+	case strings.HasPrefix(digits, "0x"):
+		digits, base = digits[2:], 16
+	case strings.HasPrefix(digits, "0o"):
+		digits, base = digits[2:], 8
+	case strings.HasPrefix(digits, "0b"):
+		digits, base = digits[2:], 2
+	case strings.HasPrefix(digits, "0") && len(digits) > 1 && dots == 0:
+		base = 8
+	case dots == 1:
+		base = 0 // a float
+	}
+	if negative {
+		digits = "-" + digits
+	}
+	switch {
+	case base == 0:
+		f, err := strconv.ParseFloat(digits, 64)
+		return f, err == nil
+	case negative:
+		i, err := strconv.ParseInt(digits, base, 64)
+		return i, err == nil
+	default:
+		u, err := strconv.ParseUint(digits, base, 64)
+		return u, err == nil
+	}
 }
 
 // entry is one key and value of a mapping.
 type entry struct {
 	key    string
 	keyPos Position
-	val    ast.Node // resolved value
+	val    *yaml.Node // resolved value
 	valPos Position
 }
 
 // mapping returns the entries of the mapping n, in file order. A null value
 // is an empty mapping. what names the mapping in errors ("processor
 // \"words\""); kind names its keys ("key", "processor", "input").
-func (d *decoder) mapping(n ast.Node, what, kind string) ([]entry, bool) {
+func (d *decoder) mapping(n *yaml.Node, what, kind string) ([]entry, bool) {
 	n = d.resolve(n)
 	if n == nil {
 		return nil, false
 	}
-	if _, ok := n.(*ast.NullNode); ok {
+	if isNull(n) {
 		return nil, true
 	}
-	m, ok := n.(*ast.MappingNode)
-	if !ok {
+	if n.Kind != yaml.MappingNode {
 		d.errorf(d.pos(n), "%s must be a mapping, got %s", what, kindOf(n))
 		return nil, false
 	}
-	entries := make([]entry, 0, len(m.Values))
-	seen := map[string]Position{}
-	ok = true
-	for _, mv := range m.Values {
-		key, keyPos, good := d.key(mv.Key)
+	entries := make([]entry, 0, len(n.Content)/2)
+	seen := make(map[string]Position, len(n.Content)/2)
+	ok := true
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, keyPos, good := d.key(n.Content[i])
 		if !good {
 			ok = false
 			continue
@@ -212,7 +605,7 @@ func (d *decoder) mapping(n ast.Node, what, kind string) ([]entry, bool) {
 			continue
 		}
 		seen[key] = keyPos
-		val := d.resolve(mv.Value)
+		val := d.resolve(n.Content[i+1])
 		if val == nil {
 			ok = false
 			continue
@@ -224,33 +617,26 @@ func (d *decoder) mapping(n ast.Node, what, kind string) ([]entry, bool) {
 
 // valuePos returns the position of the value n of a key at keyPos: the key's
 // for an implicit null ("key:" with nothing after it).
-func (d *decoder) valuePos(n ast.Node, keyPos Position) Position {
-	if null, ok := n.(*ast.NullNode); ok && null.Token != nil && null.Token.Type == token.ImplicitNullType {
+func (d *decoder) valuePos(n *yaml.Node, keyPos Position) Position {
+	if isImplicitNull(n) {
 		return keyPos
 	}
 	return d.pos(n)
 }
 
 // key returns the text of a mapping key.
-func (d *decoder) key(k ast.MapKeyNode) (string, Position, bool) {
-	var n ast.Node = k
-	if mk, ok := n.(*ast.MappingKeyNode); ok {
-		n = mk.Value
-	}
-	pos := d.pos(n)
-	if k.IsMergeKey() {
+func (d *decoder) key(k *yaml.Node) (string, Position, bool) {
+	pos := d.pos(k)
+	if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
 		d.errorf(pos, "merge keys (<<) are not supported")
 		return "", pos, false
 	}
-	switch v := n.(type) {
-	case *ast.StringNode:
-		return v.Value, pos, true
-	case ast.ScalarNode:
-		if tk := v.GetToken(); tk != nil {
-			return tk.Value, pos, true
-		}
+	if r := d.resolve(k); r != nil && r.Kind == yaml.ScalarNode {
+		return r.Value, pos, true
+	} else if r != nil {
+		k = r
 	}
-	d.errorf(pos, "a key must be a string, got %s", kindOf(n))
+	d.errorf(pos, "a key must be a string, got %s", kindOf(k))
 	return "", pos, false
 }
 
@@ -259,13 +645,19 @@ func (d *decoder) unknownKey(e entry, where string, valid []string) {
 	d.errorf(e.keyPos, "unknown key %q %s (valid keys: %s)", e.key, where, strings.Join(valid, ", "))
 }
 
+// isString reports whether n is a string scalar.
+func isString(n *yaml.Node) bool {
+	if n.Kind != yaml.ScalarNode {
+		return false
+	}
+	k, _ := scalar(n)
+	return k == kindString
+}
+
 // str returns the string value of e.
 func (d *decoder) str(e entry) (string, bool) {
-	switch v := e.val.(type) {
-	case *ast.StringNode:
-		return v.Value, true
-	case *ast.LiteralNode:
-		return v.Value.Value, true
+	if isString(e.val) {
+		return e.val.Value, true
 	}
 	d.errorf(e.valPos, "%s must be a string, got %s", e.key, kindOf(e.val))
 	return "", false
@@ -273,8 +665,8 @@ func (d *decoder) str(e entry) (string, bool) {
 
 // count returns the value of e, an integer ≥ 0.
 func (d *decoder) count(e entry) (int, bool) {
-	if v, ok := e.val.(*ast.IntegerNode); ok {
-		switch i := v.Value.(type) {
+	if e.val.Kind == yaml.ScalarNode {
+		switch _, v := scalar(e.val); i := v.(type) {
 		case int64:
 			if i >= 0 && i <= math.MaxInt32 {
 				return int(i), true
@@ -291,19 +683,16 @@ func (d *decoder) count(e entry) (int, bool) {
 
 // scalarText returns the text of a scalar value, as written.
 func (d *decoder) scalarText(e entry) (string, bool) {
-	switch v := e.val.(type) {
-	case *ast.StringNode:
-		return v.Value, true
-	case *ast.LiteralNode:
-		return v.Value.Value, true
-	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
-		return v.GetToken().Value, true
+	if e.val.Kind == yaml.ScalarNode {
+		if k, _ := scalar(e.val); k != kindNull {
+			return e.val.Value, true
+		}
 	}
 	d.errorf(e.valPos, "%s must be a string, got %s", e.key, kindOf(e.val))
 	return "", false
 }
 
-func (d *decoder) pipeline(body ast.Node) *Pipeline {
+func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 	top, ok := d.mapping(body, "a pipeline file", "key")
 	if !ok {
 		return nil
@@ -389,7 +778,7 @@ func (d *decoder) inputs(inputs entry) []InputDecl {
 func (d *decoder) processors(p *Pipeline, procs entry) {
 	entries, _ := d.mapping(procs.val, "processors", "processor")
 	if len(entries) == 0 {
-		if _, isMap := procs.val.(*ast.MappingNode); isMap || isNull(procs.val) {
+		if procs.val.Kind == yaml.MappingNode || isNull(procs.val) {
 			d.errorf(procs.keyPos, "pipeline has no processors")
 		}
 	}
@@ -497,35 +886,26 @@ func (d *decoder) with(e entry) (map[string]any, map[string]Position) {
 }
 
 // value converts a resolved YAML node to a Go value.
-func (d *decoder) value(n ast.Node) (any, bool) {
-	switch v := n.(type) {
-	case *ast.NullNode:
-		return nil, true
-	case *ast.StringNode:
-		return v.Value, true
-	case *ast.LiteralNode:
-		return v.Value.Value, true
-	case *ast.IntegerNode:
-		return v.Value, true
-	case *ast.FloatNode:
-		return v.Value, true
-	case *ast.InfinityNode:
-		return v.Value, true
-	case *ast.NanNode:
-		return math.NaN(), true
-	case *ast.BoolNode:
-		return v.Value, true
-	case *ast.TagNode:
-		if v.Start != nil && v.Start.Value == "!!str" {
-			if s, ok := v.Value.(ast.ScalarNode); ok {
-				return s.GetToken().Value, true
-			}
+func (d *decoder) value(n *yaml.Node) (any, bool) {
+	if n == nil {
+		return nil, false
+	}
+	if d.values++; d.values > maxValues(len(d.src)) {
+		if d.values == maxValues(len(d.src))+1 {
+			d.errorf(d.pos(n), "too many values: aliases expand the file beyond %d values", maxValues(len(d.src)))
 		}
-		return d.value(d.resolve(v.Value))
-	case *ast.SequenceNode:
-		list := make([]any, 0, len(v.Values))
+		return nil, false
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		_, v := scalar(n)
+		return v, true
+	case yaml.SequenceNode:
+		d.enter(n)
+		defer delete(d.active, n)
+		list := make([]any, 0, len(n.Content))
 		ok := true
-		for _, item := range v.Values {
+		for _, item := range n.Content {
 			item = d.resolve(item)
 			if item == nil {
 				ok = false
@@ -536,8 +916,10 @@ func (d *decoder) value(n ast.Node) (any, bool) {
 			list = append(list, x)
 		}
 		return list, ok
-	case *ast.MappingNode:
-		entries, ok := d.mapping(v, "a mapping", "key")
+	case yaml.MappingNode:
+		d.enter(n)
+		defer delete(d.active, n)
+		entries, ok := d.mapping(n, "a mapping", "key")
 		m := make(map[string]any, len(entries))
 		for _, e := range entries {
 			x, good := d.value(e.val)
@@ -545,11 +927,17 @@ func (d *decoder) value(n ast.Node) (any, bool) {
 			m[e.key] = x
 		}
 		return m, ok
-	case nil:
-		return nil, false
 	}
-	d.errorf(d.pos(n), "unsupported YAML value %s", n.Type())
+	d.errorf(d.pos(n), "unsupported YAML value %s", kindOf(n))
 	return nil, false
+}
+
+// enter marks the list or mapping n as being converted by value.
+func (d *decoder) enter(n *yaml.Node) {
+	if d.active == nil {
+		d.active = map[*yaml.Node]bool{}
+	}
+	d.active[n] = true
 }
 
 func (d *decoder) bindings(e entry) []InputBinding {
@@ -593,12 +981,12 @@ func parseRef(s string) (Ref, bool) {
 
 // after reads `after`: a list of processor names, or one name.
 func (d *decoder) after(n *ProcessorNode, e entry) {
-	var items []ast.Node
-	switch v := e.val.(type) {
-	case *ast.SequenceNode:
-		items = v.Values
-	case *ast.StringNode:
-		items = []ast.Node{v}
+	var items []*yaml.Node
+	switch {
+	case e.val.Kind == yaml.SequenceNode:
+		items = e.val.Content
+	case isString(e.val):
+		items = []*yaml.Node{e.val}
 	default:
 		d.errorf(e.valPos, "after must be a list of processor names, got %s", kindOf(e.val))
 		return
@@ -608,19 +996,18 @@ func (d *decoder) after(n *ProcessorNode, e entry) {
 		if item == nil {
 			continue
 		}
-		s, ok := item.(*ast.StringNode)
-		if !ok {
+		if !isString(item) {
 			d.errorf(d.pos(item), "after must be a list of processor names, got an item that is %s", kindOf(item))
 			continue
 		}
-		n.After = append(n.After, s.Value)
+		n.After = append(n.After, item.Value)
 		n.afterPos = append(n.afterPos, d.pos(item))
 	}
 }
 
 func (d *decoder) timeout(e entry) time.Duration {
-	if s, ok := e.val.(*ast.StringNode); ok {
-		t, err := time.ParseDuration(s.Value)
+	if isString(e.val) {
+		t, err := time.ParseDuration(e.val.Value)
 		if err == nil && t > 0 {
 			return t
 		}
@@ -629,42 +1016,51 @@ func (d *decoder) timeout(e entry) time.Duration {
 	return 0
 }
 
-func isNull(n ast.Node) bool {
-	_, ok := n.(*ast.NullNode)
-	return ok
+func isNull(n *yaml.Node) bool {
+	if n.Kind != yaml.ScalarNode {
+		return false
+	}
+	k, _ := scalar(n)
+	return k == kindNull
 }
 
 // kindOf names the kind of a YAML node for error messages.
-func kindOf(n ast.Node) string {
-	switch n.(type) {
-	case *ast.MappingNode:
-		return "a mapping"
-	case *ast.SequenceNode:
-		return "a list"
-	case *ast.StringNode, *ast.LiteralNode:
-		return "a string"
-	case *ast.IntegerNode:
-		return "an integer"
-	case *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
-		return "a number"
-	case *ast.BoolNode:
-		return "a boolean"
-	case *ast.NullNode:
-		return "nothing"
-	case nil:
+func kindOf(n *yaml.Node) string {
+	if n == nil {
 		return "nothing"
 	}
-	return "a " + n.Type().String()
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.AliasNode:
+		return kindOf(n.Alias)
+	case yaml.ScalarNode:
+		switch k, _ := scalar(n); k {
+		case kindString:
+			return "a string"
+		case kindInt:
+			return "an integer"
+		case kindFloat:
+			return "a number"
+		case kindBool:
+			return "a boolean"
+		}
+	}
+	return "nothing"
 }
 
-// describe names a YAML value for error messages: its text for a scalar,
-// its kind otherwise.
-func describe(n ast.Node) string {
-	switch v := n.(type) {
-	case *ast.StringNode:
-		return fmt.Sprintf("%q", v.Value)
-	case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
-		return v.GetToken().Value
+// describe names a YAML value for error messages: its text for a one-line
+// scalar, its kind otherwise.
+func describe(n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode && n.Style&(yaml.LiteralStyle|yaml.FoldedStyle) == 0 {
+		switch k, _ := scalar(n); k {
+		case kindString:
+			return fmt.Sprintf("%q", n.Value)
+		case kindInt, kindFloat, kindBool:
+			return n.Value
+		}
 	}
 	return kindOf(n)
 }
