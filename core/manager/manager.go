@@ -12,10 +12,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/segmentio/ksuid"
+	"github.com/wiz-run/wiz/core/ids"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wiz-run/wiz/core/pipeline"
@@ -97,10 +98,10 @@ func (m *Manager) Apply(file string, src []byte) (*Applied, error) {
 			return &Applied{Pipeline: pl, Version: cur, Parsed: p}, nil
 		}
 	} else {
-		pl = &wizpb.Pipeline{Id: ksuid.New().String(), Name: p.Name, Created: now}
+		pl = &wizpb.Pipeline{Id: ids.NewString(), Name: p.Name, Created: now}
 	}
 	v := &wizpb.PipelineVersion{
-		Id: ksuid.New().String(), PipelineId: pl.Id, PipelineName: pl.Name,
+		Id: ids.NewString(), PipelineId: pl.Id, PipelineName: pl.Name,
 		Number: pl.VersionCount + 1, Source: src, File: file, Digest: digest, Created: now,
 	}
 	pl.LatestVersionId = v.Id
@@ -152,12 +153,12 @@ const ReasonManagerExited = "manager exited"
 // before starting runs; the store's lock guarantees no other Manager holds
 // them. It returns the IDs of the runs it settled.
 func (m *Manager) Recover() ([]string, error) {
-	ids, err := m.store.ActiveRuns()
+	active, err := m.store.ActiveRuns()
 	if err != nil {
 		return nil, fmt.Errorf("find unfinished runs: %w", err)
 	}
 	var settled []string
-	for _, id := range ids {
+	for _, id := range active {
 		b := m.store.Batch()
 		r, err := m.store.Run(id)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -185,7 +186,7 @@ func (m *Manager) Recover() ([]string, error) {
 			if err := b.PutRun(r); err != nil {
 				return settled, err
 			}
-			if err := b.PutEvent(&wizpb.Event{Id: ksuid.New().String(), RunId: id, Kind: "state",
+			if err := b.PutEvent(&wizpb.Event{Id: ids.NewString(), RunId: id, Kind: "state",
 				Message: "Failed: " + ReasonManagerExited, Time: now}); err != nil {
 				return settled, err
 			}
@@ -286,6 +287,21 @@ func (m *Manager) Logs(id, processor string, fn func(*wizpb.LogChunk) error) err
 	r, err := m.findRun(id)
 	if err != nil {
 		return err
+	}
+	if processor != "" {
+		v, err := m.store.PipelineVersion(r.PipelineId, r.PipelineVersionId)
+		if err != nil {
+			return err
+		}
+		if p, perr := pipeline.Parse(v.File, v.Source); perr == nil {
+			if _, ok := p.Node(processor); !ok {
+				var names []string
+				for _, n := range p.Processors {
+					names = append(names, n.Name)
+				}
+				return fmt.Errorf("%w: run %s has no processor %q (processors: %s)", ErrUsage, r.Id, processor, strings.Join(names, ", "))
+			}
+		}
 	}
 	return m.store.Logs(r.Id, processor, fn)
 }

@@ -259,12 +259,17 @@ func TestRecover(t *testing.T) {
 	src := "name: stuck\nprocessors:\n  slow: {uses: t/run, with: {sleep: 1m}}\n"
 	started := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go m.Run(ctx, manager.RunRequest{File: "p.yaml", Source: []byte(src)}, func(u manager.Update) {
-		if u.Processor != nil && u.Processor.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
-			started <- u.Processor.RunId
-		}
-	})
+	ended := make(chan struct{})
+	// The abandoned run must end before the store closes (cleanups run last first).
+	t.Cleanup(func() { cancel(); <-ended })
+	go func() {
+		defer close(ended)
+		m.Run(ctx, manager.RunRequest{File: "p.yaml", Source: []byte(src)}, func(u manager.Update) {
+			if u.Processor != nil && u.Processor.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
+				started <- u.Processor.RunId
+			}
+		})
+	}()
 	id := <-started
 	// Wait until the Running state is committed.
 	for range 200 {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/segmentio/ksuid"
+	"github.com/wiz-run/wiz/core/ids"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wiz-run/wiz/core/pipeline"
@@ -67,7 +67,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 	}
 	r := &run{m: m, p: p, watch: watch, batch: m.store.Batch(), tasks: map[string]int{}, wdone: make(chan error, 1)}
 	r.rec = &wizpb.Run{
-		Id: ksuid.New().String(), PipelineId: a.Pipeline.Id, PipelineName: p.Name,
+		Id: ids.NewString(), PipelineId: a.Pipeline.Id, PipelineName: p.Name,
 		PipelineVersionId: a.Version.Id, PipelineVersion: a.Version.Number,
 		State: wizpb.RunState_RUN_STATE_RUNNING, Inputs: inputs, Started: timestamppb.Now(),
 		Executor: p.Executor, ProcessorCount: int32(len(p.Processors)),
@@ -162,7 +162,7 @@ func (r *run) notify(u Update) {
 // 10,000-processor run does not write 20,000 events.
 func (r *run) event(processor, kind, msg string) {
 	_ = r.batch.PutEvent(&wizpb.Event{
-		Id: ksuid.New().String(), RunId: r.rec.Id, Processor: processor, Kind: kind, Message: msg, Time: timestamppb.Now(),
+		Id: ids.NewString(), RunId: r.rec.Id, Processor: processor, Kind: kind, Message: msg, Time: timestamppb.Now(),
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/dgraph-io/badger/v4"
@@ -30,7 +31,7 @@ const (
 	pRun       = "r/" // r/<run id>
 	pProcessor = "s/" // s/<run id>/<processor name>
 	pEvent     = "e/" // e/<run id>/<event id>
-	pLog       = "l/" // l/<run id>/<processor>/<seq>
+	pLog       = "l/" // l/<run id>/<seq>: every processor's chunks in the order they came
 	pActive    = "a/" // a/<run id>: runs not yet ended
 )
 
@@ -203,9 +204,9 @@ func (b *Batch) PutEvent(e *wizpb.Event) error {
 	return b.put(fmt.Sprintf("%s%s/%016x%08x", pEvent, e.RunId, uint64(ns), b.seq), e)
 }
 
-// PutLog stages a log chunk; seq orders the chunks of one processor.
+// PutLog stages a log chunk; seq orders a run's chunks.
 func (b *Batch) PutLog(runID string, seq uint64, c *wizpb.LogChunk) error {
-	return b.put(fmt.Sprintf("%s%s/%s/%016x", pLog, runID, c.Processor, seq), c)
+	return b.put(fmt.Sprintf("%s%s/%016x", pLog, runID, seq), c)
 }
 
 // Commit writes everything staged in one transaction (several when it is too
@@ -290,7 +291,7 @@ func (s *Store) PipelineVersion(pipelineID, versionID string) (*wizpb.PipelineVe
 	return v, nil
 }
 
-// PipelineVersions lists a pipeline's versions, oldest first.
+// PipelineVersions lists a pipeline's versions, oldest (number 1) first.
 func (s *Store) PipelineVersions(pipelineID string) ([]*wizpb.PipelineVersion, error) {
 	var out []*wizpb.PipelineVersion
 	err := s.scan(pVersion+pipelineID+"/", false, func(_, v []byte) (bool, error) {
@@ -298,6 +299,7 @@ func (s *Store) PipelineVersions(pipelineID string) ([]*wizpb.PipelineVersion, e
 		out = append(out, pv)
 		return true, proto.Unmarshal(v, pv)
 	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
 	return out, err
 }
 
@@ -350,17 +352,16 @@ func (s *Store) Events(runID string) ([]*wizpb.Event, error) {
 	return out, err
 }
 
-// Logs calls fn for a run's log chunks, processor by processor, in order;
-// processor "" means all.
+// Logs calls fn for a run's log chunks in the order they came; processor ""
+// means every processor's.
 func (s *Store) Logs(runID, processor string, fn func(*wizpb.LogChunk) error) error {
-	prefix := pLog + runID + "/"
-	if processor != "" {
-		prefix += processor + "/"
-	}
-	return s.scan(prefix, false, func(_, v []byte) (bool, error) {
+	return s.scan(pLog+runID+"/", false, func(_, v []byte) (bool, error) {
 		c := &wizpb.LogChunk{}
 		if err := proto.Unmarshal(v, c); err != nil {
 			return false, err
+		}
+		if processor != "" && c.Processor != processor {
+			return true, nil
 		}
 		return true, fn(c)
 	})

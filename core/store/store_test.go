@@ -329,7 +329,8 @@ func TestLogs(t *testing.T) {
 		{"a", []string{"a0", "a2", "abig"}},
 		{"b", []string{"b1", "b3", "b10"}},
 		{"ab", []string{"ab5"}},
-		{"", []string{"a0", "a2", "abig", "ab5", "b1", "b3", "b10"}},
+		// Every processor's chunks, in the order they came (by seq).
+		{"", []string{"a0", "b1", "a2", "b3", "ab5", "b10", "abig"}},
 		{"missing", nil},
 	}
 	for _, tt := range tests {

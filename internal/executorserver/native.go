@@ -186,37 +186,70 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		env = append(env[:len(env):len(env)], "WIZ_INPUT_"+envName(name)+"="+path)
 	}
 
-	cmd := &exec.Cmd{Path: cp.path, Args: p.Argv, Env: env, Dir: dir, Stdin: stdin}
+	// stdin, stdout and stderr are pipes this function copies itself, so that
+	// waiting for the program never waits for a child it left behind holding
+	// one of them: the program's exit ends the task, then its process group is
+	// killed, then the copies finish.
+	cmd := &exec.Cmd{Path: cp.path, Args: p.Argv, Env: env, Dir: dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var stdout *spill
+	var outw io.Writer
 	if p.StdoutOutput {
 		stdout = &spill{blobs: s.blobs, limit: InlineLimit}
-		cmd.Stdout = stdout
+		outw = stdout
 	} else {
-		cmd.Stdout = &logWriter{stream: "stdout", emit: emit}
+		outw = &logWriter{stream: "stdout", emit: emit}
 	}
 	se := &stderrScanner{emit: emit}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		fail(fmt.Sprintf("pipe: %v", err), false)
-		return
+	var pipes [3][2]*os.File // stdin, stdout, stderr: read end, write end
+	closeAll := func() {
+		for _, pp := range pipes {
+			for _, f := range pp {
+				if f != nil {
+					f.Close()
+				}
+			}
+		}
 	}
-	cmd.Stderr = pw
+	for i := range pipes {
+		if i == 0 && stdin == nil {
+			continue
+		}
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeAll()
+			fail(fmt.Sprintf("pipe: %v", err), false)
+			return
+		}
+		pipes[i] = [2]*os.File{r, w}
+	}
+	if stdin != nil {
+		cmd.Stdin = pipes[0][0]
+	}
+	cmd.Stdout, cmd.Stderr = pipes[1][1], pipes[2][1]
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
+		closeAll()
 		if stdout != nil {
 			stdout.abort()
 		}
 		fail(fmt.Sprintf("start %s: %v", p.Argv[0], err), false)
 		return
 	}
-	pw.Close()
+	// The child has its own copies; keep only our ends.
+	if stdin != nil {
+		pipes[0][0].Close()
+	}
+	pipes[1][1].Close()
+	pipes[2][1].Close()
 	pid := cmd.Process.Pid
 	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Started{Started: &wizrpc.Started{Pid: int32(pid)}}})
-	scanned := make(chan struct{})
-	go func() { se.scan(pr); pr.Close(); close(scanned) }()
+	copied := make(chan struct{}, 3)
+	go func() { se.scan(pipes[2][0]); pipes[2][0].Close(); copied <- struct{}{} }()
+	go func() { _, _ = io.Copy(outw, pipes[1][0]); pipes[1][0].Close(); copied <- struct{}{} }()
+	if stdin != nil {
+		go func() { _, _ = io.Copy(pipes[0][1], stdin); pipes[0][1].Close(); copied <- struct{}{} }()
+	}
 
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
@@ -234,8 +267,25 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	}
 	// Nothing the program started outlives the task.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	<-scanned
 	wall := time.Since(start)
+	n := 2
+	if stdin != nil {
+		n = 3
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case <-copied:
+		case <-time.After(KillGrace):
+			// Something outside the process group still holds a pipe: stop
+			// copying rather than wait for it.
+			for _, f := range []*os.File{pipes[0][1], pipes[1][0], pipes[2][0]} {
+				if f != nil {
+					f.Close()
+				}
+			}
+			<-copied
+		}
+	}
 
 	m := &wizpb.Metrics{WallNs: wall.Nanoseconds(), InputBytes: dataSize(t.Inputs)}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
