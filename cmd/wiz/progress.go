@@ -248,6 +248,9 @@ func printSummary(w io.Writer, r *wizpb.Run) {
 		fmt.Fprintf(w, ", %d warning%s", r.Warnings, plural(int(r.Warnings)))
 	}
 	fmt.Fprintln(w, ")")
+	if r.ResumedFrom != "" {
+		fmt.Fprintf(w, "  resumed %s, reusing what Succeeded there\n", r.ResumedFrom)
+	}
 	if r.Reason != "" {
 		fmt.Fprintf(w, "  reason: %s\n", r.Reason)
 	}

@@ -19,6 +19,7 @@ import (
 type RunCmd struct {
 	Pipeline string   `arg:"" help:"Pipeline file, or the name of a stored pipeline." placeholder:"FILE|PIPELINE"`
 	Input    []string `short:"i" sep:"none" help:"Run input as NAME=VALUE, or NAME=@PATH to read a file." placeholder:"NAME=VALUE"`
+	From     string   `help:"Rerun this processor and everything downstream of it, reusing the other processors' outputs from the newest earlier run of the same pipeline version." placeholder:"PROCESSOR"`
 	Quiet    bool     `short:"q" help:"Print only the run's summary."`
 	Output   string   `short:"o" enum:"text,json" default:"text" help:"Summary format: text or json."`
 }
@@ -29,7 +30,7 @@ func (c *RunCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	req := manager.RunRequest{Pipeline: c.Pipeline, Inputs: inputs}
+	req := manager.RunRequest{Pipeline: c.Pipeline, Inputs: inputs, From: c.From}
 	if src, err := os.ReadFile(c.Pipeline); err == nil {
 		req.File, req.Source = c.Pipeline, src
 	} else if !errors.Is(err, fs.ErrNotExist) || strings.ContainsAny(c.Pipeline, "/.") {
@@ -39,21 +40,29 @@ func (c *RunCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	// First Ctrl-C (or SIGTERM): cancel the run gracefully and wait. A second
-	// one gets the default action and ends wiz at once.
+	return watchRun(m, c.Quiet, c.Output, func(ctx context.Context, watch func(manager.Update)) (*wizpb.Run, error) {
+		return m.Run(ctx, req, watch)
+	})
+}
+
+// watchRun runs start with live progress, prints the summary and turns the
+// run's state into the exit code. The first Ctrl-C (or SIGTERM) cancels the
+// run gracefully and waits; a second one gets the default action and ends wiz
+// at once.
+func watchRun(m *manager.Manager, quiet bool, output string, start func(context.Context, func(manager.Update)) (*wizpb.Run, error)) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
 		<-ctx.Done()
 		stop()
 	}()
-	prog := newProgress(os.Stderr, c.Quiet || c.Output == "json")
-	r, err := m.Run(ctx, req, prog.update)
+	prog := newProgress(os.Stderr, quiet || output == "json")
+	r, err := start(ctx, prog.update)
 	prog.close()
 	if err != nil {
 		return err
 	}
-	if c.Output == "json" {
+	if output == "json" {
 		d, err := m.RunDetail(r.Id)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -18,6 +19,25 @@ type RunsCmd struct {
 	Show   RunsShowCmd   `cmd:"" help:"Show a run: its pipeline version and every processor's state, duration and metrics."`
 	Logs   RunsLogsCmd   `cmd:"" help:"Print a run's logs."`
 	Output RunsOutputCmd `cmd:"" help:"Write a processor's output to stdout or a file."`
+	Resume RunsResumeCmd `cmd:"" help:"Start a new run of a run's pipeline version and inputs that reuses what Succeeded and runs the rest."`
+}
+
+// RunsResumeCmd is `wiz runs resume`.
+type RunsResumeCmd struct {
+	ID     string `arg:"" help:"Run ID, or \"last\"."`
+	Quiet  bool   `short:"q" help:"Print only the run's summary."`
+	Output string `short:"o" enum:"text,json" default:"text" help:"Summary format: text or json."`
+}
+
+// Run implements the command.
+func (c *RunsResumeCmd) Run(env *Env) error {
+	m, err := env.Manager()
+	if err != nil {
+		return err
+	}
+	return watchRun(m, c.Quiet, c.Output, func(ctx context.Context, watch func(manager.Update)) (*wizpb.Run, error) {
+		return m.Resume(ctx, c.ID, watch)
+	})
 }
 
 // RunsOutputCmd is `wiz runs output`.
@@ -115,6 +135,9 @@ func (c *RunsShowCmd) Run(env *Env) error {
 	fmt.Printf("started   %s\n", r.Started.AsTime().Local().Format(time.RFC3339))
 	fmt.Printf("duration  %s\n", fmtDuration(runDuration(r)))
 	fmt.Printf("executor  %s\n", r.Executor)
+	if r.ResumedFrom != "" {
+		fmt.Printf("resumes   %s\n", r.ResumedFrom)
+	}
 	for _, p := range r.Plugins {
 		fmt.Printf("plugin    %s %s (sha256 %s)\n", p.Name, p.Version, short(p.Sha256))
 	}
@@ -133,7 +156,11 @@ func (c *RunsShowCmd) Run(env *Env) error {
 		if p.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED || p.State == wizpb.ProcessorState_PROCESSOR_STATE_FAILED {
 			exit = fmt.Sprint(p.ExitCode)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Type, stateName(p.State), fmtDuration(procDuration(p)),
+		state := stateName(p.State)
+		if p.ReusedFrom != "" {
+			state += " (reused)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Type, state, fmtDuration(procDuration(p)),
 			cpu, rss, exit, fmtBytes(mt.GetInputBytes()), fmtBytes(mt.GetOutputBytes()), len(p.Warnings), firstLine(p.Error))
 	}
 	tw.Flush()
@@ -222,6 +249,9 @@ func runJSON(r *wizpb.Run) map[string]any {
 		"pipeline_version_id": r.PipelineVersionId, "state": runStateName(r.State), "reason": r.Reason,
 		"warnings": r.Warnings, "started": ts(r.Started), "executor": r.Executor,
 	}
+	if r.ResumedFrom != "" {
+		out["resumed_from"] = r.ResumedFrom
+	}
 	if r.Ended != nil {
 		out["ended"] = ts(r.Ended)
 		out["duration_ns"] = runDuration(r).Nanoseconds()
@@ -236,6 +266,9 @@ func detailJSON(d *manager.RunDetail) map[string]any {
 		pm := map[string]any{
 			"name": p.Name, "type": p.Type, "state": stateName(p.State), "exit_code": p.ExitCode,
 			"error": p.Error, "warnings": p.Warnings, "attempts": p.Attempts,
+		}
+		if p.ReusedFrom != "" {
+			pm["reused_from"] = p.ReusedFrom
 		}
 		if p.Started != nil {
 			pm["started"] = ts(p.Started)

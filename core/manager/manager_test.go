@@ -329,3 +329,48 @@ func benchRun(b *testing.B, layers, width int) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/task")
 	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "tasks/s")
 }
+
+func TestResumeAndFrom(t *testing.T) {
+	t.Parallel()
+	m, b := newManager(t, 2)
+	src := `name: resume
+processors:
+  a:     {uses: t/run}
+  flaky: {uses: t/run, with: {flaky: 2}, inputs: {in: a}}
+  c:     {uses: t/run, inputs: {in: flaky}}
+  side:  {uses: t/run, inputs: {in: a}}
+`
+	r1, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src)}, nil)
+	if err != nil || r1.State != wizpb.RunState_RUN_STATE_FAILED {
+		t.Fatalf("first run: %v %v, want Failed", r1.GetState(), err)
+	}
+	r2, err := m.Resume(context.Background(), r1.Id, nil)
+	if err != nil || r2.State != wizpb.RunState_RUN_STATE_FAILED {
+		t.Fatalf("resume 1: %v %v, want Failed (flaky fails twice)", r2.GetState(), err)
+	}
+	r3, err := m.Resume(context.Background(), r2.Id, nil)
+	if err != nil || r3.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("resume 2: %v %v, want Succeeded", r3.GetState(), err)
+	}
+	if r3.ResumedFrom != r2.Id {
+		t.Errorf("resumed_from = %q, want %q", r3.ResumedFrom, r2.Id)
+	}
+	if b.tries["a"] != 1 || b.tries["flaky"] != 3 || b.tries["c"] != 1 {
+		t.Errorf("tries = %v, want a once, flaky 3 times, c once", b.tries)
+	}
+	d, _ := m.RunDetail(r3.Id)
+	if d.Processors[0].ReusedFrom != r1.Id {
+		t.Errorf("a reused from %q, want %q (where it ran)", d.Processors[0].ReusedFrom, r1.Id)
+	}
+	// --from reruns c and what depends on it, reusing the rest of r3.
+	r4, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src), From: "flaky"}, nil)
+	if err != nil || r4.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("--from: %v %v", r4.GetState(), err)
+	}
+	if b.tries["flaky"] != 4 || b.tries["c"] != 2 || b.tries["a"] != 1 || b.tries["side"] != 1 {
+		t.Errorf("after --from flaky, tries = %v; want flaky and c again, a and side reused", b.tries)
+	}
+	if _, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src), From: "nope"}, nil); err == nil || !strings.Contains(err.Error(), `no processor "nope"`) {
+		t.Errorf("--from nope: %v", err)
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"github.com/wiz-run/wiz/core/ids"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/wiz-run/wiz/core/pipeline"
 	"github.com/wiz-run/wiz/core/scheduler"
 	"github.com/wiz-run/wiz/core/store"
@@ -26,6 +28,10 @@ type RunRequest struct {
 	Source   []byte
 	Pipeline string
 	Inputs   map[string]InputValue
+	// From reruns this processor and everything downstream of it, reusing the
+	// outputs of the others from the newest earlier run of the same pipeline
+	// version (and its inputs, when Inputs is empty).
+	From string
 }
 
 // Update reports a change in a run to a watcher.
@@ -61,16 +67,137 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 	}
 	m.log.Debug("pipeline resolved", "pipeline", a.Pipeline.Name, "version", a.Version.Number)
 	p := a.Parsed
-	inputs, text, err := m.inputs(p, req.Inputs)
+	var (
+		base  *wizpb.Run
+		reuse map[string]*wizpb.ProcessorRun
+	)
+	if req.From != "" {
+		from, ok := p.Node(req.From)
+		if !ok {
+			return nil, fmt.Errorf("%w: --from %s: pipeline %s has no processor %q", ErrUsage, req.From, p.Name, req.From)
+		}
+		if base, err = m.latestRun(a.Version.Id); err != nil {
+			return nil, err
+		}
+		if base == nil {
+			return nil, fmt.Errorf("%w: --from %s: pipeline %s v%d has no earlier run to reuse outputs from; run it whole first", ErrUsage, req.From, p.Name, a.Version.Number)
+		}
+		if reuse, err = m.reusable(base.Id); err != nil {
+			return nil, err
+		}
+		for _, n := range downstream(p, from) {
+			delete(reuse, n.Name)
+		}
+	}
+	var inputs map[string]*wizpb.Data
+	var text map[string]string
+	if base != nil && len(req.Inputs) == 0 {
+		inputs, text = base.Inputs, textInputs(p, base.Inputs)
+	} else if inputs, text, err = m.inputs(p, req.Inputs); err != nil {
+		return nil, err
+	}
+	return m.start(ctx, a, inputs, text, reuse, base.GetId(), watch)
+}
+
+// Resume starts a new run of a run's pipeline version with its inputs, which
+// reuses the outputs of the processors that Succeeded in it and runs the
+// others. The new run records which run it resumed.
+func (m *Manager) Resume(ctx context.Context, id string, watch func(Update)) (*wizpb.Run, error) {
+	old, err := m.findRun(id)
 	if err != nil {
 		return nil, err
 	}
-	r := &run{m: m, p: p, watch: watch, batch: m.store.Batch(), tasks: map[string]int{}, wdone: make(chan error, 1)}
+	if old.State == wizpb.RunState_RUN_STATE_RUNNING {
+		return nil, fmt.Errorf("%w: run %s is still Running; resume it once it has ended", ErrUsage, old.Id)
+	}
+	pl, err := m.store.Pipeline(old.PipelineName)
+	if err != nil {
+		return nil, err
+	}
+	v, err := m.store.PipelineVersion(old.PipelineId, old.PipelineVersionId)
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.parse(v.File, v.Source)
+	if err != nil {
+		return nil, err
+	}
+	reuse, err := m.reusable(old.Id)
+	if err != nil {
+		return nil, err
+	}
+	a := &Applied{Pipeline: pl, Version: v, Parsed: p}
+	return m.start(ctx, a, old.Inputs, textInputs(p, old.Inputs), reuse, old.Id, watch)
+}
+
+// reusable returns the processors of a run that Succeeded, by name.
+func (m *Manager) reusable(runID string) (map[string]*wizpb.ProcessorRun, error) {
+	procs, err := m.store.Processors(runID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*wizpb.ProcessorRun{}
+	for name, pr := range procs {
+		if pr.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED {
+			out[name] = pr
+		}
+	}
+	return out, nil
+}
+
+// latestRun returns the newest run of a pipeline version, or nil.
+func (m *Manager) latestRun(versionID string) (*wizpb.Run, error) {
+	runs, err := m.store.Runs(0)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range runs {
+		if r.PipelineVersionId == versionID {
+			return r, nil
+		}
+	}
+	return nil, nil
+}
+
+// downstream returns n and every processor that depends on it.
+func downstream(p *pipeline.Pipeline, n *pipeline.ProcessorNode) []*pipeline.ProcessorNode {
+	seen := map[int64]bool{n.ID(): true}
+	out := []*pipeline.ProcessorNode{n}
+	for i := 0; i < len(out); i++ {
+		succ := p.Graph.From(out[i].ID())
+		for succ.Next() {
+			id := succ.Node().ID()
+			if !seen[id] {
+				seen[id] = true
+				out = append(out, p.Processors[id])
+			}
+		}
+	}
+	return out
+}
+
+// textInputs returns the text of a run's string inputs, for ${{ }} in configs.
+func textInputs(p *pipeline.Pipeline, in map[string]*wizpb.Data) map[string]string {
+	out := map[string]string{}
+	for _, d := range p.Inputs {
+		if v, ok := in[d.Name]; ok && d.Type != pipeline.InputFile {
+			out[d.Name] = string(v.GetInline())
+		}
+	}
+	return out
+}
+
+// start creates a run and runs it to the end. reuse holds processors whose
+// outputs are taken from run resumedFrom instead of running them again.
+func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizpb.Data, text map[string]string,
+	reuse map[string]*wizpb.ProcessorRun, resumedFrom string, watch func(Update)) (*wizpb.Run, error) {
+	p := a.Parsed
+	r := &run{m: m, p: p, watch: watch, batch: m.store.Batch(), tasks: map[string]int{}, wdone: make(chan error, 1), reuse: reuse}
 	r.rec = &wizpb.Run{
 		Id: ids.NewString(), PipelineId: a.Pipeline.Id, PipelineName: p.Name,
 		PipelineVersionId: a.Version.Id, PipelineVersion: a.Version.Number,
 		State: wizpb.RunState_RUN_STATE_RUNNING, Inputs: inputs, Started: timestamppb.Now(),
-		Executor: p.Executor, ProcessorCount: int32(len(p.Processors)),
+		Executor: p.Executor, ProcessorCount: int32(len(p.Processors)), ResumedFrom: resumedFrom,
 	}
 	if err := r.prepare(text); err != nil {
 		return nil, err
@@ -106,7 +233,8 @@ type run struct {
 	logSeq  uint64
 	reason  string
 	retryCh chan int
-	over    bool // the scheduler said Done
+	over    bool                           // the scheduler said Done
+	reuse   map[string]*wizpb.ProcessorRun // processors taken from an earlier run
 }
 
 // proc is one processor's state in the run.
@@ -116,6 +244,7 @@ type proc struct {
 	config  []byte
 	pack    PackRef
 	native  bool
+	reused  bool // outputs taken from an earlier run; never dispatched
 	exec    string
 	outputs map[string]*wizpb.Data
 	taskID  string
@@ -138,10 +267,24 @@ func (r *run) prepare(text map[string]string) error {
 		if ex == "" {
 			ex = r.p.Executor
 		}
-		r.procs = append(r.procs, &proc{
+		pr := &proc{
 			node: n, config: cfg, pack: ref, native: native, exec: ex, outputs: map[string]*wizpb.Data{},
 			rec: &wizpb.ProcessorRun{RunId: r.rec.Id, Name: n.Name, Type: n.Uses},
-		})
+		}
+		if old := r.reuse[n.Name]; old != nil {
+			pr.rec = proto.Clone(old).(*wizpb.ProcessorRun)
+			// ReusedFrom names the run where the outputs were made.
+			pr.rec.RunId, pr.rec.ReusedFrom = r.rec.Id, old.RunId
+			if old.ReusedFrom != "" {
+				pr.rec.ReusedFrom = old.ReusedFrom
+			}
+			pr.outputs = pr.rec.Outputs
+			pr.reused = true
+			if err := r.batch.PutProcessor(pr.rec); err != nil {
+				return err
+			}
+		}
+		r.procs = append(r.procs, pr)
 		if key := ref.Name + "@" + ref.Version; !seen[key] {
 			seen[key] = true
 			r.rec.Plugins = append(r.rec.Plugins, &wizpb.PluginUse{Name: ref.Name, Version: ref.Version, Sha256: ref.SHA256})
@@ -187,8 +330,14 @@ func (r *run) loop(ctx context.Context) error {
 		e := edges.Edge()
 		spec.Edges = append(spec.Edges, [2]int{int(e.From().ID()), int(e.To().ID())})
 	}
+	spec.Done = make([]bool, n)
+	need := map[string]bool{} // executors that will run something
 	for i, pr := range r.procs {
 		spec.WarnOnly[i] = pr.node.OnError == pipeline.OnErrorWarn
+		spec.Done[i] = pr.reused
+		if !pr.reused {
+			need[pr.exec] = true
+		}
 	}
 
 	// One executor per backend the pipeline uses.
@@ -198,7 +347,7 @@ func (r *run) loop(ctx context.Context) error {
 	defer close(done)
 	slots := 0
 	for _, pr := range r.procs {
-		if r.execs[pr.exec] != nil {
+		if r.execs[pr.exec] != nil || !need[pr.exec] {
 			continue
 		}
 		ex, err := r.m.backends.Provision(ctx, ProvisionRequest{

@@ -75,6 +75,9 @@ type Spec struct {
 	// Window is how many tasks may be in flight (dispatched and not finished)
 	// at once; executors run fewer when they have fewer slots. 0: unlimited.
 	Window int
+	// Done marks nodes that already succeeded (their outputs are reused): they
+	// are never dispatched and count as Succeeded for their successors.
+	Done []bool
 }
 
 // Scheduler schedules one run. It is not safe for concurrent use: one
@@ -125,7 +128,16 @@ func New(spec Spec) *Scheduler {
 	}
 	s.ready.prio = s.prio
 	for i := 0; i < spec.N; i++ {
-		if s.indeg[i] == 0 {
+		if spec.Done != nil && spec.Done[i] {
+			s.state[i] = succeeded
+			s.open--
+			for _, n := range s.successors(i) {
+				s.indeg[n]--
+			}
+		}
+	}
+	for i := 0; i < spec.N; i++ {
+		if s.indeg[i] == 0 && s.state[i] == idle {
 			s.ready.nodes = append(s.ready.nodes, i)
 		}
 	}

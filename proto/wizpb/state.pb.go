@@ -323,6 +323,7 @@ type Run struct {
 	Executor          string                 `protobuf:"bytes,12,opt,name=executor,proto3" json:"executor,omitempty"` // executor backend used
 	Plugins           []*PluginUse           `protobuf:"bytes,13,rep,name=plugins,proto3" json:"plugins,omitempty"`   // exact plugins the run used
 	ProcessorCount    int32                  `protobuf:"varint,14,opt,name=processor_count,json=processorCount,proto3" json:"processor_count,omitempty"`
+	ResumedFrom       string                 `protobuf:"bytes,15,opt,name=resumed_from,json=resumedFrom,proto3" json:"resumed_from,omitempty"` // the run this one resumed, reusing its successes
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -453,6 +454,13 @@ func (x *Run) GetProcessorCount() int32 {
 		return x.ProcessorCount
 	}
 	return 0
+}
+
+func (x *Run) GetResumedFrom() string {
+	if x != nil {
+		return x.ResumedFrom
+	}
+	return ""
 }
 
 // PluginUse records the exact plugin a run used.
@@ -617,6 +625,7 @@ type ProcessorRun struct {
 	Metrics       *Metrics               `protobuf:"bytes,11,opt,name=metrics,proto3" json:"metrics,omitempty"`
 	LogTail       string                 `protobuf:"bytes,12,opt,name=log_tail,json=logTail,proto3" json:"log_tail,omitempty"`
 	Attempts      int32                  `protobuf:"varint,13,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	ReusedFrom    string                 `protobuf:"bytes,14,opt,name=reused_from,json=reusedFrom,proto3" json:"reused_from,omitempty"` // set when the outputs were reused from that run
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -740,6 +749,13 @@ func (x *ProcessorRun) GetAttempts() int32 {
 		return x.Attempts
 	}
 	return 0
+}
+
+func (x *ProcessorRun) GetReusedFrom() string {
+	if x != nil {
+		return x.ReusedFrom
+	}
+	return ""
 }
 
 // Event is one recorded event of a run.
@@ -916,7 +932,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x06source\x18\x05 \x01(\fR\x06source\x12\x12\n" +
 	"\x04file\x18\x06 \x01(\tR\x04file\x12\x16\n" +
 	"\x06digest\x18\a \x01(\tR\x06digest\x124\n" +
-	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\xe6\x04\n" +
+	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x89\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vpipeline_id\x18\x02 \x01(\tR\n" +
@@ -933,7 +949,8 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\bwarnings\x18\v \x01(\x05R\bwarnings\x12\x1a\n" +
 	"\bexecutor\x18\f \x01(\tR\bexecutor\x12+\n" +
 	"\aplugins\x18\r \x03(\v2\x11.wiz.v1.PluginUseR\aplugins\x12'\n" +
-	"\x0fprocessor_count\x18\x0e \x01(\x05R\x0eprocessorCount\x1aG\n" +
+	"\x0fprocessor_count\x18\x0e \x01(\x05R\x0eprocessorCount\x12!\n" +
+	"\fresumed_from\x18\x0f \x01(\tR\vresumedFrom\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"Q\n" +
@@ -949,7 +966,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\rmax_rss_bytes\x18\x04 \x01(\x03R\vmaxRssBytes\x12\x1f\n" +
 	"\vinput_bytes\x18\x05 \x01(\x03R\n" +
 	"inputBytes\x12!\n" +
-	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\x9b\x04\n" +
+	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\xbc\x04\n" +
 	"\fProcessorRun\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -964,7 +981,9 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	" \x03(\v2!.wiz.v1.ProcessorRun.OutputsEntryR\aoutputs\x12)\n" +
 	"\ametrics\x18\v \x01(\v2\x0f.wiz.v1.MetricsR\ametrics\x12\x19\n" +
 	"\blog_tail\x18\f \x01(\tR\alogTail\x12\x1a\n" +
-	"\battempts\x18\r \x01(\x05R\battempts\x1aH\n" +
+	"\battempts\x18\r \x01(\x05R\battempts\x12\x1f\n" +
+	"\vreused_from\x18\x0e \x01(\tR\n" +
+	"reusedFrom\x1aH\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xaa\x01\n" +
