@@ -1,13 +1,15 @@
 // Command wiz-processors-acme is an example third-party processor pack, built
 // from wiz's SDK alone. It serves acme/upper (a data processor), acme/stamp (a
 // data processor whose output names the pack version, to show versions side
-// by side) and acme/greet (a native-program wrapper).
+// by side), acme/wait (a long data task) and acme/greet (a native-program
+// wrapper).
 package main
 
 import (
 	"bytes"
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/wiz-run/wiz/sdk/processor"
 )
@@ -32,6 +34,14 @@ func main() {
 					{Name: "label", Type: "string", Default: "stamped by", Doc: "text before the version"},
 				},
 				Processor: processor.ProcessorFunc(stamp),
+			},
+			{
+				Name: "wait",
+				Doc:  "Waits, then passes its input on: a long data task, for trying cancel and crashes.",
+				Fields: []processor.Field{
+					{Name: "for", Type: "duration", Default: "10s", Doc: "how long to wait"},
+				},
+				Processor: processor.ProcessorFunc(wait),
 			},
 			{
 				Name:   "greet",
@@ -71,6 +81,30 @@ func stamp(_ context.Context, req *processor.Request, emit processor.Emitter) er
 	}
 	emit.Log("stderr", []byte("stamping with acme "+version+"\n"))
 	return emit.Output("out", processor.Text(fmt.Sprintf("%s%s acme %s\n", b, c.Label, version)))
+}
+
+func wait(ctx context.Context, req *processor.Request, emit processor.Emitter) error {
+	var c struct {
+		For string `json:"for"`
+	}
+	if err := req.Decode(&c); err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(c.For)
+	if err != nil {
+		return fmt.Errorf("acme/wait: for: %w", err)
+	}
+	emit.Log("stderr", []byte(fmt.Sprintf("waiting %s\n", d)))
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	in := req.Inputs["in"]
+	if in == nil {
+		in = processor.Text("waited " + d.String() + "\n")
+	}
+	return emit.Output("out", in)
 }
 
 func greet(_ context.Context, req *processor.PlanRequest) (*processor.Plan, error) {
