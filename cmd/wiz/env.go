@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc"
 
 	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/core/store"
+	"github.com/wiz-run/wiz/internal/managerapi"
 	"github.com/wiz-run/wiz/internal/plugins"
 	"github.com/wiz-run/wiz/sdk/blob"
 )
@@ -22,6 +26,52 @@ type Env struct {
 	store    *store.Store
 	registry *plugins.Registry
 	mgr      *manager.Manager
+	api      manager.API
+	server   *managerapi.Server // the Manager API on the home's socket
+	grpcSrv  *grpc.Server
+	sock     string
+	remote   *managerapi.Client
+}
+
+// Client returns the Manager API: the in-process Manager when this command
+// can open the wiz home's store (and then it serves the API on the home's
+// socket for other commands while it runs), or a client of the process that
+// holds the store.
+func (e *Env) Client() (manager.API, error) {
+	if e.api != nil {
+		return e.api, nil
+	}
+	home, err := e.Home()
+	if err != nil {
+		return nil, err
+	}
+	sock := filepath.Join(home, "wiz.sock")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := e.Manager()
+		if err == nil {
+			e.server = managerapi.NewServer(m)
+			if gs, serr := managerapi.ServeUnix(sock, e.server); serr == nil {
+				e.grpcSrv, e.sock = gs, sock
+			} else {
+				e.Logger().Warn("other wiz commands cannot reach this one", "error", serr)
+			}
+			e.api = m
+			return m, nil
+		}
+		if !errors.Is(err, store.ErrLocked) {
+			return nil, err
+		}
+		c, derr := managerapi.DialUnix(context.Background(), sock, "the wiz process holding "+home)
+		if derr == nil {
+			e.remote, e.api = c, c
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("another wiz process holds the store in %s but does not answer on %s (%v); if no wiz is running, a killed one may hold it still — try again in a moment", home, sock, derr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Logger returns the CLI's logger.
@@ -116,8 +166,25 @@ func (e *Env) Manager() (*manager.Manager, error) {
 	return e.mgr, nil
 }
 
-// Close closes the store if it was opened.
+// Close waits for runs that other commands started through this one's
+// socket, stops serving, and closes the store if it was opened.
 func (e *Env) Close() {
+	if e.remote != nil {
+		e.remote.Close()
+	}
+	if e.grpcSrv != nil {
+		e.server.Wait()
+		_ = e.mgr.WaitIdle(context.Background())
+		stopped := make(chan struct{})
+		go func() { e.grpcSrv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			e.grpcSrv.Stop()
+		}
+		os.Remove(e.sock)
+		e.grpcSrv = nil
+	}
 	if e.store != nil {
 		if err := e.store.Close(); err != nil {
 			fmt.Fprintf(os.Stderr, "wiz: close store: %v\n", err)

@@ -24,7 +24,7 @@ func (c *PipelineApplyCmd) Run(env *Env) error {
 	if err != nil {
 		return usageError{fmt.Errorf("read pipeline file: %w", err)}
 	}
-	m, err := env.Manager()
+	m, err := env.Client()
 	if err != nil {
 		return err
 	}
@@ -45,7 +45,7 @@ type PipelineListCmd struct{}
 
 // Run implements the command.
 func (c *PipelineListCmd) Run(env *Env) error {
-	m, err := env.Manager()
+	m, err := env.Client()
 	if err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ type PipelineShowCmd struct {
 
 // Run implements the command.
 func (c *PipelineShowCmd) Run(env *Env) error {
-	m, err := env.Manager()
+	m, err := env.Client()
 	if err != nil {
 		return err
 	}

@@ -242,7 +242,7 @@ func firstLine(s string) string {
 }
 
 func printSummary(w io.Writer, r *wizpb.Run) {
-	d := r.Ended.AsTime().Sub(r.Started.AsTime())
+	d := runDuration(r)
 	fmt.Fprintf(w, "run %s %s in %s (pipeline %s v%d, %d processors", r.Id, runStateName(r.State), fmtDuration(d), r.PipelineName, r.PipelineVersion, r.ProcessorCount)
 	if r.Warnings > 0 {
 		fmt.Fprintf(w, ", %d warning%s", r.Warnings, plural(int(r.Warnings)))

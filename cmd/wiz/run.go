@@ -36,7 +36,7 @@ func (c *RunCmd) Run(env *Env) error {
 	} else if !errors.Is(err, fs.ErrNotExist) || strings.ContainsAny(c.Pipeline, "/.") {
 		return usageError{fmt.Errorf("read pipeline file: %w", err)}
 	}
-	m, err := env.Manager()
+	m, err := env.Client()
 	if err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func (c *RunCmd) Run(env *Env) error {
 // run's state into the exit code. The first Ctrl-C (or SIGTERM) cancels the
 // run gracefully and waits; a second one gets the default action and ends wiz
 // at once.
-func watchRun(m *manager.Manager, quiet bool, output string, start func(context.Context, func(manager.Update)) (*wizpb.Run, error)) error {
+func watchRun(m manager.API, quiet bool, output string, start func(context.Context, func(manager.Update)) (*wizpb.Run, error)) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {

@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +23,57 @@ type RunsCmd struct {
 	Logs   RunsLogsCmd   `cmd:"" help:"Print a run's logs."`
 	Output RunsOutputCmd `cmd:"" help:"Write a processor's output to stdout or a file."`
 	Resume RunsResumeCmd `cmd:"" help:"Start a new run of a run's pipeline version and inputs that reuses what Succeeded and runs the rest."`
+	Cancel RunsCancelCmd `cmd:"" help:"Cancel a running run: its processors get SIGTERM, then SIGKILL; it ends Failed, cancelled."`
+	Watch  RunsWatchCmd  `cmd:"" help:"Follow a run's progress until it ends."`
+}
+
+// RunsCancelCmd is `wiz runs cancel`.
+type RunsCancelCmd struct {
+	ID string `arg:"" help:"Run ID, or \"last\"."`
+}
+
+// Run implements the command.
+func (c *RunsCancelCmd) Run(env *Env) error {
+	m, err := env.Client()
+	if err != nil {
+		return err
+	}
+	r, err := m.Cancel(c.ID)
+	if errors.Is(err, manager.ErrNotRunning) {
+		return usageError{err}
+	}
+	if err != nil {
+		return err
+	}
+	printSummary(os.Stdout, r)
+	return nil
+}
+
+// RunsWatchCmd is `wiz runs watch`.
+type RunsWatchCmd struct {
+	ID string `arg:"" help:"Run ID, or \"last\"."`
+}
+
+// Run implements the command. It exits like `wiz run`: 0 when the run
+// Succeeded, 1 when it Failed. Ctrl-C stops watching, not the run.
+func (c *RunsWatchCmd) Run(env *Env) error {
+	m, err := env.Client()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	prog := newProgress(os.Stderr, false)
+	r, err := m.Watch(ctx, c.ID, prog.update)
+	prog.close()
+	if err != nil {
+		return err
+	}
+	printSummary(os.Stdout, r)
+	if r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
+		return exitError{exitFailed}
+	}
+	return nil
 }
 
 // RunsResumeCmd is `wiz runs resume`.
@@ -31,7 +85,7 @@ type RunsResumeCmd struct {
 
 // Run implements the command.
 func (c *RunsResumeCmd) Run(env *Env) error {
-	m, err := env.Manager()
+	m, err := env.Client()
 	if err != nil {
 		return err
 	}
@@ -50,7 +104,7 @@ type RunsOutputCmd struct {
 
 // Run implements the command.
 func (c *RunsOutputCmd) Run(env *Env) error {
-	m, err := env.Manager()
+	m, err := env.Client()
 	if err != nil {
 		return err
 	}
@@ -74,7 +128,7 @@ type RunsListCmd struct {
 
 // Run implements the command.
 func (c *RunsListCmd) Run(env *Env) error {
-	m, err := env.Manager()
+	m, err := env.Client()
 	if err != nil {
 		return err
 	}
@@ -114,7 +168,7 @@ type RunsShowCmd struct {
 
 // Run implements the command.
 func (c *RunsShowCmd) Run(env *Env) error {
-	m, err := env.Manager()
+	m, err := env.Client()
 	if err != nil {
 		return err
 	}
@@ -180,15 +234,18 @@ func (c *RunsShowCmd) Run(env *Env) error {
 type RunsLogsCmd struct {
 	ID        string `arg:"" help:"Run ID, or \"last\"."`
 	Processor string `short:"p" help:"Only this processor's logs."`
+	Follow    bool   `short:"f" help:"Keep printing new logs until the run ends."`
 }
 
 // Run implements the command.
 func (c *RunsLogsCmd) Run(env *Env) error {
-	m, err := env.Manager()
+	m, err := env.Client()
 	if err != nil {
 		return err
 	}
-	return m.Logs(c.ID, c.Processor, func(l *wizpb.LogChunk) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return m.Logs(ctx, c.ID, c.Processor, c.Follow, func(l *wizpb.LogChunk) error {
 		for _, line := range strings.SplitAfter(string(l.Data), "\n") {
 			if line == "" {
 				continue

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -57,6 +58,9 @@ type Manager struct {
 	backends Backends
 	log      hclog.Logger
 	cacheDir string
+
+	liveMu sync.Mutex
+	live   map[string]*liveRun // runs in progress, by ID
 }
 
 // New returns a Manager.
@@ -64,7 +68,8 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir}
+	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir,
+		live: map[string]*liveRun{}}
 }
 
 // Applied is a pipeline version made current by Apply.
@@ -282,12 +287,9 @@ func (m *Manager) findRun(id string) (*wizpb.Run, error) {
 	return r, err
 }
 
-// Logs calls fn for a run's log chunks; processor "" means every processor.
-func (m *Manager) Logs(id, processor string, fn func(*wizpb.LogChunk) error) error {
-	r, err := m.findRun(id)
-	if err != nil {
-		return err
-	}
+// checkProcessor says so when processor is not "" and not a processor of
+// the run's pipeline version.
+func (m *Manager) checkProcessor(r *wizpb.Run, processor string) error {
 	if processor != "" {
 		v, err := m.store.PipelineVersion(r.PipelineId, r.PipelineVersionId)
 		if err != nil {
@@ -303,7 +305,7 @@ func (m *Manager) Logs(id, processor string, fn func(*wizpb.LogChunk) error) err
 			}
 		}
 	}
-	return m.store.Logs(r.Id, processor, fn)
+	return nil
 }
 
 // Output writes one output of one processor of a run to w: its inline bytes
@@ -329,6 +331,7 @@ func (m *Manager) Output(id, processor, name string, w io.Writer) error {
 		_, err := w.Write(d.Inline)
 		return err
 	}
+	// Files are read from the blob store and verified by digest.
 	for _, f := range d.Files {
 		rc, err := m.blobs.Open(f.Digest)
 		if err != nil {
@@ -343,10 +346,12 @@ func (m *Manager) Output(id, processor, name string, w io.Writer) error {
 	return nil
 }
 
-// InputValue is a run input given by the user: text, or a file to read.
+// InputValue is a run input given by the user: text, or a file to read, or
+// a file's content sent by a client in another process.
 type InputValue struct {
-	Text string
-	Path string // when set, the input is read from this file
+	Text    string
+	Path    string // when set, the input is read from this file
+	Content []byte // when set, the input is this file content, named Path
 }
 
 // inputs resolves a run's inputs against the pipeline's declarations.
@@ -367,6 +372,16 @@ func (m *Manager) inputs(p *pipeline.Pipeline, given map[string]InputValue) (map
 			v = InputValue{Text: *decl.Default}
 		}
 		switch {
+		case v.Content != nil && decl.Type == pipeline.InputFile:
+			digest, size, err := m.blobs.Put(bytes.NewReader(v.Content))
+			if err != nil {
+				return nil, nil, fmt.Errorf("input %s: store %s: %w", decl.Name, v.Path, err)
+			}
+			data[decl.Name] = &wizpb.Data{ContentType: "application/octet-stream",
+				Files: []*wizpb.FileRef{{Digest: digest, Size: size, Name: filepath.Base(v.Path)}}}
+		case v.Content != nil:
+			data[decl.Name] = &wizpb.Data{Inline: v.Content, ContentType: "text/plain"}
+			text[decl.Name] = string(v.Content)
 		case v.Path != "" && decl.Type == pipeline.InputFile:
 			f, err := os.Open(v.Path)
 			if err != nil {

@@ -210,8 +210,13 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 	if err := r.batch.Commit(); err != nil {
 		return nil, err
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r.live = m.register(r.rec.Id, cancel)
 	r.notify(Update{Run: r.rec})
-	return r.rec, r.loop(ctx)
+	err := r.loop(ctx)
+	m.unregister(r.rec.Id, r.live, r.rec)
+	return r.rec, err
 }
 
 // run is one run in progress, owned by one goroutine.
@@ -235,6 +240,7 @@ type run struct {
 	retryCh chan int
 	over    bool                           // the scheduler said Done
 	reuse   map[string]*wizpb.ProcessorRun // processors taken from an earlier run
+	live    *liveRun                       // how other goroutines watch and cancel it
 }
 
 // proc is one processor's state in the run.
@@ -296,6 +302,9 @@ func (r *run) prepare(text map[string]string) error {
 func (r *run) notify(u Update) {
 	if r.watch != nil {
 		r.watch(u)
+	}
+	if r.live != nil {
+		r.live.publish(u)
 	}
 }
 

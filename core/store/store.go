@@ -355,16 +355,39 @@ func (s *Store) Events(runID string) ([]*wizpb.Event, error) {
 // Logs calls fn for a run's log chunks in the order they came; processor ""
 // means every processor's.
 func (s *Store) Logs(runID, processor string, fn func(*wizpb.LogChunk) error) error {
-	return s.scan(pLog+runID+"/", false, func(_, v []byte) (bool, error) {
-		c := &wizpb.LogChunk{}
-		if err := proto.Unmarshal(v, c); err != nil {
-			return false, err
+	_, err := s.LogsFrom(runID, processor, 0, fn)
+	return err
+}
+
+// LogsFrom calls fn for a run's log chunks with a sequence number of at least
+// from, in order, and returns the sequence number to ask from next time.
+func (s *Store) LogsFrom(runID, processor string, from uint64, fn func(*wizpb.LogChunk) error) (uint64, error) {
+	next := from
+	prefix := pLog + runID + "/"
+	err := s.db.View(func(txn *badger.Txn) error {
+		opts := badger.DefaultIteratorOptions
+		opts.Prefix = []byte(prefix)
+		it := txn.NewIterator(opts)
+		defer it.Close()
+		for it.Seek([]byte(fmt.Sprintf("%s%016x", prefix, from))); it.ValidForPrefix([]byte(prefix)); it.Next() {
+			var seq uint64
+			if _, err := fmt.Sscanf(string(it.Item().Key()[len(prefix):]), "%016x", &seq); err == nil {
+				next = seq + 1
+			}
+			c := &wizpb.LogChunk{}
+			if err := it.Item().Value(func(v []byte) error { return proto.Unmarshal(v, c) }); err != nil {
+				return err
+			}
+			if processor != "" && c.Processor != processor {
+				continue
+			}
+			if err := fn(c); err != nil {
+				return err
+			}
 		}
-		if processor != "" && c.Processor != processor {
-			return true, nil
-		}
-		return true, fn(c)
+		return nil
 	})
+	return next, err
 }
 
 // badgerLogger sends badger's logs to hclog, errors and warnings only.

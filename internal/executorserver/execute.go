@@ -70,7 +70,11 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 		case *wizrpc.ExecuteRequest_Cancel:
 			mu.Lock()
 			if c := cancels[m.Cancel.TaskId]; c != nil {
-				c(fmt.Errorf("%w: %s", errCancelled, m.Cancel.Reason))
+				if r := m.Cancel.Reason; r == "" || r == errCancelled.Error() {
+					c(errCancelled)
+				} else {
+					c(fmt.Errorf("%w: %s", errCancelled, r))
+				}
 			}
 			mu.Unlock()
 		}

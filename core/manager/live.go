@@ -1,0 +1,309 @@
+package manager
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wiz-run/wiz/proto/wizpb"
+)
+
+// API is what wiz commands ask of a Manager. *Manager implements it in
+// process; the Manager API's gRPC client implements it for a Manager in
+// another process (behind the wiz home's socket, or a daemon), so every
+// command is written once.
+type API interface {
+	Apply(file string, src []byte) (*Applied, error)
+	Pipelines() ([]*wizpb.Pipeline, error)
+	PipelineVersions(name string) (*wizpb.Pipeline, []*wizpb.PipelineVersion, error)
+	// Run runs a pipeline and calls watch with every change until it ends.
+	// Cancelling ctx cancels the run.
+	Run(ctx context.Context, req RunRequest, watch func(Update)) (*wizpb.Run, error)
+	Resume(ctx context.Context, id string, watch func(Update)) (*wizpb.Run, error)
+	// Watch calls watch with a run's changes until it ends, then returns it.
+	// Cancelling ctx stops watching, not the run.
+	Watch(ctx context.Context, id string, watch func(Update)) (*wizpb.Run, error)
+	// Cancel cancels a running run; it ends Failed, "cancelled".
+	Cancel(id string) (*wizpb.Run, error)
+	Runs(limit int) ([]*wizpb.Run, error)
+	RunDetail(id string) (*RunDetail, error)
+	// Logs calls fn for a run's logs; with follow, it waits for more until
+	// the run ends.
+	Logs(ctx context.Context, id, processor string, follow bool, fn func(*wizpb.LogChunk) error) error
+	Output(id, processor, name string, w io.Writer) error
+}
+
+var _ API = (*Manager)(nil)
+
+// ErrNotRunning is returned when cancelling a run that has ended.
+var ErrNotRunning = errors.New("run is not running")
+
+// liveRun is a run in progress, as other goroutines see it.
+type liveRun struct {
+	cancel context.CancelCauseFunc
+	done   chan struct{} // closed when the run has ended and is recorded
+
+	mu       sync.Mutex
+	watchers map[*Queue]bool
+	final    *wizpb.Run
+}
+
+func (m *Manager) register(id string, cancel context.CancelCauseFunc) *liveRun {
+	lr := &liveRun{cancel: cancel, done: make(chan struct{}), watchers: map[*Queue]bool{}}
+	m.liveMu.Lock()
+	m.live[id] = lr
+	m.liveMu.Unlock()
+	return lr
+}
+
+// publish hands an update to every watcher; it never blocks the run.
+func (lr *liveRun) publish(u Update) {
+	lr.mu.Lock()
+	defer lr.mu.Unlock()
+	if len(lr.watchers) == 0 {
+		return
+	}
+	u = u.clone()
+	for q := range lr.watchers {
+		q.Push(u)
+	}
+}
+
+func (m *Manager) unregister(id string, lr *liveRun, final *wizpb.Run) {
+	lr.mu.Lock()
+	lr.final = proto.Clone(final).(*wizpb.Run)
+	for q := range lr.watchers {
+		q.Close()
+	}
+	lr.watchers = nil
+	lr.mu.Unlock()
+	m.liveMu.Lock()
+	delete(m.live, id)
+	m.liveMu.Unlock()
+	close(lr.done)
+}
+
+// Live returns the IDs of the runs in progress in this Manager.
+func (m *Manager) Live() []string {
+	m.liveMu.Lock()
+	defer m.liveMu.Unlock()
+	out := make([]string, 0, len(m.live))
+	for id := range m.live {
+		out = append(out, id)
+	}
+	return out
+}
+
+// WaitIdle waits until no run is in progress or ctx is done.
+func (m *Manager) WaitIdle(ctx context.Context) error {
+	for {
+		m.liveMu.Lock()
+		var lr *liveRun
+		for _, l := range m.live {
+			lr = l
+			break
+		}
+		m.liveMu.Unlock()
+		if lr == nil {
+			return nil
+		}
+		select {
+		case <-lr.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (m *Manager) liveRun(id string) *liveRun {
+	m.liveMu.Lock()
+	defer m.liveMu.Unlock()
+	return m.live[id]
+}
+
+// Cancel implements API.
+func (m *Manager) Cancel(id string) (*wizpb.Run, error) {
+	r, err := m.findRun(id)
+	if err != nil {
+		return nil, err
+	}
+	lr := m.liveRun(r.Id)
+	if lr == nil {
+		return r, fmt.Errorf("%w: run %s is %s", ErrNotRunning, r.Id, runStateWord(r.State))
+	}
+	lr.cancel(errCancelled)
+	<-lr.done
+	return lr.final, nil
+}
+
+// errCancelled is the cause of a run cancelled by a user.
+var errCancelled = errors.New("cancelled")
+
+// Watch implements API.
+func (m *Manager) Watch(ctx context.Context, id string, watch func(Update)) (*wizpb.Run, error) {
+	r, err := m.findRun(id)
+	if err != nil {
+		return nil, err
+	}
+	lr := m.liveRun(r.Id)
+	if lr == nil {
+		watch(Update{Run: r})
+		return r, nil
+	}
+	q := NewQueue()
+	lr.mu.Lock()
+	if lr.watchers == nil { // ended meanwhile
+		lr.mu.Unlock()
+		<-lr.done
+		watch(Update{Run: lr.final})
+		return lr.final, nil
+	}
+	lr.watchers[q] = true
+	lr.mu.Unlock()
+	defer func() {
+		lr.mu.Lock()
+		delete(lr.watchers, q)
+		lr.mu.Unlock()
+	}()
+	if d, err := m.RunDetail(r.Id); err == nil { // where it is now
+		watch(Update{Run: d.Run})
+		for _, p := range d.Processors {
+			if p.State != wizpb.ProcessorState_PROCESSOR_STATE_IDLE {
+				watch(Update{Processor: p})
+			}
+		}
+	}
+	for {
+		u, ok := q.Next(ctx)
+		if !ok {
+			break
+		}
+		watch(u)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	<-lr.done
+	return lr.final, nil
+}
+
+// Logs implements API.
+func (m *Manager) Logs(ctx context.Context, id, processor string, follow bool, fn func(*wizpb.LogChunk) error) error {
+	r, err := m.findRun(id)
+	if err != nil {
+		return err
+	}
+	if err := m.checkProcessor(r, processor); err != nil {
+		return err
+	}
+	var next uint64
+	for {
+		lr := m.liveRun(r.Id)
+		if next, err = m.store.LogsFrom(r.Id, processor, next, fn); err != nil {
+			return err
+		}
+		if !follow || lr == nil {
+			return nil
+		}
+		select {
+		case <-lr.done: // one more pass picks up the last chunks
+			follow = false
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// Queue is an unbounded queue of updates between a run and one watcher, so
+// that a slow watcher never slows the run.
+type Queue struct {
+	mu     sync.Mutex
+	items  []Update
+	closed bool
+	signal chan struct{}
+}
+
+// NewQueue returns an empty queue.
+func NewQueue() *Queue { return &Queue{signal: make(chan struct{}, 1)} }
+
+// Push adds an update; after Close it does nothing.
+func (q *Queue) Push(u Update) {
+	q.mu.Lock()
+	if !q.closed {
+		q.items = append(q.items, u)
+	}
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+// Close ends the queue; Next returns what is left, then false.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	select {
+	case q.signal <- struct{}{}:
+	default:
+	}
+}
+
+// Next returns the next update, waiting for one; false when the queue is
+// closed and empty or ctx is done.
+func (q *Queue) Next(ctx context.Context) (Update, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			u := q.items[0]
+			q.items[0] = Update{}
+			q.items = q.items[1:]
+			q.mu.Unlock()
+			return u, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return Update{}, false
+		}
+		select {
+		case <-q.signal:
+		case <-ctx.Done():
+			return Update{}, false
+		}
+	}
+}
+
+// clone copies an update so that another goroutine may keep it while the run
+// goes on changing its records.
+func (u Update) clone() Update {
+	if u.Run != nil {
+		u.Run = proto.Clone(u.Run).(*wizpb.Run)
+	}
+	if u.Processor != nil {
+		u.Processor = proto.Clone(u.Processor).(*wizpb.ProcessorRun)
+	}
+	return u
+}
+
+// Clone copies an update (see clone).
+func (u Update) Clone() Update { return u.clone() }
+
+func runStateWord(s wizpb.RunState) string {
+	switch s {
+	case wizpb.RunState_RUN_STATE_RUNNING:
+		return "Running"
+	case wizpb.RunState_RUN_STATE_FAILED:
+		return "Failed"
+	case wizpb.RunState_RUN_STATE_SUCCEEDED:
+		return "Succeeded"
+	}
+	return "unknown"
+}

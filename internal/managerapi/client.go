@@ -1,0 +1,257 @@
+package managerapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/proto/wizpb"
+	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk"
+)
+
+// Client is manager.API for a Manager in another process.
+type Client struct {
+	conn *grpc.ClientConn
+	rpc  wizrpc.ManagerClient
+	// Where names the Manager in messages, e.g. "the wiz process holding ~/.wiz".
+	Where string
+}
+
+var _ manager.API = (*Client)(nil)
+
+// DialUnix connects to the Manager API on a unix socket and checks that it
+// answers.
+func DialUnix(ctx context.Context, path, where string) (*Client, error) {
+	conn, err := grpc.NewClient("unix://"+path,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize), grpc.MaxCallSendMsgSize(sdk.MaxMessageSize)))
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{conn: conn, rpc: wizrpc.NewManagerClient(conn), Where: where}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := c.rpc.ListRuns(ctx, &wizrpc.ListRunsRequest{Limit: 1}); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// fromStatus turns a gRPC error back into the Manager's kinds of error.
+func fromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	s, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	msg := s.Message()
+	switch s.Code() {
+	case codes.InvalidArgument:
+		if rest, ok := strings.CutPrefix(msg, "validation:"); ok {
+			return &manager.ValidationError{Errs: errors.New(rest)}
+		}
+		return fmt.Errorf("%w: %s", manager.ErrUsage, strings.TrimPrefix(msg, manager.ErrUsage.Error()+": "))
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%w: %s", manager.ErrNotRunning, strings.TrimPrefix(msg, manager.ErrNotRunning.Error()+": "))
+	case codes.Unavailable:
+		return fmt.Errorf("the Manager (%s) went away: %s", "socket", msg)
+	}
+	return errors.New(msg)
+}
+
+func (c *Client) Apply(file string, src []byte) (*manager.Applied, error) {
+	r, err := c.rpc.ApplyPipeline(context.Background(), &wizrpc.ApplyPipelineRequest{File: file, Source: src})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &manager.Applied{Pipeline: r.Pipeline, Version: r.Version, Changed: r.Changed}, nil
+}
+
+func (c *Client) Pipelines() ([]*wizpb.Pipeline, error) {
+	r, err := c.rpc.ListPipelines(context.Background(), &wizrpc.ListPipelinesRequest{})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return r.Pipelines, nil
+}
+
+func (c *Client) PipelineVersions(name string) (*wizpb.Pipeline, []*wizpb.PipelineVersion, error) {
+	r, err := c.rpc.GetPipeline(context.Background(), &wizrpc.GetPipelineRequest{Name: name})
+	if err != nil {
+		return nil, nil, fromStatus(err)
+	}
+	return r.Pipeline, r.Versions, nil
+}
+
+func (c *Client) Run(ctx context.Context, req manager.RunRequest, watch func(manager.Update)) (*wizpb.Run, error) {
+	in := map[string]*wizrpc.InputValue{}
+	for k, v := range req.Inputs {
+		if v.Path != "" {
+			b, err := os.ReadFile(v.Path)
+			if err != nil {
+				return nil, fmt.Errorf("%w: input %s: %v", manager.ErrUsage, k, err)
+			}
+			in[k] = &wizrpc.InputValue{Value: &wizrpc.InputValue_File{File: b}, FileName: v.Path}
+		} else {
+			in[k] = &wizrpc.InputValue{Value: &wizrpc.InputValue_Text{Text: v.Text}}
+		}
+	}
+	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From}, watch)
+}
+
+func (c *Client) Resume(ctx context.Context, id string, watch func(manager.Update)) (*wizpb.Run, error) {
+	return c.follow(ctx, &wizrpc.StartRunRequest{Resume: id}, watch)
+}
+
+// follow starts a run and streams its updates. Cancelling ctx cancels the
+// run (the client asked to), then waits for it to end.
+func (c *Client) follow(ctx context.Context, req *wizrpc.StartRunRequest, watch func(manager.Update)) (*wizpb.Run, error) {
+	stream, err := c.rpc.StartRun(context.Background(), req)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	var last *wizpb.Run
+	cancelled := false
+	type msg struct {
+		u   *wizrpc.RunUpdate
+		err error
+	}
+	ch := make(chan msg, 16)
+	go func() { // reads the stream until it ends
+		for {
+			u, err := stream.Recv()
+			ch <- msg{u, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for {
+		var m msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
+			if !cancelled && last != nil {
+				cancelled = true
+				_, _ = c.rpc.CancelRun(context.Background(), &wizrpc.CancelRunRequest{Id: last.Id})
+			}
+			m = <-ch
+		}
+		if m.err == io.EOF {
+			if last == nil {
+				return nil, fmt.Errorf("the Manager ended the run's stream before it started")
+			}
+			return last, nil
+		}
+		if m.err != nil {
+			return last, fromStatus(m.err)
+		}
+		if m.u.Run != nil {
+			last = m.u.Run
+		}
+		watch(manager.Update{Run: m.u.Run, Processor: m.u.Processor, Warning: m.u.Warning})
+	}
+}
+
+func (c *Client) Watch(ctx context.Context, id string, watch func(manager.Update)) (*wizpb.Run, error) {
+	stream, err := c.rpc.WatchRun(ctx, &wizrpc.WatchRunRequest{Id: id})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	var last *wizpb.Run
+	for {
+		u, err := stream.Recv()
+		if err == io.EOF {
+			return last, nil
+		}
+		if err != nil {
+			return last, fromStatus(err)
+		}
+		if u.Run != nil {
+			last = u.Run
+		}
+		watch(manager.Update{Run: u.Run, Processor: u.Processor, Warning: u.Warning})
+	}
+}
+
+func (c *Client) Cancel(id string) (*wizpb.Run, error) {
+	r, err := c.rpc.CancelRun(context.Background(), &wizrpc.CancelRunRequest{Id: id})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return r.Run, nil
+}
+
+func (c *Client) Runs(limit int) ([]*wizpb.Run, error) {
+	r, err := c.rpc.ListRuns(context.Background(), &wizrpc.ListRunsRequest{Limit: int32(limit)})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return r.Runs, nil
+}
+
+func (c *Client) RunDetail(id string) (*manager.RunDetail, error) {
+	r, err := c.rpc.GetRun(context.Background(), &wizrpc.GetRunRequest{Id: id})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &manager.RunDetail{Run: r.Run, Version: r.Version, Processors: r.Processors, Events: r.Events}, nil
+}
+
+func (c *Client) Logs(ctx context.Context, id, processor string, follow bool, fn func(*wizpb.LogChunk) error) error {
+	stream, err := c.rpc.GetLogs(ctx, &wizrpc.GetLogsRequest{Id: id, Processor: processor, Follow: follow})
+	if err != nil {
+		return fromStatus(err)
+	}
+	for {
+		l, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fromStatus(err)
+		}
+		if err := fn(l); err != nil {
+			return err
+		}
+	}
+}
+
+func (c *Client) Output(id, processor, name string, w io.Writer) error {
+	stream, err := c.rpc.GetOutput(context.Background(), &wizrpc.GetOutputRequest{Id: id, Processor: processor, Name: name})
+	if err != nil {
+		return fromStatus(err)
+	}
+	for {
+		ch, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fromStatus(err)
+		}
+		if _, err := w.Write(ch.Data); err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,222 @@
+// Package managerapi serves the Manager API (proto/wizrpc/v1/manager.proto)
+// over gRPC and implements manager.API as its client, so that a `wiz`
+// command works the same against the Manager in its own process, behind the
+// wiz home's unix socket, or in a daemon.
+package managerapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/core/store"
+	"github.com/wiz-run/wiz/proto/wizpb"
+	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk"
+)
+
+// Server adapts a Manager to the wire. Runs it starts go on when their client
+// goes away; Wait waits for them.
+type Server struct {
+	wizrpc.UnimplementedManagerServer
+	m    *manager.Manager
+	runs sync.WaitGroup
+}
+
+// NewServer returns a Server for m.
+func NewServer(m *manager.Manager) *Server { return &Server{m: m} }
+
+// Wait waits for the runs started through the server to end.
+func (s *Server) Wait() { s.runs.Wait() }
+
+// ServeUnix serves the Manager API on a unix socket at path (mode 0600),
+// replacing a stale socket file, until Stop is called on the returned server.
+func ServeUnix(path string, s *Server) (*grpc.Server, error) {
+	_ = os.Remove(path) // the caller holds the store: any socket here is stale
+	old := umask(0o177)
+	lis, err := net.Listen("unix", path)
+	umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	gs := grpc.NewServer(grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize))
+	wizrpc.RegisterManagerServer(gs, s)
+	go func() { _ = gs.Serve(lis) }() // ends when the caller stops gs
+	return gs, nil
+}
+
+// toStatus turns Manager errors into gRPC codes the client turns back.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var ve *manager.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		return status.Error(codes.InvalidArgument, "validation:"+err.Error())
+	case errors.Is(err, manager.ErrUsage):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, manager.ErrNotRunning):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Unknown, err.Error())
+}
+
+func (s *Server) ApplyPipeline(_ context.Context, req *wizrpc.ApplyPipelineRequest) (*wizrpc.ApplyPipelineResponse, error) {
+	a, err := s.m.Apply(req.File, req.Source)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.ApplyPipelineResponse{Pipeline: a.Pipeline, Version: a.Version, Changed: a.Changed}, nil
+}
+
+func (s *Server) ListPipelines(context.Context, *wizrpc.ListPipelinesRequest) (*wizrpc.ListPipelinesResponse, error) {
+	ps, err := s.m.Pipelines()
+	return &wizrpc.ListPipelinesResponse{Pipelines: ps}, toStatus(err)
+}
+
+func (s *Server) GetPipeline(_ context.Context, req *wizrpc.GetPipelineRequest) (*wizrpc.GetPipelineResponse, error) {
+	p, vs, err := s.m.PipelineVersions(req.Name)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.GetPipelineResponse{Pipeline: p, Versions: vs}, nil
+}
+
+// StartRun runs in a goroutine of its own, so that the run goes on when the
+// client goes away; updates reach the client through a queue.
+func (s *Server) StartRun(req *wizrpc.StartRunRequest, stream wizrpc.Manager_StartRunServer) error {
+	q := manager.NewQueue()
+	errc := make(chan error, 1)
+	s.runs.Add(1)
+	go func() {
+		defer s.runs.Done()
+		defer q.Close()
+		watch := func(u manager.Update) { q.Push(u.Clone()) }
+		var err error
+		if req.Resume != "" {
+			_, err = s.m.Resume(context.Background(), req.Resume, watch)
+		} else {
+			in := map[string]manager.InputValue{}
+			for k, v := range req.Inputs {
+				if f, ok := v.Value.(*wizrpc.InputValue_File); ok {
+					in[k] = manager.InputValue{Content: orEmpty(f.File), Path: v.FileName}
+				} else {
+					in[k] = manager.InputValue{Text: v.GetText()}
+				}
+			}
+			_, err = s.m.Run(context.Background(), manager.RunRequest{
+				File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From,
+			}, watch)
+		}
+		errc <- err
+	}()
+	for {
+		u, ok := q.Next(stream.Context())
+		if !ok {
+			break
+		}
+		if err := stream.Send(&wizrpc.RunUpdate{Run: u.Run, Processor: u.Processor, Warning: u.Warning}); err != nil {
+			return nil // the client went away; the run goes on
+		}
+	}
+	if stream.Context().Err() != nil {
+		return nil
+	}
+	return toStatus(<-errc)
+}
+
+func orEmpty(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (s *Server) WatchRun(req *wizrpc.WatchRunRequest, stream wizrpc.Manager_WatchRunServer) error {
+	var sendErr error
+	_, err := s.m.Watch(stream.Context(), req.Id, func(u manager.Update) {
+		if sendErr == nil {
+			sendErr = stream.Send(&wizrpc.RunUpdate{Run: u.Run, Processor: u.Processor, Warning: u.Warning})
+		}
+	})
+	if sendErr != nil {
+		return nil
+	}
+	return toStatus(err)
+}
+
+func (s *Server) CancelRun(_ context.Context, req *wizrpc.CancelRunRequest) (*wizrpc.CancelRunResponse, error) {
+	r, err := s.m.Cancel(req.Id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.CancelRunResponse{Run: r}, nil
+}
+
+func (s *Server) ListRuns(_ context.Context, req *wizrpc.ListRunsRequest) (*wizrpc.ListRunsResponse, error) {
+	rs, err := s.m.Runs(int(req.Limit))
+	return &wizrpc.ListRunsResponse{Runs: rs}, toStatus(err)
+}
+
+func (s *Server) GetRun(_ context.Context, req *wizrpc.GetRunRequest) (*wizrpc.GetRunResponse, error) {
+	d, err := s.m.RunDetail(req.Id)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.GetRunResponse{Run: d.Run, Version: d.Version, Processors: d.Processors, Events: d.Events}, nil
+}
+
+func (s *Server) GetLogs(req *wizrpc.GetLogsRequest, stream wizrpc.Manager_GetLogsServer) error {
+	return toStatus(s.m.Logs(stream.Context(), req.Id, req.Processor, req.Follow, func(c *wizpb.LogChunk) error {
+		return stream.Send(c)
+	}))
+}
+
+func (s *Server) GetOutput(req *wizrpc.GetOutputRequest, stream wizrpc.Manager_GetOutputServer) error {
+	w := &chunkWriter{send: func(b []byte) error { return stream.Send(&wizrpc.OutputChunk{Data: b}) }}
+	if err := s.m.Output(req.Id, req.Processor, req.Name, w); err != nil {
+		return toStatus(err)
+	}
+	return toStatus(w.flush())
+}
+
+// chunkWriter sends what is written in chunks of at most 1 MiB.
+type chunkWriter struct {
+	buf  bytes.Buffer
+	send func([]byte) error
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	w.buf.Write(p)
+	for w.buf.Len() >= 1<<20 {
+		if err := w.send(w.buf.Next(1 << 20)); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (w *chunkWriter) flush() error {
+	if w.buf.Len() == 0 {
+		return nil
+	}
+	return w.send(w.buf.Bytes())
+}
