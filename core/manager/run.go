@@ -159,6 +159,33 @@ func (m *Manager) latestRun(versionID string) (*wizpb.Run, error) {
 	return nil, nil
 }
 
+// durations returns how long each processor took, in microseconds, in the
+// newest earlier run of a pipeline version that has ended (among the last
+// 100 runs), or nil.
+func (m *Manager) durations(versionID, except string) map[string]int {
+	runs, err := m.store.Runs(100)
+	if err != nil {
+		return nil
+	}
+	for _, r := range runs {
+		if r.PipelineVersionId != versionID || r.Id == except || r.State == wizpb.RunState_RUN_STATE_RUNNING {
+			continue
+		}
+		procs, err := m.store.Processors(r.Id)
+		if err != nil {
+			return nil
+		}
+		out := make(map[string]int, len(procs))
+		for name, p := range procs {
+			if p.Started != nil && p.Ended != nil {
+				out[name] = int(p.Ended.AsTime().Sub(p.Started.AsTime()).Microseconds()) + 1
+			}
+		}
+		return out
+	}
+	return nil
+}
+
 // downstream returns n and every processor that depends on it.
 func downstream(p *pipeline.Pipeline, n *pipeline.ProcessorNode) []*pipeline.ProcessorNode {
 	seen := map[int64]bool{n.ID(): true}
@@ -322,8 +349,12 @@ func (r *run) event(processor, kind, msg string) {
 func (r *run) loop(ctx context.Context) error {
 	n := len(r.procs)
 	spec := scheduler.Spec{N: n, Priority: make([]int, n), WarnOnly: make([]bool, n)}
+	// Longest remaining critical path first: each processor weighs what it
+	// took in the newest earlier run of this version (in microseconds), or 1
+	// when that is not known.
+	weight := r.m.durations(r.rec.PipelineVersionId, r.rec.Id)
 	order := r.p.Order()
-	for i := len(order) - 1; i >= 0; i-- { // longest remaining path first
+	for i := len(order) - 1; i >= 0; i-- {
 		id := int(order[i].ID())
 		best := 0
 		succ := r.p.Graph.From(order[i].ID())
@@ -332,7 +363,11 @@ func (r *run) loop(ctx context.Context) error {
 				best = v
 			}
 		}
-		spec.Priority[id] = best + 1
+		w := 1
+		if d, ok := weight[order[i].Name]; ok && d > 0 {
+			w = d
+		}
+		spec.Priority[id] = best + w
 	}
 	edges := r.p.Graph.Edges()
 	for edges.Next() {

@@ -168,24 +168,54 @@ var yamlReaderProblems = []string{
 
 var unknownAnchorRE = regexp.MustCompile(`^unknown anchor '(.*)' referenced$`)
 
-// syntaxError records a YAML syntax error with its position.
-//
-// yaml.v3 reports errors as "yaml: line N: problem", without a column, and
-// with N counting from 0 for some problems. syntaxError corrects the line,
-// and finds the column where the problem makes it unambiguous (an unclosed
-// bracket, a character that cannot start a token); else the column is 1.
-func (d *decoder) syntaxError(err error) {
+// splitYAMLError splits an error of yaml.v3, "yaml: line N: problem", into
+// N (0 when the message has none) and the problem.
+func splitYAMLError(err error) (int, string) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 0 // none given
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
 		if num, problem, ok := strings.Cut(rest, ": "); ok {
 			if n, err := strconv.Atoi(num); err == nil {
-				line, msg = n, problem
+				return n, problem
 			}
 		}
 	}
+	return 0, msg
+}
+
+// decodeAll decodes every document that r holds, returning the first error.
+func decodeAll(r io.Reader) error {
+	dec := yaml.NewDecoder(r)
+	for {
+		var doc yaml.Node
+		if err := dec.Decode(&doc); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+// syntaxError records a YAML syntax error with its position.
+//
+// yaml.v3 reports errors as "yaml: line N: problem", without a column, and
+// with N the line of the construct the problem is in (a mapping, a quoted
+// scalar), counting from 0 for some problems. syntaxError reports the
+// problem where yaml.v3 detects it, found by parsing prefixes of the file
+// (see locate), except for an unclosed bracket, reported at the bracket.
+func (d *decoder) syntaxError(err error) {
+	line, msg := splitYAMLError(err)
 	if m := unknownAnchorRE.FindStringSubmatch(msg); m != nil {
-		d.errorf(d.aliasPos(m[1]), "unknown alias %q", "*"+m[1])
+		pos, hint := d.at(1, 1), ""
+		if off, ok := d.locate(msg); ok { // the end of the alias
+			off = max(off-len(m[1]), 0)
+			pos = d.posOf(off)
+			anchor := regexp.MustCompile(`&` + regexp.QuoteMeta(m[1]) + `(?:[\s,\[\]{}]|$)`)
+			if anchor.Match(d.src[off:]) {
+				hint = fmt.Sprintf(" (an alias must come after its anchor %q)", "&"+m[1])
+			}
+		}
+		d.errorf(pos, "unknown alias %q%s", "*"+m[1], hint)
 		return
 	}
 	if slices.ContainsFunc(yamlReaderProblems, func(p string) bool { return strings.HasPrefix(msg, p) }) {
@@ -199,22 +229,98 @@ func (d *decoder) syntaxError(err error) {
 	case yamlParserProblems[msg]:
 		line++
 	}
-	// The line can be one past the last, for a problem at the end of the
-	// file: report it on the last.
-	line = min(line, len(d.lineStarts()))
-	col := 1
+	line = min(line, len(d.lineStarts())) // one past the last line for a problem at the end
+	pos := d.at(line, 1)
+	opening, closing, what := byte(0), byte(0), ""
 	switch msg {
 	case "did not find expected ',' or ']'":
-		col = d.unclosedCol(line, '[', ']')
+		opening, closing, what = '[', ']', "list"
 	case "did not find expected ',' or '}'":
-		col = d.unclosedCol(line, '{', '}')
-	case "found character that cannot start any token":
-		if c, ok := d.badTokenCol(line); ok {
-			col = c
-			msg = fmt.Sprintf("found character '%s' that cannot start any token", escapeControl(string(d.lineText(line)[d.byteIndex(line, c)])))
+		opening, closing, what = '{', '}', "mapping"
+	}
+	col := 0
+	if opening != 0 {
+		col = d.unclosedCol(line, opening, closing)
+	}
+	if col > 0 {
+		pos = d.at(line, col)
+		msg += " in the " + what + " that starts here"
+	} else if off, ok := d.locate(msg); ok {
+		pos = d.posOf(off)
+		switch r, _ := utf8.DecodeRune(d.src[off:]); {
+		case msg == "found character that cannot start any token":
+			msg = fmt.Sprintf("found character '%s' that cannot start any token", string(r))
+		case msg == "found unexpected end of stream" && (r == '\'' || r == '"'):
+			msg = "found unexpected end of file in the quoted string that starts here"
 		}
 	}
-	d.errorf(d.at(line, col), "YAML syntax error: %s", escapeControl(msg))
+	d.errorf(pos, "YAML syntax error: %s", escapeControl(msg))
+}
+
+// maxLocate bounds the size of the files in which locate looks for a
+// problem, as it parses the file several times.
+const maxLocate = 1 << 20
+
+// locate returns the offset in d.src of the character at which yaml.v3
+// detects problem: the last character of the shortest prefix of d.src whose
+// parsing fails with problem.
+func (d *decoder) locate(problem string) (int, bool) {
+	if len(d.src) > maxLocate {
+		return 0, false
+	}
+	fails := func(n int) bool {
+		err := decodeAll(bytes.NewReader(d.src[:n]))
+		if err == nil {
+			return false
+		}
+		_, p := splitYAMLError(err)
+		return p == problem
+	}
+	// A parse that reads the file byte by byte stops reading right after
+	// the problem, give or take the line.
+	r := &byteReader{src: d.src}
+	if err := decodeAll(r); err == nil {
+		return 0, false
+	} else if _, p := splitYAMLError(err); p != problem {
+		return 0, false
+	}
+	// Find lo < hi where the prefix of lo bytes parses and that of hi
+	// fails, then narrow it down.
+	hi, step := r.off, 32
+	lo := max(hi-step, 0)
+	for lo > 0 && fails(lo) {
+		hi, step = lo, step*2
+		lo = max(hi-step, 0)
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	_, size := utf8.DecodeLastRune(d.src[:hi])
+	return hi - size, true
+}
+
+// byteReader reads src one byte at a time, so that off tells how far a
+// reader has got.
+type byteReader struct {
+	src []byte
+	off int
+}
+
+func (r *byteReader) Read(p []byte) (int, error) {
+	if r.off >= len(r.src) {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	p[0] = r.src[r.off]
+	r.off++
+	return 1, nil
 }
 
 // escapeControl writes control characters, such as a tab in "found
@@ -384,61 +490,23 @@ func scanLine(line []byte, visit func(i int, tokenStart bool) bool) {
 
 // unclosedCol returns the column of the last bracket open that line leaves
 // open: where the flow collection yaml.v3 did not find the end of starts.
-// It returns 1 when there is none.
-func (d *decoder) unclosedCol(line int, open, close byte) int {
+// It returns 0 when there is none.
+func (d *decoder) unclosedCol(line int, opening, closing byte) int {
 	text := d.lineText(line)
 	var opened []int // indexes of the brackets still open
 	scanLine(text, func(i int, tokenStart bool) bool {
 		switch {
-		case text[i] == open && tokenStart:
+		case text[i] == opening && tokenStart:
 			opened = append(opened, i)
-		case text[i] == close && len(opened) > 0:
+		case text[i] == closing && len(opened) > 0:
 			opened = opened[:len(opened)-1]
 		}
 		return true
 	})
 	if len(opened) == 0 {
-		return 1
+		return 0
 	}
 	return utf8.RuneCount(text[:opened[len(opened)-1]]) + 1
-}
-
-// badTokenCol returns the column of the first character of line that
-// cannot start a token where it is: a tab, "@" or "`".
-func (d *decoder) badTokenCol(line int) (int, bool) {
-	text := d.lineText(line)
-	col, found := 0, false
-	scanLine(text, func(i int, tokenStart bool) bool {
-		c := text[i]
-		if c == '\t' && strings.TrimLeft(string(text[:i]), " ") == "" || (c == '@' || c == '`') && tokenStart {
-			col, found = utf8.RuneCount(text[:i])+1, true
-			return false
-		}
-		return true
-	})
-	return col, found
-}
-
-// aliasPos returns the position of the first alias "*name" of d.src.
-func (d *decoder) aliasPos(name string) Position {
-	alias := "*" + name
-	for line := 1; line <= len(d.lineStarts()); line++ {
-		text := d.lineText(line)
-		col := 0
-		scanLine(text, func(i int, tokenStart bool) bool {
-			rest := text[i:]
-			if tokenStart && bytes.HasPrefix(rest, []byte(alias)) &&
-				(len(rest) == len(alias) || isBlank(rest[len(alias)]) || isFlowIndicator(rest[len(alias)]) || rest[len(alias)] == ':') {
-				col = utf8.RuneCount(text[:i]) + 1
-				return false
-			}
-			return true
-		})
-		if col > 0 {
-			return d.at(line, col)
-		}
-	}
-	return d.at(1, 1)
 }
 
 // badCharPos returns the position of the first byte of d.src that is not
@@ -529,8 +597,8 @@ func scalar(n *yaml.Node) (scalarKind, any) {
 // returning int64 for a negative integer, uint64 for another and float64 for
 // a number with a ".".
 func parseNumber(s string) (any, bool) {
-	if s == "" || s[0] == '_' {
-		return nil, false
+	if s == "" || strings.IndexByte("+-.0123456789", s[0]) < 0 {
+		return nil, false // the common case of a word, without the errors of strconv
 	}
 	dots := strings.Count(s, ".")
 	if dots > 1 {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gonum.org/v1/gonum/graph"
@@ -55,7 +56,9 @@ func (p *Pipeline) Validate(cat Catalog) error {
 	for _, in := range p.Inputs {
 		inputs[in.Name] = true
 	}
-	declared := func() string {
+	// The lists of names for messages are built once: a file can have
+	// many errors, each listing them.
+	declared := sync.OnceValue(func() string {
 		if len(p.Inputs) == 0 {
 			return "no inputs are declared"
 		}
@@ -63,17 +66,15 @@ func (p *Pipeline) Validate(cat Catalog) error {
 		for i, in := range p.Inputs {
 			names[i] = in.Name
 		}
-		slices.Sort(names)
-		return "declared inputs: " + strings.Join(names, ", ")
-	}
-	processors := func() string {
+		return "declared inputs: " + nameList(names)
+	})
+	processors := sync.OnceValue(func() string {
 		names := make([]string, 0, len(p.Processors))
 		for _, n := range p.Processors {
 			names = append(names, n.Name)
 		}
-		slices.Sort(names)
-		return "processors: " + strings.Join(names, ", ")
-	}
+		return "processors: " + nameList(names)
+	})
 
 	selfCycle := map[*ProcessorNode]bool{}
 	dependOn := func(v *ProcessorNode, name string) bool {
@@ -146,6 +147,19 @@ func (p *Pipeline) Validate(cat Catalog) error {
 		p.order[i] = n.(*ProcessorNode)
 	}
 	return nil
+}
+
+// maxListed bounds the names a message lists.
+const maxListed = 50
+
+// nameList returns names sorted and joined with ", ", listing only the first
+// maxListed, and how many more there are.
+func nameList(names []string) string {
+	slices.Sort(names)
+	if len(names) > maxListed {
+		return fmt.Sprintf("%s and %d more", strings.Join(names[:maxListed], ", "), len(names)-maxListed)
+	}
+	return strings.Join(names, ", ")
 }
 
 func cycleError(at *ProcessorNode, path []*ProcessorNode) *Error {
