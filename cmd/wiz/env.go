@@ -41,6 +41,14 @@ func (e *Env) Client() (manager.API, error) {
 	if e.api != nil {
 		return e.api, nil
 	}
+	if e.CLI.Server != "" {
+		c, err := managerapi.DialTCP(e.CLI.Server, e.CLI.Token, e.CLI.CA, e.CLI.Insecure)
+		if err != nil {
+			return nil, err
+		}
+		e.remote, e.api = c, c
+		return c, nil
+	}
 	home, err := e.Home()
 	if err != nil {
 		return nil, err

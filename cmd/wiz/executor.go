@@ -14,15 +14,15 @@ import (
 
 // ExecutorCmd is `wiz executor`: the task server that executor backends start.
 type ExecutorCmd struct {
-	Listen   string `default:"127.0.0.1:0" help:"Address to listen on."`
-	TLSCert  string `name:"tls-cert" help:"TLS certificate file." type:"existingfile"`
-	TLSKey   string `name:"tls-key" help:"TLS key file." type:"existingfile"`
-	Token    string `env:"WIZ_EXECUTOR_TOKEN" help:"Bearer token every call must carry (prefer the env var)."`
-	BlobDir  string `name:"blob-dir" help:"Blob store directory."`
-	WorkDir  string `name:"work-dir" help:"Where task working directories are made."`
-	CacheDir string `name:"cache-dir" help:"Where invocation plans are cached across runs."`
-	Slots    int    `help:"Tasks run at once (0: number of CPUs)."`
-	RunID    string `name:"run" help:"Run this executor serves (for logs)."`
+	Listen    string `default:"127.0.0.1:0" help:"Address to listen on."`
+	TLSCert   string `name:"tls-cert" help:"TLS certificate file." type:"existingfile"`
+	TLSKey    string `name:"tls-key" help:"TLS key file." type:"existingfile"`
+	ExecToken string `name:"executor-token" env:"WIZ_EXECUTOR_TOKEN" help:"Bearer token every call must carry (prefer the env var)."`
+	BlobDir   string `name:"blob-dir" help:"Blob store directory."`
+	WorkDir   string `name:"work-dir" help:"Where task working directories are made."`
+	CacheDir  string `name:"cache-dir" help:"Where invocation plans are cached across runs."`
+	Slots     int    `help:"Tasks run at once (0: number of CPUs)."`
+	RunID     string `name:"run" help:"Run this executor serves (for logs)."`
 }
 
 // Run implements the command.
@@ -37,7 +37,7 @@ func (c *ExecutorCmd) Run(env *Env) error {
 	defer stop()
 	log := hclog.New(&hclog.LoggerOptions{Name: "executor", Level: hclog.LevelFromString(env.CLI.LogLevel), Output: os.Stderr})
 	return executorserver.Run(ctx, executorserver.Config{
-		Listen: c.Listen, CertFile: c.TLSCert, KeyFile: c.TLSKey, Token: c.Token,
+		Listen: c.Listen, CertFile: c.TLSCert, KeyFile: c.TLSKey, Token: c.ExecToken,
 		BlobDir: c.BlobDir, WorkDir: c.WorkDir, CacheDir: c.CacheDir, Slots: c.Slots, Version: version, Logger: log.With("run", c.RunID),
 		Ready: func(addr string) { fmt.Printf("WIZ_EXECUTOR_LISTENING %s\n", addr) },
 	})

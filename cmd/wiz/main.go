@@ -26,12 +26,18 @@ const (
 type CLI struct {
 	Home     string `env:"WIZ_HOME" help:"wiz home: state store, blobs and plugins (default ~/.wiz)." placeholder:"DIR"`
 	LogLevel string `env:"WIZ_LOG_LEVEL" default:"warn" enum:"trace,debug,info,warn,error,off" help:"Log level (${enum})."`
+	Server   string `env:"WIZ_SERVER" placeholder:"URL" help:"Talk to the wiz daemon at this address (host:port) instead of the wiz home."`
+	Token    string `env:"WIZ_TOKEN" help:"Bearer token for --server."`
+	CA       string `name:"ca" type:"existingfile" placeholder:"FILE" help:"Trust this certificate (the daemon's, or its CA) for --server."`
+	Insecure bool   `name:"insecure-skip-verify" help:"Do not verify the daemon's TLS certificate (self-signed, not copied)."`
 
 	Run      RunCmd      `cmd:"" help:"Run a pipeline file or a stored pipeline."`
 	Pipeline PipelineCmd `cmd:"" help:"Apply, list and show pipelines."`
 	Runs     RunsCmd     `cmd:"" help:"List and inspect runs."`
 	Plugin   PluginCmd   `cmd:"" help:"Install, list, inspect and remove plugins."`
 	Version  VersionCmd  `cmd:"" help:"Print the version of wiz and of each plugin."`
+	Daemon   DaemonCmd   `cmd:"" help:"Serve the Manager API over TLS with token authentication, for many clients."`
+	Tokens   TokenCmd    `cmd:"" name:"token" help:"Create, list and revoke a daemon's API tokens."`
 	Executor ExecutorCmd `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
 }
 

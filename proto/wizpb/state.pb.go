@@ -128,6 +128,59 @@ func (ProcessorState) EnumDescriptor() ([]byte, []int) {
 	return file_wiz_v1_state_proto_rawDescGZIP(), []int{1}
 }
 
+// Role says what a token may do. Values are persisted.
+type Role int32
+
+const (
+	Role_ROLE_UNSPECIFIED Role = 0
+	Role_ROLE_VIEWER      Role = 1 // read pipelines, runs, logs, outputs
+	Role_ROLE_RUNNER      Role = 2 // also apply pipelines, start and cancel runs
+	Role_ROLE_ADMIN       Role = 3 // also manage tokens
+)
+
+// Enum value maps for Role.
+var (
+	Role_name = map[int32]string{
+		0: "ROLE_UNSPECIFIED",
+		1: "ROLE_VIEWER",
+		2: "ROLE_RUNNER",
+		3: "ROLE_ADMIN",
+	}
+	Role_value = map[string]int32{
+		"ROLE_UNSPECIFIED": 0,
+		"ROLE_VIEWER":      1,
+		"ROLE_RUNNER":      2,
+		"ROLE_ADMIN":       3,
+	}
+)
+
+func (x Role) Enum() *Role {
+	p := new(Role)
+	*p = x
+	return p
+}
+
+func (x Role) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Role) Descriptor() protoreflect.EnumDescriptor {
+	return file_wiz_v1_state_proto_enumTypes[2].Descriptor()
+}
+
+func (Role) Type() protoreflect.EnumType {
+	return &file_wiz_v1_state_proto_enumTypes[2]
+}
+
+func (x Role) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Role.Descriptor instead.
+func (Role) EnumDescriptor() ([]byte, []int) {
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{2}
+}
+
 // Pipeline is a named pipeline and its newest version.
 type Pipeline struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -843,6 +896,99 @@ func (x *Event) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Token is an API token of a daemon. Only its hash is kept.
+type Token struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // KSUID
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=wiz.v1.Role" json:"role,omitempty"`
+	Hash          string                 `protobuf:"bytes,4,opt,name=hash,proto3" json:"hash,omitempty"` // hex sha256 of the secret
+	Created       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created,proto3" json:"created,omitempty"`
+	Expires       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expires,proto3" json:"expires,omitempty"` // unset: never
+	Revoked       bool                   `protobuf:"varint,7,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Token) Reset() {
+	*x = Token{}
+	mi := &file_wiz_v1_state_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Token) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Token) ProtoMessage() {}
+
+func (x *Token) ProtoReflect() protoreflect.Message {
+	mi := &file_wiz_v1_state_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Token.ProtoReflect.Descriptor instead.
+func (*Token) Descriptor() ([]byte, []int) {
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Token) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Token) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Token) GetRole() Role {
+	if x != nil {
+		return x.Role
+	}
+	return Role_ROLE_UNSPECIFIED
+}
+
+func (x *Token) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *Token) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *Token) GetExpires() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expires
+	}
+	return nil
+}
+
+func (x *Token) GetRevoked() bool {
+	if x != nil {
+		return x.Revoked
+	}
+	return false
+}
+
 // LogChunk is a piece of a processor's stdout or stderr.
 type LogChunk struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -856,7 +1002,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_wiz_v1_state_proto_msgTypes[7]
+	mi := &file_wiz_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1014,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[7]
+	mi := &file_wiz_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1027,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LogChunk) GetProcessor() string {
@@ -993,7 +1139,15 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\tprocessor\x18\x03 \x01(\tR\tprocessor\x12\x12\n" +
 	"\x04kind\x18\x04 \x01(\tR\x04kind\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x12.\n" +
-	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x84\x01\n" +
+	"\x04time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xe7\x01\n" +
+	"\x05Token\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
+	"\x04role\x18\x03 \x01(\x0e2\f.wiz.v1.RoleR\x04role\x12\x12\n" +
+	"\x04hash\x18\x04 \x01(\tR\x04hash\x124\n" +
+	"\acreated\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
+	"\aexpires\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\aexpires\x12\x18\n" +
+	"\arevoked\x18\a \x01(\bR\arevoked\"\x84\x01\n" +
 	"\bLogChunk\x12\x1c\n" +
 	"\tprocessor\x18\x01 \x01(\tR\tprocessor\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
@@ -1008,7 +1162,13 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x14PROCESSOR_STATE_IDLE\x10\x00\x12\x1b\n" +
 	"\x17PROCESSOR_STATE_RUNNING\x10\x01\x12\x1a\n" +
 	"\x16PROCESSOR_STATE_FAILED\x10\x02\x12\x1d\n" +
-	"\x19PROCESSOR_STATE_SUCCEEDED\x10\x03B$Z\"github.com/wiz-run/wiz/proto/wizpbb\x06proto3"
+	"\x19PROCESSOR_STATE_SUCCEEDED\x10\x03*N\n" +
+	"\x04Role\x12\x14\n" +
+	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
+	"\vROLE_VIEWER\x10\x01\x12\x0f\n" +
+	"\vROLE_RUNNER\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ROLE_ADMIN\x10\x03B$Z\"github.com/wiz-run/wiz/proto/wizpbb\x06proto3"
 
 var (
 	file_wiz_v1_state_proto_rawDescOnce sync.Once
@@ -1022,46 +1182,51 @@ func file_wiz_v1_state_proto_rawDescGZIP() []byte {
 	return file_wiz_v1_state_proto_rawDescData
 }
 
-var file_wiz_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_wiz_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_wiz_v1_state_proto_goTypes = []any{
 	(RunState)(0),                 // 0: wiz.v1.RunState
 	(ProcessorState)(0),           // 1: wiz.v1.ProcessorState
-	(*Pipeline)(nil),              // 2: wiz.v1.Pipeline
-	(*PipelineVersion)(nil),       // 3: wiz.v1.PipelineVersion
-	(*Run)(nil),                   // 4: wiz.v1.Run
-	(*PluginUse)(nil),             // 5: wiz.v1.PluginUse
-	(*Metrics)(nil),               // 6: wiz.v1.Metrics
-	(*ProcessorRun)(nil),          // 7: wiz.v1.ProcessorRun
-	(*Event)(nil),                 // 8: wiz.v1.Event
-	(*LogChunk)(nil),              // 9: wiz.v1.LogChunk
-	nil,                           // 10: wiz.v1.Run.InputsEntry
-	nil,                           // 11: wiz.v1.ProcessorRun.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*Data)(nil),                  // 13: wiz.v1.Data
+	(Role)(0),                     // 2: wiz.v1.Role
+	(*Pipeline)(nil),              // 3: wiz.v1.Pipeline
+	(*PipelineVersion)(nil),       // 4: wiz.v1.PipelineVersion
+	(*Run)(nil),                   // 5: wiz.v1.Run
+	(*PluginUse)(nil),             // 6: wiz.v1.PluginUse
+	(*Metrics)(nil),               // 7: wiz.v1.Metrics
+	(*ProcessorRun)(nil),          // 8: wiz.v1.ProcessorRun
+	(*Event)(nil),                 // 9: wiz.v1.Event
+	(*Token)(nil),                 // 10: wiz.v1.Token
+	(*LogChunk)(nil),              // 11: wiz.v1.LogChunk
+	nil,                           // 12: wiz.v1.Run.InputsEntry
+	nil,                           // 13: wiz.v1.ProcessorRun.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*Data)(nil),                  // 15: wiz.v1.Data
 }
 var file_wiz_v1_state_proto_depIdxs = []int32{
-	12, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
-	12, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
+	14, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
+	14, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
 	0,  // 2: wiz.v1.Run.state:type_name -> wiz.v1.RunState
-	10, // 3: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
-	12, // 4: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
-	12, // 5: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
-	5,  // 6: wiz.v1.Run.plugins:type_name -> wiz.v1.PluginUse
+	12, // 3: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
+	14, // 4: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
+	14, // 5: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
+	6,  // 6: wiz.v1.Run.plugins:type_name -> wiz.v1.PluginUse
 	1,  // 7: wiz.v1.ProcessorRun.state:type_name -> wiz.v1.ProcessorState
-	12, // 8: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
-	12, // 9: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
-	11, // 10: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
-	6,  // 11: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
-	12, // 12: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
-	12, // 13: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
-	13, // 14: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
-	13, // 15: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	14, // 8: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
+	14, // 9: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
+	13, // 10: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
+	7,  // 11: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
+	14, // 12: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
+	2,  // 13: wiz.v1.Token.role:type_name -> wiz.v1.Role
+	14, // 14: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
+	14, // 15: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
+	14, // 16: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
+	15, // 17: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
+	15, // 18: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_wiz_v1_state_proto_init() }
@@ -1075,8 +1240,8 @@ func file_wiz_v1_state_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wiz_v1_state_proto_rawDesc), len(file_wiz_v1_state_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   10,
+			NumEnums:      3,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -22,6 +22,286 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type CreateTokenRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Role             wizpb.Role             `protobuf:"varint,2,opt,name=role,proto3,enum=wiz.v1.Role" json:"role,omitempty"`
+	ExpiresInSeconds int64                  `protobuf:"varint,3,opt,name=expires_in_seconds,json=expiresInSeconds,proto3" json:"expires_in_seconds,omitempty"` // 0: never
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CreateTokenRequest) Reset() {
+	*x = CreateTokenRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenRequest) ProtoMessage() {}
+
+func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
+func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CreateTokenRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateTokenRequest) GetRole() wizpb.Role {
+	if x != nil {
+		return x.Role
+	}
+	return wizpb.Role(0)
+}
+
+func (x *CreateTokenRequest) GetExpiresInSeconds() int64 {
+	if x != nil {
+		return x.ExpiresInSeconds
+	}
+	return 0
+}
+
+type CreateTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *wizpb.Token           `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`   // without its hash
+	Secret        string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"` // shown once
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTokenResponse) Reset() {
+	*x = CreateTokenResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTokenResponse) ProtoMessage() {}
+
+func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
+func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateTokenResponse) GetToken() *wizpb.Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+func (x *CreateTokenResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+type ListTokensRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensRequest) Reset() {
+	*x = ListTokensRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensRequest) ProtoMessage() {}
+
+func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
+func (*ListTokensRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{2}
+}
+
+type ListTokensResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tokens        []*wizpb.Token         `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTokensResponse) Reset() {
+	*x = ListTokensResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTokensResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTokensResponse) ProtoMessage() {}
+
+func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
+func (*ListTokensResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListTokensResponse) GetTokens() []*wizpb.Token {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
+}
+
+type RevokeTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	IdOrName      string                 `protobuf:"bytes,1,opt,name=id_or_name,json=idOrName,proto3" json:"id_or_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenRequest) Reset() {
+	*x = RevokeTokenRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenRequest) ProtoMessage() {}
+
+func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
+func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RevokeTokenRequest) GetIdOrName() string {
+	if x != nil {
+		return x.IdOrName
+	}
+	return ""
+}
+
+type RevokeTokenResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *wizpb.Token           `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeTokenResponse) Reset() {
+	*x = RevokeTokenResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeTokenResponse) ProtoMessage() {}
+
+func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
+func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RevokeTokenResponse) GetToken() *wizpb.Token {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
 type ApplyPipelineRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	File          string                 `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
@@ -32,7 +312,7 @@ type ApplyPipelineRequest struct {
 
 func (x *ApplyPipelineRequest) Reset() {
 	*x = ApplyPipelineRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +324,7 @@ func (x *ApplyPipelineRequest) String() string {
 func (*ApplyPipelineRequest) ProtoMessage() {}
 
 func (x *ApplyPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +337,7 @@ func (x *ApplyPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPipelineRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{0}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ApplyPipelineRequest) GetFile() string {
@@ -85,7 +365,7 @@ type ApplyPipelineResponse struct {
 
 func (x *ApplyPipelineResponse) Reset() {
 	*x = ApplyPipelineResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -97,7 +377,7 @@ func (x *ApplyPipelineResponse) String() string {
 func (*ApplyPipelineResponse) ProtoMessage() {}
 
 func (x *ApplyPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -110,7 +390,7 @@ func (x *ApplyPipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPipelineResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{1}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ApplyPipelineResponse) GetPipeline() *wizpb.Pipeline {
@@ -142,7 +422,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -154,7 +434,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -167,7 +447,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{2}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{8}
 }
 
 type ListPipelinesResponse struct {
@@ -179,7 +459,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -191,7 +471,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -204,7 +484,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{3}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*wizpb.Pipeline {
@@ -223,7 +503,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +515,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +528,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{4}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetPipelineRequest) GetName() string {
@@ -268,7 +548,7 @@ type GetPipelineResponse struct {
 
 func (x *GetPipelineResponse) Reset() {
 	*x = GetPipelineResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +560,7 @@ func (x *GetPipelineResponse) String() string {
 func (*GetPipelineResponse) ProtoMessage() {}
 
 func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +573,7 @@ func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineResponse.ProtoReflect.Descriptor instead.
 func (*GetPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{5}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetPipelineResponse) GetPipeline() *wizpb.Pipeline {
@@ -325,7 +605,7 @@ type InputValue struct {
 
 func (x *InputValue) Reset() {
 	*x = InputValue{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -337,7 +617,7 @@ func (x *InputValue) String() string {
 func (*InputValue) ProtoMessage() {}
 
 func (x *InputValue) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -350,7 +630,7 @@ func (x *InputValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputValue.ProtoReflect.Descriptor instead.
 func (*InputValue) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{6}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *InputValue) GetValue() isInputValue_Value {
@@ -415,7 +695,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +707,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +720,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{7}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StartRunRequest) GetFile() string {
@@ -497,7 +777,7 @@ type RunUpdate struct {
 
 func (x *RunUpdate) Reset() {
 	*x = RunUpdate{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +789,7 @@ func (x *RunUpdate) String() string {
 func (*RunUpdate) ProtoMessage() {}
 
 func (x *RunUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +802,7 @@ func (x *RunUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUpdate.ProtoReflect.Descriptor instead.
 func (*RunUpdate) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{8}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunUpdate) GetRun() *wizpb.Run {
@@ -555,7 +835,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +847,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +860,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{9}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchRunRequest) GetId() string {
@@ -599,7 +879,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -611,7 +891,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -624,7 +904,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{10}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CancelRunRequest) GetId() string {
@@ -643,7 +923,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -655,7 +935,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -668,7 +948,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{11}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelRunResponse) GetRun() *wizpb.Run {
@@ -687,7 +967,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +979,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +992,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{12}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListRunsRequest) GetLimit() int32 {
@@ -731,7 +1011,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +1023,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +1036,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRunsResponse) GetRuns() []*wizpb.Run {
@@ -775,7 +1055,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +1067,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1080,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRunRequest) GetId() string {
@@ -822,7 +1102,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1114,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1127,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRunResponse) GetRun() *wizpb.Run {
@@ -889,7 +1169,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1181,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1194,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetLogsRequest) GetId() string {
@@ -949,7 +1229,7 @@ type GetOutputRequest struct {
 
 func (x *GetOutputRequest) Reset() {
 	*x = GetOutputRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1241,7 @@ func (x *GetOutputRequest) String() string {
 func (*GetOutputRequest) ProtoMessage() {}
 
 func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1254,7 @@ func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOutputRequest.ProtoReflect.Descriptor instead.
 func (*GetOutputRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetOutputRequest) GetId() string {
@@ -1007,7 +1287,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1019,7 +1299,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1032,7 +1312,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -1046,7 +1326,22 @@ var File_wizrpc_v1_manager_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\n" +
-	"\x17wizrpc/v1/manager.proto\x12\twizrpc.v1\x1a\x12wiz/v1/state.proto\"B\n" +
+	"\x17wizrpc/v1/manager.proto\x12\twizrpc.v1\x1a\x12wiz/v1/state.proto\"x\n" +
+	"\x12CreateTokenRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\x04role\x18\x02 \x01(\x0e2\f.wiz.v1.RoleR\x04role\x12,\n" +
+	"\x12expires_in_seconds\x18\x03 \x01(\x03R\x10expiresInSeconds\"R\n" +
+	"\x13CreateTokenResponse\x12#\n" +
+	"\x05token\x18\x01 \x01(\v2\r.wiz.v1.TokenR\x05token\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\x13\n" +
+	"\x11ListTokensRequest\";\n" +
+	"\x12ListTokensResponse\x12%\n" +
+	"\x06tokens\x18\x01 \x03(\v2\r.wiz.v1.TokenR\x06tokens\"2\n" +
+	"\x12RevokeTokenRequest\x12\x1c\n" +
+	"\n" +
+	"id_or_name\x18\x01 \x01(\tR\bidOrName\":\n" +
+	"\x13RevokeTokenResponse\x12#\n" +
+	"\x05token\x18\x01 \x01(\v2\r.wiz.v1.TokenR\x05token\"B\n" +
 	"\x14ApplyPipelineRequest\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\"\x92\x01\n" +
@@ -1121,7 +1416,12 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\bListRuns\x12\x1a.wizrpc.v1.ListRunsRequest\x1a\x1b.wizrpc.v1.ListRunsResponse\x12=\n" +
 	"\x06GetRun\x12\x18.wizrpc.v1.GetRunRequest\x1a\x19.wizrpc.v1.GetRunResponse\x128\n" +
 	"\aGetLogs\x12\x19.wizrpc.v1.GetLogsRequest\x1a\x10.wiz.v1.LogChunk0\x01\x12B\n" +
-	"\tGetOutput\x12\x1b.wizrpc.v1.GetOutputRequest\x1a\x16.wizrpc.v1.OutputChunk0\x01B%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
+	"\tGetOutput\x12\x1b.wizrpc.v1.GetOutputRequest\x1a\x16.wizrpc.v1.OutputChunk0\x012\xef\x01\n" +
+	"\x06Tokens\x12L\n" +
+	"\vCreateToken\x12\x1d.wizrpc.v1.CreateTokenRequest\x1a\x1e.wizrpc.v1.CreateTokenResponse\x12I\n" +
+	"\n" +
+	"ListTokens\x12\x1c.wizrpc.v1.ListTokensRequest\x1a\x1d.wizrpc.v1.ListTokensResponse\x12L\n" +
+	"\vRevokeToken\x12\x1d.wizrpc.v1.RevokeTokenRequest\x1a\x1e.wizrpc.v1.RevokeTokenResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
 
 var (
 	file_wizrpc_v1_manager_proto_rawDescOnce sync.Once
@@ -1135,76 +1435,94 @@ func file_wizrpc_v1_manager_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_manager_proto_rawDescData
 }
 
-var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_wizrpc_v1_manager_proto_goTypes = []any{
-	(*ApplyPipelineRequest)(nil),  // 0: wizrpc.v1.ApplyPipelineRequest
-	(*ApplyPipelineResponse)(nil), // 1: wizrpc.v1.ApplyPipelineResponse
-	(*ListPipelinesRequest)(nil),  // 2: wizrpc.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 3: wizrpc.v1.ListPipelinesResponse
-	(*GetPipelineRequest)(nil),    // 4: wizrpc.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),   // 5: wizrpc.v1.GetPipelineResponse
-	(*InputValue)(nil),            // 6: wizrpc.v1.InputValue
-	(*StartRunRequest)(nil),       // 7: wizrpc.v1.StartRunRequest
-	(*RunUpdate)(nil),             // 8: wizrpc.v1.RunUpdate
-	(*WatchRunRequest)(nil),       // 9: wizrpc.v1.WatchRunRequest
-	(*CancelRunRequest)(nil),      // 10: wizrpc.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 11: wizrpc.v1.CancelRunResponse
-	(*ListRunsRequest)(nil),       // 12: wizrpc.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 13: wizrpc.v1.ListRunsResponse
-	(*GetRunRequest)(nil),         // 14: wizrpc.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 15: wizrpc.v1.GetRunResponse
-	(*GetLogsRequest)(nil),        // 16: wizrpc.v1.GetLogsRequest
-	(*GetOutputRequest)(nil),      // 17: wizrpc.v1.GetOutputRequest
-	(*OutputChunk)(nil),           // 18: wizrpc.v1.OutputChunk
-	nil,                           // 19: wizrpc.v1.StartRunRequest.InputsEntry
-	(*wizpb.Pipeline)(nil),        // 20: wiz.v1.Pipeline
-	(*wizpb.PipelineVersion)(nil), // 21: wiz.v1.PipelineVersion
-	(*wizpb.Run)(nil),             // 22: wiz.v1.Run
-	(*wizpb.ProcessorRun)(nil),    // 23: wiz.v1.ProcessorRun
-	(*wizpb.Event)(nil),           // 24: wiz.v1.Event
-	(*wizpb.LogChunk)(nil),        // 25: wiz.v1.LogChunk
+	(*CreateTokenRequest)(nil),    // 0: wizrpc.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 1: wizrpc.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 2: wizrpc.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 3: wizrpc.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 4: wizrpc.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),   // 5: wizrpc.v1.RevokeTokenResponse
+	(*ApplyPipelineRequest)(nil),  // 6: wizrpc.v1.ApplyPipelineRequest
+	(*ApplyPipelineResponse)(nil), // 7: wizrpc.v1.ApplyPipelineResponse
+	(*ListPipelinesRequest)(nil),  // 8: wizrpc.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 9: wizrpc.v1.ListPipelinesResponse
+	(*GetPipelineRequest)(nil),    // 10: wizrpc.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),   // 11: wizrpc.v1.GetPipelineResponse
+	(*InputValue)(nil),            // 12: wizrpc.v1.InputValue
+	(*StartRunRequest)(nil),       // 13: wizrpc.v1.StartRunRequest
+	(*RunUpdate)(nil),             // 14: wizrpc.v1.RunUpdate
+	(*WatchRunRequest)(nil),       // 15: wizrpc.v1.WatchRunRequest
+	(*CancelRunRequest)(nil),      // 16: wizrpc.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 17: wizrpc.v1.CancelRunResponse
+	(*ListRunsRequest)(nil),       // 18: wizrpc.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 19: wizrpc.v1.ListRunsResponse
+	(*GetRunRequest)(nil),         // 20: wizrpc.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 21: wizrpc.v1.GetRunResponse
+	(*GetLogsRequest)(nil),        // 22: wizrpc.v1.GetLogsRequest
+	(*GetOutputRequest)(nil),      // 23: wizrpc.v1.GetOutputRequest
+	(*OutputChunk)(nil),           // 24: wizrpc.v1.OutputChunk
+	nil,                           // 25: wizrpc.v1.StartRunRequest.InputsEntry
+	(wizpb.Role)(0),               // 26: wiz.v1.Role
+	(*wizpb.Token)(nil),           // 27: wiz.v1.Token
+	(*wizpb.Pipeline)(nil),        // 28: wiz.v1.Pipeline
+	(*wizpb.PipelineVersion)(nil), // 29: wiz.v1.PipelineVersion
+	(*wizpb.Run)(nil),             // 30: wiz.v1.Run
+	(*wizpb.ProcessorRun)(nil),    // 31: wiz.v1.ProcessorRun
+	(*wizpb.Event)(nil),           // 32: wiz.v1.Event
+	(*wizpb.LogChunk)(nil),        // 33: wiz.v1.LogChunk
 }
 var file_wizrpc_v1_manager_proto_depIdxs = []int32{
-	20, // 0: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	21, // 1: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
-	20, // 2: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
-	20, // 3: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	21, // 4: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
-	19, // 5: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
-	22, // 6: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
-	23, // 7: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
-	22, // 8: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
-	22, // 9: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
-	22, // 10: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
-	21, // 11: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
-	23, // 12: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
-	24, // 13: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
-	6,  // 14: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
-	0,  // 15: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
-	2,  // 16: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
-	4,  // 17: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
-	7,  // 18: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
-	9,  // 19: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
-	10, // 20: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
-	12, // 21: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
-	14, // 22: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
-	16, // 23: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
-	17, // 24: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
-	1,  // 25: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
-	3,  // 26: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
-	5,  // 27: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
-	8,  // 28: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
-	8,  // 29: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
-	11, // 30: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
-	13, // 31: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
-	15, // 32: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
-	25, // 33: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
-	18, // 34: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
-	25, // [25:35] is the sub-list for method output_type
-	15, // [15:25] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	26, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
+	27, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
+	27, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
+	27, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
+	28, // 4: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	29, // 5: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
+	28, // 6: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
+	28, // 7: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	29, // 8: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
+	25, // 9: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
+	30, // 10: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
+	31, // 11: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
+	30, // 12: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
+	30, // 13: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
+	30, // 14: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
+	29, // 15: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
+	31, // 16: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
+	32, // 17: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
+	12, // 18: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
+	6,  // 19: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
+	8,  // 20: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
+	10, // 21: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
+	13, // 22: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
+	15, // 23: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
+	16, // 24: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
+	18, // 25: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
+	20, // 26: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
+	22, // 27: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
+	23, // 28: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
+	0,  // 29: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
+	2,  // 30: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
+	4,  // 31: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
+	7,  // 32: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
+	9,  // 33: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
+	11, // 34: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
+	14, // 35: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
+	14, // 36: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
+	17, // 37: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
+	19, // 38: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
+	21, // 39: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
+	33, // 40: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
+	24, // 41: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
+	1,  // 42: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
+	3,  // 43: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
+	5,  // 44: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
+	32, // [32:45] is the sub-list for method output_type
+	19, // [19:32] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_manager_proto_init() }
@@ -1212,7 +1530,7 @@ func file_wizrpc_v1_manager_proto_init() {
 	if File_wizrpc_v1_manager_proto != nil {
 		return
 	}
-	file_wizrpc_v1_manager_proto_msgTypes[6].OneofWrappers = []any{
+	file_wizrpc_v1_manager_proto_msgTypes[12].OneofWrappers = []any{
 		(*InputValue_Text)(nil),
 		(*InputValue_File)(nil),
 	}
@@ -1222,9 +1540,9 @@ func file_wizrpc_v1_manager_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_manager_proto_rawDesc), len(file_wizrpc_v1_manager_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   26,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_wizrpc_v1_manager_proto_goTypes,
 		DependencyIndexes: file_wizrpc_v1_manager_proto_depIdxs,

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/core/store"
+	"github.com/wiz-run/wiz/internal/daemon"
+	"github.com/wiz-run/wiz/sdk/blob"
+)
+
+// DaemonCmd is `wiz daemon`.
+type DaemonCmd struct {
+	Listen         string        `default:"127.0.0.1:7433" help:"Address to serve the Manager API on (TLS)."`
+	Data           string        `placeholder:"DIR" help:"Data dir: store, blobs, TLS identity (default: the wiz home)."`
+	TLSCert        string        `name:"tls-cert" type:"existingfile" help:"TLS certificate (default: a self-signed one made in the data dir)."`
+	TLSKey         string        `name:"tls-key" type:"existingfile" help:"TLS key."`
+	AdminTokenFile string        `name:"admin-token-file" type:"existingfile" help:"File holding the first admin token's secret, for unattended setups (or WIZ_ADMIN_TOKEN)."`
+	Grace          time.Duration `default:"30s" help:"On SIGTERM, how long running runs may go on before they are cancelled."`
+}
+
+// Run implements the command.
+func (c *DaemonCmd) Run(env *Env) error {
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return usageError{fmt.Errorf("give both --tls-cert and --tls-key, or neither")}
+	}
+	dir := c.Data
+	if dir == "" {
+		h, err := env.Home()
+		if err != nil {
+			return err
+		}
+		dir = h
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	log := env.Logger()
+	st, err := store.Open(filepath.Join(dir, "store"), log.Named("store"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	blobs, err := blob.Open(filepath.Join(dir, "blobs"))
+	if err != nil {
+		return err
+	}
+	env.CLI.Home = dir // plugins and caches live in the data dir
+	reg, err := env.Registry()
+	if err != nil {
+		return err
+	}
+	m := manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: log.Named("manager"),
+		CacheDir: filepath.Join(dir, "cache", "plans")})
+	settled, err := m.Recover()
+	if err != nil {
+		return fmt.Errorf("settle unfinished runs: %w", err)
+	}
+	for _, id := range settled {
+		log.Warn("run was Running when the daemon stopped; ended Failed", "run", id, "reason", manager.ReasonManagerExited)
+	}
+	admin := os.Getenv("WIZ_ADMIN_TOKEN")
+	if c.AdminTokenFile != "" {
+		b, err := os.ReadFile(c.AdminTokenFile)
+		if err != nil {
+			return err
+		}
+		admin = string(trimSpace(b))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return daemon.Run(ctx, daemon.Config{
+		Listen: c.Listen, DataDir: dir, CertFile: c.TLSCert, KeyFile: c.TLSKey, AdminToken: admin,
+		Grace: c.Grace, Manager: m, Store: st, Logger: log.Named("daemon"), Out: os.Stdout,
+		Ready: func(addr string) { fmt.Printf("wiz daemon: listening on %s\n", addr) },
+	})
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
