@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -246,7 +247,13 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Started{Started: &wizrpc.Started{Pid: int32(pid)}}})
 	copied := make(chan struct{}, 3)
 	go func() { se.scan(pipes[2][0]); pipes[2][0].Close(); copied <- struct{}{} }()
-	go func() { _, _ = io.Copy(outw, pipes[1][0]); pipes[1][0].Close(); copied <- struct{}{} }()
+	go func() {
+		buf := copyBufs.Get().(*[]byte)
+		_, _ = io.CopyBuffer(outw, pipes[1][0], *buf)
+		copyBufs.Put(buf)
+		pipes[1][0].Close()
+		copied <- struct{}{}
+	}()
 	if stdin != nil {
 		go func() { _, _ = io.Copy(pipes[0][1], stdin); pipes[0][1].Close(); copied <- struct{}{} }()
 	}
@@ -477,6 +484,10 @@ func (s *Server) collect(dir, rel string) (*wizpb.Data, error) {
 	return d, err
 }
 
+// copyBufs holds buffers for copying programs' output, so that a task of a
+// thousand /bin/true tasks does not allocate a fresh 32 KiB buffer each.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // spill keeps a program's stdout in memory up to a limit and moves it to a
 // blob past it.
 type spill struct {
@@ -549,7 +560,7 @@ type stderrScanner struct {
 }
 
 func (s *stderrScanner) scan(r io.Reader) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, 4<<10)
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
