@@ -12,6 +12,7 @@ import (
 	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/core/store"
 	"github.com/wiz-run/wiz/internal/daemon"
+	"github.com/wiz-run/wiz/internal/managerapi"
 	"github.com/wiz-run/wiz/sdk/blob"
 )
 
@@ -76,6 +77,14 @@ func (c *DaemonCmd) Run(env *Env) error {
 			return err
 		}
 		admin = string(trimSpace(b))
+	}
+	// Commands run on the data dir as a wiz home reach the daemon through its
+	// socket (mode 0600: only this user, who could read the store anyway).
+	sockSrv := managerapi.NewServer(m)
+	if gs, err := managerapi.ServeUnix(filepath.Join(dir, "wiz.sock"), sockSrv); err == nil {
+		defer func() { gs.Stop(); os.Remove(filepath.Join(dir, "wiz.sock")) }()
+	} else {
+		log.Warn("local commands cannot reach the daemon through its socket", "error", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
