@@ -63,12 +63,8 @@ func (c *DaemonCmd) Run(env *Env) error {
 	}
 	m := manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: log.Named("manager"),
 		CacheDir: filepath.Join(dir, "cache", "plans")})
-	settled, err := m.Recover()
-	if err != nil {
+	if _, err := m.Recover(); err != nil { // logs each run it settles
 		return fmt.Errorf("settle unfinished runs: %w", err)
-	}
-	for _, id := range settled {
-		log.Warn("run was Running when the daemon stopped; ended Failed", "run", id, "reason", manager.ReasonManagerExited)
 	}
 	admin := os.Getenv("WIZ_ADMIN_TOKEN")
 	if c.AdminTokenFile != "" {
@@ -86,8 +82,15 @@ func (c *DaemonCmd) Run(env *Env) error {
 	} else {
 		log.Warn("local commands cannot reach the daemon through its socket", "error", err)
 	}
+	// The first SIGTERM or Ctrl-C stops the daemon gracefully; a second one
+	// gets the default action and ends it at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		<-ctx.Done()
+		sockSrv.Drain()
+		stop()
+	}()
 	return daemon.Run(ctx, daemon.Config{
 		Listen: c.Listen, DataDir: dir, CertFile: c.TLSCert, KeyFile: c.TLSKey, AdminToken: admin,
 		Grace: c.Grace, Manager: m, Store: st, Logger: log.Named("daemon"), Out: os.Stdout,

@@ -207,7 +207,11 @@ func (c *RunsShowCmd) Run(env *Env) error {
 		if mt != nil && mt.MaxRssBytes > 0 {
 			rss = fmtBytes(mt.MaxRssBytes)
 		}
-		if p.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED || p.State == wizpb.ProcessorState_PROCESSOR_STATE_FAILED {
+		switch {
+		case p.ExitCode < 0:
+			exit = "signal" // killed: cancelled or timed out
+		case p.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED,
+			p.State == wizpb.ProcessorState_PROCESSOR_STATE_FAILED && p.ExitCode != 0:
 			exit = fmt.Sprint(p.ExitCode)
 		}
 		state := stateName(p.State)

@@ -125,5 +125,8 @@ func parseLifetime(s string) (time.Duration, error) {
 	if err != nil || d <= 0 {
 		return 0, fmt.Errorf("--expires %q: write e.g. 30d, 12h", s)
 	}
-	return d, nil
+	if d < time.Second {
+		return 0, fmt.Errorf("--expires %q: a token lives at least 1s", s)
+	}
+	return d.Round(time.Second), nil
 }

@@ -183,12 +183,16 @@ func (s *tokens) CreateToken(_ context.Context, req *wizrpc.CreateTokenRequest) 
 	if req.Role == wizpb.Role_ROLE_UNSPECIFIED {
 		req.Role = wizpb.Role_ROLE_RUNNER
 	}
+	if req.ExpiresInSeconds < 0 {
+		return nil, status.Error(codes.InvalidArgument, "a token's lifetime must be positive, or 0 for never")
+	}
 	all, err := s.st.Tokens()
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	for _, t := range all {
-		if t.Name == req.Name && !t.Revoked {
+		expired := t.Expires != nil && time.Now().After(t.Expires.AsTime())
+		if t.Name == req.Name && !t.Revoked && !expired {
 			return nil, status.Errorf(codes.AlreadyExists, "a token named %s exists; revoke it first or pick another name", req.Name)
 		}
 	}

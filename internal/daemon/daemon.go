@@ -101,6 +101,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// Stop: no new calls or runs; running runs get the grace period.
 	hs.Shutdown()
+	api.Drain()
 	lis.Close()
 	cfg.Logger.Info("stopping: no new runs; waiting for running ones", "grace", cfg.Grace)
 	gctx, cancel := context.WithTimeout(context.Background(), cfg.Grace)

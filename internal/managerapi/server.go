@@ -28,8 +28,17 @@ import (
 // goes away; Wait waits for them.
 type Server struct {
 	wizrpc.UnimplementedManagerServer
-	m    *manager.Manager
-	runs sync.WaitGroup
+	m        *manager.Manager
+	runs     sync.WaitGroup
+	mu       sync.Mutex
+	draining bool
+}
+
+// Drain makes the server refuse new runs (Unavailable), for a shutdown.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
 }
 
 // NewServer returns a Server for m.
@@ -103,9 +112,15 @@ func (s *Server) GetPipeline(_ context.Context, req *wizrpc.GetPipelineRequest) 
 // StartRun runs in a goroutine of its own, so that the run goes on when the
 // client goes away; updates reach the client through a queue.
 func (s *Server) StartRun(req *wizrpc.StartRunRequest, stream wizrpc.Manager_StartRunServer) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		return status.Error(codes.Unavailable, "the Manager is shutting down and takes no new runs; start the run again when it is back")
+	}
+	s.runs.Add(1)
+	s.mu.Unlock()
 	q := manager.NewQueue()
 	errc := make(chan error, 1)
-	s.runs.Add(1)
 	go func() {
 		defer s.runs.Done()
 		defer q.Close()
