@@ -428,9 +428,13 @@ func (r *run) loop(ctx context.Context) error {
 	}
 	for {
 		r.flush(false)
-		if r.werr != nil {
-			r.act(r.sched.Cancel())
+		if r.werr != nil && !cancelled {
+			// The store failed: end the run rather than run on unrecorded.
+			cancelled = true
 			r.reason = fmt.Sprintf("state store: %v", r.werr)
+			if r.act(r.sched.Cancel()) {
+				return r.finish(r.sched.Result(), r.reason)
+			}
 		}
 		select {
 		case err := <-r.wdone:
