@@ -21,6 +21,7 @@ type ExecutorCmd struct {
 	BlobDir   string `name:"blob-dir" help:"Blob store directory."`
 	WorkDir   string `name:"work-dir" help:"Where task working directories are made."`
 	CacheDir  string `name:"cache-dir" help:"Where invocation plans are cached across runs."`
+	TaskDir   string `name:"task-dir" help:"Where running tasks' process groups are recorded, for the Manager to clean up after a crash."`
 	Slots     int    `help:"Tasks run at once (0: number of CPUs)."`
 	RunID     string `name:"run" help:"Run this executor serves (for logs)."`
 }
@@ -38,7 +39,7 @@ func (c *ExecutorCmd) Run(env *Env) error {
 	log := hclog.New(&hclog.LoggerOptions{Name: "executor", Level: hclog.LevelFromString(env.CLI.LogLevel), Output: os.Stderr})
 	return executorserver.Run(ctx, executorserver.Config{
 		Listen: c.Listen, CertFile: c.TLSCert, KeyFile: c.TLSKey, Token: c.ExecToken,
-		BlobDir: c.BlobDir, WorkDir: c.WorkDir, CacheDir: c.CacheDir, Slots: c.Slots, Version: version, Logger: log.With("run", c.RunID),
+		BlobDir: c.BlobDir, WorkDir: c.WorkDir, CacheDir: c.CacheDir, TaskDir: c.TaskDir, Slots: c.Slots, Version: version, Logger: log.With("run", c.RunID),
 		Ready: func(addr string) { fmt.Printf("WIZ_EXECUTOR_LISTENING %s\n", addr) },
 	})
 }

@@ -102,6 +102,7 @@ type ProvisionRequest struct {
 	Slots    int
 	BlobDir  string
 	CacheDir string // where executors on this machine may cache plans
+	TaskDir  string // where executors on this machine record task process groups
 }
 
 // Backends provisions executors from executor backend plugins.

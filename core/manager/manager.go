@@ -47,6 +47,9 @@ type Config struct {
 	Logger   hclog.Logger
 	// CacheDir is where executors on this machine may cache plans.
 	CacheDir string
+	// TaskDir is where executors on this machine record the process groups
+	// of running tasks; the Manager kills what a dead executor left there.
+	TaskDir string
 }
 
 // Manager owns pipelines and runs. Its methods are safe for concurrent use;
@@ -58,6 +61,7 @@ type Manager struct {
 	backends Backends
 	log      hclog.Logger
 	cacheDir string
+	taskDir  string
 
 	liveMu sync.Mutex
 	live   map[string]*liveRun // runs in progress, by ID
@@ -68,7 +72,7 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir,
+	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir,
 		live: map[string]*liveRun{}}
 }
 
@@ -202,6 +206,7 @@ func (m *Manager) Recover() ([]string, error) {
 		if err := b.Commit(); err != nil {
 			return settled, err
 		}
+		m.killLeftovers(id)
 	}
 	if len(settled) > 0 {
 		if err := m.store.Sync(); err != nil {

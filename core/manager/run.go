@@ -395,7 +395,7 @@ func (r *run) loop(ctx context.Context) error {
 			continue
 		}
 		ex, err := r.m.backends.Provision(ctx, ProvisionRequest{
-			Backend: pr.exec, RunID: r.rec.Id, Slots: r.p.MaxParallel, BlobDir: r.m.blobs.Dir(), CacheDir: r.m.cacheDir,
+			Backend: pr.exec, RunID: r.rec.Id, Slots: r.p.MaxParallel, BlobDir: r.m.blobs.Dir(), CacheDir: r.m.cacheDir, TaskDir: r.m.taskDir,
 		})
 		if err != nil {
 			r.closeExecutors()
@@ -702,6 +702,8 @@ func (r *run) closeExecutors() {
 		}
 		delete(r.execs, name)
 	}
+	// An executor that died mid-task could not kill its tasks' processes.
+	r.m.killLeftovers(r.rec.Id)
 }
 
 func keys(m map[string]*wizpb.Data) string {

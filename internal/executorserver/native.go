@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -191,6 +192,9 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	// waiting for the program never waits for a child it left behind holding
 	// one of them: the program's exit ends the task, then its process group is
 	// killed, then the copies finish.
+	// WIZ_RUN_ID marks the task's processes, so that a Manager cleaning up
+	// after a dead executor kills only processes of that run.
+	env = append(env[:len(env):len(env)], "WIZ_RUN_ID="+t.RunId)
 	cmd := &exec.Cmd{Path: cp.path, Args: p.Argv, Env: env, Dir: dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	var stdout *spill
@@ -244,6 +248,9 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	pipes[1][1].Close()
 	pipes[2][1].Close()
 	pid := cmd.Process.Pid
+	if rec := s.recordGroup(t.RunId, pid); rec != "" {
+		defer os.Remove(rec)
+	}
 	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Started{Started: &wizrpc.Started{Pid: int32(pid)}}})
 	copied := make(chan struct{}, 3)
 	go func() { se.scan(pipes[2][0]); pipes[2][0].Close(); copied <- struct{}{} }()
@@ -482,6 +489,24 @@ func (s *Server) collect(dir, rel string) (*wizpb.Data, error) {
 		return nil
 	})
 	return d, err
+}
+
+// recordGroup notes a task's process group under TaskDir/<run>/<pgid>, so
+// that if this executor is killed before it kills the group itself, the
+// Manager can; it returns the file to remove when the task ends.
+func (s *Server) recordGroup(runID string, pgid int) string {
+	if s.cfg.TaskDir == "" || runID == "" || strings.ContainsAny(runID, "/.") {
+		return ""
+	}
+	dir := filepath.Join(s.cfg.TaskDir, runID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return ""
+	}
+	p := filepath.Join(dir, strconv.Itoa(pgid))
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		return ""
+	}
+	return p
 }
 
 // copyBufs holds buffers for copying programs' output, so that a task of a

@@ -38,6 +38,7 @@ type Config struct {
 	BlobDir  string
 	WorkDir  string // where task working dirs are made
 	CacheDir string // where plans are cached across runs; "": memory only
+	TaskDir  string // where running tasks' process groups are recorded; "": nowhere
 	Slots    int    // tasks at once; 0: number of CPUs
 	Version  string
 	Logger   hclog.Logger

@@ -410,7 +410,7 @@ func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) 
 	}
 	resp, err := b.Provision(ctx, &wizrpc.ProvisionRequest{
 		RunId: req.RunID, WizBinary: r.wizBinary, Slots: int32(req.Slots), BlobDir: req.BlobDir, LogLevel: r.logLevel,
-		CacheDir: req.CacheDir,
+		CacheDir: req.CacheDir, TaskDir: req.TaskDir,
 	})
 	if err != nil {
 		b.Kill()

@@ -118,14 +118,17 @@ func (x *BackendDescribeResponse) GetProtocolVersion() int32 {
 }
 
 type ProvisionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	WizBinary     string                 `protobuf:"bytes,2,opt,name=wiz_binary,json=wizBinary,proto3" json:"wiz_binary,omitempty"`    // path of the `wiz` binary to run as the executor
-	ConfigJson    []byte                 `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // backend-specific settings from the pipeline
-	Slots         int32                  `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`                            // 0: the executor decides
-	BlobDir       string                 `protobuf:"bytes,5,opt,name=blob_dir,json=blobDir,proto3" json:"blob_dir,omitempty"`
-	LogLevel      string                 `protobuf:"bytes,6,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
-	CacheDir      string                 `protobuf:"bytes,7,opt,name=cache_dir,json=cacheDir,proto3" json:"cache_dir,omitempty"` // where the executor may cache invocation plans
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	WizBinary  string                 `protobuf:"bytes,2,opt,name=wiz_binary,json=wizBinary,proto3" json:"wiz_binary,omitempty"`    // path of the `wiz` binary to run as the executor
+	ConfigJson []byte                 `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // backend-specific settings from the pipeline
+	Slots      int32                  `protobuf:"varint,4,opt,name=slots,proto3" json:"slots,omitempty"`                            // 0: the executor decides
+	BlobDir    string                 `protobuf:"bytes,5,opt,name=blob_dir,json=blobDir,proto3" json:"blob_dir,omitempty"`
+	LogLevel   string                 `protobuf:"bytes,6,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
+	CacheDir   string                 `protobuf:"bytes,7,opt,name=cache_dir,json=cacheDir,proto3" json:"cache_dir,omitempty"` // where the executor may cache invocation plans
+	// where the executor records the process groups of running tasks, so that
+	// the Manager can kill them if the executor dies without doing so
+	TaskDir       string `protobuf:"bytes,8,opt,name=task_dir,json=taskDir,proto3" json:"task_dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -205,6 +208,13 @@ func (x *ProvisionRequest) GetLogLevel() string {
 func (x *ProvisionRequest) GetCacheDir() string {
 	if x != nil {
 		return x.CacheDir
+	}
+	return ""
+}
+
+func (x *ProvisionRequest) GetTaskDir() string {
+	if x != nil {
+		return x.TaskDir
 	}
 	return ""
 }
@@ -419,7 +429,7 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\x17BackendDescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
-	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\"\xd4\x01\n" +
+	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\"\xef\x01\n" +
 	"\x10ProvisionRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1d\n" +
 	"\n" +
@@ -429,7 +439,8 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\x05slots\x18\x04 \x01(\x05R\x05slots\x12\x19\n" +
 	"\bblob_dir\x18\x05 \x01(\tR\ablobDir\x12\x1b\n" +
 	"\tlog_level\x18\x06 \x01(\tR\blogLevel\x12\x1b\n" +
-	"\tcache_dir\x18\a \x01(\tR\bcacheDir\"e\n" +
+	"\tcache_dir\x18\a \x01(\tR\bcacheDir\x12\x19\n" +
+	"\btask_dir\x18\b \x01(\tR\ataskDir\"e\n" +
 	"\x11ProvisionResponse\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12/\n" +

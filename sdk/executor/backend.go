@@ -41,6 +41,9 @@ type ProvisionRequest struct {
 	// CacheDir is where an executor on the Manager's machine may cache
 	// invocation plans across runs; empty: in memory only.
 	CacheDir string
+	// TaskDir is where an executor on the Manager's machine records the
+	// process groups of running tasks (pass it as --task-dir).
+	TaskDir string
 }
 
 // ProvisionResponse says how to reach a provisioned executor.

@@ -77,7 +77,7 @@ func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequ
 	}()
 	resp, err := s.b.Provision(ctx, &ProvisionRequest{
 		RunID: req.RunId, WizBinary: req.WizBinary, Config: req.ConfigJson,
-		Slots: int(req.Slots), BlobDir: req.BlobDir, LogLevel: req.LogLevel, CacheDir: req.CacheDir,
+		Slots: int(req.Slots), BlobDir: req.BlobDir, LogLevel: req.LogLevel, CacheDir: req.CacheDir, TaskDir: req.TaskDir,
 	})
 	if err != nil {
 		return nil, err

@@ -95,6 +95,9 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	if req.CacheDir != "" {
 		args = append(args, "--cache-dir", req.CacheDir)
 	}
+	if req.TaskDir != "" {
+		args = append(args, "--task-dir", req.TaskDir)
+	}
 	cmd := exec.Command(req.WizBinary, args...)
 	cmd.Env = append(os.Environ(), "WIZ_EXECUTOR_TOKEN="+token, "WIZ_LOG_LEVEL="+req.LogLevel)
 	// The executor dies with this backend, and this backend with its host, so
