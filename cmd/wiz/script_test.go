@@ -8,8 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -24,6 +27,12 @@ const scriptVersion = "0.0.0-script"
 // binaries, built once by TestMain. wiz finds its bundled plugins next to
 // its own binary, so the three must share a directory.
 var binDir string
+
+// repoRoot is the root of the wiz repository: tests run in cmd/wiz.
+var repoRoot string
+
+// pluginDir holds the plugin binaries that buildacme and buildproto2 build.
+var pluginDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(testMain(m))
@@ -45,6 +54,15 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	binDir = dir
+	if repoRoot, err = filepath.Abs(filepath.Join("..", "..")); err != nil {
+		fmt.Fprintf(os.Stderr, "find the repository root: %v\n", err)
+		return 1
+	}
+	if pluginDir, err = os.MkdirTemp("", "wiz-script-plugins-"); err != nil {
+		fmt.Fprintf(os.Stderr, "make plugin dir: %v\n", err)
+		return 1
+	}
+	defer os.RemoveAll(pluginDir)
 	return m.Run()
 }
 
@@ -82,9 +100,14 @@ func TestScript(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exits":    cmdExits,
-			"procs":    cmdProcs,
-			"waitfile": cmdWaitfile,
+			"buildacme":   cmdBuildacme,
+			"buildproto2": cmdBuildproto2,
+			"capture":     cmdCapture,
+			"exits":       cmdExits,
+			"inrange":     cmdInrange,
+			"killproc":    cmdKillproc,
+			"procs":       cmdProcs,
+			"waitfile":    cmdWaitfile,
 		},
 	})
 }
@@ -156,7 +179,7 @@ func cmdProcs(ts *testscript.TestScript, neg bool, args []string) {
 	prefix := args[0]
 	work := "WORK=" + ts.Getenv("WORK")
 	if !neg {
-		found := findProcs(work, prefix)
+		found := procLines(findProcs(work, prefix))
 		if len(found) == 0 {
 			ts.Fatalf("no process of this script runs %q", prefix)
 		}
@@ -165,7 +188,7 @@ func cmdProcs(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	deadline := time.Now().Add(procsGone)
 	for waited := false; ; waited = true {
-		found := findProcs(work, prefix)
+		found := procLines(findProcs(work, prefix))
 		if len(found) == 0 {
 			return
 		}
@@ -179,16 +202,37 @@ func cmdProcs(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// findProcs returns "PID: COMMAND LINE" of the live processes whose
-// environment holds the entry work and whose command line starts with
-// prefix.
-func findProcs(work, prefix string) []string {
+// proc is a live process of a script: its PID and its command line, argv
+// with argv[0] reduced to its base name, joined by spaces.
+type proc struct {
+	pid  int
+	line string
+}
+
+// procLines returns "PID: COMMAND LINE" of each of ps.
+func procLines(ps []proc) []string {
+	out := make([]string, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, fmt.Sprintf("%d: %s", p.pid, p.line))
+	}
+	return out
+}
+
+// findProcs returns the live processes whose environment holds the entry
+// work and whose command line starts with prefix.
+func findProcs(work, prefix string) []proc {
+	return matchProcs(work, func(line string) bool { return strings.HasPrefix(line, prefix) })
+}
+
+// matchProcs returns the live processes whose environment holds the entry
+// work and whose command line satisfies match.
+func matchProcs(work string, match func(line string) bool) []proc {
 	self := os.Getpid()
 	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	var out []string
+	var out []proc
 	for _, d := range dirs {
-		pid := filepath.Base(d)
-		if pid == fmt.Sprint(self) {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil || pid == self {
 			continue
 		}
 		env, err := os.ReadFile(filepath.Join(d, "environ"))
@@ -205,8 +249,8 @@ func findProcs(work, prefix string) []string {
 		argv := strings.Split(strings.TrimSuffix(string(raw), "\x00"), "\x00")
 		argv[0] = filepath.Base(argv[0])
 		line := strings.Join(argv, " ")
-		if strings.HasPrefix(line, prefix) {
-			out = append(out, pid+": "+line)
+		if match(line) {
+			out = append(out, proc{pid: pid, line: line})
 		}
 	}
 	return out
@@ -233,4 +277,136 @@ func zombie(stat []byte) bool {
 	}
 	s := stat[i+2]
 	return s == 'Z' || s == 'X'
+}
+
+// cmdKillproc is `killproc PATTERN`: it sends SIGKILL to every live process
+// of this script (as procs sees them: WORK in its environment) whose command
+// line contains PATTERN, and lists them on stdout. It fails when there is
+// none.
+func cmdKillproc(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: killproc PATTERN")
+	}
+	pattern := args[0]
+	found := matchProcs("WORK="+ts.Getenv("WORK"), func(line string) bool { return strings.Contains(line, pattern) })
+	if len(found) == 0 {
+		ts.Fatalf("no process of this script runs a command line containing %q", pattern)
+	}
+	for _, p := range found {
+		if err := syscall.Kill(p.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			ts.Fatalf("kill %d (%s): %v", p.pid, p.line, err)
+		}
+	}
+	fmt.Fprintln(ts.Stdout(), strings.Join(procLines(found), "\n"))
+}
+
+// cmdCapture is `capture NAME REGEXP`: it sets the environment variable NAME
+// to the first submatch of REGEXP (multi-line mode, as in stdout) in the
+// stdout of the previous command, which it leaves as it is. It fails when
+// REGEXP does not match.
+func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: capture NAME REGEXP")
+	}
+	re, err := regexp.Compile("(?m)" + args[1])
+	if err != nil {
+		ts.Fatalf("capture: %v", err)
+	}
+	if re.NumSubexp() < 1 {
+		ts.Fatalf("capture: %q has no (submatch)", args[1])
+	}
+	m := re.FindStringSubmatch(ts.ReadFile("stdout"))
+	if m == nil {
+		ts.Fatalf("capture: no match for %q in stdout", args[1])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+// pluginBuilds holds the plugin binaries built for scripts so far, by what
+// they are: scripts share them, so each is built once per test binary.
+var (
+	pluginMu     sync.Mutex
+	pluginBuilds = map[string]*pluginBuild{}
+)
+
+type pluginBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildPlugin builds the main package in the directory pkgDir (relative to
+// the repository root) with ldflags, once per key, and copies the binary to
+// dir/name.
+func buildPlugin(ts *testscript.TestScript, key, pkgDir, ldflags, dir, name string) {
+	pluginMu.Lock()
+	b := pluginBuilds[key]
+	if b == nil {
+		b = &pluginBuild{path: filepath.Join(pluginDir, key, name)}
+		pluginBuilds[key] = b
+	}
+	pluginMu.Unlock()
+	b.once.Do(func() {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", b.path, ".")
+		cmd.Dir = filepath.Join(repoRoot, pkgDir)
+		// The test's own environment, with its Go build cache; not the
+		// script's, whose HOME is its work directory.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build in %s: %v\n%s", pkgDir, err, out)
+		}
+	})
+	if b.err != nil {
+		ts.Fatalf("build %s: %v", key, b.err)
+	}
+	bin, err := os.ReadFile(b.path)
+	ts.Check(err)
+	dir = ts.MkAbs(dir)
+	ts.Check(os.MkdirAll(dir, 0o755))
+	ts.Check(os.WriteFile(filepath.Join(dir, name), bin, 0o755))
+}
+
+// cmdBuildacme is `buildacme VERSION DIR`: it puts the example acme pack
+// (examples/acme-pack, its own Go module), built with its version set to
+// VERSION, in DIR/wiz-processors-acme.
+func cmdBuildacme(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: buildacme VERSION DIR")
+	}
+	buildPlugin(ts, "acme-"+args[0], filepath.Join("examples", "acme-pack"),
+		"-X main.version="+args[0], args[1], "wiz-processors-acme")
+}
+
+// cmdBuildproto2 is `buildproto2 DIR`: it puts the test plugin that answers
+// the wiz handshake but speaks plugin protocol 2
+// (internal/pluginhost/testdata/proto2) in DIR/wiz-processors-proto2.
+func cmdBuildproto2(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: buildproto2 DIR")
+	}
+	buildPlugin(ts, "proto2", filepath.Join("internal", "pluginhost", "testdata", "proto2"),
+		"", args[0], "wiz-processors-proto2")
+}
+
+// cmdInrange is `inrange N LO HI`: it succeeds when the integer N is at least
+// LO and at most HI; `! inrange` when it is not.
+func cmdInrange(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: inrange N LO HI")
+	}
+	var v [3]int64
+	for i, a := range args {
+		n, err := strconv.ParseInt(a, 10, 64)
+		if err != nil {
+			ts.Fatalf("inrange: %q is not an integer", a)
+		}
+		v[i] = n
+	}
+	in := v[1] <= v[0] && v[0] <= v[2]
+	switch {
+	case in && neg:
+		ts.Fatalf("%d is in [%d, %d]", v[0], v[1], v[2])
+	case !in && !neg:
+		ts.Fatalf("%d is not in [%d, %d]", v[0], v[1], v[2])
+	}
 }

@@ -483,6 +483,11 @@ func (r *run) act(acts []scheduler.Action) bool {
 			if pr.taskID != "" {
 				_ = r.execs[pr.exec].Cancel(pr.taskID, r.reason)
 			} else { // waiting for a retry: nothing runs, so it ends now
+				pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
+				pr.rec.Ended = timestamppb.Now()
+				pr.rec.Error = "cancelled: " + r.reason + " (waiting to retry after: " + pr.rec.Error + ")"
+				_ = r.batch.PutProcessor(pr.rec)
+				r.notify(Update{Processor: pr.rec})
 				r.act(r.sched.Finished(a.Node, scheduler.Cancelled))
 			}
 		case scheduler.Done:
@@ -610,14 +615,17 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 		return false
 	}
 	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
-	_ = r.batch.PutProcessor(pr.rec)
 	r.event(pr.node.Name, "state", "Failed: "+ev.Message)
 	if pr.node.OnError == pipeline.OnErrorWarn {
 		msg := fmt.Sprintf("processor %s failed (on_error: warn): %s", pr.node.Name, ev.Message)
+		pr.rec.Warnings = append(pr.rec.Warnings, msg)
+		_ = r.batch.PutProcessor(pr.rec)
 		r.rec.Warnings++
 		r.event(pr.node.Name, "warning", msg)
+		r.notify(Update{Processor: pr.rec})
 		r.notify(Update{Processor: pr.rec, Warning: msg})
 	} else {
+		_ = r.batch.PutProcessor(pr.rec)
 		if r.reason == "" {
 			r.reason = fmt.Sprintf("processor %s failed: %s", pr.node.Name, ev.Message)
 		}

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -178,6 +179,13 @@ func (p *Pack) Exited() bool { return p.client.Exited() }
 func (p *Pack) Kill() { p.client.Kill() }
 
 func (p *Pack) callError(op string, err error) error {
+	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable {
+		// The connection broke: the process may be dying; go-plugin notices
+		// a moment later.
+		for deadline := time.Now().Add(2 * time.Second); !p.client.Exited() && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	if p.client.Exited() {
 		return fmt.Errorf("pack %s: %s: %w", p.name, op, ErrPluginShutdown)
 	}

@@ -70,7 +70,17 @@ func (r *Registry) Install(ctx context.Context, src string) (*Plugin, bool, erro
 		old := &Plugin{}
 		if json.Unmarshal(b, old) == nil && old.SHA256 == p.SHA256 {
 			old.Path = filepath.Join(dir, old.Binary)
-			return old, false, nil
+			if got, err := pluginhost.FileSHA256(old.Path); err == nil && got == old.SHA256 {
+				return old, false, nil
+			}
+			data, err := os.ReadFile(bin)
+			if err != nil {
+				return nil, false, err
+			}
+			if err := writeFileAtomic(old.Path, data, 0o755); err != nil {
+				return nil, false, fmt.Errorf("install %s: %w", p.Name, err)
+			}
+			return old, true, nil
 		}
 		return nil, false, fmt.Errorf("%s %s is already installed from another binary; remove it first with `wiz plugin remove %s@%s`", p.Name, p.Version, p.Name, p.Version)
 	}
