@@ -200,17 +200,7 @@ func stateName(s wizpb.ProcessorState) string {
 	return "Idle"
 }
 
-func runStateName(s wizpb.RunState) string {
-	switch s {
-	case wizpb.RunState_RUN_STATE_RUNNING:
-		return "Running"
-	case wizpb.RunState_RUN_STATE_FAILED:
-		return "Failed"
-	case wizpb.RunState_RUN_STATE_SUCCEEDED:
-		return "Succeeded"
-	}
-	return "Unknown"
-}
+func runStateName(s wizpb.RunState) string { return manager.RunStateName(s) }
 
 func fmtDuration(d time.Duration) string {
 	switch {

@@ -134,7 +134,7 @@ func (m *Manager) Cancel(id string) (*wizpb.Run, error) {
 	}
 	lr := m.liveRun(r.Id)
 	if lr == nil {
-		return r, fmt.Errorf("%w: run %s is %s", ErrNotRunning, r.Id, runStateWord(r.State))
+		return r, fmt.Errorf("%w: run %s is %s", ErrNotRunning, r.Id, RunStateName(r.State))
 	}
 	lr.cancel(errCancelled)
 	<-lr.done
@@ -296,7 +296,8 @@ func (u Update) clone() Update {
 // Clone copies an update (see clone).
 func (u Update) Clone() Update { return u.clone() }
 
-func runStateWord(s wizpb.RunState) string {
+// RunStateName is a run state as users read it: Running, Failed, Succeeded.
+func RunStateName(s wizpb.RunState) string {
 	switch s {
 	case wizpb.RunState_RUN_STATE_RUNNING:
 		return "Running"
@@ -305,5 +306,5 @@ func runStateWord(s wizpb.RunState) string {
 	case wizpb.RunState_RUN_STATE_SUCCEEDED:
 		return "Succeeded"
 	}
-	return "unknown"
+	return "Unknown"
 }
