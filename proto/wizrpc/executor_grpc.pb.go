@@ -39,7 +39,9 @@ type ExecutorClient interface {
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	// Execute carries tasks and cancels in, and task events out.
 	Execute(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ExecuteRequest, ExecuteEvent], error)
-	// Cancel cancels one task (also possible on the Execute stream).
+	// Cancel is reserved for cancelling a task outside its stream. Today tasks
+	// are cancelled on the Execute stream that carried them, and the executor
+	// answers Cancel with FailedPrecondition saying so.
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
 }
 
@@ -96,7 +98,9 @@ type ExecutorServer interface {
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	// Execute carries tasks and cancels in, and task events out.
 	Execute(grpc.BidiStreamingServer[ExecuteRequest, ExecuteEvent]) error
-	// Cancel cancels one task (also possible on the Execute stream).
+	// Cancel is reserved for cancelling a task outside its stream. Today tasks
+	// are cancelled on the Execute stream that carried them, and the executor
+	// answers Cancel with FailedPrecondition saying so.
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
 	mustEmbedUnimplementedExecutorServer()
 }
