@@ -80,6 +80,7 @@ func stamp(_ context.Context, req *processor.Request, emit processor.Emitter) er
 		}
 	}
 	emit.Log("stderr", []byte("stamping with acme "+version+"\n"))
+	processor.Logger().Info("stamp", "label", c.Label, "version", version)
 	return emit.Output("out", processor.Text(fmt.Sprintf("%s%s acme %s\n", b, c.Label, version)))
 }
 

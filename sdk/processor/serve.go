@@ -32,18 +32,33 @@ func Serve(p *Pack) {
 		VersionedPlugins: map[int]plugin.PluginSet{
 			sdk.ProtocolVersion: {sdk.PackPluginName: &packPlugin{pack: p}},
 		},
-		Logger: hclog.New(&hclog.LoggerOptions{
-			Name:       p.Name,
-			Level:      hclog.LevelFromString(os.Getenv("WIZ_LOG_LEVEL")),
-			JSONFormat: true,
-			Output:     os.Stderr,
-		}),
+		Logger: Logger(),
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
 			opts = append(opts, grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize))
 			return grpc.NewServer(opts...)
 		},
 	})
 }
+
+// Logger returns the logger a pack logs with: what it logs at or above the
+// level the user chose (wiz --log-level) reaches wiz's log and the logs of the
+// runs whose tasks the pack is running. For output that belongs to one task,
+// use the Emitter's Log.
+func Logger() hclog.Logger {
+	loggerOnce.Do(func() {
+		logger = hclog.New(&hclog.LoggerOptions{
+			Level:      hclog.LevelFromString(os.Getenv("WIZ_LOG_LEVEL")),
+			JSONFormat: true,
+			Output:     os.Stderr,
+		})
+	})
+	return logger
+}
+
+var (
+	loggerOnce sync.Once
+	logger     hclog.Logger
+)
 
 func (p *Pack) check() error {
 	if p.Name == "" || p.Version == "" {
