@@ -127,8 +127,6 @@ func (s *Server) runTask(ctx context.Context, t *wizrpc.Task, emit func(*wizrpc.
 		}
 		s.runNative(ctx, t, plan, emit)
 	case wizrpc.TypeKind_TYPE_KIND_DATA:
-		e.logs.add(t.Id, emit)
-		defer e.logs.remove(t.Id)
 		s.runData(ctx, t, e.pack, emit)
 	default:
 		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("pack %s@%s has no processor type %q", t.Pack.Name, t.Pack.Version, t.Type), false))

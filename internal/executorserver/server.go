@@ -68,36 +68,6 @@ type packEntry struct {
 	pack  *pluginhost.Pack
 	kinds map[string]wizrpc.TypeKind
 	err   error
-	logs  *logFan // the pack's hclog lines, to the tasks it runs
-}
-
-// logFan sends a pack's log lines to the tasks running in it, so that they
-// land in the runs' logs (stream "plugin") at the level the user chose.
-type logFan struct {
-	mu    sync.Mutex
-	tasks map[string]func(*wizrpc.ExecuteEvent)
-}
-
-func (f *logFan) add(id string, emit func(*wizrpc.ExecuteEvent)) {
-	f.mu.Lock()
-	f.tasks[id] = emit
-	f.mu.Unlock()
-}
-
-func (f *logFan) remove(id string) {
-	f.mu.Lock()
-	delete(f.tasks, id)
-	f.mu.Unlock()
-}
-
-// Write takes one formatted log line.
-func (f *logFan) Write(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, emit := range f.tasks {
-		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{Stream: "plugin", Data: append([]byte(nil), p...)}}})
-	}
-	return len(p), nil
 }
 
 // Run serves until ctx is done, then cancels running tasks, stops pack plugins
@@ -227,10 +197,10 @@ func (s *Server) pack(ref *wizrpc.PackRef) (*packEntry, error) {
 		s.mu.Lock()
 		e := s.packs[ref.Sha256]
 		if e == nil {
-			e = &packEntry{ready: make(chan struct{}), logs: &logFan{tasks: map[string]func(*wizrpc.ExecuteEvent){}}}
+			e = &packEntry{ready: make(chan struct{})}
 			s.packs[ref.Sha256] = e
 			s.mu.Unlock()
-			e.pack, e.kinds, e.err = s.launch(ref, e.logs)
+			e.pack, e.kinds, e.err = s.launch(ref)
 			close(e.ready)
 			if e.err != nil {
 				s.mu.Lock()
@@ -253,17 +223,9 @@ func (s *Server) pack(ref *wizrpc.PackRef) (*packEntry, error) {
 	}
 }
 
-func (s *Server) launch(ref *wizrpc.PackRef, fan *logFan) (*pluginhost.Pack, map[string]wizrpc.TypeKind, error) {
-	// The pack's logs go to the executor's log and, through a sink, to the
-	// logs of the tasks running in it.
-	logger := hclog.NewInterceptLogger(&hclog.LoggerOptions{
-		Name: "executor." + ref.Name, Level: s.log.GetLevel(), Output: os.Stderr,
-	})
-	logger.RegisterSink(hclog.NewSinkAdapter(&hclog.LoggerOptions{
-		Name: ref.Name, Level: s.log.GetLevel(), Output: fan, DisableTime: true,
-	}))
+func (s *Server) launch(ref *wizrpc.PackRef) (*pluginhost.Pack, map[string]wizrpc.TypeKind, error) {
 	p, err := pluginhost.Launch(pluginhost.Config{
-		Name: ref.Name + "@" + ref.Version, Path: ref.Path, SHA256: ref.Sha256, Logger: logger,
+		Name: ref.Name + "@" + ref.Version, Path: ref.Path, SHA256: ref.Sha256, Logger: s.log.Named(ref.Name),
 	})
 	if err != nil {
 		return nil, nil, err

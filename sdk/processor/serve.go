@@ -41,16 +41,17 @@ func Serve(p *Pack) {
 }
 
 // Logger returns the logger a pack logs with: what it logs at or above the
-// level the user chose (wiz --log-level) reaches wiz's log and the logs of the
-// runs whose tasks the pack is running. For output that belongs to one task,
-// use the Emitter's Log.
+// level the user chose (wiz --log-level) reaches wiz executor's log and, as
+// stream "plugin", the logs of the runs whose tasks the pack is running at
+// that moment. For output that belongs to one task, use the Emitter's Log.
 func Logger() hclog.Logger {
 	loggerOnce.Do(func() {
-		logger = hclog.New(&hclog.LoggerOptions{
-			Level:      hclog.LevelFromString(os.Getenv("WIZ_LOG_LEVEL")),
-			JSONFormat: true,
-			Output:     os.Stderr,
-		})
+		level := hclog.LevelFromString(os.Getenv("WIZ_LOG_LEVEL"))
+		il := hclog.NewInterceptLogger(&hclog.LoggerOptions{Level: level, JSONFormat: true, Output: os.Stderr})
+		// Lines also go to the running tasks on their own streams, so they
+		// arrive with the task's other events, before it finishes.
+		il.RegisterSink(hclog.NewSinkAdapter(&hclog.LoggerOptions{Level: level, Output: running, DisableTime: true}))
+		logger = il
 	})
 	return logger
 }
@@ -58,7 +59,36 @@ func Logger() hclog.Logger {
 var (
 	loggerOnce sync.Once
 	logger     hclog.Logger
+	running    = &runningTasks{emitters: map[*streamEmitter]bool{}}
 )
+
+// runningTasks are the tasks the pack is processing; Write sends a log line
+// to each of them.
+type runningTasks struct {
+	mu       sync.Mutex
+	emitters map[*streamEmitter]bool
+}
+
+func (r *runningTasks) add(e *streamEmitter) {
+	r.mu.Lock()
+	r.emitters[e] = true
+	r.mu.Unlock()
+}
+
+func (r *runningTasks) remove(e *streamEmitter) {
+	r.mu.Lock()
+	delete(r.emitters, e)
+	r.mu.Unlock()
+}
+
+func (r *runningTasks) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for e := range r.emitters {
+		e.Log("plugin", append([]byte(nil), p...))
+	}
+	return len(p), nil
+}
 
 func (p *Pack) check() error {
 	if p.Name == "" || p.Version == "" {
@@ -199,6 +229,8 @@ func (s *packServer) Process(req *wizrpc.ProcessRequest, stream wizrpc.Processor
 	for name, d := range req.Inputs {
 		in[name] = FromProto(d, req.BlobDir)
 	}
+	running.add(em)
+	defer running.remove(em)
 	if err := safeProcess(stream.Context(), t.Processor, &Request{Type: req.Type, Config: cfg, Inputs: in}, em); err != nil {
 		return em.fail(err)
 	}
