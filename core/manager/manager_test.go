@@ -27,6 +27,7 @@ func (catalog) Lookup(typ string) (*pipeline.TypeSpec, bool) {
 	}
 	return &pipeline.TypeSpec{Type: "t/run", Fields: []pipeline.FieldSpec{
 		{Name: "fail", Type: "int"}, {Name: "flaky", Type: "int"}, {Name: "sleep", Type: "duration"},
+		{Name: "waitfor", Type: "string"},
 	}}, true
 }
 func (catalog) Types() []string { return []string{"t/run"} }
@@ -91,6 +92,17 @@ func (e *fakeExec) Submit(t *manager.Task) error {
 		defer func() { e.mu.Lock(); e.running--; e.mu.Unlock() }()
 		e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventStarted}
 		cfg := string(t.Config)
+		if strings.Contains(cfg, `"waitfor":"slow"`) { // until slow has started
+			for i := 0; i < 10000; i++ {
+				e.b.mu.Lock()
+				n := e.b.tries["slow"]
+				e.b.mu.Unlock()
+				if n > 0 {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
 		if strings.Contains(cfg, `"sleep"`) {
 			select {
 			case <-time.After(30 * time.Second):
@@ -164,7 +176,7 @@ func TestFailureRule(t *testing.T) {
 	src := `name: fail
 processors:
   slow: {uses: t/run, with: {sleep: 1m}}
-  bad:  {uses: t/run, with: {fail: 3}, after: [gate]}
+  bad:  {uses: t/run, with: {fail: 3, waitfor: slow}, after: [gate]}
   gate: {uses: t/run}
   down: {uses: t/run, after: [bad]}
 `
