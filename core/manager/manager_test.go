@@ -386,3 +386,25 @@ processors:
 		t.Errorf("--from nope: %v", err)
 	}
 }
+
+// TestMissingOutput: a processor that names an output its upstream did not
+// produce fails at once, naming the outputs there are, and is not retried.
+func TestMissingOutput(t *testing.T) {
+	t.Parallel()
+	m, b := newManager(t, 2)
+	src := `name: missing
+processors:
+  a: {uses: t/run}
+  b: {uses: t/run, inputs: {in: a.nope}, retries: 2}
+`
+	r, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != wizpb.RunState_RUN_STATE_FAILED || !strings.Contains(r.Reason, `processor a has no output "nope" (it has: out)`) {
+		t.Fatalf("run = %v %q", r.State, r.Reason)
+	}
+	if b.tries["b"] != 0 {
+		t.Errorf("b ran %d times, want 0", b.tries["b"])
+	}
+}

@@ -278,6 +278,7 @@ type proc struct {
 	pack    PackRef
 	native  bool
 	reused  bool // outputs taken from an earlier run; never dispatched
+	noRetry bool // failed by the Manager before running: retrying cannot help
 	exec    string
 	outputs map[string]*wizpb.Data
 	taskID  string
@@ -535,6 +536,7 @@ func (r *run) fail(i int, msg string, code int) {
 	id := "manager/" + pr.node.Name
 	r.tasks[id] = i
 	pr.taskID = id
+	pr.noRetry = true // the same inputs would fail the same way
 	r.handle(&TaskEvent{TaskID: id, Kind: EventFinished, Outcome: OutcomeFailed, Message: msg, Code: code})
 }
 
@@ -602,7 +604,7 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 	}
 	// Failed.
 	pr.rec.Error = ev.Message
-	if int(pr.rec.Attempts) <= pr.node.Retries && r.sched.Result() == scheduler.Running && r.reason == "" {
+	if !pr.noRetry && pr.rec.Attempts >= 1 && int(pr.rec.Attempts) <= pr.node.Retries && r.sched.Result() == scheduler.Running && r.reason == "" {
 		backoff := time.Second << (pr.rec.Attempts - 1)
 		if backoff > maxBackoff || backoff <= 0 {
 			backoff = maxBackoff
