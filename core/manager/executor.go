@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/wiz-run/wiz/core/pipeline"
@@ -35,6 +36,8 @@ type Task struct {
 	Config    []byte // the processor's `with` as JSON
 	Inputs    map[string]*wizpb.Data
 	Timeout   time.Duration
+	InlineMax int64 // outputs larger than this become Wiz Files; 0: the default
+	MaxOutput int64 // an output larger than this fails the task; 0: no limit
 }
 
 // EventKind says what a TaskEvent reports.
@@ -98,6 +101,7 @@ type Executor interface {
 // ProvisionRequest asks a backend for an executor.
 type ProvisionRequest struct {
 	Backend  string // "local"
+	Config   []byte // the backend's settings from the pipeline, as JSON; nil: none
 	RunID    string
 	Slots    int
 	BlobDir  string
@@ -108,4 +112,37 @@ type ProvisionRequest struct {
 // Backends provisions executors from executor backend plugins.
 type Backends interface {
 	Provision(ctx context.Context, req ProvisionRequest) (Executor, error)
+}
+
+// executorOf returns the executor backend a processor runs on and that
+// backend's settings as JSON: the processor's own `executor:`, else the
+// pipeline's, with the processor's `resources` added. A processor that names
+// the pipeline's backend without settings takes the pipeline's settings.
+// Processors with equal results share one executor in a run.
+func executorOf(p *pipeline.Pipeline, n *pipeline.ProcessorNode) (string, []byte, error) {
+	backend, cfg := n.Executor, n.ExecutorConfig
+	if backend == "" {
+		backend = p.Executor
+	}
+	if backend == "" {
+		backend = pipeline.DefaultExecutor
+	}
+	if cfg == nil && backend == p.Executor {
+		cfg = p.ExecutorConfig
+	}
+	if cfg == nil && n.Resources == nil {
+		return backend, nil, nil
+	}
+	m := make(map[string]any, len(cfg)+1)
+	for k, v := range cfg {
+		m[k] = v
+	}
+	if n.Resources != nil {
+		m["resources"] = n.Resources
+	}
+	b, err := json.Marshal(m) // sorted keys: equal settings give equal bytes
+	if err != nil {
+		return "", nil, err
+	}
+	return backend, b, nil
 }

@@ -277,9 +277,11 @@ type proc struct {
 	config  []byte
 	pack    PackRef
 	native  bool
-	reused  bool // outputs taken from an earlier run; never dispatched
-	noRetry bool // failed by the Manager before running: retrying cannot help
-	exec    string
+	reused  bool   // outputs taken from an earlier run; never dispatched
+	noRetry bool   // failed by the Manager before running: retrying cannot help
+	exec    string // executor key: backend name, and its settings when any
+	backend string // executor backend name
+	excfg   []byte // the backend's settings as JSON; nil when none
 	outputs map[string]*wizpb.Data
 	taskID  string
 	warns   []string
@@ -297,13 +299,14 @@ func (r *run) prepare(text map[string]string) error {
 		if err != nil {
 			return fmt.Errorf("%s: processor %s: config: %w", n.Pos, n.Name, err)
 		}
-		ex := n.Executor
-		if ex == "" {
-			ex = r.p.Executor
+		backend, excfg, err := executorOf(r.p, n)
+		if err != nil {
+			return fmt.Errorf("%s: processor %s: executor settings: %w", n.Pos, n.Name, err)
 		}
 		pr := &proc{
-			node: n, config: cfg, pack: ref, native: native, exec: ex, outputs: map[string]*wizpb.Data{},
-			rec: &wizpb.ProcessorRun{RunId: r.rec.Id, Name: n.Name, Type: n.Uses},
+			node: n, config: cfg, pack: ref, native: native, exec: backend + string(excfg), backend: backend, excfg: excfg,
+			outputs: map[string]*wizpb.Data{},
+			rec:     &wizpb.ProcessorRun{RunId: r.rec.Id, Name: n.Name, Type: n.Uses},
 		}
 		if old := r.reuse[n.Name]; old != nil {
 			pr.rec = proto.Clone(old).(*wizpb.ProcessorRun)
@@ -396,11 +399,11 @@ func (r *run) loop(ctx context.Context) error {
 			continue
 		}
 		ex, err := r.m.backends.Provision(ctx, ProvisionRequest{
-			Backend: pr.exec, RunID: r.rec.Id, Slots: r.p.MaxParallel, BlobDir: r.m.blobs.Dir(), CacheDir: r.m.cacheDir, TaskDir: r.m.taskDir,
+			Backend: pr.backend, Config: pr.excfg, RunID: r.rec.Id, Slots: r.p.MaxParallel, BlobDir: r.m.blobs.Dir(), CacheDir: r.m.cacheDir, TaskDir: r.m.taskDir,
 		})
 		if err != nil {
 			r.closeExecutors()
-			return r.finish(scheduler.RunFailed, fmt.Sprintf("provision %s executor: %v", pr.exec, err))
+			return r.finish(scheduler.RunFailed, fmt.Sprintf("provision %s executor: %v", pr.backend, err))
 		}
 		r.execs[pr.exec] = ex
 		slots += ex.Slots()
@@ -520,7 +523,7 @@ func (r *run) dispatch(i int) {
 	r.tasks[pr.taskID] = i
 	err := r.execs[pr.exec].Submit(&Task{
 		ID: pr.taskID, Native: pr.native, RunID: r.rec.Id, Processor: pr.node.Name, Type: pr.node.Uses, Pack: pr.pack,
-		Config: pr.config, Inputs: inputs, Timeout: pr.node.Timeout,
+		Config: pr.config, Inputs: inputs, Timeout: pr.node.Timeout, InlineMax: r.p.InlineMax, MaxOutput: pr.node.MaxOutput,
 	})
 	if err != nil {
 		delete(r.tasks, pr.taskID)

@@ -28,9 +28,10 @@ var (
 
 // Keys of the mappings of a pipeline file.
 var (
-	topKeys       = []string{"executor", "inputs", "max_parallel", "name", "processors", "retries"}
+	topKeys       = []string{"executor", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "processors", "retries"}
 	inputKeys     = []string{"default", "doc", "type"}
-	processorKeys = []string{"after", "executor", "inputs", "on_error", "retries", "timeout", "uses", "with"}
+	processorKeys = []string{"after", "executor", "inputs", "max_output_size", "on_error", "resources", "retries", "timeout", "uses", "with"}
+	resourceKeys  = []string{"limits", "requests"}
 )
 
 // Parse reads the pipeline file called file (the name is used in positions)
@@ -781,12 +782,11 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 				p.Name = s
 			}
 		case "executor":
-			if s, ok := d.str(e); ok {
-				if !executorNameRE.MatchString(s) {
-					d.errorf(e.valPos, "invalid executor name %q", s)
-				}
-				p.Executor = s
-			}
+			p.Executor, p.ExecutorConfig = d.executor(e)
+		case "inline_max_size":
+			p.InlineMax = d.size(e)
+		case "max_output_size":
+			p.MaxOutput = d.size(e)
 		case "max_parallel":
 			p.MaxParallel, _ = d.count(e)
 		case "retries":
@@ -862,7 +862,7 @@ func (d *decoder) processors(p *Pipeline, procs entry) {
 }
 
 func (d *decoder) processor(p *Pipeline, pe entry) *ProcessorNode {
-	n := &ProcessorNode{Name: pe.key, Pos: pe.keyPos, Retries: p.Retries}
+	n := &ProcessorNode{Name: pe.key, Pos: pe.keyPos, Retries: p.Retries, MaxOutput: p.MaxOutput}
 	switch {
 	case pe.key == "inputs":
 		d.errorf(pe.keyPos, "processor name \"inputs\" is reserved for references to pipeline inputs")
@@ -908,12 +908,11 @@ func (d *decoder) processor(p *Pipeline, pe entry) *ProcessorNode {
 				}
 			}
 		case "executor":
-			if s, ok := d.str(e); ok {
-				if !executorNameRE.MatchString(s) {
-					d.errorf(e.valPos, "invalid executor name %q", s)
-				}
-				n.Executor = s
-			}
+			n.Executor, n.ExecutorConfig = d.executor(e)
+		case "resources":
+			n.Resources = d.resources(e)
+		case "max_output_size":
+			n.MaxOutput = d.size(e)
 		default:
 			d.unknownKey(e, "in "+what, processorKeys)
 		}
@@ -1071,6 +1070,112 @@ func (d *decoder) after(n *ProcessorNode, e entry) {
 		n.After = append(n.After, item.Value)
 		n.afterPos = append(n.afterPos, d.pos(item))
 	}
+}
+
+// executor reads `executor:`, either a backend name ("kubernetes") or a
+// mapping with `backend` and the backend's own settings.
+func (d *decoder) executor(e entry) (string, map[string]any) {
+	if isString(e.val) {
+		if !executorNameRE.MatchString(e.val.Value) {
+			d.errorf(e.valPos, "invalid executor name %q", e.val.Value)
+		}
+		return e.val.Value, nil
+	}
+	if e.val.Kind != yaml.MappingNode {
+		d.errorf(e.valPos, "executor must be a backend name like \"local\" or a mapping with \"backend\" and its settings, got %s", kindOf(e.val))
+		return "", nil
+	}
+	entries, _ := d.mapping(e.val, "executor", "key")
+	name := ""
+	cfg := map[string]any{}
+	for _, f := range entries {
+		if f.key == "backend" {
+			if s, ok := d.str(f); ok {
+				if !executorNameRE.MatchString(s) {
+					d.errorf(f.valPos, "invalid executor name %q", s)
+				}
+				name = s
+			}
+			continue
+		}
+		if v, ok := d.value(f.val); ok {
+			cfg[f.key] = v
+		}
+	}
+	if name == "" {
+		d.errorf(e.valPos, "executor settings need \"backend\", the executor backend's name (for example backend: kubernetes)")
+	}
+	return name, cfg
+}
+
+// resources reads a processor's `resources:` (requests and limits of cpu,
+// memory and the like), which the executor backend applies; quantities are
+// checked by the backend, which knows its units.
+func (d *decoder) resources(e entry) map[string]any {
+	entries, ok := d.mapping(e.val, "resources", "key")
+	if !ok {
+		return nil
+	}
+	out := map[string]any{}
+	for _, f := range entries {
+		if f.key != "requests" && f.key != "limits" {
+			d.unknownKey(f, "in resources", resourceKeys)
+			continue
+		}
+		qs, ok := d.mapping(f.val, "resources."+f.key, "resource name")
+		if !ok {
+			continue
+		}
+		m := map[string]any{}
+		for _, q := range qs {
+			t, ok := d.scalarText(q)
+			if !ok {
+				continue
+			}
+			m[q.key] = t
+		}
+		out[f.key] = m
+	}
+	return out
+}
+
+// size reads a byte size: an integer, or a number with a unit such as
+// "512KiB", "100MiB", "2GiB", "1GB".
+func (d *decoder) size(e entry) int64 {
+	if e.val.Kind == yaml.ScalarNode {
+		if n, err := ParseSize(e.val.Value); err == nil && n > 0 {
+			return n
+		}
+	}
+	d.errorf(e.valPos, "%s must be a size like \"1MiB\", \"500MB\" or \"2GiB\", got %s", e.key, describe(e.val))
+	return 0
+}
+
+// ParseSize parses a byte size: digits with an optional unit B, KB, MB, GB,
+// TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024).
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 {
+		return 0, fmt.Errorf("size %q does not start with a number", s)
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("size %q: %w", s, err)
+	}
+	units := map[string]int64{"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+	mult, ok := units[strings.TrimSpace(s[i:])]
+	if !ok {
+		return 0, fmt.Errorf("size %q: unknown unit (use B, KB, MB, GB, KiB, MiB, GiB)", s)
+	}
+	if n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n * mult, nil
 }
 
 func (d *decoder) timeout(e entry) time.Duration {

@@ -173,8 +173,17 @@ type ProcessorNode struct {
 	// Executor overrides the pipeline's executor; empty means the
 	// pipeline's.
 	Executor string
-	Pos      Position            // position of the processor's key
-	WithPos  map[string]Position // position of each top-level `with` key
+	// ExecutorConfig holds the settings of the processor's `executor:`
+	// mapping other than backend; nil when it names a backend only.
+	ExecutorConfig map[string]any
+	// Resources holds `resources:` (requests and limits), which the executor
+	// backend applies; nil when none.
+	Resources map[string]any
+	// MaxOutput is the largest output in bytes the processor may make (its
+	// own `max_output_size`, else the pipeline's); 0: no limit.
+	MaxOutput int64
+	Pos       Position            // position of the processor's key
+	WithPos   map[string]Position // position of each top-level `with` key
 
 	usesPos  Position   // position of the uses value
 	withPos  *Position  // position of the `with` key; nil when absent
@@ -193,14 +202,22 @@ var _ graph.Node = (*ProcessorNode)(nil)
 // Pipeline is not safe for concurrent use while Validate runs; afterwards it
 // may be read concurrently.
 type Pipeline struct {
-	File        string
-	Source      []byte
-	Name        string
-	Inputs      []InputDecl      // in file order
-	Processors  []*ProcessorNode // in file order; Processors[i].ID() == int64(i)
-	Executor    string           // default "local"
-	MaxParallel int              // 0 means the executor's capacity
-	Retries     int              // pipeline-wide default retries
+	File       string
+	Source     []byte
+	Name       string
+	Inputs     []InputDecl      // in file order
+	Processors []*ProcessorNode // in file order; Processors[i].ID() == int64(i)
+	Executor   string           // default "local"
+	// ExecutorConfig holds the settings of the pipeline's `executor:` mapping
+	// other than backend; nil when it names a backend only.
+	ExecutorConfig map[string]any
+	// InlineMax is the size above which outputs become Wiz Files instead of
+	// inline Wiz Data; 0: the default (1 MiB).
+	InlineMax int64
+	// MaxOutput is the pipeline-wide default of max_output_size; 0: none.
+	MaxOutput   int64
+	MaxParallel int // 0 means the executor's capacity
+	Retries     int // pipeline-wide default retries
 	// Graph holds the processors as nodes. An edge u->v means v depends on
 	// u, for data (v's inputs name u) or order (v's after names u).
 	Graph *simple.DirectedGraph

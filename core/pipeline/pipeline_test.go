@@ -255,7 +255,7 @@ func TestParseErrors(t *testing.T) {
 		{"no processors", "name: t\nprocessors: {}\n", `p.yaml:2:1: pipeline has no processors`},
 		{"null processors", "name: t\nprocessors:\n", `p.yaml:2:1: pipeline has no processors`},
 		{"unknown top key", "name: t\nprocesors: {}\nprocessors: {a: {uses: std/json}}\n",
-			`p.yaml:2:1: unknown key "procesors" in pipeline (valid keys: executor, inputs, max_parallel, name, processors, retries)`},
+			`p.yaml:2:1: unknown key "procesors" in pipeline (valid keys: executor, inline_max_size, inputs, max_output_size, max_parallel, name, processors, retries)`},
 		{"bad name", "name: Word Count\nprocessors: {a: {uses: std/json}}\n",
 			`p.yaml:1:7: invalid pipeline name "Word Count": use lower-case letters, digits, ".", "_" and "-", starting with a letter or digit`},
 		{"name not string", "name: [a]\nprocessors: {a: {uses: std/json}}\n", `p.yaml:1:7: name must be a string, got a list`},
@@ -270,7 +270,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty processor", procs("  a:\n"), `p.yaml:3:3: processor "a" is empty: it needs at least uses`},
 		{"missing uses", procs("  a: {with: {x: 1}}\n"), `p.yaml:3:3: processor "a" is missing required key "uses" (a processor type like std/exec)`},
 		{"unknown processor key", procs("  a:\n    uses: std/json\n    need: [b]\n"),
-			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, executor, inputs, on_error, retries, timeout, uses, with)`},
+			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, executor, inputs, max_output_size, on_error, resources, retries, timeout, uses, with)`},
 		{"bad uses", procs("  a: {uses: exec}\n"), `p.yaml:3:13: invalid processor type "exec": want PACK/NAME, like std/exec`},
 		{"empty version", procs("  a: {uses: std/exec@}\n"), `p.yaml:3:13: empty version constraint in "std/exec@": want PACK/NAME@CONSTRAINT, like acme/resize@^1.2`},
 		{"bad timeout", procs("  a: {uses: std/json, timeout: 30}\n"), `p.yaml:3:32: timeout must be a positive duration like "30s" or "5m", got 30`},
@@ -289,10 +289,20 @@ func TestParseErrors(t *testing.T) {
 		{"duplicate with key", procs("  a:\n    uses: std/exec\n    with:\n      dir: /a\n      dir: /b\n"),
 			`p.yaml:7:7: duplicate key "dir" (first defined at line 6)`},
 		{"unknown alias", procs("  a: {uses: *typ}\n"), `p.yaml:3:13: unknown alias "*typ"`},
+		{"executor without backend", "name: t\nexecutor: {namespace: wiz}\nprocessors: {a: {uses: std/json}}\n",
+			`p.yaml:2:11: executor settings need "backend", the executor backend's name (for example backend: kubernetes)`},
+		{"executor list", procs("  a: {uses: std/json, executor: [local]}\n"),
+			`p.yaml:3:33: executor must be a backend name like "local" or a mapping with "backend" and its settings, got a list`},
+		{"bad resources key", procs("  a:\n    uses: std/json\n    resources: {request: {cpu: 1}}\n"),
+			`p.yaml:5:17: unknown key "request" in resources (valid keys: limits, requests)`},
+		{"bad size", "name: t\nmax_output_size: 10 parsecs\nprocessors: {a: {uses: std/json}}\n",
+			`p.yaml:2:18: max_output_size must be a size like "1MiB", "500MB" or "2GiB", got "10 parsecs"`},
+		{"zero size", procs("  a: {uses: std/json, max_output_size: 0}\n"),
+			`p.yaml:3:40: max_output_size must be a size like "1MiB", "500MB" or "2GiB", got 0`},
 		{"several, sorted", "name: t\nprocessors:\n  b: {uses: std/json, retries: x}\n  a: {}\nfoo: 1\n",
 			"p.yaml:3:32: retries must be an integer ≥ 0, got \"x\"\n" +
 				"p.yaml:4:3: processor \"a\" is missing required key \"uses\" (a processor type like std/exec)\n" +
-				"p.yaml:5:1: unknown key \"foo\" in pipeline (valid keys: executor, inputs, max_parallel, name, processors, retries)"},
+				"p.yaml:5:1: unknown key \"foo\" in pipeline (valid keys: executor, inline_max_size, inputs, max_output_size, max_parallel, name, processors, retries)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -510,5 +520,66 @@ func TestParseKeepsSource(t *testing.T) {
 	check(t, "Executor default", p.Executor, "local")
 	if !strings.HasPrefix(p.Processors[0].Pos.String(), "s.yaml:3:3") {
 		t.Errorf("Pos = %v", p.Processors[0].Pos)
+	}
+}
+
+func TestParseExecutorSettings(t *testing.T) {
+	t.Parallel()
+	src := `name: t
+executor:
+  backend: kubernetes
+  namespace: wiz
+  nodeSelector: {disk: ssd}
+inline_max_size: 64KiB
+max_output_size: 2GiB
+processors:
+  a:
+    uses: std/json
+    resources:
+      requests: {cpu: 500m, memory: 256Mi}
+      limits: {memory: 1Gi}
+  b:
+    uses: std/json
+    executor: local
+    max_output_size: 10MB
+`
+	p, err := pipeline.Parse("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Executor != "kubernetes" || p.ExecutorConfig["namespace"] != "wiz" {
+		t.Errorf("executor = %q %v", p.Executor, p.ExecutorConfig)
+	}
+	if sel, _ := p.ExecutorConfig["nodeSelector"].(map[string]any); sel["disk"] != "ssd" {
+		t.Errorf("nodeSelector = %v", p.ExecutorConfig["nodeSelector"])
+	}
+	if p.InlineMax != 64<<10 || p.MaxOutput != 2<<30 {
+		t.Errorf("inline max %d, max output %d", p.InlineMax, p.MaxOutput)
+	}
+	a, _ := p.Node("a")
+	b, _ := p.Node("b")
+	req, _ := a.Resources["requests"].(map[string]any)
+	if req["cpu"] != "500m" || req["memory"] != "256Mi" {
+		t.Errorf("a resources = %v", a.Resources)
+	}
+	if a.MaxOutput != 2<<30 || b.MaxOutput != 10e6 {
+		t.Errorf("max output a %d b %d", a.MaxOutput, b.MaxOutput)
+	}
+	if b.Executor != "local" || b.ExecutorConfig != nil {
+		t.Errorf("b executor = %q %v", b.Executor, b.ExecutorConfig)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{"1": 1, "10B": 10, "1KB": 1000, "1KiB": 1024, "3 MiB": 3 << 20, "2GB": 2e9, "1TiB": 1 << 40} {
+		if got, err := pipeline.ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "1 parsec", "-1", "99999999999TiB"} {
+		if _, err := pipeline.ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) succeeded", in)
+		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk"
+	"github.com/wiz-run/wiz/sdk/blob"
 )
 
 // Endpoint says where an executor listens and how to trust it.
@@ -28,6 +29,9 @@ type Endpoint struct {
 	CACertPEM  []byte
 	ServerName string
 	Token      string
+	// Remote says the executor does not share the Manager's file system:
+	// packs and input blobs are sent to it and output blobs fetched from it.
+	Remote bool
 }
 
 // Client is a connection to one executor.
@@ -40,9 +44,16 @@ type Client struct {
 	events   chan *manager.TaskEvent
 	teardown func(context.Context) error
 
+	sendMu sync.Mutex // the stream's Send is not safe for concurrent use
+
 	mu       sync.Mutex
 	inflight map[string]bool
 	done     chan struct{} // closed when the receive loop ends
+
+	remote *remote // nil when the executor shares the Manager's blob store
+
+	evMu     sync.RWMutex // held to send on events outside recv, and to close it
+	evClosed bool
 }
 
 var _ manager.Executor = (*Client)(nil)
@@ -55,8 +66,9 @@ func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]s
 func (tokenCreds) RequireTransportSecurity() bool { return true }
 
 // Dial connects to an executor and opens its Execute stream. teardown is
-// called by Close after the stream ends.
-func Dial(ctx context.Context, name string, ep Endpoint, teardown func(context.Context) error) (*Client, error) {
+// called by Close after the stream ends. blobs is the Manager's blob store,
+// which a remote executor's blobs are copied from and to.
+func Dial(ctx context.Context, name string, ep Endpoint, blobs *blob.Store, teardown func(context.Context) error) (*Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ep.CACertPEM) {
 		return nil, fmt.Errorf("%s: endpoint has no usable CA certificate", name)
@@ -89,6 +101,15 @@ func Dial(ctx context.Context, name string, ep Endpoint, teardown func(context.C
 		events: make(chan *manager.TaskEvent, 1024), teardown: teardown,
 		inflight: map[string]bool{}, done: make(chan struct{}),
 	}
+	if ep.Remote {
+		if blobs == nil {
+			cancel()
+			conn.Close()
+			return nil, fmt.Errorf("%s is remote but the Manager has no blob store to send from", name)
+		}
+		c.remote = newRemote(c, blobs)
+		go c.remote.send(sctx)
+	}
 	go c.recv()
 	return c, nil
 }
@@ -113,11 +134,18 @@ func (c *Client) Submit(t *manager.Task) error {
 	}
 	c.inflight[t.ID] = true
 	c.mu.Unlock()
-	err := c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_Task{Task: &wizrpc.Task{
+	task := &wizrpc.Task{
 		Id: t.ID, RunId: t.RunID, Processor: t.Processor, Type: t.Type,
 		Pack:       &wizrpc.PackRef{Name: t.Pack.Name, Version: t.Pack.Version, Path: t.Pack.Path, Sha256: t.Pack.SHA256},
 		ConfigJson: t.Config, Inputs: t.Inputs, TimeoutNs: t.Timeout.Nanoseconds(), Kind: kind(t.Native),
-	}}})
+		InlineMaxBytes: t.InlineMax, MaxOutputBytes: t.MaxOutput,
+	}
+	if c.remote != nil {
+		// The pack and input blobs go first, off the run's goroutine.
+		c.remote.enqueue(task)
+		return nil
+	}
+	err := c.sendTask(task)
 	if err != nil {
 		c.mu.Lock()
 		delete(c.inflight, t.ID)
@@ -127,15 +155,48 @@ func (c *Client) Submit(t *manager.Task) error {
 	return nil
 }
 
+// finish ends a task the executor never got (its blobs could not be sent, or
+// it was cancelled while queued) with one EventFinished.
+func (c *Client) finish(id string, outcome manager.Outcome, msg string, started bool) {
+	c.mu.Lock()
+	_, ok := c.inflight[id]
+	delete(c.inflight, id)
+	c.mu.Unlock()
+	if !ok {
+		return // the receive loop ended and reported it
+	}
+	c.evMu.RLock()
+	defer c.evMu.RUnlock()
+	if !c.evClosed {
+		c.events <- &manager.TaskEvent{TaskID: id, Kind: manager.EventFinished, Outcome: outcome, Message: msg, Started: started}
+	}
+}
+
+func (c *Client) sendTask(t *wizrpc.Task) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_Task{Task: t}})
+}
+
 // Cancel implements manager.Executor.
 func (c *Client) Cancel(taskID, reason string) error {
+	if c.remote != nil && c.remote.cancelQueued(taskID, reason) {
+		return nil
+	}
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
 	return c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_Cancel{Cancel: &wizrpc.CancelRequest{TaskId: taskID, Reason: reason}}})
 }
 
 // recv turns stream events into task events. When the stream breaks, every
 // task still in flight ends Failed with a reason naming the executor.
 func (c *Client) recv() {
-	defer close(c.events)
+	defer func() {
+		c.evMu.Lock()
+		c.evClosed = true
+		close(c.events)
+		c.evMu.Unlock()
+	}()
 	var cause error
 	for {
 		ev, err := c.stream.Recv()
@@ -155,6 +216,9 @@ func (c *Client) recv() {
 			out.Kind, out.Message = manager.EventWarning, e.Warning.Message
 		case *wizrpc.ExecuteEvent_Output:
 			out.Kind, out.Name, out.Output = manager.EventOutput, e.Output.Name, e.Output.Data
+			if c.remote != nil {
+				c.remote.fetch(ev.TaskId, e.Output)
+			}
 		case *wizrpc.ExecuteEvent_Metrics:
 			out.Kind, out.Metrics = manager.EventMetrics, e.Metrics
 		case *wizrpc.ExecuteEvent_Finished:
@@ -166,6 +230,11 @@ func (c *Client) recv() {
 				out.Outcome = manager.OutcomeCancelled
 			default:
 				out.Outcome = manager.OutcomeFailed
+			}
+			if c.remote != nil {
+				if err := c.remote.fetchErr(ev.TaskId); err != nil && out.Outcome == manager.OutcomeSucceeded {
+					out.Outcome, out.Message = manager.OutcomeFailed, err.Error()
+				}
 			}
 			c.mu.Lock()
 			delete(c.inflight, ev.TaskId)

@@ -224,8 +224,15 @@ func (s *Server) pack(ref *wizrpc.PackRef) (*packEntry, error) {
 }
 
 func (s *Server) launch(ref *wizrpc.PackRef) (*pluginhost.Pack, map[string]wizrpc.TypeKind, error) {
+	path := ref.Path
+	if path == "" {
+		var err error
+		if path, err = s.packFromBlob(ref); err != nil {
+			return nil, nil, err
+		}
+	}
 	p, err := pluginhost.Launch(pluginhost.Config{
-		Name: ref.Name + "@" + ref.Version, Path: ref.Path, SHA256: ref.Sha256, Logger: s.log.Named(ref.Name),
+		Name: ref.Name + "@" + ref.Version, Path: path, SHA256: ref.Sha256, Logger: s.log.Named(ref.Name),
 	})
 	if err != nil {
 		return nil, nil, err

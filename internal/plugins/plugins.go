@@ -26,6 +26,7 @@ import (
 	"github.com/wiz-run/wiz/internal/pluginhost"
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk"
+	"github.com/wiz-run/wiz/sdk/blob"
 )
 
 // Prefixes of bundled plugin binaries.
@@ -410,7 +411,7 @@ func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) 
 	}
 	resp, err := b.Provision(ctx, &wizrpc.ProvisionRequest{
 		RunId: req.RunID, WizBinary: r.wizBinary, Slots: int32(req.Slots), BlobDir: req.BlobDir, LogLevel: r.logLevel,
-		CacheDir: req.CacheDir, TaskDir: req.TaskDir,
+		CacheDir: req.CacheDir, TaskDir: req.TaskDir, ConfigJson: req.Config,
 	})
 	if err != nil {
 		b.Kill()
@@ -421,9 +422,16 @@ func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) 
 		return b.Teardown(ctx, resp.ExecutorId)
 	}
 	ep := resp.Endpoint
+	var blobs *blob.Store
+	if resp.Remote {
+		if blobs, err = blob.Open(req.BlobDir); err != nil {
+			_ = teardown(context.Background())
+			return nil, err
+		}
+	}
 	c, err := executorclient.Dial(ctx, fmt.Sprintf("%s executor %s", req.Backend, resp.ExecutorId), executorclient.Endpoint{
-		Address: ep.Address, CACertPEM: ep.CaCertPem, ServerName: ep.ServerName, Token: ep.Token,
-	}, teardown)
+		Address: ep.Address, CACertPEM: ep.CaCertPem, ServerName: ep.ServerName, Token: ep.Token, Remote: resp.Remote,
+	}, blobs, teardown)
 	if err != nil {
 		_ = teardown(context.Background())
 		return nil, err

@@ -220,9 +220,14 @@ func (x *ProvisionRequest) GetTaskDir() string {
 }
 
 type ProvisionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ExecutorId    string                 `protobuf:"bytes,1,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
-	Endpoint      *Endpoint              `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ExecutorId string                 `protobuf:"bytes,1,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	Endpoint   *Endpoint              `protobuf:"bytes,2,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// remote says the executor does not share the Manager's file system (a
+	// pod, another machine): the Manager then sends it pack binaries and input
+	// blobs by digest (Executor.PutBlob) and fetches its output blobs
+	// (Executor.GetBlob), instead of both using blob_dir.
+	Remote        bool `protobuf:"varint,3,opt,name=remote,proto3" json:"remote,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,6 +274,13 @@ func (x *ProvisionResponse) GetEndpoint() *Endpoint {
 		return x.Endpoint
 	}
 	return nil
+}
+
+func (x *ProvisionResponse) GetRemote() bool {
+	if x != nil {
+		return x.Remote
+	}
+	return false
 }
 
 // Endpoint is where and how to reach a `wiz executor`.
@@ -440,11 +452,12 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\bblob_dir\x18\x05 \x01(\tR\ablobDir\x12\x1b\n" +
 	"\tlog_level\x18\x06 \x01(\tR\blogLevel\x12\x1b\n" +
 	"\tcache_dir\x18\a \x01(\tR\bcacheDir\x12\x19\n" +
-	"\btask_dir\x18\b \x01(\tR\ataskDir\"e\n" +
+	"\btask_dir\x18\b \x01(\tR\ataskDir\"}\n" +
 	"\x11ProvisionResponse\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12/\n" +
-	"\bendpoint\x18\x02 \x01(\v2\x13.wizrpc.v1.EndpointR\bendpoint\"{\n" +
+	"\bendpoint\x18\x02 \x01(\v2\x13.wizrpc.v1.EndpointR\bendpoint\x12\x16\n" +
+	"\x06remote\x18\x03 \x01(\bR\x06remote\"{\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x1e\n" +
 	"\vca_cert_pem\x18\x02 \x01(\fR\tcaCertPem\x12\x1f\n" +

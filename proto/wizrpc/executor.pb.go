@@ -78,6 +78,236 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{0}
 }
 
+type HasBlobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digests       []string               `protobuf:"bytes,1,rep,name=digests,proto3" json:"digests,omitempty"` // "sha256:<64 hex>"
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HasBlobsRequest) Reset() {
+	*x = HasBlobsRequest{}
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HasBlobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HasBlobsRequest) ProtoMessage() {}
+
+func (x *HasBlobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HasBlobsRequest.ProtoReflect.Descriptor instead.
+func (*HasBlobsRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *HasBlobsRequest) GetDigests() []string {
+	if x != nil {
+		return x.Digests
+	}
+	return nil
+}
+
+type HasBlobsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Missing       []string               `protobuf:"bytes,1,rep,name=missing,proto3" json:"missing,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HasBlobsResponse) Reset() {
+	*x = HasBlobsResponse{}
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HasBlobsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HasBlobsResponse) ProtoMessage() {}
+
+func (x *HasBlobsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HasBlobsResponse.ProtoReflect.Descriptor instead.
+func (*HasBlobsResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HasBlobsResponse) GetMissing() []string {
+	if x != nil {
+		return x.Missing
+	}
+	return nil
+}
+
+// BlobChunk is a piece of a blob in PutBlob and GetBlob. Chunks are at most
+// 1 MiB; digest and size are set on the first chunk only.
+type BlobChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BlobChunk) Reset() {
+	*x = BlobChunk{}
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BlobChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BlobChunk) ProtoMessage() {}
+
+func (x *BlobChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BlobChunk.ProtoReflect.Descriptor instead.
+func (*BlobChunk) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BlobChunk) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *BlobChunk) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *BlobChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type PutBlobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutBlobResponse) Reset() {
+	*x = PutBlobResponse{}
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutBlobResponse) ProtoMessage() {}
+
+func (x *PutBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutBlobResponse.ProtoReflect.Descriptor instead.
+func (*PutBlobResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{3}
+}
+
+type GetBlobRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Digest        string                 `protobuf:"bytes,1,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetBlobRequest) Reset() {
+	*x = GetBlobRequest{}
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetBlobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetBlobRequest) ProtoMessage() {}
+
+func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
+func (*GetBlobRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *GetBlobRequest) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -86,7 +316,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -98,7 +328,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -111,7 +341,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{0}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{5}
 }
 
 type InfoResponse struct {
@@ -128,7 +358,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -140,7 +370,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -153,7 +383,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{1}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *InfoResponse) GetVersion() string {
@@ -200,18 +430,20 @@ func (x *InfoResponse) GetProtocolVersion() int32 {
 
 // PackRef names the exact processor pack binary a task needs.
 type PackRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Path          string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`     // path on the executor's machine
-	Sha256        string                 `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex digest, checked at every launch
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Path    string                 `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"` // path on the executor's machine; empty: the
+	// executor finds the binary in its blob store as
+	// blob "sha256:<sha256>" (sent with PutBlob)
+	Sha256        string `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"` // hex digest, checked at every launch
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PackRef) Reset() {
 	*x = PackRef{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -223,7 +455,7 @@ func (x *PackRef) String() string {
 func (*PackRef) ProtoMessage() {}
 
 func (x *PackRef) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -236,7 +468,7 @@ func (x *PackRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PackRef.ProtoReflect.Descriptor instead.
 func (*PackRef) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{2}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PackRef) GetName() string {
@@ -280,14 +512,19 @@ type Task struct {
 	TimeoutNs  int64                  `protobuf:"varint,8,opt,name=timeout_ns,json=timeoutNs,proto3" json:"timeout_ns,omitempty"` // 0: none
 	// kind says whether the type is a native-program wrapper, whose plan the
 	// executor may take from its plan cache without starting the pack.
-	Kind          TypeKind `protobuf:"varint,9,opt,name=kind,proto3,enum=wizrpc.v1.TypeKind" json:"kind,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Kind TypeKind `protobuf:"varint,9,opt,name=kind,proto3,enum=wizrpc.v1.TypeKind" json:"kind,omitempty"`
+	// Outputs up to this size travel inline as Wiz Data; larger ones become
+	// Wiz Files in the blob store. 0: the default, 1 MiB.
+	InlineMaxBytes int64 `protobuf:"varint,10,opt,name=inline_max_bytes,json=inlineMaxBytes,proto3" json:"inline_max_bytes,omitempty"`
+	// An output larger than this fails the task naming the output. 0: no limit.
+	MaxOutputBytes int64 `protobuf:"varint,11,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -299,7 +536,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -312,7 +549,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{3}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Task) GetId() string {
@@ -378,6 +615,20 @@ func (x *Task) GetKind() TypeKind {
 	return TypeKind_TYPE_KIND_UNSPECIFIED
 }
 
+func (x *Task) GetInlineMaxBytes() int64 {
+	if x != nil {
+		return x.InlineMaxBytes
+	}
+	return 0
+}
+
+func (x *Task) GetMaxOutputBytes() int64 {
+	if x != nil {
+		return x.MaxOutputBytes
+	}
+	return 0
+}
+
 type ExecuteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Types that are valid to be assigned to Msg:
@@ -391,7 +642,7 @@ type ExecuteRequest struct {
 
 func (x *ExecuteRequest) Reset() {
 	*x = ExecuteRequest{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +654,7 @@ func (x *ExecuteRequest) String() string {
 func (*ExecuteRequest) ProtoMessage() {}
 
 func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +667,7 @@ func (x *ExecuteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteRequest.ProtoReflect.Descriptor instead.
 func (*ExecuteRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{4}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExecuteRequest) GetMsg() isExecuteRequest_Msg {
@@ -470,7 +721,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +733,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +746,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{5}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -520,7 +771,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +783,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +796,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{6}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{11}
 }
 
 // ExecuteEvent reports progress of one task.
@@ -567,7 +818,7 @@ type ExecuteEvent struct {
 
 func (x *ExecuteEvent) Reset() {
 	*x = ExecuteEvent{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -579,7 +830,7 @@ func (x *ExecuteEvent) String() string {
 func (*ExecuteEvent) ProtoMessage() {}
 
 func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -592,7 +843,7 @@ func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteEvent.ProtoReflect.Descriptor instead.
 func (*ExecuteEvent) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{7}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExecuteEvent) GetTaskId() string {
@@ -712,7 +963,7 @@ type Started struct {
 
 func (x *Started) Reset() {
 	*x = Started{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +975,7 @@ func (x *Started) String() string {
 func (*Started) ProtoMessage() {}
 
 func (x *Started) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +988,7 @@ func (x *Started) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Started.ProtoReflect.Descriptor instead.
 func (*Started) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{8}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Started) GetPid() int32 {
@@ -757,7 +1008,7 @@ type Log struct {
 
 func (x *Log) Reset() {
 	*x = Log{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +1020,7 @@ func (x *Log) String() string {
 func (*Log) ProtoMessage() {}
 
 func (x *Log) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +1033,7 @@ func (x *Log) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Log.ProtoReflect.Descriptor instead.
 func (*Log) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{9}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Log) GetStream() string {
@@ -808,7 +1059,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1071,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1084,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{10}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Warning) GetMessage() string {
@@ -853,7 +1104,7 @@ type Output struct {
 
 func (x *Output) Reset() {
 	*x = Output{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +1116,7 @@ func (x *Output) String() string {
 func (*Output) ProtoMessage() {}
 
 func (x *Output) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +1129,7 @@ func (x *Output) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Output.ProtoReflect.Descriptor instead.
 func (*Output) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{11}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Output) GetName() string {
@@ -907,7 +1158,7 @@ type Finished struct {
 
 func (x *Finished) Reset() {
 	*x = Finished{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1170,7 @@ func (x *Finished) String() string {
 func (*Finished) ProtoMessage() {}
 
 func (x *Finished) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1183,7 @@ func (x *Finished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finished.ProtoReflect.Descriptor instead.
 func (*Finished) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{12}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Finished) GetOutcome() Outcome {
@@ -967,7 +1218,18 @@ var File_wizrpc_v1_executor_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\n" +
-	"\x18wizrpc/v1/executor.proto\x12\twizrpc.v1\x1a\x11wiz/v1/data.proto\x1a\x12wiz/v1/state.proto\x1a\x14wizrpc/v1/pack.proto\"\r\n" +
+	"\x18wizrpc/v1/executor.proto\x12\twizrpc.v1\x1a\x11wiz/v1/data.proto\x1a\x12wiz/v1/state.proto\x1a\x14wizrpc/v1/pack.proto\"+\n" +
+	"\x0fHasBlobsRequest\x12\x18\n" +
+	"\adigests\x18\x01 \x03(\tR\adigests\",\n" +
+	"\x10HasBlobsResponse\x12\x18\n" +
+	"\amissing\x18\x01 \x03(\tR\amissing\"K\n" +
+	"\tBlobChunk\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x12\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\"\x11\n" +
+	"\x0fPutBlobResponse\"(\n" +
+	"\x0eGetBlobRequest\x12\x16\n" +
+	"\x06digest\x18\x01 \x01(\tR\x06digest\"\r\n" +
 	"\vInfoRequest\"\xbb\x01\n" +
 	"\fInfoResponse\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x14\n" +
@@ -980,7 +1242,7 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xee\x02\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xc2\x03\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1c\n" +
@@ -992,7 +1254,10 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x06inputs\x18\a \x03(\v2\x1b.wizrpc.v1.Task.InputsEntryR\x06inputs\x12\x1d\n" +
 	"\n" +
 	"timeout_ns\x18\b \x01(\x03R\ttimeoutNs\x12'\n" +
-	"\x04kind\x18\t \x01(\x0e2\x13.wizrpc.v1.TypeKindR\x04kind\x1aG\n" +
+	"\x04kind\x18\t \x01(\x0e2\x13.wizrpc.v1.TypeKindR\x04kind\x12(\n" +
+	"\x10inline_max_bytes\x18\n" +
+	" \x01(\x03R\x0einlineMaxBytes\x12(\n" +
+	"\x10max_output_bytes\x18\v \x01(\x03R\x0emaxOutputBytes\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"r\n" +
@@ -1032,11 +1297,14 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n" +
 	"\x0eOUTCOME_FAILED\x10\x02\x12\x15\n" +
-	"\x11OUTCOME_CANCELLED\x10\x032\xc5\x01\n" +
+	"\x11OUTCOME_CANCELLED\x10\x032\x87\x03\n" +
 	"\bExecutor\x127\n" +
 	"\x04Info\x12\x16.wizrpc.v1.InfoRequest\x1a\x17.wizrpc.v1.InfoResponse\x12A\n" +
 	"\aExecute\x12\x19.wizrpc.v1.ExecuteRequest\x1a\x17.wizrpc.v1.ExecuteEvent(\x010\x01\x12=\n" +
-	"\x06Cancel\x12\x18.wizrpc.v1.CancelRequest\x1a\x19.wizrpc.v1.CancelResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
+	"\x06Cancel\x12\x18.wizrpc.v1.CancelRequest\x1a\x19.wizrpc.v1.CancelResponse\x12C\n" +
+	"\bHasBlobs\x12\x1a.wizrpc.v1.HasBlobsRequest\x1a\x1b.wizrpc.v1.HasBlobsResponse\x12=\n" +
+	"\aPutBlob\x12\x14.wizrpc.v1.BlobChunk\x1a\x1a.wizrpc.v1.PutBlobResponse(\x01\x12<\n" +
+	"\aGetBlob\x12\x19.wizrpc.v1.GetBlobRequest\x1a\x14.wizrpc.v1.BlobChunk0\x01B%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
 
 var (
 	file_wizrpc_v1_executor_proto_rawDescOnce sync.Once
@@ -1051,50 +1319,61 @@ func file_wizrpc_v1_executor_proto_rawDescGZIP() []byte {
 }
 
 var file_wizrpc_v1_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wizrpc_v1_executor_proto_goTypes = []any{
-	(Outcome)(0),           // 0: wizrpc.v1.Outcome
-	(*InfoRequest)(nil),    // 1: wizrpc.v1.InfoRequest
-	(*InfoResponse)(nil),   // 2: wizrpc.v1.InfoResponse
-	(*PackRef)(nil),        // 3: wizrpc.v1.PackRef
-	(*Task)(nil),           // 4: wizrpc.v1.Task
-	(*ExecuteRequest)(nil), // 5: wizrpc.v1.ExecuteRequest
-	(*CancelRequest)(nil),  // 6: wizrpc.v1.CancelRequest
-	(*CancelResponse)(nil), // 7: wizrpc.v1.CancelResponse
-	(*ExecuteEvent)(nil),   // 8: wizrpc.v1.ExecuteEvent
-	(*Started)(nil),        // 9: wizrpc.v1.Started
-	(*Log)(nil),            // 10: wizrpc.v1.Log
-	(*Warning)(nil),        // 11: wizrpc.v1.Warning
-	(*Output)(nil),         // 12: wizrpc.v1.Output
-	(*Finished)(nil),       // 13: wizrpc.v1.Finished
-	nil,                    // 14: wizrpc.v1.Task.InputsEntry
-	(TypeKind)(0),          // 15: wizrpc.v1.TypeKind
-	(*wizpb.Metrics)(nil),  // 16: wiz.v1.Metrics
-	(*wizpb.Data)(nil),     // 17: wiz.v1.Data
+	(Outcome)(0),             // 0: wizrpc.v1.Outcome
+	(*HasBlobsRequest)(nil),  // 1: wizrpc.v1.HasBlobsRequest
+	(*HasBlobsResponse)(nil), // 2: wizrpc.v1.HasBlobsResponse
+	(*BlobChunk)(nil),        // 3: wizrpc.v1.BlobChunk
+	(*PutBlobResponse)(nil),  // 4: wizrpc.v1.PutBlobResponse
+	(*GetBlobRequest)(nil),   // 5: wizrpc.v1.GetBlobRequest
+	(*InfoRequest)(nil),      // 6: wizrpc.v1.InfoRequest
+	(*InfoResponse)(nil),     // 7: wizrpc.v1.InfoResponse
+	(*PackRef)(nil),          // 8: wizrpc.v1.PackRef
+	(*Task)(nil),             // 9: wizrpc.v1.Task
+	(*ExecuteRequest)(nil),   // 10: wizrpc.v1.ExecuteRequest
+	(*CancelRequest)(nil),    // 11: wizrpc.v1.CancelRequest
+	(*CancelResponse)(nil),   // 12: wizrpc.v1.CancelResponse
+	(*ExecuteEvent)(nil),     // 13: wizrpc.v1.ExecuteEvent
+	(*Started)(nil),          // 14: wizrpc.v1.Started
+	(*Log)(nil),              // 15: wizrpc.v1.Log
+	(*Warning)(nil),          // 16: wizrpc.v1.Warning
+	(*Output)(nil),           // 17: wizrpc.v1.Output
+	(*Finished)(nil),         // 18: wizrpc.v1.Finished
+	nil,                      // 19: wizrpc.v1.Task.InputsEntry
+	(TypeKind)(0),            // 20: wizrpc.v1.TypeKind
+	(*wizpb.Metrics)(nil),    // 21: wiz.v1.Metrics
+	(*wizpb.Data)(nil),       // 22: wiz.v1.Data
 }
 var file_wizrpc_v1_executor_proto_depIdxs = []int32{
-	3,  // 0: wizrpc.v1.Task.pack:type_name -> wizrpc.v1.PackRef
-	14, // 1: wizrpc.v1.Task.inputs:type_name -> wizrpc.v1.Task.InputsEntry
-	15, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
-	4,  // 3: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
-	6,  // 4: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
-	9,  // 5: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
-	10, // 6: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
-	11, // 7: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
-	12, // 8: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
-	16, // 9: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
-	13, // 10: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
-	17, // 11: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
+	8,  // 0: wizrpc.v1.Task.pack:type_name -> wizrpc.v1.PackRef
+	19, // 1: wizrpc.v1.Task.inputs:type_name -> wizrpc.v1.Task.InputsEntry
+	20, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
+	9,  // 3: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
+	11, // 4: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
+	14, // 5: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
+	15, // 6: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
+	16, // 7: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
+	17, // 8: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
+	21, // 9: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
+	18, // 10: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
+	22, // 11: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
 	0,  // 12: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
-	17, // 13: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
-	1,  // 14: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
-	5,  // 15: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
-	6,  // 16: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
-	2,  // 17: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
-	8,  // 18: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
-	7,  // 19: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
+	22, // 13: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
+	6,  // 14: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
+	10, // 15: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
+	11, // 16: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
+	1,  // 17: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
+	3,  // 18: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
+	5,  // 19: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
+	7,  // 20: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
+	13, // 21: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
+	12, // 22: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
+	2,  // 23: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
+	4,  // 24: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
+	3,  // 25: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
+	20, // [20:26] is the sub-list for method output_type
+	14, // [14:20] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1106,11 +1385,11 @@ func file_wizrpc_v1_executor_proto_init() {
 		return
 	}
 	file_wizrpc_v1_pack_proto_init()
-	file_wizrpc_v1_executor_proto_msgTypes[4].OneofWrappers = []any{
+	file_wizrpc_v1_executor_proto_msgTypes[9].OneofWrappers = []any{
 		(*ExecuteRequest_Task)(nil),
 		(*ExecuteRequest_Cancel)(nil),
 	}
-	file_wizrpc_v1_executor_proto_msgTypes[7].OneofWrappers = []any{
+	file_wizrpc_v1_executor_proto_msgTypes[12].OneofWrappers = []any{
 		(*ExecuteEvent_Started)(nil),
 		(*ExecuteEvent_Log)(nil),
 		(*ExecuteEvent_Warning)(nil),
@@ -1124,7 +1403,7 @@ func file_wizrpc_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_executor_proto_rawDesc), len(file_wizrpc_v1_executor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

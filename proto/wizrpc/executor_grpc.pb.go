@@ -22,9 +22,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Executor_Info_FullMethodName    = "/wizrpc.v1.Executor/Info"
-	Executor_Execute_FullMethodName = "/wizrpc.v1.Executor/Execute"
-	Executor_Cancel_FullMethodName  = "/wizrpc.v1.Executor/Cancel"
+	Executor_Info_FullMethodName     = "/wizrpc.v1.Executor/Info"
+	Executor_Execute_FullMethodName  = "/wizrpc.v1.Executor/Execute"
+	Executor_Cancel_FullMethodName   = "/wizrpc.v1.Executor/Cancel"
+	Executor_HasBlobs_FullMethodName = "/wizrpc.v1.Executor/HasBlobs"
+	Executor_PutBlob_FullMethodName  = "/wizrpc.v1.Executor/PutBlob"
+	Executor_GetBlob_FullMethodName  = "/wizrpc.v1.Executor/GetBlob"
 )
 
 // ExecutorClient is the client API for Executor service.
@@ -43,6 +46,14 @@ type ExecutorClient interface {
 	// are cancelled on the Execute stream that carried them, and the executor
 	// answers Cancel with FailedPrecondition saying so.
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
+	// HasBlobs says which of the given digests the executor's blob store lacks.
+	HasBlobs(ctx context.Context, in *HasBlobsRequest, opts ...grpc.CallOption) (*HasBlobsResponse, error)
+	// PutBlob stores one blob sent as a stream of chunks; the first message
+	// carries the digest and size. The executor verifies the digest and keeps
+	// nothing of a blob whose bytes do not match.
+	PutBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobChunk, PutBlobResponse], error)
+	// GetBlob streams one blob's bytes in chunks.
+	GetBlob(ctx context.Context, in *GetBlobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BlobChunk], error)
 }
 
 type executorClient struct {
@@ -86,6 +97,48 @@ func (c *executorClient) Cancel(ctx context.Context, in *CancelRequest, opts ...
 	return out, nil
 }
 
+func (c *executorClient) HasBlobs(ctx context.Context, in *HasBlobsRequest, opts ...grpc.CallOption) (*HasBlobsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HasBlobsResponse)
+	err := c.cc.Invoke(ctx, Executor_HasBlobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *executorClient) PutBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobChunk, PutBlobResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Executor_ServiceDesc.Streams[1], Executor_PutBlob_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BlobChunk, PutBlobResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Executor_PutBlobClient = grpc.ClientStreamingClient[BlobChunk, PutBlobResponse]
+
+func (c *executorClient) GetBlob(ctx context.Context, in *GetBlobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BlobChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Executor_ServiceDesc.Streams[2], Executor_GetBlob_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[GetBlobRequest, BlobChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Executor_GetBlobClient = grpc.ServerStreamingClient[BlobChunk]
+
 // ExecutorServer is the server API for Executor service.
 // All implementations must embed UnimplementedExecutorServer
 // for forward compatibility.
@@ -102,6 +155,14 @@ type ExecutorServer interface {
 	// are cancelled on the Execute stream that carried them, and the executor
 	// answers Cancel with FailedPrecondition saying so.
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
+	// HasBlobs says which of the given digests the executor's blob store lacks.
+	HasBlobs(context.Context, *HasBlobsRequest) (*HasBlobsResponse, error)
+	// PutBlob stores one blob sent as a stream of chunks; the first message
+	// carries the digest and size. The executor verifies the digest and keeps
+	// nothing of a blob whose bytes do not match.
+	PutBlob(grpc.ClientStreamingServer[BlobChunk, PutBlobResponse]) error
+	// GetBlob streams one blob's bytes in chunks.
+	GetBlob(*GetBlobRequest, grpc.ServerStreamingServer[BlobChunk]) error
 	mustEmbedUnimplementedExecutorServer()
 }
 
@@ -120,6 +181,15 @@ func (UnimplementedExecutorServer) Execute(grpc.BidiStreamingServer[ExecuteReque
 }
 func (UnimplementedExecutorServer) Cancel(context.Context, *CancelRequest) (*CancelResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Cancel not implemented")
+}
+func (UnimplementedExecutorServer) HasBlobs(context.Context, *HasBlobsRequest) (*HasBlobsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HasBlobs not implemented")
+}
+func (UnimplementedExecutorServer) PutBlob(grpc.ClientStreamingServer[BlobChunk, PutBlobResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method PutBlob not implemented")
+}
+func (UnimplementedExecutorServer) GetBlob(*GetBlobRequest, grpc.ServerStreamingServer[BlobChunk]) error {
+	return status.Errorf(codes.Unimplemented, "method GetBlob not implemented")
 }
 func (UnimplementedExecutorServer) mustEmbedUnimplementedExecutorServer() {}
 func (UnimplementedExecutorServer) testEmbeddedByValue()                  {}
@@ -185,6 +255,42 @@ func _Executor_Cancel_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Executor_HasBlobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HasBlobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutorServer).HasBlobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Executor_HasBlobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutorServer).HasBlobs(ctx, req.(*HasBlobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Executor_PutBlob_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ExecutorServer).PutBlob(&grpc.GenericServerStream[BlobChunk, PutBlobResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Executor_PutBlobServer = grpc.ClientStreamingServer[BlobChunk, PutBlobResponse]
+
+func _Executor_GetBlob_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(GetBlobRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ExecutorServer).GetBlob(m, &grpc.GenericServerStream[GetBlobRequest, BlobChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Executor_GetBlobServer = grpc.ServerStreamingServer[BlobChunk]
+
 // Executor_ServiceDesc is the grpc.ServiceDesc for Executor service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +306,10 @@ var Executor_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Cancel",
 			Handler:    _Executor_Cancel_Handler,
 		},
+		{
+			MethodName: "HasBlobs",
+			Handler:    _Executor_HasBlobs_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -207,6 +317,16 @@ var Executor_ServiceDesc = grpc.ServiceDesc{
 			Handler:       _Executor_Execute_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
+		},
+		{
+			StreamName:    "PutBlob",
+			Handler:       _Executor_PutBlob_Handler,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "GetBlob",
+			Handler:       _Executor_GetBlob_Handler,
+			ServerStreams: true,
 		},
 	},
 	Metadata: "wizrpc/v1/executor.proto",

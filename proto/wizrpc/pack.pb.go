@@ -570,13 +570,15 @@ func (x *PlanOutput) GetPath() string {
 }
 
 type ProcessRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
-	ConfigJson    []byte                 `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
-	Inputs        map[string]*wizpb.Data `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	BlobDir       string                 `protobuf:"bytes,4,opt,name=blob_dir,json=blobDir,proto3" json:"blob_dir,omitempty"` // where Wiz Files' blobs can be read and written
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Type           string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	ConfigJson     []byte                 `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"`
+	Inputs         map[string]*wizpb.Data `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	BlobDir        string                 `protobuf:"bytes,4,opt,name=blob_dir,json=blobDir,proto3" json:"blob_dir,omitempty"`                         // where Wiz Files' blobs can be read and written
+	InlineMaxBytes int64                  `protobuf:"varint,5,opt,name=inline_max_bytes,json=inlineMaxBytes,proto3" json:"inline_max_bytes,omitempty"` // outputs larger than this go to blobs; 0: 1 MiB
+	MaxOutputBytes int64                  `protobuf:"varint,6,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"` // an output larger than this fails; 0: no limit
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ProcessRequest) Reset() {
@@ -635,6 +637,20 @@ func (x *ProcessRequest) GetBlobDir() string {
 		return x.BlobDir
 	}
 	return ""
+}
+
+func (x *ProcessRequest) GetInlineMaxBytes() int64 {
+	if x != nil {
+		return x.InlineMaxBytes
+	}
+	return 0
+}
+
+func (x *ProcessRequest) GetMaxOutputBytes() int64 {
+	if x != nil {
+		return x.MaxOutputBytes
+	}
+	return 0
 }
 
 type ProcessEvent struct {
@@ -900,13 +916,15 @@ const file_wizrpc_v1_pack_proto_rawDesc = "" +
 	"\n" +
 	"PlanOutput\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"\xe8\x01\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\"\xbc\x02\n" +
 	"\x0eProcessRequest\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1f\n" +
 	"\vconfig_json\x18\x02 \x01(\fR\n" +
 	"configJson\x12=\n" +
 	"\x06inputs\x18\x03 \x03(\v2%.wizrpc.v1.ProcessRequest.InputsEntryR\x06inputs\x12\x19\n" +
-	"\bblob_dir\x18\x04 \x01(\tR\ablobDir\x1aG\n" +
+	"\bblob_dir\x18\x04 \x01(\tR\ablobDir\x12(\n" +
+	"\x10inline_max_bytes\x18\x05 \x01(\x03R\x0einlineMaxBytes\x12(\n" +
+	"\x10max_output_bytes\x18\x06 \x01(\x03R\x0emaxOutputBytes\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xa3\x01\n" +

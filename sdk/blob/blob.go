@@ -133,6 +133,24 @@ func (w *Writer) Commit() (digest string, size int64, err error) {
 	return digest, w.n, nil
 }
 
+// CommitExpect is Commit for bytes whose digest is known in advance (a blob
+// received from elsewhere): when the content hashes to something else it
+// keeps nothing and returns ErrDigestMismatch.
+func (w *Writer) CommitExpect(want string) (size int64, err error) {
+	if w.done {
+		return 0, errors.New("blob already committed or aborted")
+	}
+	if got := "sha256:" + hex.EncodeToString(w.h.Sum(nil)); got != want {
+		w.Abort()
+		return 0, fmt.Errorf("store blob %s: %w (received %d bytes hashing to %s)", want, ErrDigestMismatch, w.n, got)
+	}
+	_, size, err = w.Commit()
+	return size, err
+}
+
+// Size returns how many bytes were written so far.
+func (w *Writer) Size() int64 { return w.n }
+
 // Abort discards the blob being written.
 func (w *Writer) Abort() {
 	if w.done {

@@ -52,6 +52,11 @@ type ProvisionResponse struct {
 	ExecutorID string
 	// Endpoint is where the executor listens.
 	Endpoint Endpoint
+	// Remote says the executor does not share the Manager's file system (a
+	// pod, another machine). The Manager then sends it pack binaries and input
+	// blobs by digest and fetches its output blobs over the executor API;
+	// otherwise both use ProvisionRequest.BlobDir in place.
+	Remote bool
 }
 
 // Endpoint is where and how to reach a `wiz executor`.

@@ -91,6 +91,7 @@ func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequ
 			Address: resp.Endpoint.Address, CaCertPem: resp.Endpoint.CACertPEM,
 			ServerName: resp.Endpoint.ServerName, Token: resp.Endpoint.Token,
 		},
+		Remote: resp.Remote,
 	}, nil
 }
 

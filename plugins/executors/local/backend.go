@@ -61,6 +61,10 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	if req.WizBinary == "" {
 		return nil, fmt.Errorf("local executor: no wiz binary given")
 	}
+	cfg, err := parseConfig(req.Config)
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "wiz-executor-*")
 	if err != nil {
 		return nil, fmt.Errorf("local executor: make temp dir: %w", err)
@@ -89,7 +93,11 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	if req.Slots > 0 {
 		args = append(args, "--slots", strconv.Itoa(req.Slots))
 	}
-	if req.BlobDir != "" {
+	if cfg.Isolated {
+		// As if on another machine: its own blob store, which the Manager
+		// fills and empties over the executor API.
+		args = append(args, "--blob-dir", filepath.Join(dir, "blobs"))
+	} else if req.BlobDir != "" {
 		args = append(args, "--blob-dir", req.BlobDir)
 	}
 	if req.CacheDir != "" {
@@ -157,6 +165,7 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	return &executor.ProvisionResponse{
 		ExecutorID: id,
 		Endpoint:   executor.Endpoint{Address: addr, CACertPEM: certPEM, ServerName: serverName, Token: token},
+		Remote:     cfg.Isolated,
 	}, nil
 }
 
