@@ -31,6 +31,7 @@ type CLI struct {
 	Token    string `env:"WIZ_TOKEN" help:"Bearer token for --server."`
 	CA       string `name:"ca" type:"existingfile" placeholder:"FILE" help:"Trust this certificate (the daemon's, or its CA) for --server."`
 	Insecure bool   `name:"insecure-skip-verify" help:"Do not verify the daemon's TLS certificate (self-signed, not copied)."`
+	Capacity int    `env:"WIZ_CAPACITY" placeholder:"N" help:"Tasks run at once on this machine, shared fairly by concurrent runs (default: number of CPUs)."`
 
 	Run      RunCmd      `cmd:"" help:"Run a pipeline file or a stored pipeline."`
 	Pipeline PipelineCmd `cmd:"" help:"Apply, list and show pipelines."`

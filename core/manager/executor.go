@@ -88,6 +88,11 @@ type Executor interface {
 	Name() string
 	// Slots is how many tasks the executor runs at once.
 	Slots() int
+	// Local reports whether the executor runs on the Manager's machine,
+	// whose capacity concurrent runs share.
+	Local() bool
+	// Resize changes how many tasks the executor runs at once.
+	Resize(slots int) error
 	// Submit sends a task; it may be queued at the executor until a slot frees.
 	Submit(t *Task) error
 	// Cancel asks the executor to cancel a task.

@@ -50,6 +50,9 @@ type Config struct {
 	// TaskDir is where executors on this machine record the process groups
 	// of running tasks; the Manager kills what a dead executor left there.
 	TaskDir string
+	// Capacity is how many tasks run at once on this machine, shared fairly
+	// by concurrent runs whose executors run here; 0: the number of CPUs.
+	Capacity int
 }
 
 // Manager owns pipelines and runs. Its methods are safe for concurrent use;
@@ -65,6 +68,8 @@ type Manager struct {
 
 	liveMu sync.Mutex
 	live   map[string]*liveRun // runs in progress, by ID
+
+	share *share // this machine's task slots, among runs
 }
 
 // New returns a Manager.
@@ -73,7 +78,7 @@ func New(cfg Config) *Manager {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir,
-		live: map[string]*liveRun{}}
+		live: map[string]*liveRun{}, share: newShare(cfg.Capacity)}
 }
 
 // Applied is a pipeline version made current by Apply.

@@ -64,6 +64,8 @@ type fakeExec struct {
 
 func (e *fakeExec) Name() string                      { return "fake executor" }
 func (e *fakeExec) Slots() int                        { return e.slots }
+func (e *fakeExec) Local() bool                       { return false } // its slots are its own
+func (e *fakeExec) Resize(int) error                  { return fmt.Errorf("fake executor: fixed slots") }
 func (e *fakeExec) Events() <-chan *manager.TaskEvent { return e.events }
 
 func (e *fakeExec) Submit(t *manager.Task) error {

@@ -268,6 +268,8 @@ type run struct {
 	over    bool                           // the scheduler said Done
 	reuse   map[string]*wizpb.ProcessorRun // processors taken from an earlier run
 	live    *liveRun                       // how other goroutines watch and cancel it
+	running int                            // tasks started and not finished
+	shared  bool                           // its executors share the machine's slots (Manager.share)
 }
 
 // proc is one processor's state in the run.
@@ -279,6 +281,7 @@ type proc struct {
 	native  bool
 	reused  bool   // outputs taken from an earlier run; never dispatched
 	noRetry bool   // failed by the Manager before running: retrying cannot help
+	running bool   // its task started and has not finished
 	exec    string // executor key: backend name, and its settings when any
 	backend string // executor backend name
 	excfg   []byte // the backend's settings as JSON; nil when none
@@ -419,10 +422,20 @@ func (r *run) loop(ctx context.Context) error {
 		}(ex.Events())
 	}
 	defer r.closeExecutors()
-	spec.Window = 2 * slots
-	if r.p.MaxParallel > 0 {
-		spec.Window = r.p.MaxParallel
+	// Executors on this machine share its capacity with other runs: this
+	// run gets a part, resized as runs come and go.
+	var parts <-chan int
+	for _, ex := range r.execs {
+		if ex.Local() {
+			var part int
+			part, parts = r.m.share.join(r.rec.Id, r.p.MaxParallel)
+			r.shared = true
+			defer r.m.share.leave(r.rec.Id)
+			slots = r.resize(part)
+			break
+		}
 	}
+	spec.Window = r.window(slots)
 	r.sched = scheduler.New(spec)
 	r.retryCh = make(chan int, n)
 
@@ -450,6 +463,10 @@ func (r *run) loop(ctx context.Context) error {
 			if r.handle(ev) || r.over {
 				return r.finish(r.sched.Result(), r.reason)
 			}
+		case part := <-parts:
+			if r.act(r.sched.SetWindow(r.window(r.resize(part)))) {
+				return r.finish(r.sched.Result(), r.reason)
+			}
 		case i := <-r.retryCh:
 			if r.sched.Result() == scheduler.Running && !cancelled {
 				r.dispatch(i)
@@ -470,6 +487,47 @@ func (r *run) loop(ctx context.Context) error {
 				}
 			}
 		}
+	}
+}
+
+// resize gives the run's local executors part slots each (0: the run waits
+// for a free slot) and returns the run's slots in all.
+func (r *run) resize(part int) int {
+	slots := 0
+	for name, ex := range r.execs {
+		if !ex.Local() {
+			slots += ex.Slots()
+			continue
+		}
+		if n := max(part, 1); ex.Slots() != n {
+			if err := ex.Resize(n); err != nil {
+				r.m.log.Warn("resize executor", "executor", name, "error", err)
+			}
+		}
+		slots += part
+	}
+	return slots
+}
+
+// window is how many tasks the run keeps in flight: twice its slots, so that
+// the next task waits at the executor when a slot frees; max_parallel caps
+// it. No slots: nothing is dispatched until the run gets some.
+func (r *run) window(slots int) int {
+	if slots == 0 {
+		return scheduler.Hold
+	}
+	if r.p.MaxParallel > 0 && r.p.MaxParallel < 2*slots {
+		return r.p.MaxParallel
+	}
+	return 2 * slots
+}
+
+// setRunning records how many of the run's tasks run, for the machine's
+// share of slots among runs.
+func (r *run) setRunning(n int) {
+	r.running = n
+	if r.shared {
+		r.m.share.running(r.rec.Id, n)
 	}
 }
 
@@ -552,6 +610,10 @@ func (r *run) handle(ev *TaskEvent) bool {
 	pr := r.procs[i]
 	switch ev.Kind {
 	case EventStarted:
+		if !pr.running {
+			pr.running = true
+			r.setRunning(r.running + 1)
+		}
 		pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_RUNNING
 		pr.rec.Started = timestamppb.Now()
 		pr.rec.Ended = nil
@@ -572,6 +634,10 @@ func (r *run) handle(ev *TaskEvent) bool {
 	case EventFinished:
 		delete(r.tasks, ev.TaskID)
 		pr.taskID = ""
+		if pr.running {
+			pr.running = false
+			r.setRunning(r.running - 1)
+		}
 		return r.finished(i, ev)
 	}
 	return false

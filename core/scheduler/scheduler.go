@@ -73,7 +73,8 @@ type Spec struct {
 	// WarnOnly marks nodes whose failure is only a warning.
 	WarnOnly []bool
 	// Window is how many tasks may be in flight (dispatched and not finished)
-	// at once; executors run fewer when they have fewer slots. 0: unlimited.
+	// at once; executors run fewer when they have fewer slots. 0: unlimited;
+	// Hold: none until SetWindow.
 	Window int
 	// Done marks nodes that already succeeded (their outputs are reused): they
 	// are never dispatched and count as Succeeded for their successors.
@@ -203,6 +204,21 @@ func (s *Scheduler) Finished(node int, o Outcome) []Action {
 	return s.acts
 }
 
+// Hold is a window that dispatches nothing: the run waits for capacity.
+const Hold = -1
+
+// SetWindow changes how many tasks may be in flight (0: unlimited) and
+// returns the dispatches a larger window allows. A smaller window stops
+// nothing in flight; fewer are dispatched until below it.
+func (s *Scheduler) SetWindow(w int) []Action {
+	s.acts = s.acts[:0]
+	s.window = w
+	if !s.failing && !s.done {
+		s.fill()
+	}
+	return s.acts
+}
+
 // Cancel fails the run: tasks in flight are cancelled, nothing new starts.
 func (s *Scheduler) Cancel() []Action {
 	s.acts = s.acts[:0]
@@ -224,7 +240,7 @@ func (s *Scheduler) Warned() int { return s.warned }
 func (s *Scheduler) Blocked(node int) bool { return s.state[node] == blocked }
 
 func (s *Scheduler) fill() {
-	for s.ready.Len() > 0 && (s.window <= 0 || s.inflight < s.window) {
+	for s.ready.Len() > 0 && (s.window == 0 || s.inflight < s.window) {
 		n := s.ready.pop()
 		s.state[n] = inFlight
 		s.inflight++

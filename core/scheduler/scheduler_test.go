@@ -559,3 +559,34 @@ func BenchmarkScheduler100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/task")
 }
+
+func TestSetWindow(t *testing.T) {
+	// Ten independent nodes, window 2: growing the window dispatches more at
+	// once; shrinking it holds new dispatches until below it.
+	s := scheduler.New(scheduler.Spec{N: 10, Window: 2})
+	if got := len(s.Start()); got != 2 {
+		t.Fatalf("Start dispatched %d, want 2", got)
+	}
+	if got := len(s.SetWindow(5)); got != 3 {
+		t.Fatalf("SetWindow(5) dispatched %d, want 3 more", got)
+	}
+	if got := len(s.SetWindow(1)); got != 0 {
+		t.Fatalf("SetWindow(1) dispatched %d, want 0", got)
+	}
+	// 5 in flight, window 1: finishing four dispatches nothing; the fifth one
+	// brings it below the window.
+	dispatched := 0
+	for n := 0; n < 5; n++ {
+		for _, a := range s.Finished(n, scheduler.Succeeded) {
+			if a.Kind == scheduler.Dispatch {
+				dispatched++
+			}
+		}
+		if n < 4 && dispatched != 0 {
+			t.Fatalf("after %d finished with window 1, %d dispatched", n+1, dispatched)
+		}
+	}
+	if dispatched != 1 {
+		t.Errorf("after all five finished, %d dispatched; want 1", dispatched)
+	}
+}

@@ -118,7 +118,28 @@ func Dial(ctx context.Context, name string, ep Endpoint, blobs *blob.Store, tear
 func (c *Client) Name() string { return c.name }
 
 // Slots implements manager.Executor.
-func (c *Client) Slots() int { return c.slots }
+func (c *Client) Slots() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slots
+}
+
+// Local implements manager.Executor: an executor that shares the Manager's
+// blob store runs on its machine.
+func (c *Client) Local() bool { return c.remote == nil }
+
+// Resize implements manager.Executor.
+func (c *Client) Resize(slots int) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if err := c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_SetSlots{SetSlots: &wizrpc.SetSlots{Slots: int32(slots)}}}); err != nil {
+		return fmt.Errorf("resize %s: %w", c.name, plain(err))
+	}
+	c.mu.Lock()
+	c.slots = slots
+	c.mu.Unlock()
+	return nil
+}
 
 // Events implements manager.Executor.
 func (c *Client) Events() <-chan *manager.TaskEvent { return c.events }

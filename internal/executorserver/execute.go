@@ -77,6 +77,9 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 				}
 			}
 			mu.Unlock()
+		case *wizrpc.ExecuteRequest_SetSlots:
+			s.slots.resize(int(m.SetSlots.Slots))
+			s.log.Debug("slots changed", "slots", m.SetSlots.Slots)
 		}
 	}
 	cancelAll()
@@ -91,13 +94,11 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 // runTask waits for a slot, runs one task and reports its events. It always
 // ends with a Finished event.
 func (s *Server) runTask(ctx context.Context, t *wizrpc.Task, emit func(*wizrpc.ExecuteEvent)) {
-	select {
-	case s.slots <- struct{}{}:
-	case <-ctx.Done():
+	if !s.slots.acquire(ctx) {
 		emit(finished(wizrpc.Outcome_OUTCOME_CANCELLED, 0, cause(ctx), false))
 		return
 	}
-	defer func() { <-s.slots }()
+	defer s.slots.release()
 	if t.TimeoutNs > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, durationNs(t.TimeoutNs), fmt.Errorf("timed out after %s", durationNs(t.TimeoutNs)))

@@ -56,7 +56,7 @@ type Server struct {
 	cfg   Config
 	log   hclog.Logger
 	blobs *blob.Store
-	slots chan struct{}
+	slots *slotPool
 
 	mu    sync.Mutex
 	packs map[string]*packEntry // by sha256
@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, blobs: blobs,
-		slots: make(chan struct{}, cfg.Slots),
+		slots: newSlotPool(cfg.Slots),
 		packs: map[string]*packEntry{}, plans: map[string]*cachedPlan{},
 	}
 	defer s.stopPacks()

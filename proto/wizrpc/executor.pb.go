@@ -635,6 +635,7 @@ type ExecuteRequest struct {
 	//
 	//	*ExecuteRequest_Task
 	//	*ExecuteRequest_Cancel
+	//	*ExecuteRequest_SetSlots
 	Msg           isExecuteRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -695,6 +696,15 @@ func (x *ExecuteRequest) GetCancel() *CancelRequest {
 	return nil
 }
 
+func (x *ExecuteRequest) GetSetSlots() *SetSlots {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecuteRequest_SetSlots); ok {
+			return x.SetSlots
+		}
+	}
+	return nil
+}
+
 type isExecuteRequest_Msg interface {
 	isExecuteRequest_Msg()
 }
@@ -707,9 +717,62 @@ type ExecuteRequest_Cancel struct {
 	Cancel *CancelRequest `protobuf:"bytes,2,opt,name=cancel,proto3,oneof"`
 }
 
+type ExecuteRequest_SetSlots struct {
+	SetSlots *SetSlots `protobuf:"bytes,3,opt,name=set_slots,json=setSlots,proto3,oneof"`
+}
+
 func (*ExecuteRequest_Task) isExecuteRequest_Msg() {}
 
 func (*ExecuteRequest_Cancel) isExecuteRequest_Msg() {}
+
+func (*ExecuteRequest_SetSlots) isExecuteRequest_Msg() {}
+
+// SetSlots changes how many tasks the executor runs at once, as the Manager
+// shares a machine's capacity among concurrent runs. Running tasks are not
+// stopped; fewer start until the count is below the new limit.
+type SetSlots struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Slots         int32                  `protobuf:"varint,1,opt,name=slots,proto3" json:"slots,omitempty"` // ≥ 1
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSlots) Reset() {
+	*x = SetSlots{}
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSlots) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSlots) ProtoMessage() {}
+
+func (x *SetSlots) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSlots.ProtoReflect.Descriptor instead.
+func (*SetSlots) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetSlots) GetSlots() int32 {
+	if x != nil {
+		return x.Slots
+	}
+	return 0
+}
 
 type CancelRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -721,7 +784,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +796,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +809,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{10}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -771,7 +834,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +846,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +859,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{11}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{12}
 }
 
 // ExecuteEvent reports progress of one task.
@@ -818,7 +881,7 @@ type ExecuteEvent struct {
 
 func (x *ExecuteEvent) Reset() {
 	*x = ExecuteEvent{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +893,7 @@ func (x *ExecuteEvent) String() string {
 func (*ExecuteEvent) ProtoMessage() {}
 
 func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +906,7 @@ func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteEvent.ProtoReflect.Descriptor instead.
 func (*ExecuteEvent) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{12}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ExecuteEvent) GetTaskId() string {
@@ -963,7 +1026,7 @@ type Started struct {
 
 func (x *Started) Reset() {
 	*x = Started{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1038,7 @@ func (x *Started) String() string {
 func (*Started) ProtoMessage() {}
 
 func (x *Started) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1051,7 @@ func (x *Started) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Started.ProtoReflect.Descriptor instead.
 func (*Started) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{13}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Started) GetPid() int32 {
@@ -1008,7 +1071,7 @@ type Log struct {
 
 func (x *Log) Reset() {
 	*x = Log{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1083,7 @@ func (x *Log) String() string {
 func (*Log) ProtoMessage() {}
 
 func (x *Log) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1096,7 @@ func (x *Log) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Log.ProtoReflect.Descriptor instead.
 func (*Log) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{14}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Log) GetStream() string {
@@ -1059,7 +1122,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1134,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1147,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{15}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Warning) GetMessage() string {
@@ -1104,7 +1167,7 @@ type Output struct {
 
 func (x *Output) Reset() {
 	*x = Output{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1179,7 @@ func (x *Output) String() string {
 func (*Output) ProtoMessage() {}
 
 func (x *Output) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1192,7 @@ func (x *Output) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Output.ProtoReflect.Descriptor instead.
 func (*Output) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{16}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Output) GetName() string {
@@ -1158,7 +1221,7 @@ type Finished struct {
 
 func (x *Finished) Reset() {
 	*x = Finished{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1233,7 @@ func (x *Finished) String() string {
 func (*Finished) ProtoMessage() {}
 
 func (x *Finished) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1246,7 @@ func (x *Finished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finished.ProtoReflect.Descriptor instead.
 func (*Finished) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{17}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Finished) GetOutcome() Outcome {
@@ -1260,11 +1323,14 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x10max_output_bytes\x18\v \x01(\x03R\x0emaxOutputBytes\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
-	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"r\n" +
+	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xa6\x01\n" +
 	"\x0eExecuteRequest\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x0f.wizrpc.v1.TaskH\x00R\x04task\x122\n" +
-	"\x06cancel\x18\x02 \x01(\v2\x18.wizrpc.v1.CancelRequestH\x00R\x06cancelB\x05\n" +
-	"\x03msg\"@\n" +
+	"\x06cancel\x18\x02 \x01(\v2\x18.wizrpc.v1.CancelRequestH\x00R\x06cancel\x122\n" +
+	"\tset_slots\x18\x03 \x01(\v2\x13.wizrpc.v1.SetSlotsH\x00R\bsetSlotsB\x05\n" +
+	"\x03msg\" \n" +
+	"\bSetSlots\x12\x14\n" +
+	"\x05slots\x18\x01 \x01(\x05R\x05slots\"@\n" +
 	"\rCancelRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x10\n" +
@@ -1319,7 +1385,7 @@ func file_wizrpc_v1_executor_proto_rawDescGZIP() []byte {
 }
 
 var file_wizrpc_v1_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_wizrpc_v1_executor_proto_goTypes = []any{
 	(Outcome)(0),             // 0: wizrpc.v1.Outcome
 	(*HasBlobsRequest)(nil),  // 1: wizrpc.v1.HasBlobsRequest
@@ -1332,51 +1398,53 @@ var file_wizrpc_v1_executor_proto_goTypes = []any{
 	(*PackRef)(nil),          // 8: wizrpc.v1.PackRef
 	(*Task)(nil),             // 9: wizrpc.v1.Task
 	(*ExecuteRequest)(nil),   // 10: wizrpc.v1.ExecuteRequest
-	(*CancelRequest)(nil),    // 11: wizrpc.v1.CancelRequest
-	(*CancelResponse)(nil),   // 12: wizrpc.v1.CancelResponse
-	(*ExecuteEvent)(nil),     // 13: wizrpc.v1.ExecuteEvent
-	(*Started)(nil),          // 14: wizrpc.v1.Started
-	(*Log)(nil),              // 15: wizrpc.v1.Log
-	(*Warning)(nil),          // 16: wizrpc.v1.Warning
-	(*Output)(nil),           // 17: wizrpc.v1.Output
-	(*Finished)(nil),         // 18: wizrpc.v1.Finished
-	nil,                      // 19: wizrpc.v1.Task.InputsEntry
-	(TypeKind)(0),            // 20: wizrpc.v1.TypeKind
-	(*wizpb.Metrics)(nil),    // 21: wiz.v1.Metrics
-	(*wizpb.Data)(nil),       // 22: wiz.v1.Data
+	(*SetSlots)(nil),         // 11: wizrpc.v1.SetSlots
+	(*CancelRequest)(nil),    // 12: wizrpc.v1.CancelRequest
+	(*CancelResponse)(nil),   // 13: wizrpc.v1.CancelResponse
+	(*ExecuteEvent)(nil),     // 14: wizrpc.v1.ExecuteEvent
+	(*Started)(nil),          // 15: wizrpc.v1.Started
+	(*Log)(nil),              // 16: wizrpc.v1.Log
+	(*Warning)(nil),          // 17: wizrpc.v1.Warning
+	(*Output)(nil),           // 18: wizrpc.v1.Output
+	(*Finished)(nil),         // 19: wizrpc.v1.Finished
+	nil,                      // 20: wizrpc.v1.Task.InputsEntry
+	(TypeKind)(0),            // 21: wizrpc.v1.TypeKind
+	(*wizpb.Metrics)(nil),    // 22: wiz.v1.Metrics
+	(*wizpb.Data)(nil),       // 23: wiz.v1.Data
 }
 var file_wizrpc_v1_executor_proto_depIdxs = []int32{
 	8,  // 0: wizrpc.v1.Task.pack:type_name -> wizrpc.v1.PackRef
-	19, // 1: wizrpc.v1.Task.inputs:type_name -> wizrpc.v1.Task.InputsEntry
-	20, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
+	20, // 1: wizrpc.v1.Task.inputs:type_name -> wizrpc.v1.Task.InputsEntry
+	21, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
 	9,  // 3: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
-	11, // 4: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
-	14, // 5: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
-	15, // 6: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
-	16, // 7: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
-	17, // 8: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
-	21, // 9: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
-	18, // 10: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
-	22, // 11: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
-	0,  // 12: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
-	22, // 13: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
-	6,  // 14: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
-	10, // 15: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
-	11, // 16: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
-	1,  // 17: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
-	3,  // 18: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
-	5,  // 19: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
-	7,  // 20: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
-	13, // 21: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
-	12, // 22: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
-	2,  // 23: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
-	4,  // 24: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
-	3,  // 25: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
-	20, // [20:26] is the sub-list for method output_type
-	14, // [14:20] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	12, // 4: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
+	11, // 5: wizrpc.v1.ExecuteRequest.set_slots:type_name -> wizrpc.v1.SetSlots
+	15, // 6: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
+	16, // 7: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
+	17, // 8: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
+	18, // 9: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
+	22, // 10: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
+	19, // 11: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
+	23, // 12: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
+	0,  // 13: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
+	23, // 14: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
+	6,  // 15: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
+	10, // 16: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
+	12, // 17: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
+	1,  // 18: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
+	3,  // 19: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
+	5,  // 20: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
+	7,  // 21: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
+	14, // 22: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
+	13, // 23: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
+	2,  // 24: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
+	4,  // 25: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
+	3,  // 26: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
+	21, // [21:27] is the sub-list for method output_type
+	15, // [15:21] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_executor_proto_init() }
@@ -1388,8 +1456,9 @@ func file_wizrpc_v1_executor_proto_init() {
 	file_wizrpc_v1_executor_proto_msgTypes[9].OneofWrappers = []any{
 		(*ExecuteRequest_Task)(nil),
 		(*ExecuteRequest_Cancel)(nil),
+		(*ExecuteRequest_SetSlots)(nil),
 	}
-	file_wizrpc_v1_executor_proto_msgTypes[12].OneofWrappers = []any{
+	file_wizrpc_v1_executor_proto_msgTypes[13].OneofWrappers = []any{
 		(*ExecuteEvent_Started)(nil),
 		(*ExecuteEvent_Log)(nil),
 		(*ExecuteEvent_Warning)(nil),
@@ -1403,7 +1472,7 @@ func file_wizrpc_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_executor_proto_rawDesc), len(file_wizrpc_v1_executor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
