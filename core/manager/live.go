@@ -47,6 +47,10 @@ var ErrNotRunning = errors.New("run is not running")
 type liveRun struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{} // closed when the run has ended and is recorded
+	// watch carries new watchers to the run's goroutine, which registers
+	// each together with a snapshot of where the run is, so that a watcher
+	// sees every later change once, in order, and nothing older.
+	watch chan watchReq
 
 	mu       sync.Mutex
 	watchers map[*Queue]bool
@@ -54,7 +58,7 @@ type liveRun struct {
 }
 
 func (m *Manager) register(id string, cancel context.CancelCauseFunc) *liveRun {
-	lr := &liveRun{cancel: cancel, done: make(chan struct{}), watchers: map[*Queue]bool{}}
+	lr := &liveRun{cancel: cancel, done: make(chan struct{}), watch: make(chan watchReq), watchers: map[*Queue]bool{}}
 	m.liveMu.Lock()
 	m.live[id] = lr
 	m.liveMu.Unlock()
@@ -155,28 +159,23 @@ func (m *Manager) Watch(ctx context.Context, id string, watch func(Update)) (*wi
 		watch(Update{Run: r})
 		return r, nil
 	}
-	q := NewQueue()
-	lr.mu.Lock()
-	if lr.watchers == nil { // ended meanwhile
-		lr.mu.Unlock()
-		<-lr.done
+	req := watchReq{q: NewQueue(), snap: make(chan []Update, 1)}
+	select {
+	case lr.watch <- req: // the run's goroutine registers it
+	case <-lr.done:
 		watch(Update{Run: lr.final})
 		return lr.final, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
-	lr.watchers[q] = true
-	lr.mu.Unlock()
+	q := req.q
 	defer func() {
 		lr.mu.Lock()
 		delete(lr.watchers, q)
 		lr.mu.Unlock()
 	}()
-	if d, err := m.RunDetail(r.Id); err == nil { // where it is now
-		watch(Update{Run: d.Run})
-		for _, p := range d.Processors {
-			if p.State != wizpb.ProcessorState_PROCESSOR_STATE_IDLE {
-				watch(Update{Processor: p})
-			}
-		}
+	for _, u := range <-req.snap { // where it is now
+		watch(u)
 	}
 	for {
 		u, ok := q.Next(ctx)

@@ -410,3 +410,71 @@ processors:
 		t.Errorf("b ran %d times, want 0", b.tries["b"])
 	}
 }
+
+// Watchers that join a run at any moment see each processor's state only
+// move forward (no change older than their snapshot is replayed) and see
+// every processor end.
+func TestWatchJoinsMidRun(t *testing.T) {
+	t.Parallel()
+	m, _ := newManager(t, 2)
+	var src strings.Builder
+	src.WriteString("name: chain\nprocessors:\n  p0: {uses: t/run}\n")
+	const n = 300
+	for i := 1; i < n; i++ {
+		fmt.Fprintf(&src, "  p%d: {uses: t/run, after: [p%d]}\n", i, i-1)
+	}
+	started := make(chan string, 1)
+	done := make(chan *wizpb.Run, 1)
+	go func() {
+		r, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src.String())}, func(u manager.Update) {
+			if u.Run != nil {
+				select {
+				case started <- u.Run.Id:
+				default:
+				}
+			}
+		})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	id := <-started
+	rank := map[wizpb.ProcessorState]int{
+		wizpb.ProcessorState_PROCESSOR_STATE_IDLE: 0, wizpb.ProcessorState_PROCESSOR_STATE_RUNNING: 1,
+		wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED: 2, wizpb.ProcessorState_PROCESSOR_STATE_FAILED: 2,
+	}
+	var wg sync.WaitGroup
+	for w := 0; w < 20; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(w) * time.Millisecond)
+			last := map[string]wizpb.ProcessorState{}
+			final, err := m.Watch(context.Background(), id, func(u manager.Update) {
+				if p := u.Processor; p != nil {
+					if prev, ok := last[p.Name]; ok && rank[p.State] < rank[prev] {
+						t.Errorf("watcher %d: %s went from %v back to %v", w, p.Name, prev, p.State)
+					}
+					last[p.Name] = p.State
+				}
+			})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if final.State == wizpb.RunState_RUN_STATE_SUCCEEDED && len(last) > 0 && len(last) != n {
+				t.Errorf("watcher %d saw %d of %d processors", w, len(last), n)
+			}
+			for name, s := range last {
+				if s != wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED {
+					t.Errorf("watcher %d: %s last seen %v, want Succeeded", w, name, s)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if r := <-done; r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("run = %v", r.State)
+	}
+}

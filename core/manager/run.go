@@ -333,6 +333,27 @@ func (r *run) prepare(text map[string]string) error {
 	return nil
 }
 
+// watchReq asks a run's goroutine to add a watcher.
+type watchReq struct {
+	q    *Queue
+	snap chan []Update // receives the run's state at registration
+}
+
+// addWatcher registers a watcher with a snapshot of the run taken at the
+// same moment, on the goroutine that makes every change.
+func (r *run) addWatcher(req watchReq) {
+	snap := []Update{{Run: proto.Clone(r.rec).(*wizpb.Run)}}
+	for _, pr := range r.procs {
+		if pr.rec.State != wizpb.ProcessorState_PROCESSOR_STATE_IDLE {
+			snap = append(snap, Update{Processor: proto.Clone(pr.rec).(*wizpb.ProcessorRun)})
+		}
+	}
+	r.live.mu.Lock()
+	r.live.watchers[req.q] = true
+	r.live.mu.Unlock()
+	req.snap <- snap
+}
+
 func (r *run) notify(u Update) {
 	if r.watch != nil {
 		r.watch(u)
@@ -454,6 +475,8 @@ func (r *run) loop(ctx context.Context) error {
 			}
 		}
 		select {
+		case req := <-r.live.watch:
+			r.addWatcher(req)
 		case err := <-r.wdone:
 			r.wbusy = false
 			if err != nil && r.werr == nil {
