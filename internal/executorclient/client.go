@@ -43,6 +43,7 @@ type Client struct {
 	slots    int
 	events   chan *manager.TaskEvent
 	teardown func(context.Context) error
+	diagnose func(context.Context) string
 
 	sendMu sync.Mutex // the stream's Send is not safe for concurrent use
 
@@ -65,10 +66,19 @@ func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]s
 }
 func (tokenCreds) RequireTransportSecurity() bool { return true }
 
-// Dial connects to an executor and opens its Execute stream. teardown is
-// called by Close after the stream ends. blobs is the Manager's blob store,
-// which a remote executor's blobs are copied from and to.
-func Dial(ctx context.Context, name string, ep Endpoint, blobs *blob.Store, teardown func(context.Context) error) (*Client, error) {
+// Hooks are the backend's part in an executor's life.
+type Hooks struct {
+	// Teardown is called by Close after the stream ends.
+	Teardown func(context.Context) error
+	// Diagnose says why the executor is gone, when it is lost mid-task;
+	// nil or "": unknown.
+	Diagnose func(context.Context) string
+}
+
+// Dial connects to an executor and opens its Execute stream. blobs is the
+// Manager's blob store, which a remote executor's blobs are copied from and
+// to.
+func Dial(ctx context.Context, name string, ep Endpoint, blobs *blob.Store, hooks Hooks) (*Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ep.CACertPEM) {
 		return nil, fmt.Errorf("%s: endpoint has no usable CA certificate", name)
@@ -98,7 +108,7 @@ func Dial(ctx context.Context, name string, ep Endpoint, blobs *blob.Store, tear
 	}
 	c := &Client{
 		name: name, conn: conn, stream: stream, cancel: cancel, slots: int(info.Slots),
-		events: make(chan *manager.TaskEvent, 1024), teardown: teardown,
+		events: make(chan *manager.TaskEvent, 1024), teardown: hooks.Teardown, diagnose: hooks.Diagnose,
 		inflight: map[string]bool{}, done: make(chan struct{}),
 	}
 	if ep.Remote {
@@ -273,6 +283,13 @@ func (c *Client) recv() {
 	msg := fmt.Sprintf("%s went away mid-task", c.name)
 	if cause != nil && !errors.Is(cause, context.Canceled) {
 		msg = fmt.Sprintf("%s went away mid-task: %v", c.name, plain(cause))
+	}
+	if len(lost) > 0 && c.diagnose != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if why := c.diagnose(ctx); why != "" {
+			msg += ": " + why
+		}
+		cancel()
 	}
 	for id := range lost {
 		c.events <- &manager.TaskEvent{TaskID: id, Kind: manager.EventFinished, Outcome: manager.OutcomeFailed, Message: msg, Started: true}

@@ -60,6 +60,15 @@ func (b *Backend) Teardown(ctx context.Context, id string) error {
 	return nil
 }
 
+// Diagnose asks the backend why an executor is gone; "" when it does not know.
+func (b *Backend) Diagnose(ctx context.Context, id string) string {
+	resp, err := b.rpc.Diagnose(ctx, &wizrpc.DiagnoseRequest{ExecutorId: id})
+	if err != nil {
+		return ""
+	}
+	return resp.Reason
+}
+
 // Kill stops the plugin process and reaps it.
 func (b *Backend) Kill() { b.client.Kill() }
 

@@ -431,7 +431,7 @@ func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) 
 	}
 	c, err := executorclient.Dial(ctx, fmt.Sprintf("%s executor %s", req.Backend, resp.ExecutorId), executorclient.Endpoint{
 		Address: ep.Address, CACertPEM: ep.CaCertPem, ServerName: ep.ServerName, Token: ep.Token, Remote: resp.Remote,
-	}, blobs, teardown)
+	}, blobs, executorclient.Hooks{Teardown: teardown, Diagnose: func(ctx context.Context) string { return b.Diagnose(ctx, resp.ExecutorId) }})
 	if err != nil {
 		_ = teardown(context.Background())
 		return nil, err

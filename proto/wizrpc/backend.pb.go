@@ -21,6 +21,94 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type DiagnoseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecutorId    string                 `protobuf:"bytes,1,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiagnoseRequest) Reset() {
+	*x = DiagnoseRequest{}
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiagnoseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiagnoseRequest) ProtoMessage() {}
+
+func (x *DiagnoseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiagnoseRequest.ProtoReflect.Descriptor instead.
+func (*DiagnoseRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *DiagnoseRequest) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
+type DiagnoseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"` // empty: nothing known
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DiagnoseResponse) Reset() {
+	*x = DiagnoseResponse{}
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiagnoseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiagnoseResponse) ProtoMessage() {}
+
+func (x *DiagnoseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiagnoseResponse.ProtoReflect.Descriptor instead.
+func (*DiagnoseResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *DiagnoseResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type BackendDescribeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -29,7 +117,7 @@ type BackendDescribeRequest struct {
 
 func (x *BackendDescribeRequest) Reset() {
 	*x = BackendDescribeRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -41,7 +129,7 @@ func (x *BackendDescribeRequest) String() string {
 func (*BackendDescribeRequest) ProtoMessage() {}
 
 func (x *BackendDescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -54,7 +142,7 @@ func (x *BackendDescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendDescribeRequest.ProtoReflect.Descriptor instead.
 func (*BackendDescribeRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{0}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{2}
 }
 
 type BackendDescribeResponse struct {
@@ -68,7 +156,7 @@ type BackendDescribeResponse struct {
 
 func (x *BackendDescribeResponse) Reset() {
 	*x = BackendDescribeResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -80,7 +168,7 @@ func (x *BackendDescribeResponse) String() string {
 func (*BackendDescribeResponse) ProtoMessage() {}
 
 func (x *BackendDescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -93,7 +181,7 @@ func (x *BackendDescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendDescribeResponse.ProtoReflect.Descriptor instead.
 func (*BackendDescribeResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{1}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *BackendDescribeResponse) GetName() string {
@@ -135,7 +223,7 @@ type ProvisionRequest struct {
 
 func (x *ProvisionRequest) Reset() {
 	*x = ProvisionRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -147,7 +235,7 @@ func (x *ProvisionRequest) String() string {
 func (*ProvisionRequest) ProtoMessage() {}
 
 func (x *ProvisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -160,7 +248,7 @@ func (x *ProvisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionRequest.ProtoReflect.Descriptor instead.
 func (*ProvisionRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{2}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ProvisionRequest) GetRunId() string {
@@ -234,7 +322,7 @@ type ProvisionResponse struct {
 
 func (x *ProvisionResponse) Reset() {
 	*x = ProvisionResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +334,7 @@ func (x *ProvisionResponse) String() string {
 func (*ProvisionResponse) ProtoMessage() {}
 
 func (x *ProvisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +347,7 @@ func (x *ProvisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionResponse.ProtoReflect.Descriptor instead.
 func (*ProvisionResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{3}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ProvisionResponse) GetExecutorId() string {
@@ -296,7 +384,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +396,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +409,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{4}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -361,7 +449,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -373,7 +461,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -386,7 +474,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{5}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TeardownRequest) GetExecutorId() string {
@@ -404,7 +492,7 @@ type TeardownResponse struct {
 
 func (x *TeardownResponse) Reset() {
 	*x = TeardownResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +504,7 @@ func (x *TeardownResponse) String() string {
 func (*TeardownResponse) ProtoMessage() {}
 
 func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,14 +517,19 @@ func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownResponse.ProtoReflect.Descriptor instead.
 func (*TeardownResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{6}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{8}
 }
 
 var File_wizrpc_v1_backend_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\n" +
-	"\x17wizrpc/v1/backend.proto\x12\twizrpc.v1\"\x18\n" +
+	"\x17wizrpc/v1/backend.proto\x12\twizrpc.v1\"2\n" +
+	"\x0fDiagnoseRequest\x12\x1f\n" +
+	"\vexecutor_id\x18\x01 \x01(\tR\n" +
+	"executorId\"*\n" +
+	"\x10DiagnoseResponse\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x18\n" +
 	"\x16BackendDescribeRequest\"r\n" +
 	"\x17BackendDescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
@@ -467,11 +560,12 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\x0fTeardownRequest\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\"\x12\n" +
-	"\x10TeardownResponse2\xf1\x01\n" +
+	"\x10TeardownResponse2\xb6\x02\n" +
 	"\x0fExecutorBackend\x12Q\n" +
 	"\bDescribe\x12!.wizrpc.v1.BackendDescribeRequest\x1a\".wizrpc.v1.BackendDescribeResponse\x12F\n" +
 	"\tProvision\x12\x1b.wizrpc.v1.ProvisionRequest\x1a\x1c.wizrpc.v1.ProvisionResponse\x12C\n" +
-	"\bTeardown\x12\x1a.wizrpc.v1.TeardownRequest\x1a\x1b.wizrpc.v1.TeardownResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
+	"\bTeardown\x12\x1a.wizrpc.v1.TeardownRequest\x1a\x1b.wizrpc.v1.TeardownResponse\x12C\n" +
+	"\bDiagnose\x12\x1a.wizrpc.v1.DiagnoseRequest\x1a\x1b.wizrpc.v1.DiagnoseResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
 
 var (
 	file_wizrpc_v1_backend_proto_rawDescOnce sync.Once
@@ -485,26 +579,30 @@ func file_wizrpc_v1_backend_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_backend_proto_rawDescData
 }
 
-var file_wizrpc_v1_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_wizrpc_v1_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_wizrpc_v1_backend_proto_goTypes = []any{
-	(*BackendDescribeRequest)(nil),  // 0: wizrpc.v1.BackendDescribeRequest
-	(*BackendDescribeResponse)(nil), // 1: wizrpc.v1.BackendDescribeResponse
-	(*ProvisionRequest)(nil),        // 2: wizrpc.v1.ProvisionRequest
-	(*ProvisionResponse)(nil),       // 3: wizrpc.v1.ProvisionResponse
-	(*Endpoint)(nil),                // 4: wizrpc.v1.Endpoint
-	(*TeardownRequest)(nil),         // 5: wizrpc.v1.TeardownRequest
-	(*TeardownResponse)(nil),        // 6: wizrpc.v1.TeardownResponse
+	(*DiagnoseRequest)(nil),         // 0: wizrpc.v1.DiagnoseRequest
+	(*DiagnoseResponse)(nil),        // 1: wizrpc.v1.DiagnoseResponse
+	(*BackendDescribeRequest)(nil),  // 2: wizrpc.v1.BackendDescribeRequest
+	(*BackendDescribeResponse)(nil), // 3: wizrpc.v1.BackendDescribeResponse
+	(*ProvisionRequest)(nil),        // 4: wizrpc.v1.ProvisionRequest
+	(*ProvisionResponse)(nil),       // 5: wizrpc.v1.ProvisionResponse
+	(*Endpoint)(nil),                // 6: wizrpc.v1.Endpoint
+	(*TeardownRequest)(nil),         // 7: wizrpc.v1.TeardownRequest
+	(*TeardownResponse)(nil),        // 8: wizrpc.v1.TeardownResponse
 }
 var file_wizrpc_v1_backend_proto_depIdxs = []int32{
-	4, // 0: wizrpc.v1.ProvisionResponse.endpoint:type_name -> wizrpc.v1.Endpoint
-	0, // 1: wizrpc.v1.ExecutorBackend.Describe:input_type -> wizrpc.v1.BackendDescribeRequest
-	2, // 2: wizrpc.v1.ExecutorBackend.Provision:input_type -> wizrpc.v1.ProvisionRequest
-	5, // 3: wizrpc.v1.ExecutorBackend.Teardown:input_type -> wizrpc.v1.TeardownRequest
-	1, // 4: wizrpc.v1.ExecutorBackend.Describe:output_type -> wizrpc.v1.BackendDescribeResponse
-	3, // 5: wizrpc.v1.ExecutorBackend.Provision:output_type -> wizrpc.v1.ProvisionResponse
-	6, // 6: wizrpc.v1.ExecutorBackend.Teardown:output_type -> wizrpc.v1.TeardownResponse
-	4, // [4:7] is the sub-list for method output_type
-	1, // [1:4] is the sub-list for method input_type
+	6, // 0: wizrpc.v1.ProvisionResponse.endpoint:type_name -> wizrpc.v1.Endpoint
+	2, // 1: wizrpc.v1.ExecutorBackend.Describe:input_type -> wizrpc.v1.BackendDescribeRequest
+	4, // 2: wizrpc.v1.ExecutorBackend.Provision:input_type -> wizrpc.v1.ProvisionRequest
+	7, // 3: wizrpc.v1.ExecutorBackend.Teardown:input_type -> wizrpc.v1.TeardownRequest
+	0, // 4: wizrpc.v1.ExecutorBackend.Diagnose:input_type -> wizrpc.v1.DiagnoseRequest
+	3, // 5: wizrpc.v1.ExecutorBackend.Describe:output_type -> wizrpc.v1.BackendDescribeResponse
+	5, // 6: wizrpc.v1.ExecutorBackend.Provision:output_type -> wizrpc.v1.ProvisionResponse
+	8, // 7: wizrpc.v1.ExecutorBackend.Teardown:output_type -> wizrpc.v1.TeardownResponse
+	1, // 8: wizrpc.v1.ExecutorBackend.Diagnose:output_type -> wizrpc.v1.DiagnoseResponse
+	5, // [5:9] is the sub-list for method output_type
+	1, // [1:5] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -521,7 +619,7 @@ func file_wizrpc_v1_backend_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_backend_proto_rawDesc), len(file_wizrpc_v1_backend_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	ExecutorBackend_Describe_FullMethodName  = "/wizrpc.v1.ExecutorBackend/Describe"
 	ExecutorBackend_Provision_FullMethodName = "/wizrpc.v1.ExecutorBackend/Provision"
 	ExecutorBackend_Teardown_FullMethodName  = "/wizrpc.v1.ExecutorBackend/Teardown"
+	ExecutorBackend_Diagnose_FullMethodName  = "/wizrpc.v1.ExecutorBackend/Diagnose"
 )
 
 // ExecutorBackendClient is the client API for ExecutorBackend service.
@@ -36,6 +37,10 @@ type ExecutorBackendClient interface {
 	Provision(ctx context.Context, in *ProvisionRequest, opts ...grpc.CallOption) (*ProvisionResponse, error)
 	// Teardown stops an executor and removes what Provision made.
 	Teardown(ctx context.Context, in *TeardownRequest, opts ...grpc.CallOption) (*TeardownResponse, error)
+	// Diagnose says why an executor is gone or failing, in the backend's words
+	// (a process killed by a signal, a pod OOMKilled or evicted). The Manager
+	// asks when it loses an executor, to tell the user the cause.
+	Diagnose(ctx context.Context, in *DiagnoseRequest, opts ...grpc.CallOption) (*DiagnoseResponse, error)
 }
 
 type executorBackendClient struct {
@@ -76,6 +81,16 @@ func (c *executorBackendClient) Teardown(ctx context.Context, in *TeardownReques
 	return out, nil
 }
 
+func (c *executorBackendClient) Diagnose(ctx context.Context, in *DiagnoseRequest, opts ...grpc.CallOption) (*DiagnoseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DiagnoseResponse)
+	err := c.cc.Invoke(ctx, ExecutorBackend_Diagnose_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutorBackendServer is the server API for ExecutorBackend service.
 // All implementations must embed UnimplementedExecutorBackendServer
 // for forward compatibility.
@@ -88,6 +103,10 @@ type ExecutorBackendServer interface {
 	Provision(context.Context, *ProvisionRequest) (*ProvisionResponse, error)
 	// Teardown stops an executor and removes what Provision made.
 	Teardown(context.Context, *TeardownRequest) (*TeardownResponse, error)
+	// Diagnose says why an executor is gone or failing, in the backend's words
+	// (a process killed by a signal, a pod OOMKilled or evicted). The Manager
+	// asks when it loses an executor, to tell the user the cause.
+	Diagnose(context.Context, *DiagnoseRequest) (*DiagnoseResponse, error)
 	mustEmbedUnimplementedExecutorBackendServer()
 }
 
@@ -106,6 +125,9 @@ func (UnimplementedExecutorBackendServer) Provision(context.Context, *ProvisionR
 }
 func (UnimplementedExecutorBackendServer) Teardown(context.Context, *TeardownRequest) (*TeardownResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Teardown not implemented")
+}
+func (UnimplementedExecutorBackendServer) Diagnose(context.Context, *DiagnoseRequest) (*DiagnoseResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Diagnose not implemented")
 }
 func (UnimplementedExecutorBackendServer) mustEmbedUnimplementedExecutorBackendServer() {}
 func (UnimplementedExecutorBackendServer) testEmbeddedByValue()                         {}
@@ -182,6 +204,24 @@ func _ExecutorBackend_Teardown_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutorBackend_Diagnose_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DiagnoseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutorBackendServer).Diagnose(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutorBackend_Diagnose_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutorBackendServer).Diagnose(ctx, req.(*DiagnoseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecutorBackend_ServiceDesc is the grpc.ServiceDesc for ExecutorBackend service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +240,10 @@ var ExecutorBackend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Teardown",
 			Handler:    _ExecutorBackend_Teardown_Handler,
+		},
+		{
+			MethodName: "Diagnose",
+			Handler:    _ExecutorBackend_Diagnose_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -79,3 +79,23 @@ type TeardownRequest struct {
 
 // TeardownResponse is empty; fields may be added.
 type TeardownResponse struct{}
+
+// Diagnoser is implemented by backends that can say why an executor is gone
+// or failing. The Manager asks when it loses an executor mid-task and shows
+// the reason with the processor's error, e.g. "pod wiz-abc was OOMKilled".
+// It is optional: a backend without it gets a generic message.
+type Diagnoser interface {
+	Diagnose(ctx context.Context, req *DiagnoseRequest) (*DiagnoseResponse, error)
+}
+
+// DiagnoseRequest names the executor to diagnose.
+type DiagnoseRequest struct {
+	// ExecutorID is what Provision returned.
+	ExecutorID string
+}
+
+// DiagnoseResponse says what the backend knows.
+type DiagnoseResponse struct {
+	// Reason is one line in the backend's words; empty when nothing is known.
+	Reason string
+}

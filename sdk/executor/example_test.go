@@ -42,6 +42,17 @@ func (b *localBackend) Teardown(ctx context.Context, req *executor.TeardownReque
 	return &executor.TeardownResponse{}, nil
 }
 
+// Diagnose implements executor.Diagnoser, which is optional: it says why an
+// executor is gone, for the error of the task that was lost with it.
+func (b *localBackend) Diagnose(ctx context.Context, req *executor.DiagnoseRequest) (*executor.DiagnoseResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.running[req.ExecutorID] {
+		return &executor.DiagnoseResponse{Reason: req.ExecutorID + " was torn down"}, nil
+	}
+	return &executor.DiagnoseResponse{}, nil // nothing known
+}
+
 // A backend's main serves it; wiz starts the binary as a plugin.
 func ExampleServe() {
 	executor.Serve(executor.Info{Name: "local", Version: "0.1.0"}, &localBackend{})

@@ -95,6 +95,23 @@ func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequ
 	}, nil
 }
 
+func (s *backendServer) Diagnose(ctx context.Context, req *wizrpc.DiagnoseRequest) (_ *wizrpc.DiagnoseResponse, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("executor backend %s panicked in Diagnose: %v", s.info.Name, r)
+		}
+	}()
+	d, ok := s.b.(Diagnoser)
+	if !ok {
+		return &wizrpc.DiagnoseResponse{}, nil
+	}
+	resp, err := d.Diagnose(ctx, &DiagnoseRequest{ExecutorID: req.ExecutorId})
+	if err != nil || resp == nil {
+		return &wizrpc.DiagnoseResponse{}, err
+	}
+	return &wizrpc.DiagnoseResponse{Reason: resp.Reason}, nil
+}
+
 func (s *backendServer) Teardown(ctx context.Context, req *wizrpc.TeardownRequest) (_ *wizrpc.TeardownResponse, err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -198,3 +198,24 @@ func TestProvisionConcurrent(t *testing.T) {
 		t.Errorf("backend saw %d provisions, want 20", len(b.provs))
 	}
 }
+
+// diagnosingBackend also implements executor.Diagnoser.
+type diagnosingBackend struct{ fakeBackend }
+
+func (d *diagnosingBackend) Diagnose(_ context.Context, req *executor.DiagnoseRequest) (*executor.DiagnoseResponse, error) {
+	return &executor.DiagnoseResponse{Reason: "pod " + req.ExecutorID + " was OOMKilled"}, nil
+}
+
+// Diagnose reaches a backend that implements Diagnoser; others answer with
+// no reason rather than an error.
+func TestDiagnose(t *testing.T) {
+	t.Parallel()
+	got, err := dial(t, &diagnosingBackend{}).Diagnose(context.Background(), &wizrpc.DiagnoseRequest{ExecutorId: "wiz-1"})
+	if err != nil || got.Reason != "pod wiz-1 was OOMKilled" {
+		t.Errorf("Diagnose = %v, %v; want the backend's reason", got, err)
+	}
+	got, err = dial(t, &fakeBackend{}).Diagnose(context.Background(), &wizrpc.DiagnoseRequest{ExecutorId: "wiz-1"})
+	if err != nil || got.Reason != "" {
+		t.Errorf("Diagnose of a backend without it = %v, %v; want an empty reason", got, err)
+	}
+}

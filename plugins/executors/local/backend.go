@@ -180,6 +180,29 @@ func (b *backend) Teardown(_ context.Context, req *executor.TeardownRequest) (*e
 	return &executor.TeardownResponse{}, nil
 }
 
+// Diagnose implements executor.Diagnoser: how the executor process ended.
+func (b *backend) Diagnose(_ context.Context, req *executor.DiagnoseRequest) (*executor.DiagnoseResponse, error) {
+	b.mu.Lock()
+	c, ok := b.executors[req.ExecutorID]
+	b.mu.Unlock()
+	if !ok {
+		return &executor.DiagnoseResponse{}, nil
+	}
+	select {
+	case <-c.done:
+	case <-time.After(2 * time.Second): // it may be exiting now
+		return &executor.DiagnoseResponse{Reason: fmt.Sprintf("wiz executor (pid %d) is still running", c.cmd.Process.Pid)}, nil
+	}
+	return &executor.DiagnoseResponse{Reason: fmt.Sprintf("wiz executor (pid %d) %s", c.cmd.Process.Pid, describeExit(c.cmd.ProcessState))}, nil
+}
+
+func describeExit(ps *os.ProcessState) string {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return fmt.Sprintf("was killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
+	}
+	return fmt.Sprintf("exited with code %d", ps.ExitCode())
+}
+
 // stop ends an executor: SIGTERM, then SIGKILL after a grace period, and
 // removes its directory.
 func (b *backend) stop(c *child) {
