@@ -67,6 +67,13 @@ func Launch(cfg Config) (*Pack, error) {
 // NewClient makes a go-plugin client for a wiz plugin binary serving plugins.
 // The process is put in its own process group and dies with its host.
 func NewClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.Logger) *plugin.Client {
+	c, _ := newClient(path, plugins, sum, logger, 0)
+	return c
+}
+
+// newClient is NewClient with a start timeout (0: go-plugin's minute); it
+// also returns the command, whose process group the caller may kill.
+func newClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.Logger, start time.Duration) (*plugin.Client, *exec.Cmd) {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -74,6 +81,7 @@ func NewClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.L
 	cmd.Env = append(os.Environ(), "WIZ_LOG_LEVEL="+levelName(logger))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return plugin.NewClient(&plugin.ClientConfig{
+		StartTimeout:     start,
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: plugins},
 		Cmd:              cmd,
@@ -86,7 +94,7 @@ func NewClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.L
 		SyncStderr: logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug}),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize), grpc.MaxCallSendMsgSize(sdk.MaxMessageSize))},
-	})
+	}), cmd
 }
 
 // Dispense starts the plugin process and returns its gRPC client, turning
@@ -124,6 +132,8 @@ func launchError(name, path, want string, err error) error {
 		return fmt.Errorf("plugin %s refused: %s changed after install (sha256 %s, expected %s); reinstall it with `wiz plugin install`", name, path, got, want)
 	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
 		return fmt.Errorf("plugin %s (%s) speaks another wiz plugin protocol than this wiz (protocol %d): %s; install a version built for this wiz", name, path, sdk.ProtocolVersion, msg)
+	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+		return fmt.Errorf("%s is not a wiz plugin (it did not answer the wiz plugin handshake in time)", path)
 	case strings.Contains(msg, "magic cookie") || strings.Contains(msg, "Unrecognized remote plugin message") ||
 		strings.Contains(msg, "exited before we could connect") || strings.Contains(msg, "exec format error"):
 		return fmt.Errorf("%s is not a wiz plugin (it did not answer the wiz plugin handshake)", path)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -26,6 +27,11 @@ type Probed struct {
 // Probe starts a plugin binary of unknown kind, reads its description through
 // the handshake and stops it. A binary that is not a wiz plugin, or speaks
 // another protocol version, gets an error saying which.
+// ProbeStartTimeout bounds how long Probe waits for a binary to answer the
+// plugin handshake: a wiz plugin answers in milliseconds, and a program that
+// is not one may never answer.
+var ProbeStartTimeout = 10 * time.Second
+
 func Probe(ctx context.Context, path, sha string, logger hclog.Logger) (*Probed, error) {
 	sum, err := hex.DecodeString(sha)
 	if err != nil {
@@ -33,10 +39,15 @@ func Probe(ctx context.Context, path, sha string, logger hclog.Logger) (*Probed,
 	}
 	// One client can dispense either kind; the services the binary registers
 	// tell which it is.
-	client := NewClient(path, plugin.PluginSet{sdk.PackPluginName: &packPlugin{}, sdk.BackendPluginName: &backendPlugin{}}, sum, logger)
+	client, cmd := newClient(path, plugin.PluginSet{sdk.PackPluginName: &packPlugin{}, sdk.BackendPluginName: &backendPlugin{}}, sum, logger, ProbeStartTimeout)
 	defer client.Kill()
 	rpcClient, err := client.Client()
 	if err != nil {
+		// What it started (a shell's children holding its output) goes too,
+		// or killing it would wait for them.
+		if cmd.Process != nil {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
 		return nil, launchError(path, path, sha, err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
