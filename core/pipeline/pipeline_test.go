@@ -37,7 +37,7 @@ func (c fakeCatalog) Types() []string {
 
 var catalog = fakeCatalog{
 	"std/exec": {Type: "std/exec", Fields: []pipeline.FieldSpec{
-		{Name: "command", Type: "list", Required: true},
+		{Name: "command", Type: "list of string", Required: true},
 		{Name: "dir", Type: "string"},
 		{Name: "env", Type: "map"},
 		{Name: "grace", Type: "duration"},
@@ -350,7 +350,9 @@ func TestValidateErrors(t *testing.T) {
 		{"field of type without fields", procs("  a: {uses: std/json, with: {x: 1}}\n"),
 			`p.yaml:3:30: unknown field "x" for std/json (std/json has no config fields)`, false},
 		{"wrong type list", procs("  a: {uses: std/exec, with: {command: ls}}\n"),
-			`p.yaml:3:30: field "command" of std/exec must be a list, got the string "ls"`, false},
+			`p.yaml:3:30: field "command" of std/exec must be a list of strings, got the string "ls"`, false},
+		{"wrong list item", procs("  a: {uses: std/exec, with: {command: [test, -n, x, true]}}\n"),
+			`p.yaml:3:30: field "command" of std/exec must be a list of strings, got the boolean true as item 4 (quote it to make it a string)`, false},
 		{"wrong types", procs("  a:\n    uses: std/shell\n    with:\n      script: 1\n      lines: 1.5\n      ratio: x\n      strict: \"yes\"\n"),
 			"p.yaml:6:7: field \"script\" of std/shell must be a string, got the integer 1\n" +
 				"p.yaml:7:7: field \"lines\" of std/shell must be an integer, got the number 1.5\n" +
@@ -359,7 +361,7 @@ func TestValidateErrors(t *testing.T) {
 		{"wrong duration", procs("  a: {uses: std/exec, with: {command: [ls], grace: 5}}\n"),
 			`p.yaml:3:45: field "grace" of std/exec must be a duration like "30s", got the integer 5`, false},
 		{"input ref stands for scalar, not list", "name: t\ninputs: {c: {}}\nprocessors:\n  a: {uses: std/exec, with: {command: \"${{ inputs.c }}\"}}\n",
-			`p.yaml:4:30: field "command" of std/exec must be a list, got the string "${{ inputs.c }}"`, false},
+			`p.yaml:4:30: field "command" of std/exec must be a list of strings, got the string "${{ inputs.c }}"`, false},
 		{"missing required field", procs("  a:\n    uses: std/exec\n    with: {dir: /tmp}\n"),
 			`p.yaml:5:5: missing required field "command" for std/exec`, false},
 		{"missing required field without with", procs("  a: {uses: std/exec}\n"),

@@ -262,7 +262,7 @@ func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Positi
 			continue
 		}
 		if want, ok := checkType(f.Type, n.With[name]); !ok {
-			errorf(pos, "field %q of %s must be %s, got %s", name, n.Uses, want, describeValue(n.With[name]))
+			errorf(pos, "field %q of %s must be %s, got %s", name, n.Uses, want, describeGot(f.Type, n.With[name]))
 		}
 	}
 	for _, f := range spec.Fields {
@@ -279,7 +279,7 @@ func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Positi
 // checkType reports whether v has the field type typ; if not, it returns the
 // wanted type as a phrase for messages.
 func checkType(typ string, v any) (string, bool) {
-	if s, ok := v.(string); ok && wholeInputRef(s) && typ != "list" && typ != "map" {
+	if s, ok := v.(string); ok && wholeInputRef(s) && !strings.HasPrefix(typ, "list") && typ != "map" {
 		return "", true
 	}
 	switch typ {
@@ -304,6 +304,22 @@ func checkType(typ string, v any) (string, bool) {
 	case "list":
 		_, ok := v.([]any)
 		return "a list", ok
+	case "list of string", "list of int", "list of number", "list of bool":
+		elem := typ[len("list of "):]
+		want := "a list of " + elem + "s"
+		if elem == "bool" {
+			want = "a list of booleans"
+		}
+		items, ok := v.([]any)
+		if !ok {
+			return want, false
+		}
+		for _, it := range items {
+			if _, ok := checkType(elem, it); !ok {
+				return want, false
+			}
+		}
+		return want, true
 	case "map":
 		_, ok := v.(map[string]any)
 		return "a map", ok
@@ -316,6 +332,27 @@ func checkType(typ string, v any) (string, bool) {
 		return `a duration like "30s"`, ok
 	}
 	return "", true // "any", or a type this version does not know
+}
+
+// describeGot names a value that is not of type typ: for a list of one type,
+// its first wrong item, which is usually the mistake (an unquoted true or 1
+// among strings).
+func describeGot(typ string, v any) string {
+	elem, typed := strings.CutPrefix(typ, "list of ")
+	items, isList := v.([]any)
+	if !typed || !isList {
+		return describeValue(v)
+	}
+	for i, it := range items {
+		if _, ok := checkType(elem, it); !ok {
+			hint := ""
+			if elem == "string" {
+				hint = " (quote it to make it a string)"
+			}
+			return fmt.Sprintf("%s as item %d%s", describeValue(it), i+1, hint)
+		}
+	}
+	return describeValue(v)
 }
 
 // describeValue names a decoded value for error messages.

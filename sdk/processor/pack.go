@@ -35,7 +35,10 @@ type Type struct {
 type Field struct {
 	// Name is the key in `with`.
 	Name string
-	// Type is one of "string", "int", "bool", "number", "list", "map", "duration", "any".
+	// Type is one of "string", "int", "bool", "number", "list", "map",
+	// "duration", "any", or a list of one scalar type: "list of string",
+	// "list of int", "list of number", "list of bool". A wiz that does not
+	// know a type accepts any value for it.
 	Type string
 	// Required fields must be set in the pipeline.
 	Required bool

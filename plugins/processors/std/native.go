@@ -35,7 +35,7 @@ func execType() processor.Type {
 		Name: "exec",
 		Doc:  "Runs any native program on the executor's host: argv, env, working dir, stdin from an input, stdout and declared files as outputs. A non-zero exit fails the processor; stderr lines ::warning::TEXT become warnings.",
 		Fields: append([]processor.Field{
-			{Name: "command", Type: "list", Required: true, Doc: "argv: the program (absolute path or looked up in PATH) and its arguments"},
+			{Name: "command", Type: "list of string", Required: true, Doc: "argv: the program (absolute path or looked up in PATH) and its arguments"},
 		}, nativeFields...),
 		Native: processor.NativeFunc(planExec),
 	}
