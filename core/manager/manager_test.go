@@ -2,6 +2,7 @@ package manager_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -27,7 +28,7 @@ func (catalog) Lookup(typ string) (*pipeline.TypeSpec, bool) {
 	}
 	return &pipeline.TypeSpec{Type: "t/run", Fields: []pipeline.FieldSpec{
 		{Name: "fail", Type: "int"}, {Name: "flaky", Type: "int"}, {Name: "sleep", Type: "duration"},
-		{Name: "waitfor", Type: "string"},
+		{Name: "waitfor", Type: "string"}, {Name: "ms", Type: "int"},
 	}}, true
 }
 func (catalog) Types() []string { return []string{"t/run"} }
@@ -41,6 +42,7 @@ type backends struct {
 	mu    sync.Mutex
 	peak  int
 	tries map[string]int
+	order []string // processors in the order their tasks started
 }
 
 func (b *backends) Provision(_ context.Context, req manager.ProvisionRequest) (manager.Executor, error) {
@@ -88,6 +90,7 @@ func (e *fakeExec) Submit(t *manager.Task) error {
 		e.b.mu.Lock()
 		e.b.peak = max(e.b.peak, e.running)
 		e.b.tries[t.Processor]++
+		e.b.order = append(e.b.order, t.Processor)
 		tries := e.b.tries[t.Processor]
 		e.b.mu.Unlock()
 		e.mu.Unlock()
@@ -112,6 +115,10 @@ func (e *fakeExec) Submit(t *manager.Task) error {
 				e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventFinished, Outcome: manager.OutcomeCancelled, Started: true, Message: "cancelled"}
 				return
 			}
+		}
+		var ms struct{ MS int }
+		if json.Unmarshal(t.Config, &ms) == nil && ms.MS > 0 {
+			time.Sleep(time.Duration(ms.MS) * time.Millisecond)
 		}
 		if strings.Contains(cfg, `"fail":3`) {
 			e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventFinished, Outcome: manager.OutcomeFailed, Code: 3, Started: true, Message: "exited with code 3"}
@@ -476,5 +483,37 @@ func TestWatchJoinsMidRun(t *testing.T) {
 	wg.Wait()
 	if r := <-done; r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
 		t.Fatalf("run = %v", r.State)
+	}
+}
+
+// The longest remaining path goes first, weighed by what each processor took
+// in the newest earlier run of the same version: on the first run equal
+// weights keep file order; on the second the slow processor starts first.
+func TestCriticalPathFromEarlierDurations(t *testing.T) {
+	t.Parallel()
+	m, b := newManager(t, 1)
+	src := `name: weights
+max_parallel: 1
+processors:
+  quick1: {uses: t/run, with: {ms: 1}}
+  quick2: {uses: t/run, with: {ms: 1}}
+  slow:   {uses: t/run, with: {ms: 80}}
+`
+	// (The quick ones' order on the second run depends on their measured
+	// times, so only the first start is checked there.)
+	for run, want := range []string{"quick1 quick2 slow", "slow "} {
+		b.mu.Lock()
+		b.order = nil
+		b.mu.Unlock()
+		r, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src)}, nil)
+		if err != nil || r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
+			t.Fatalf("run %d: %v %v", run+1, r.GetState(), err)
+		}
+		b.mu.Lock()
+		got := strings.Join(b.order, " ")
+		b.mu.Unlock()
+		if run == 0 && got != want || run == 1 && !strings.HasPrefix(got, want) {
+			t.Errorf("run %d started %s; want %s…", run+1, got, want)
+		}
 	}
 }
