@@ -360,9 +360,13 @@ func (m *Manager) Output(id, processor, name string, w io.Writer) error {
 // a file's content sent by a client in another process.
 type InputValue struct {
 	Text    string
-	Path    string // when set, the input is read from this file
-	Content []byte // when set, the input is this file content, named Path
+	Path    string         // when set, the input is read from this file
+	Content []byte         // when set, the input is this file content, named Path
+	Blob    *wizpb.FileRef // when set, the input is this blob (uploaded by a client), named Path
 }
+
+// Blobs returns the Manager's blob store.
+func (m *Manager) Blobs() *blob.Store { return m.blobs }
 
 // inputs resolves a run's inputs against the pipeline's declarations.
 func (m *Manager) inputs(p *pipeline.Pipeline, given map[string]InputValue) (map[string]*wizpb.Data, map[string]string, error) {
@@ -382,6 +386,26 @@ func (m *Manager) inputs(p *pipeline.Pipeline, given map[string]InputValue) (map
 			v = InputValue{Text: *decl.Default}
 		}
 		switch {
+		case v.Blob != nil:
+			if !m.blobs.Has(v.Blob.Digest) {
+				return nil, nil, fmt.Errorf("%w: input %s: blob %s was not uploaded to this Manager", ErrUsage, decl.Name, v.Blob.Digest)
+			}
+			ref := &wizpb.FileRef{Digest: v.Blob.Digest, Size: v.Blob.Size, Name: filepath.Base(v.Path)}
+			if decl.Type == pipeline.InputFile {
+				data[decl.Name] = &wizpb.Data{ContentType: "application/octet-stream", Files: []*wizpb.FileRef{ref}}
+				break
+			}
+			var b bytes.Buffer
+			r, err := m.blobs.Open(ref.Digest)
+			if err == nil {
+				_, err = io.Copy(&b, r)
+				r.Close()
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("input %s: %w", decl.Name, err)
+			}
+			data[decl.Name] = &wizpb.Data{Inline: b.Bytes(), ContentType: "text/plain"}
+			text[decl.Name] = b.String()
 		case v.Content != nil && decl.Type == pipeline.InputFile:
 			digest, size, err := m.blobs.Put(bytes.NewReader(v.Content))
 			if err != nil {

@@ -169,16 +169,68 @@ func (c *Client) Run(ctx context.Context, req manager.RunRequest, watch func(man
 	in := map[string]*wizrpc.InputValue{}
 	for k, v := range req.Inputs {
 		if v.Path != "" {
-			b, err := os.ReadFile(v.Path)
+			iv, err := c.fileInput(ctx, k, v.Path)
 			if err != nil {
-				return nil, fmt.Errorf("%w: input %s: %v", manager.ErrUsage, k, err)
+				return nil, err
 			}
-			in[k] = &wizrpc.InputValue{Value: &wizrpc.InputValue_File{File: b}, FileName: v.Path}
+			in[k] = iv
 		} else {
 			in[k] = &wizrpc.InputValue{Value: &wizrpc.InputValue_Text{Text: v.Text}}
 		}
 	}
 	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From}, watch)
+}
+
+// inlineFileMax is the largest file input sent inside StartRun; larger ones
+// are uploaded in chunks first.
+const inlineFileMax = 1 << 20
+
+// fileInput sends a file input: small files inline, larger ones streamed to
+// the Manager's blob store in chunks and passed by reference, so that a file
+// of any size crosses without being held in memory.
+func (c *Client) fileInput(ctx context.Context, name, path string) (*wizrpc.InputValue, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: input %s: %v", manager.ErrUsage, name, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: input %s: %v", manager.ErrUsage, name, err)
+	}
+	if st.Size() <= inlineFileMax {
+		b, err := io.ReadAll(f)
+		if err != nil {
+			return nil, fmt.Errorf("%w: input %s: %v", manager.ErrUsage, name, err)
+		}
+		return &wizrpc.InputValue{Value: &wizrpc.InputValue_File{File: b}, FileName: path}, nil
+	}
+	up, err := c.rpc.UploadBlob(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("upload input %s: %w", name, fromStatus(err))
+	}
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := io.ReadFull(f, buf)
+		if n > 0 {
+			if err := up.Send(&wizrpc.BlobChunk{Data: buf[:n]}); err != nil {
+				_, err = up.CloseAndRecv()
+				return nil, fmt.Errorf("upload input %s: %w", name, fromStatus(err))
+			}
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			_ = up.CloseSend()
+			return nil, fmt.Errorf("%w: input %s: read %s: %v", manager.ErrUsage, name, path, rerr)
+		}
+	}
+	resp, err := up.CloseAndRecv()
+	if err != nil {
+		return nil, fmt.Errorf("upload input %s: %w", name, fromStatus(err))
+	}
+	return &wizrpc.InputValue{Value: &wizrpc.InputValue_Blob{Blob: resp.Blob}, FileName: path}, nil
 }
 
 func (c *Client) Resume(ctx context.Context, id string, watch func(manager.Update)) (*wizpb.Run, error) {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk"
+	"github.com/wiz-run/wiz/sdk/blob"
 )
 
 // Server adapts a Manager to the wire. Runs it starts go on when their client
@@ -131,9 +133,12 @@ func (s *Server) StartRun(req *wizrpc.StartRunRequest, stream wizrpc.Manager_Sta
 		} else {
 			in := map[string]manager.InputValue{}
 			for k, v := range req.Inputs {
-				if f, ok := v.Value.(*wizrpc.InputValue_File); ok {
-					in[k] = manager.InputValue{Content: orEmpty(f.File), Path: v.FileName}
-				} else {
+				switch x := v.Value.(type) {
+				case *wizrpc.InputValue_File:
+					in[k] = manager.InputValue{Content: orEmpty(x.File), Path: v.FileName}
+				case *wizrpc.InputValue_Blob:
+					in[k] = manager.InputValue{Blob: x.Blob, Path: v.FileName}
+				default:
 					in[k] = manager.InputValue{Text: v.GetText()}
 				}
 			}
@@ -211,6 +216,46 @@ func (s *Server) GetOutput(req *wizrpc.GetOutputRequest, stream wizrpc.Manager_G
 		return toStatus(err)
 	}
 	return toStatus(w.flush())
+}
+
+// UploadBlob stores a client's file in the Manager's blob store.
+func (s *Server) UploadBlob(stream wizrpc.Manager_UploadBlobServer) error {
+	w, err := s.m.Blobs().Create()
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	defer w.Abort()
+	want := ""
+	for first := true; ; first = false {
+		c, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if first {
+			want = c.Digest
+		}
+		if _, err := w.Write(c.Data); err != nil {
+			return status.Errorf(codes.ResourceExhausted, "store upload: %v", err)
+		}
+	}
+	var digest string
+	var size int64
+	if want != "" {
+		digest = want
+		size, err = w.CommitExpect(want)
+	} else {
+		digest, size, err = w.Commit()
+	}
+	if err != nil {
+		if errors.Is(err, blob.ErrDigestMismatch) {
+			return status.Error(codes.DataLoss, err.Error())
+		}
+		return status.Error(codes.Internal, err.Error())
+	}
+	return stream.SendAndClose(&wizrpc.UploadBlobResponse{Blob: &wizpb.FileRef{Digest: digest, Size: size}})
 }
 
 // chunkWriter sends what is written in chunks of at most 1 MiB.

@@ -597,6 +597,7 @@ type InputValue struct {
 	//
 	//	*InputValue_Text
 	//	*InputValue_File
+	//	*InputValue_Blob
 	Value         isInputValue_Value `protobuf_oneof:"value"`
 	FileName      string             `protobuf:"bytes,3,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -658,6 +659,15 @@ func (x *InputValue) GetFile() []byte {
 	return nil
 }
 
+func (x *InputValue) GetBlob() *wizpb.FileRef {
+	if x != nil {
+		if x, ok := x.Value.(*InputValue_Blob); ok {
+			return x.Blob
+		}
+	}
+	return nil
+}
+
 func (x *InputValue) GetFileName() string {
 	if x != nil {
 		return x.FileName
@@ -674,12 +684,62 @@ type InputValue_Text struct {
 }
 
 type InputValue_File struct {
-	File []byte `protobuf:"bytes,2,opt,name=file,proto3,oneof"` // the file's content, sent by the client
+	File []byte `protobuf:"bytes,2,opt,name=file,proto3,oneof"` // a small file's content, sent by the client
+}
+
+type InputValue_Blob struct {
+	Blob *wizpb.FileRef `protobuf:"bytes,4,opt,name=blob,proto3,oneof"` // a file sent before with UploadBlob
 }
 
 func (*InputValue_Text) isInputValue_Value() {}
 
 func (*InputValue_File) isInputValue_Value() {}
+
+func (*InputValue_Blob) isInputValue_Value() {}
+
+type UploadBlobResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Blob          *wizpb.FileRef         `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"` // digest and size; name as given
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UploadBlobResponse) Reset() {
+	*x = UploadBlobResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UploadBlobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UploadBlobResponse) ProtoMessage() {}
+
+func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
+func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *UploadBlobResponse) GetBlob() *wizpb.FileRef {
+	if x != nil {
+		return x.Blob
+	}
+	return nil
+}
 
 type StartRunRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -695,7 +755,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -707,7 +767,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -720,7 +780,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StartRunRequest) GetFile() string {
@@ -777,7 +837,7 @@ type RunUpdate struct {
 
 func (x *RunUpdate) Reset() {
 	*x = RunUpdate{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +849,7 @@ func (x *RunUpdate) String() string {
 func (*RunUpdate) ProtoMessage() {}
 
 func (x *RunUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +862,7 @@ func (x *RunUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUpdate.ProtoReflect.Descriptor instead.
 func (*RunUpdate) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RunUpdate) GetRun() *wizpb.Run {
@@ -835,7 +895,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +907,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +920,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WatchRunRequest) GetId() string {
@@ -879,7 +939,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +951,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +964,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelRunRequest) GetId() string {
@@ -923,7 +983,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -935,7 +995,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -948,7 +1008,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelRunResponse) GetRun() *wizpb.Run {
@@ -967,7 +1027,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -979,7 +1039,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -992,7 +1052,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListRunsRequest) GetLimit() int32 {
@@ -1011,7 +1071,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1083,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1096,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListRunsResponse) GetRuns() []*wizpb.Run {
@@ -1055,7 +1115,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1127,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1140,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRunRequest) GetId() string {
@@ -1102,7 +1162,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1174,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1187,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRunResponse) GetRun() *wizpb.Run {
@@ -1169,7 +1229,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1241,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1254,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetLogsRequest) GetId() string {
@@ -1229,7 +1289,7 @@ type GetOutputRequest struct {
 
 func (x *GetOutputRequest) Reset() {
 	*x = GetOutputRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1301,7 @@ func (x *GetOutputRequest) String() string {
 func (*GetOutputRequest) ProtoMessage() {}
 
 func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1314,7 @@ func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOutputRequest.ProtoReflect.Descriptor instead.
 func (*GetOutputRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetOutputRequest) GetId() string {
@@ -1287,7 +1347,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1359,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1372,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -1326,7 +1386,7 @@ var File_wizrpc_v1_manager_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\n" +
-	"\x17wizrpc/v1/manager.proto\x12\twizrpc.v1\x1a\x12wiz/v1/state.proto\"x\n" +
+	"\x17wizrpc/v1/manager.proto\x12\twizrpc.v1\x1a\x12wiz/v1/state.proto\x1a\x11wiz/v1/data.proto\x1a\x18wizrpc/v1/executor.proto\"x\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.wiz.v1.RoleR\x04role\x12,\n" +
@@ -1356,13 +1416,16 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"x\n" +
 	"\x13GetPipelineResponse\x12,\n" +
 	"\bpipeline\x18\x01 \x01(\v2\x10.wiz.v1.PipelineR\bpipeline\x123\n" +
-	"\bversions\x18\x02 \x03(\v2\x17.wiz.v1.PipelineVersionR\bversions\"^\n" +
+	"\bversions\x18\x02 \x03(\v2\x17.wiz.v1.PipelineVersionR\bversions\"\x85\x01\n" +
 	"\n" +
 	"InputValue\x12\x14\n" +
 	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x14\n" +
-	"\x04file\x18\x02 \x01(\fH\x00R\x04file\x12\x1b\n" +
+	"\x04file\x18\x02 \x01(\fH\x00R\x04file\x12%\n" +
+	"\x04blob\x18\x04 \x01(\v2\x0f.wiz.v1.FileRefH\x00R\x04blob\x12\x1b\n" +
 	"\tfile_name\x18\x03 \x01(\tR\bfileNameB\a\n" +
-	"\x05value\"\x97\x02\n" +
+	"\x05value\"9\n" +
+	"\x12UploadBlobResponse\x12#\n" +
+	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\x97\x02\n" +
 	"\x0fStartRunRequest\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12\x1a\n" +
@@ -1405,7 +1468,7 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\tprocessor\x18\x02 \x01(\tR\tprocessor\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"!\n" +
 	"\vOutputChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data2\xc9\x05\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data2\x8e\x06\n" +
 	"\aManager\x12R\n" +
 	"\rApplyPipeline\x12\x1f.wizrpc.v1.ApplyPipelineRequest\x1a .wizrpc.v1.ApplyPipelineResponse\x12R\n" +
 	"\rListPipelines\x12\x1f.wizrpc.v1.ListPipelinesRequest\x1a .wizrpc.v1.ListPipelinesResponse\x12L\n" +
@@ -1416,7 +1479,9 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\bListRuns\x12\x1a.wizrpc.v1.ListRunsRequest\x1a\x1b.wizrpc.v1.ListRunsResponse\x12=\n" +
 	"\x06GetRun\x12\x18.wizrpc.v1.GetRunRequest\x1a\x19.wizrpc.v1.GetRunResponse\x128\n" +
 	"\aGetLogs\x12\x19.wizrpc.v1.GetLogsRequest\x1a\x10.wiz.v1.LogChunk0\x01\x12B\n" +
-	"\tGetOutput\x12\x1b.wizrpc.v1.GetOutputRequest\x1a\x16.wizrpc.v1.OutputChunk0\x012\xef\x01\n" +
+	"\tGetOutput\x12\x1b.wizrpc.v1.GetOutputRequest\x1a\x16.wizrpc.v1.OutputChunk0\x01\x12C\n" +
+	"\n" +
+	"UploadBlob\x12\x14.wizrpc.v1.BlobChunk\x1a\x1d.wizrpc.v1.UploadBlobResponse(\x012\xef\x01\n" +
 	"\x06Tokens\x12L\n" +
 	"\vCreateToken\x12\x1d.wizrpc.v1.CreateTokenRequest\x1a\x1e.wizrpc.v1.CreateTokenResponse\x12I\n" +
 	"\n" +
@@ -1435,7 +1500,7 @@ func file_wizrpc_v1_manager_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_manager_proto_rawDescData
 }
 
-var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*CreateTokenRequest)(nil),    // 0: wizrpc.v1.CreateTokenRequest
 	(*CreateTokenResponse)(nil),   // 1: wizrpc.v1.CreateTokenResponse
@@ -1450,79 +1515,86 @@ var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*GetPipelineRequest)(nil),    // 10: wizrpc.v1.GetPipelineRequest
 	(*GetPipelineResponse)(nil),   // 11: wizrpc.v1.GetPipelineResponse
 	(*InputValue)(nil),            // 12: wizrpc.v1.InputValue
-	(*StartRunRequest)(nil),       // 13: wizrpc.v1.StartRunRequest
-	(*RunUpdate)(nil),             // 14: wizrpc.v1.RunUpdate
-	(*WatchRunRequest)(nil),       // 15: wizrpc.v1.WatchRunRequest
-	(*CancelRunRequest)(nil),      // 16: wizrpc.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 17: wizrpc.v1.CancelRunResponse
-	(*ListRunsRequest)(nil),       // 18: wizrpc.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 19: wizrpc.v1.ListRunsResponse
-	(*GetRunRequest)(nil),         // 20: wizrpc.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 21: wizrpc.v1.GetRunResponse
-	(*GetLogsRequest)(nil),        // 22: wizrpc.v1.GetLogsRequest
-	(*GetOutputRequest)(nil),      // 23: wizrpc.v1.GetOutputRequest
-	(*OutputChunk)(nil),           // 24: wizrpc.v1.OutputChunk
-	nil,                           // 25: wizrpc.v1.StartRunRequest.InputsEntry
-	(wizpb.Role)(0),               // 26: wiz.v1.Role
-	(*wizpb.Token)(nil),           // 27: wiz.v1.Token
-	(*wizpb.Pipeline)(nil),        // 28: wiz.v1.Pipeline
-	(*wizpb.PipelineVersion)(nil), // 29: wiz.v1.PipelineVersion
-	(*wizpb.Run)(nil),             // 30: wiz.v1.Run
-	(*wizpb.ProcessorRun)(nil),    // 31: wiz.v1.ProcessorRun
-	(*wizpb.Event)(nil),           // 32: wiz.v1.Event
-	(*wizpb.LogChunk)(nil),        // 33: wiz.v1.LogChunk
+	(*UploadBlobResponse)(nil),    // 13: wizrpc.v1.UploadBlobResponse
+	(*StartRunRequest)(nil),       // 14: wizrpc.v1.StartRunRequest
+	(*RunUpdate)(nil),             // 15: wizrpc.v1.RunUpdate
+	(*WatchRunRequest)(nil),       // 16: wizrpc.v1.WatchRunRequest
+	(*CancelRunRequest)(nil),      // 17: wizrpc.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 18: wizrpc.v1.CancelRunResponse
+	(*ListRunsRequest)(nil),       // 19: wizrpc.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 20: wizrpc.v1.ListRunsResponse
+	(*GetRunRequest)(nil),         // 21: wizrpc.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 22: wizrpc.v1.GetRunResponse
+	(*GetLogsRequest)(nil),        // 23: wizrpc.v1.GetLogsRequest
+	(*GetOutputRequest)(nil),      // 24: wizrpc.v1.GetOutputRequest
+	(*OutputChunk)(nil),           // 25: wizrpc.v1.OutputChunk
+	nil,                           // 26: wizrpc.v1.StartRunRequest.InputsEntry
+	(wizpb.Role)(0),               // 27: wiz.v1.Role
+	(*wizpb.Token)(nil),           // 28: wiz.v1.Token
+	(*wizpb.Pipeline)(nil),        // 29: wiz.v1.Pipeline
+	(*wizpb.PipelineVersion)(nil), // 30: wiz.v1.PipelineVersion
+	(*wizpb.FileRef)(nil),         // 31: wiz.v1.FileRef
+	(*wizpb.Run)(nil),             // 32: wiz.v1.Run
+	(*wizpb.ProcessorRun)(nil),    // 33: wiz.v1.ProcessorRun
+	(*wizpb.Event)(nil),           // 34: wiz.v1.Event
+	(*BlobChunk)(nil),             // 35: wizrpc.v1.BlobChunk
+	(*wizpb.LogChunk)(nil),        // 36: wiz.v1.LogChunk
 }
 var file_wizrpc_v1_manager_proto_depIdxs = []int32{
-	26, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
-	27, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
-	27, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
-	27, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
-	28, // 4: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	29, // 5: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
-	28, // 6: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
-	28, // 7: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	29, // 8: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
-	25, // 9: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
-	30, // 10: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
-	31, // 11: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
-	30, // 12: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
-	30, // 13: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
-	30, // 14: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
-	29, // 15: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
-	31, // 16: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
-	32, // 17: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
-	12, // 18: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
-	6,  // 19: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
-	8,  // 20: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
-	10, // 21: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
-	13, // 22: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
-	15, // 23: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
-	16, // 24: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
-	18, // 25: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
-	20, // 26: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
-	22, // 27: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
-	23, // 28: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
-	0,  // 29: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
-	2,  // 30: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
-	4,  // 31: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
-	7,  // 32: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
-	9,  // 33: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
-	11, // 34: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
-	14, // 35: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
-	14, // 36: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
-	17, // 37: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
-	19, // 38: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
-	21, // 39: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
-	33, // 40: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
-	24, // 41: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
-	1,  // 42: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
-	3,  // 43: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
-	5,  // 44: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
-	32, // [32:45] is the sub-list for method output_type
-	19, // [19:32] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	27, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
+	28, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
+	28, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
+	28, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
+	29, // 4: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	30, // 5: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
+	29, // 6: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
+	29, // 7: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	30, // 8: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
+	31, // 9: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
+	31, // 10: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
+	26, // 11: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
+	32, // 12: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
+	33, // 13: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
+	32, // 14: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
+	32, // 15: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
+	32, // 16: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
+	30, // 17: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
+	33, // 18: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
+	34, // 19: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
+	12, // 20: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
+	6,  // 21: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
+	8,  // 22: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
+	10, // 23: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
+	14, // 24: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
+	16, // 25: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
+	17, // 26: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
+	19, // 27: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
+	21, // 28: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
+	23, // 29: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
+	24, // 30: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
+	35, // 31: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
+	0,  // 32: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
+	2,  // 33: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
+	4,  // 34: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
+	7,  // 35: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
+	9,  // 36: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
+	11, // 37: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
+	15, // 38: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
+	15, // 39: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
+	18, // 40: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
+	20, // 41: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
+	22, // 42: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
+	36, // 43: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
+	25, // 44: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
+	13, // 45: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
+	1,  // 46: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
+	3,  // 47: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
+	5,  // 48: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
+	35, // [35:49] is the sub-list for method output_type
+	21, // [21:35] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_manager_proto_init() }
@@ -1530,9 +1602,11 @@ func file_wizrpc_v1_manager_proto_init() {
 	if File_wizrpc_v1_manager_proto != nil {
 		return
 	}
+	file_wizrpc_v1_executor_proto_init()
 	file_wizrpc_v1_manager_proto_msgTypes[12].OneofWrappers = []any{
 		(*InputValue_Text)(nil),
 		(*InputValue_File)(nil),
+		(*InputValue_Blob)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1540,7 +1614,7 @@ func file_wizrpc_v1_manager_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_manager_proto_rawDesc), len(file_wizrpc_v1_manager_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -30,6 +30,7 @@ const (
 	Manager_GetRun_FullMethodName        = "/wizrpc.v1.Manager/GetRun"
 	Manager_GetLogs_FullMethodName       = "/wizrpc.v1.Manager/GetLogs"
 	Manager_GetOutput_FullMethodName     = "/wizrpc.v1.Manager/GetOutput"
+	Manager_UploadBlob_FullMethodName    = "/wizrpc.v1.Manager/UploadBlob"
 )
 
 // ManagerClient is the client API for Manager service.
@@ -56,6 +57,11 @@ type ManagerClient interface {
 	GetLogs(ctx context.Context, in *GetLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[wizpb.LogChunk], error)
 	// GetOutput streams one output of one processor in chunks.
 	GetOutput(ctx context.Context, in *GetOutputRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[OutputChunk], error)
+	// UploadBlob stores a file in the Manager's blob store, sent in chunks of
+	// at most 1 MiB, and returns its reference: how a client passes a file
+	// input of any size (StartRunRequest inputs' blob). A digest on the first
+	// chunk is checked; without one the Manager computes it.
+	UploadBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobChunk, UploadBlobResponse], error)
 }
 
 type managerClient struct {
@@ -202,6 +208,19 @@ func (c *managerClient) GetOutput(ctx context.Context, in *GetOutputRequest, opt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Manager_GetOutputClient = grpc.ServerStreamingClient[OutputChunk]
 
+func (c *managerClient) UploadBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobChunk, UploadBlobResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Manager_ServiceDesc.Streams[4], Manager_UploadBlob_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BlobChunk, UploadBlobResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Manager_UploadBlobClient = grpc.ClientStreamingClient[BlobChunk, UploadBlobResponse]
+
 // ManagerServer is the server API for Manager service.
 // All implementations must embed UnimplementedManagerServer
 // for forward compatibility.
@@ -226,6 +245,11 @@ type ManagerServer interface {
 	GetLogs(*GetLogsRequest, grpc.ServerStreamingServer[wizpb.LogChunk]) error
 	// GetOutput streams one output of one processor in chunks.
 	GetOutput(*GetOutputRequest, grpc.ServerStreamingServer[OutputChunk]) error
+	// UploadBlob stores a file in the Manager's blob store, sent in chunks of
+	// at most 1 MiB, and returns its reference: how a client passes a file
+	// input of any size (StartRunRequest inputs' blob). A digest on the first
+	// chunk is checked; without one the Manager computes it.
+	UploadBlob(grpc.ClientStreamingServer[BlobChunk, UploadBlobResponse]) error
 	mustEmbedUnimplementedManagerServer()
 }
 
@@ -265,6 +289,9 @@ func (UnimplementedManagerServer) GetLogs(*GetLogsRequest, grpc.ServerStreamingS
 }
 func (UnimplementedManagerServer) GetOutput(*GetOutputRequest, grpc.ServerStreamingServer[OutputChunk]) error {
 	return status.Errorf(codes.Unimplemented, "method GetOutput not implemented")
+}
+func (UnimplementedManagerServer) UploadBlob(grpc.ClientStreamingServer[BlobChunk, UploadBlobResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method UploadBlob not implemented")
 }
 func (UnimplementedManagerServer) mustEmbedUnimplementedManagerServer() {}
 func (UnimplementedManagerServer) testEmbeddedByValue()                 {}
@@ -439,6 +466,13 @@ func _Manager_GetOutput_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Manager_GetOutputServer = grpc.ServerStreamingServer[OutputChunk]
 
+func _Manager_UploadBlob_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ManagerServer).UploadBlob(&grpc.GenericServerStream[BlobChunk, UploadBlobResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Manager_UploadBlobServer = grpc.ClientStreamingServer[BlobChunk, UploadBlobResponse]
+
 // Manager_ServiceDesc is the grpc.ServiceDesc for Manager service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -491,6 +525,11 @@ var Manager_ServiceDesc = grpc.ServiceDesc{
 			StreamName:    "GetOutput",
 			Handler:       _Manager_GetOutput_Handler,
 			ServerStreams: true,
+		},
+		{
+			StreamName:    "UploadBlob",
+			Handler:       _Manager_UploadBlob_Handler,
+			ClientStreams: true,
 		},
 	},
 	Metadata: "wizrpc/v1/manager.proto",
