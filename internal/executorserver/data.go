@@ -1,6 +1,7 @@
 package executorserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"github.com/wiz-run/wiz/internal/pluginhost"
 	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/proto/wizrpc"
+	"github.com/wiz-run/wiz/sdk/blob"
 )
 
 // runData runs a data processor inside its pack.
@@ -19,8 +21,12 @@ func (s *Server) runData(ctx context.Context, t *wizrpc.Task, pack *pluginhost.P
 		fatal    string
 		outBytes int64
 	)
-	err := pack.Process(ctx, &wizrpc.ProcessRequest{
+	// A bad output ends the pack's work on the task at once.
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	err := pack.Process(pctx, &wizrpc.ProcessRequest{
 		Type: typeName(t.Type), ConfigJson: t.ConfigJson, Inputs: t.Inputs, BlobDir: s.cfg.BlobDir,
+		InlineMaxBytes: t.InlineMaxBytes, MaxOutputBytes: t.MaxOutputBytes,
 	}, func(ev *wizrpc.ProcessEvent) {
 		switch e := ev.Event.(type) {
 		case *wizrpc.ProcessEvent_Log:
@@ -28,10 +34,21 @@ func (s *Server) runData(ctx context.Context, t *wizrpc.Task, pack *pluginhost.P
 		case *wizrpc.ProcessEvent_Warning:
 			emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Warning{Warning: &wizrpc.Warning{Message: e.Warning}}})
 		case *wizrpc.ProcessEvent_Output:
-			outBytes += dataSize(map[string]*wizpb.Data{"": e.Output.Data})
-			emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Output{Output: &wizrpc.Output{Name: e.Output.Name, Data: e.Output.Data}}})
+			if fatal != "" {
+				return
+			}
+			d, err := s.checkOutput(t, e.Output.Name, e.Output.Data)
+			if err != nil {
+				fatal = err.Error()
+				stop()
+				return
+			}
+			outBytes += dataSize(map[string]*wizpb.Data{"": d})
+			emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Output{Output: &wizrpc.Output{Name: e.Output.Name, Data: d}}})
 		case *wizrpc.ProcessEvent_Error:
-			fatal = e.Error
+			if fatal == "" {
+				fatal = e.Error
+			}
 		}
 	})
 	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: &wizpb.Metrics{
@@ -43,11 +60,35 @@ func (s *Server) runData(ctx context.Context, t *wizrpc.Task, pack *pluginhost.P
 	case errors.Is(err, pluginhost.ErrPluginShutdown):
 		s.dropPack(t.Pack, pack)
 		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("pack plugin %s@%s (%s) died mid-task; the next task starts a fresh one", t.Pack.Name, t.Pack.Version, t.Pack.Path), true))
-	case err != nil:
-		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, err.Error(), true))
 	case fatal != "":
 		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fatal, true))
+	case err != nil:
+		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, err.Error(), true))
 	default:
 		emit(finished(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", true))
 	}
+}
+
+// checkOutput holds a pack's output to the task's limits, whatever SDK the
+// pack was built with: an output over max_output_bytes fails the task, and
+// inline bytes over inline_max_bytes are moved to a blob.
+func (s *Server) checkOutput(t *wizrpc.Task, name string, d *wizpb.Data) (*wizpb.Data, error) {
+	size := dataSize(map[string]*wizpb.Data{"": d})
+	if t.MaxOutputBytes > 0 && size > t.MaxOutputBytes {
+		return nil, fmt.Errorf("output %s is %s, %w: max_output_size is %s", name, blob.Size(size), blob.ErrTooLarge, blob.Size(t.MaxOutputBytes))
+	}
+	inlineMax := t.InlineMaxBytes
+	if inlineMax <= 0 {
+		inlineMax = blob.DefaultInlineMax
+	}
+	if int64(len(d.GetInline())) <= inlineMax {
+		return d, nil
+	}
+	digest, n, err := s.blobs.Put(bytes.NewReader(d.Inline))
+	if err != nil {
+		return nil, fmt.Errorf("output %s: %w", name, err)
+	}
+	out := &wizpb.Data{ContentType: d.ContentType, Metadata: d.Metadata,
+		Files: append([]*wizpb.FileRef{{Digest: digest, Size: n, Name: name}}, d.Files...)}
+	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,9 +28,12 @@ import (
 	"github.com/wiz-run/wiz/sdk/blob"
 )
 
-// InlineLimit is the largest output kept inline as Wiz Data; larger outputs
-// are moved to a blob and passed as a Wiz File.
-var InlineLimit = 1 << 20
+// filesRefRE matches "${{ files.NAME }}" in a plan's argv and env: the path
+// of input NAME placed in the task's working dir. It is substituted by the
+// executor per task, so plans stay cacheable per config; the pipeline's own
+// "${{ inputs.NAME }}" is substituted by the Manager before, and never
+// matches.
+var filesRefRE = regexp.MustCompile(`\$\{\{\s*files\.([A-Za-z0-9_-]+)\s*\}\}`)
 
 // stderrTail is how much of stderr a failure message quotes.
 const stderrTail = 2048
@@ -156,8 +160,13 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	fail := func(msg string, started bool) {
 		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, msg, started))
 	}
+	refs, err := fileRefs(p, t.Inputs)
+	if err != nil {
+		fail(err.Error(), false)
+		return
+	}
 	dir := p.Dir
-	needDir := dir == "" && (len(p.Outputs) > 0 || len(t.Inputs) > 0 && !onlyStdin(t.Inputs, p.StdinInput))
+	needDir := dir == "" && (len(p.Outputs) > 0 || len(refs) > 0 || len(t.Inputs) > 0 && !onlyStdin(t.Inputs, p.StdinInput))
 	if needDir {
 		d, err := os.MkdirTemp(s.cfg.WorkDir, "task-*")
 		if err != nil {
@@ -168,7 +177,8 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		dir = d
 	}
 	env := cp.env
-	var stdin io.Reader
+	var stdin *inputReader
+	paths := map[string]string{}
 	for name, d := range t.Inputs {
 		if name == p.StdinInput {
 			r, err := s.open(d)
@@ -177,15 +187,31 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 				return
 			}
 			defer r.Close()
-			stdin = r
-			continue
+			stdin = &inputReader{r: r}
+			if !refs[name] {
+				continue
+			}
 		}
 		path, err := s.place(dir, name, d)
 		if err != nil {
 			fail(fmt.Sprintf("input %s: %v", name, err), false)
 			return
 		}
+		paths[name] = path
 		env = append(env[:len(env):len(env)], "WIZ_INPUT_"+envName(name)+"="+path)
+	}
+	argv := p.Argv
+	if len(refs) > 0 {
+		argv = make([]string, len(p.Argv))
+		for i, a := range p.Argv {
+			argv[i] = substituteFiles(a, paths)
+		}
+		env = append([]string(nil), env...)
+		for i, kv := range env {
+			if strings.Contains(kv, "${{") {
+				env[i] = substituteFiles(kv, paths)
+			}
+		}
 	}
 
 	// stdin, stdout and stderr are pipes this function copies itself, so that
@@ -195,12 +221,12 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	// WIZ_RUN_ID marks the task's processes, so that a Manager cleaning up
 	// after a dead executor kills only processes of that run.
 	env = append(env[:len(env):len(env)], "WIZ_RUN_ID="+t.RunId)
-	cmd := &exec.Cmd{Path: cp.path, Args: p.Argv, Env: env, Dir: dir}
+	cmd := &exec.Cmd{Path: cp.path, Args: argv, Env: env, Dir: dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	var stdout *spill
+	var stdout *blob.Spill
 	var outw io.Writer
 	if p.StdoutOutput {
-		stdout = &spill{blobs: s.blobs, limit: InlineLimit}
+		stdout = s.blobs.NewSpill(t.InlineMaxBytes, t.MaxOutputBytes)
 		outw = stdout
 	} else {
 		outw = &logWriter{stream: "stdout", emit: emit}
@@ -236,7 +262,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	if err := cmd.Start(); err != nil {
 		closeAll()
 		if stdout != nil {
-			stdout.abort()
+			stdout.Abort()
 		}
 		fail(fmt.Sprintf("start %s: %v", p.Argv[0], err), false)
 		return
@@ -256,13 +282,27 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	go func() { se.scan(pipes[2][0]); pipes[2][0].Close(); copied <- struct{}{} }()
 	go func() {
 		buf := copyBufs.Get().(*[]byte)
-		_, _ = io.CopyBuffer(outw, pipes[1][0], *buf)
+		_, err := io.CopyBuffer(outw, pipes[1][0], *buf)
 		copyBufs.Put(buf)
+		if err != nil && stdout != nil {
+			// The output went over its limit or could not be stored: stop
+			// the program rather than let it block on a full pipe.
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
 		pipes[1][0].Close()
 		copied <- struct{}{}
 	}()
 	if stdin != nil {
-		go func() { _, _ = io.Copy(pipes[0][1], stdin); pipes[0][1].Close(); copied <- struct{}{} }()
+		go func() {
+			buf := copyBufs.Get().(*[]byte)
+			_, _ = io.CopyBuffer(pipes[0][1], stdin, *buf)
+			copyBufs.Put(buf)
+			pipes[0][1].Close()
+			if stdin.err != nil {
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			}
+			copied <- struct{}{}
+		}()
 	}
 
 	waited := make(chan error, 1)
@@ -308,9 +348,27 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		m.MaxRssBytes = ru.Maxrss * 1024
 	}
 	code := int32(cmd.ProcessState.ExitCode())
+	// A bad input (a blob changed on disk) or an output that could not be
+	// kept fails the task whatever the program did with it.
+	var dataErr string
+	if stdin != nil && stdin.err != nil {
+		dataErr = fmt.Sprintf("input %s: %v", p.StdinInput, stdin.err)
+	} else if stdout != nil {
+		if err := stdout.Err(); err != nil {
+			dataErr = fmt.Sprintf("output out (stdout of %s): %v", filepath.Base(p.Argv[0]), err)
+		}
+	}
+	if dataErr != "" && ctx.Err() == nil {
+		if stdout != nil {
+			stdout.Abort()
+		}
+		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
+		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, code, dataErr, true))
+		return
+	}
 	if ctx.Err() != nil {
 		if stdout != nil {
-			stdout.abort()
+			stdout.Abort()
 		}
 		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
 		emit(finished(outcomeOf(ctx), code, cause(ctx), true))
@@ -318,7 +376,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	}
 	if werr != nil {
 		if stdout != nil {
-			stdout.abort()
+			stdout.Abort()
 		}
 		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
 		msg := fmt.Sprintf("%s exited with code %d", filepath.Base(p.Argv[0]), code)
@@ -332,16 +390,20 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		return
 	}
 	if stdout != nil {
-		d, err := stdout.data()
+		inline, digest, size, err := stdout.Commit()
 		if err != nil {
-			fail(fmt.Sprintf("collect stdout: %v", err), true)
+			fail(fmt.Sprintf("output out (stdout of %s): %v", filepath.Base(p.Argv[0]), err), true)
 			return
 		}
-		m.OutputBytes += dataSize(map[string]*wizpb.Data{"": d})
+		d := &wizpb.Data{Inline: inline, ContentType: "text/plain"}
+		if digest != "" {
+			d = &wizpb.Data{ContentType: "application/octet-stream", Files: []*wizpb.FileRef{{Digest: digest, Size: size, Name: "stdout"}}}
+		}
+		m.OutputBytes += size
 		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Output{Output: &wizrpc.Output{Name: "out", Data: d}}})
 	}
 	for _, o := range p.Outputs {
-		d, err := s.collect(dir, o.Path)
+		d, err := s.collect(dir, o.Path, t.MaxOutputBytes)
 		if err != nil {
 			fail(fmt.Sprintf("output %s: %v", o.Name, err), true)
 			return
@@ -453,42 +515,152 @@ func writeFile(path string, r io.Reader) error {
 	return f.Close()
 }
 
-// collect stores a declared output file, or every file of a declared output
-// directory, as Wiz Files.
-func (s *Server) collect(dir, rel string) (*wizpb.Data, error) {
-	path := rel
-	if !filepath.IsAbs(path) {
-		path = filepath.Join(dir, rel)
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("declared output file %s was not written by the program", rel)
-		}
-		return nil, err
-	}
-	d := &wizpb.Data{ContentType: "application/octet-stream"}
-	if !st.IsDir() {
-		digest, size, err := s.blobs.PutFile(path)
+// collect stores a declared output as Wiz Files: one file, every file of a
+// directory (named by their slash paths inside it), or every file a glob
+// matches (named by their paths relative to the working dir). An output
+// larger than max bytes (0: no limit) is refused before anything is stored.
+func (s *Server) collect(dir, rel string, max int64) (*wizpb.Data, error) {
+	type file struct{ path, name string }
+	var files []file
+	add := func(path, name string) error {
+		st, err := os.Stat(path)
 		if err != nil {
-			return nil, fmt.Errorf("store %s: %w", rel, err)
-		}
-		d.Files = append(d.Files, &wizpb.FileRef{Digest: digest, Size: size, Name: filepath.Base(path)})
-		return d, nil
-	}
-	err = filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || !e.Type().IsRegular() {
 			return err
 		}
-		digest, size, err := s.blobs.PutFile(p)
-		if err != nil {
-			return fmt.Errorf("store %s: %w", p, err)
+		if !st.IsDir() {
+			files = append(files, file{path, name})
+			return nil
 		}
-		name, _ := filepath.Rel(path, p)
-		d.Files = append(d.Files, &wizpb.FileRef{Digest: digest, Size: size, Name: filepath.ToSlash(name)})
+		return filepath.WalkDir(path, func(p string, e fs.DirEntry, err error) error {
+			if err != nil || !e.Type().IsRegular() {
+				return err
+			}
+			r, _ := filepath.Rel(path, p)
+			if name != "" {
+				r = filepath.Join(name, r)
+			}
+			files = append(files, file{p, filepath.ToSlash(r)})
+			return nil
+		})
+	}
+	abs := func(r string) string {
+		if filepath.IsAbs(r) {
+			return r
+		}
+		return filepath.Join(dir, r)
+	}
+	if strings.ContainsAny(rel, "*?[") {
+		matches, err := filepath.Glob(abs(rel))
+		if err != nil {
+			return nil, fmt.Errorf("declared output glob %q: %w", rel, err)
+		}
+		if len(matches) == 0 {
+			return nil, fmt.Errorf("declared output glob %q matched no file the program wrote", rel)
+		}
+		for _, m := range matches {
+			name, err := filepath.Rel(dir, m)
+			if err != nil || strings.HasPrefix(name, "..") {
+				name = filepath.Base(m)
+			}
+			if err := add(m, name); err != nil {
+				return nil, fmt.Errorf("declared output %s: %w", m, err)
+			}
+		}
+	} else {
+		path := abs(rel)
+		st, err := os.Stat(path)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("declared output file %s was not written by the program", rel)
+			}
+			return nil, err
+		}
+		name := ""
+		if !st.IsDir() {
+			name = filepath.Base(path)
+		}
+		if err := add(path, name); err != nil {
+			return nil, fmt.Errorf("declared output %s: %w", rel, err)
+		}
+	}
+	var total int64
+	sizes := make([]int64, len(files))
+	for i, f := range files {
+		st, err := os.Stat(f.path)
+		if err != nil {
+			return nil, err
+		}
+		sizes[i] = st.Size()
+		total += st.Size()
+	}
+	if max > 0 && total > max {
+		return nil, fmt.Errorf("%s is %s, %w: max_output_size is %s", rel, blob.Size(total), blob.ErrTooLarge, blob.Size(max))
+	}
+	d := &wizpb.Data{ContentType: "application/octet-stream"}
+	for _, f := range files {
+		digest, size, err := s.blobs.PutFile(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("store %s: %w", f.name, err)
+		}
+		d.Files = append(d.Files, &wizpb.FileRef{Digest: digest, Size: size, Name: f.name})
+	}
+	return d, nil
+}
+
+// fileRefs returns the inputs a plan's argv and env name with
+// "${{ files.NAME }}"; a name that is not an input is an error.
+func fileRefs(p *wizrpc.Plan, inputs map[string]*wizpb.Data) (map[string]bool, error) {
+	refs := map[string]bool{}
+	check := func(s string) error {
+		for _, m := range filesRefRE.FindAllStringSubmatch(s, -1) {
+			if _, ok := inputs[m[1]]; !ok {
+				names := make([]string, 0, len(inputs))
+				for n := range inputs {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				valid := strings.Join(names, ", ")
+				if valid == "" {
+					valid = "none; add inputs: {" + m[1] + ": PROCESSOR}"
+				}
+				return fmt.Errorf("%s refers to input %q, which the processor does not have (its inputs: %s)", m[0], m[1], valid)
+			}
+			refs[m[1]] = true
+		}
 		return nil
+	}
+	for _, a := range p.Argv {
+		if err := check(a); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range p.Env {
+		if err := check(v); err != nil {
+			return nil, err
+		}
+	}
+	return refs, nil
+}
+
+func substituteFiles(s string, paths map[string]string) string {
+	return filesRefRE.ReplaceAllStringFunc(s, func(ref string) string {
+		return paths[filesRefRE.FindStringSubmatch(ref)[1]]
 	})
-	return d, err
+}
+
+// inputReader remembers the first error reading an input (a blob that
+// fails its digest check), which a program's early exit would hide.
+type inputReader struct {
+	r   io.Reader
+	err error
+}
+
+func (ir *inputReader) Read(p []byte) (int, error) {
+	n, err := ir.r.Read(p)
+	if err != nil && err != io.EOF && ir.err == nil {
+		ir.err = err
+	}
+	return n, err
 }
 
 // recordGroup notes a task's process group under TaskDir/<run>/<pgid>, so
@@ -512,58 +684,6 @@ func (s *Server) recordGroup(runID string, pgid int) string {
 // copyBufs holds buffers for copying programs' output, so that a task of a
 // thousand /bin/true tasks does not allocate a fresh 32 KiB buffer each.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// spill keeps a program's stdout in memory up to a limit and moves it to a
-// blob past it.
-type spill struct {
-	blobs *blob.Store
-	limit int
-	buf   bytes.Buffer
-	w     *blob.Writer
-	err   error
-}
-
-func (s *spill) Write(p []byte) (int, error) {
-	if s.err != nil {
-		return 0, s.err
-	}
-	if s.w == nil && s.buf.Len()+len(p) <= s.limit {
-		return s.buf.Write(p)
-	}
-	if s.w == nil {
-		if s.w, s.err = s.blobs.Create(); s.err != nil {
-			return 0, s.err
-		}
-		if _, s.err = s.w.Write(s.buf.Bytes()); s.err != nil {
-			return 0, s.err
-		}
-		s.buf = bytes.Buffer{}
-	}
-	n, err := s.w.Write(p)
-	s.err = err
-	return n, err
-}
-
-func (s *spill) data() (*wizpb.Data, error) {
-	if s.err != nil {
-		s.abort()
-		return nil, s.err
-	}
-	if s.w == nil {
-		return &wizpb.Data{Inline: s.buf.Bytes(), ContentType: "text/plain"}, nil
-	}
-	digest, size, err := s.w.Commit()
-	if err != nil {
-		return nil, err
-	}
-	return &wizpb.Data{ContentType: "application/octet-stream", Files: []*wizpb.FileRef{{Digest: digest, Size: size, Name: "stdout"}}}, nil
-}
-
-func (s *spill) abort() {
-	if s.w != nil {
-		s.w.Abort()
-	}
-}
 
 // logWriter forwards output as log events.
 type logWriter struct {

@@ -200,18 +200,35 @@ func (s *Store) Open(digest string) (io.ReadCloser, error) {
 	return &verifier{f: f, h: sha256.New(), digest: digest}, nil
 }
 
+// OpenFile opens the file at path, which must hold the blob with the given
+// digest, for reading. Like Store.Open, the reader verifies the digest when it
+// reaches the end and returns ErrDigestMismatch then if the content changed.
+// A processor pack uses it to read a Wiz File by the path it was given.
+func OpenFile(path, digest string) (io.ReadCloser, error) {
+	if !ValidDigest(digest) {
+		return nil, fmt.Errorf("open blob %q: %w", digest, ErrBadDigest)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", digest, err)
+	}
+	return &verifier{f: f, h: sha256.New(), digest: digest}, nil
+}
+
 type verifier struct {
 	f      *os.File
 	h      hash.Hash
 	digest string
+	n      int64
 }
 
 func (v *verifier) Read(p []byte) (int, error) {
 	n, err := v.f.Read(p)
 	v.h.Write(p[:n])
+	v.n += int64(n)
 	if err == io.EOF {
 		if got := "sha256:" + hex.EncodeToString(v.h.Sum(nil)); got != v.digest {
-			return n, fmt.Errorf("read blob %s: %w (content hashes to %s)", v.digest, ErrDigestMismatch, got)
+			return n, fmt.Errorf("read blob %s (%s): %w: the file was changed on disk (its %d bytes hash to %s)", v.digest, v.f.Name(), ErrDigestMismatch, v.n, got)
 		}
 	}
 	return n, err

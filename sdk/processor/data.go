@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/wiz-run/wiz/sdk/blob"
 )
 
 // Data is Wiz Data as a processor sees it: inline bytes, or files. A processor
@@ -20,7 +22,9 @@ type Data struct {
 	Files []File
 }
 
-// File is a Wiz File as a processor sees it.
+// File is a Wiz File as a processor sees it. A program that needs a path
+// rather than a reader can use Path, on the executor's machine; Data.Open
+// reads it and checks its digest.
 type File struct {
 	// Digest is "sha256:<hex>".
 	Digest string
@@ -55,7 +59,9 @@ func (d *Data) Size() int64 {
 }
 
 // Open returns a reader of the value: the inline bytes, or the files one after
-// the other.
+// the other, streamed from disk. Files with a sha256 digest are verified: the
+// reader fails with an error wrapping blob.ErrDigestMismatch, naming the
+// file, when one's content changed on disk.
 func (d *Data) Open() (io.ReadCloser, error) {
 	if d == nil {
 		return io.NopCloser(bytes.NewReader(nil)), nil
@@ -66,7 +72,13 @@ func (d *Data) Open() (io.ReadCloser, error) {
 	rs := make([]io.Reader, 0, len(d.Files))
 	cs := make([]io.Closer, 0, len(d.Files))
 	for _, f := range d.Files {
-		fh, err := os.Open(f.Path)
+		var fh io.ReadCloser
+		var err error
+		if blob.ValidDigest(f.Digest) {
+			fh, err = blob.OpenFile(f.Path, f.Digest)
+		} else {
+			fh, err = os.Open(f.Path)
+		}
 		if err != nil {
 			for _, c := range cs {
 				c.Close()

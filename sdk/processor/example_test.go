@@ -1,6 +1,7 @@
 package processor_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -164,4 +165,40 @@ func ExampleData_ReadAll() {
 	// Output:
 	// 8 bytes "one\ntwo\n" <nil>
 	// 8 bytes "one\ntwo\n" <nil>
+}
+
+// A processor streams a large result through CreateOutput instead of building
+// it in memory: served by a pack, the output moves to a blob once it passes
+// the pipeline's inline_max_size; with a test's Emitter it arrives whole at
+// Close.
+func ExampleCreateOutput() {
+	lines := processor.ProcessorFunc(func(ctx context.Context, req *processor.Request, emit processor.Emitter) error {
+		r, err := req.Inputs["in"].Open() // inline bytes or Wiz Files, verified
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		w, err := processor.CreateOutput(emit, "out", "text/plain")
+		if err != nil {
+			return err
+		}
+		defer w.Abort() // discards the output unless Close ran
+		sc := bufio.NewScanner(r)
+		for n := 1; sc.Scan(); n++ {
+			if _, err := fmt.Fprintf(w, "%d: %s\n", n, sc.Text()); err != nil {
+				return err // e.g. over max_output_size (processor.ErrTooLarge)
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return err
+		}
+		return w.Close()
+	})
+	req := &processor.Request{Type: "number", Inputs: map[string]*processor.Data{"in": processor.Text("alpha\nbeta\n")}}
+	if err := lines.Process(context.Background(), req, printEmitter{}); err != nil {
+		fmt.Println("error:", err)
+	}
+	// Output:
+	// output out (text/plain): 1: alpha
+	// 2: beta
 }

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -216,7 +217,7 @@ func (s *packServer) Plan(ctx context.Context, req *wizrpc.PlanRequest) (*wizrpc
 
 // Process implements wizrpc.ProcessorPackServer.
 func (s *packServer) Process(req *wizrpc.ProcessRequest, stream wizrpc.ProcessorPack_ProcessServer) error {
-	em := &streamEmitter{stream: stream, blobDir: req.BlobDir}
+	em := &streamEmitter{stream: stream, blobDir: req.BlobDir, inlineMax: req.InlineMaxBytes, maxOutput: req.MaxOutputBytes}
 	t, ok := s.pack.lookup(req.Type)
 	if !ok || t.Processor == nil {
 		return em.fail(fmt.Errorf("pack %s has no data processor type %q", s.pack.Name, req.Type))
@@ -259,9 +260,38 @@ func safePlan(ctx context.Context, n Native, req *PlanRequest) (plan *Plan, err 
 }
 
 type streamEmitter struct {
-	mu      sync.Mutex
-	stream  wizrpc.ProcessorPack_ProcessServer
-	blobDir string
+	mu        sync.Mutex
+	stream    wizrpc.ProcessorPack_ProcessServer
+	blobDir   string
+	inlineMax int64 // 0: blob.DefaultInlineMax
+	maxOutput int64 // 0: no limit
+	store     *blob.Store
+}
+
+// blobs opens the task's blob store once.
+func (e *streamEmitter) blobs() (*blob.Store, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.store != nil {
+		return e.store, nil
+	}
+	if e.blobDir == "" {
+		return nil, errNoBlobDir
+	}
+	s, err := blob.Open(e.blobDir)
+	if err != nil {
+		return nil, err
+	}
+	e.store = s
+	return s, nil
+}
+
+func (e *streamEmitter) newSpill() (*blob.Spill, error) {
+	s, err := e.blobs()
+	if err != nil {
+		return nil, err
+	}
+	return s.NewSpill(e.inlineMax, e.maxOutput), nil
 }
 
 func (e *streamEmitter) send(ev *wizrpc.ProcessEvent) error {
@@ -282,7 +312,32 @@ func (e *streamEmitter) Warn(msg string) {
 	_ = e.send(&wizrpc.ProcessEvent{Event: &wizrpc.ProcessEvent_Warning{Warning: msg}})
 }
 
+// Output emits a value the processor made whole. It holds the value to the
+// task's limits: over max_output_size is an error naming the output; inline
+// bytes over inline_max_size are moved to a blob first.
 func (e *streamEmitter) Output(name string, d *Data) error {
+	if d == nil {
+		d = &Data{}
+	}
+	if size := d.Size(); e.maxOutput > 0 && size > e.maxOutput {
+		return fmt.Errorf("output %s is %s, %w: max_output_size is %s", name, blob.Size(size), blob.ErrTooLarge, blob.Size(e.maxOutput))
+	}
+	inlineMax := e.inlineMax
+	if inlineMax <= 0 {
+		inlineMax = blob.DefaultInlineMax
+	}
+	if int64(len(d.Bytes)) > inlineMax {
+		s, err := e.blobs()
+		if err != nil {
+			return fmt.Errorf("output %s: %w", name, err)
+		}
+		digest, size, err := s.Put(bytes.NewReader(d.Bytes))
+		if err != nil {
+			return fmt.Errorf("output %s: %w", name, err)
+		}
+		d = &Data{ContentType: d.ContentType, Metadata: d.Metadata,
+			Files: append([]File{{Digest: digest, Size: size, Name: name}}, d.Files...)}
+	}
 	return e.send(&wizrpc.ProcessEvent{Event: &wizrpc.ProcessEvent_Output{Output: &wizrpc.NamedData{Name: name, Data: ToProto(d)}}})
 }
 

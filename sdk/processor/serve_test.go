@@ -2,9 +2,12 @@ package processor
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 
@@ -56,6 +59,35 @@ func testPack() *Pack {
 			Name: "passthrough", // outputs its input as is, files and all
 			Processor: ProcessorFunc(func(ctx context.Context, req *Request, emit Emitter) error {
 				return emit.Output("out", req.Inputs["in"])
+			}),
+		},
+		{
+			Name:   "repeat", // streams its input n times through an OutputWriter
+			Fields: []Field{{Name: "n", Type: "int", Default: 1}},
+			Processor: ProcessorFunc(func(ctx context.Context, req *Request, emit Emitter) error {
+				var cfg struct {
+					N int `json:"n"`
+				}
+				if err := req.Decode(&cfg); err != nil {
+					return err
+				}
+				w, err := CreateOutput(emit, "out", "text/plain")
+				if err != nil {
+					return err
+				}
+				defer w.Abort()
+				for i := 0; i < cfg.N; i++ {
+					r, err := req.Inputs["in"].Open()
+					if err != nil {
+						return err
+					}
+					_, err = io.Copy(w, r)
+					r.Close()
+					if err != nil {
+						return err
+					}
+				}
+				return w.Close()
 			}),
 		},
 		{
@@ -120,7 +152,7 @@ func TestServeDescribe(t *testing.T) {
 	if !proto.Equal(got, want) {
 		t.Errorf("Describe over gRPC:\n%v\nwant\n%v", got, want)
 	}
-	if got.ProtocolVersion != sdk.ProtocolVersion || got.Name != "acme" || got.Version != "1.2.0" || len(got.Types) != 7 {
+	if got.ProtocolVersion != sdk.ProtocolVersion || got.Name != "acme" || got.Version != "1.2.0" || len(got.Types) != 8 {
 		t.Errorf("Describe = %v", got)
 	}
 	upper := got.Types[len(got.Types)-1]
@@ -237,6 +269,10 @@ func TestServeProcess(t *testing.T) {
 		return &wizpb.FileRef{Digest: d, Size: n, Name: s + ".txt"}
 	}
 	abc, def := put("abc"), put("def")
+	corrupt := put("ghi")
+	if err := os.WriteFile(blobs.Path(corrupt.Digest), []byte("GHI"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	inline := func(s string) map[string]*wizpb.Data {
 		return map[string]*wizpb.Data{"in": {Inline: []byte(s), ContentType: "text/plain"}}
 	}
@@ -277,6 +313,38 @@ func TestServeProcess(t *testing.T) {
 			req: &wizrpc.ProcessRequest{Type: "upper", BlobDir: t.TempDir(),
 				Inputs: map[string]*wizpb.Data{"in": {Files: []*wizpb.FileRef{abc}}}},
 			want: []string{"error open input file abc.txt (" + abc.Digest + ")"},
+		},
+		{
+			name: "a streamed output small enough stays inline",
+			req:  &wizrpc.ProcessRequest{Type: "repeat", ConfigJson: []byte(`{"n":3}`), BlobDir: blobDir, InlineMaxBytes: 9, Inputs: inline("abc")},
+			want: []string{`output out text/plain "abcabcabc"`},
+		},
+		{
+			name: "a streamed output past inline_max_bytes becomes a Wiz File",
+			req:  &wizrpc.ProcessRequest{Type: "repeat", ConfigJson: []byte(`{"n":4}`), BlobDir: blobDir, InlineMaxBytes: 9, Inputs: inline("abc")},
+			want: []string{fmt.Sprintf(`output out text/plain "" file(out 12 %s)`, digestOf("abcabcabcabc"))},
+		},
+		{
+			name: "a streamed output past max_output_bytes fails",
+			req: &wizrpc.ProcessRequest{Type: "repeat", ConfigJson: []byte(`{"n":4}`), BlobDir: blobDir, InlineMaxBytes: 2, MaxOutputBytes: 10,
+				Inputs: inline("abc")},
+			want: []string{"error output out: over the size limit: more than 10 bytes written, the limit (max_output_size) is 10 bytes"},
+		},
+		{
+			name: "a whole output past inline_max_bytes becomes a Wiz File",
+			req:  &wizrpc.ProcessRequest{Type: "upper", BlobDir: blobDir, InlineMaxBytes: 3, Inputs: inline("hello")},
+			want: []string{"log stderr working", fmt.Sprintf(`output out text/plain "" file(out 6 %s)`, digestOf("HELLO!"))},
+		},
+		{
+			name: "a whole output past max_output_bytes fails",
+			req:  &wizrpc.ProcessRequest{Type: "upper", BlobDir: blobDir, MaxOutputBytes: 5, Inputs: inline("hello")},
+			want: []string{"log stderr working", "error output out is 6 bytes, over the size limit: max_output_size is 5 bytes"},
+		},
+		{
+			name: "a changed blob fails the read",
+			req: &wizrpc.ProcessRequest{Type: "upper", BlobDir: blobDir,
+				Inputs: map[string]*wizpb.Data{"in": {Files: []*wizpb.FileRef{{Digest: abc.Digest, Size: 3, Name: "x"}, {Digest: corrupt.Digest, Size: 3, Name: "y"}}}}},
+			want: []string{"error read blob " + corrupt.Digest + " (" + blobs.Path(corrupt.Digest) + "): blob digest mismatch: the file was changed on disk"},
 		},
 		{
 			name: "error",
@@ -381,4 +449,9 @@ func TestProtoRoundTrip(t *testing.T) {
 	if got := FromProto(nil, ""); got == nil || got.Size() != 0 {
 		t.Errorf("FromProto(nil) = %+v", got)
 	}
+}
+
+func digestOf(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "sha256:" + hex.EncodeToString(sum[:])
 }

@@ -1,21 +1,24 @@
 package main
 
 import (
-	"bytes"
+	"bufio"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"sort"
 	"strings"
 
 	"github.com/itchyny/gojq"
 
+	"github.com/wiz-run/wiz/sdk/blob"
 	"github.com/wiz-run/wiz/sdk/processor"
 )
 
@@ -43,11 +46,12 @@ func singleInput(req *processor.Request) (*processor.Data, string, error) {
 func jsonType() processor.Type {
 	return processor.Type{
 		Name: "json",
-		Doc:  "Transforms JSON with a jq filter (gojq). The input is one JSON value, or JSON lines when lines: true; each result is written as one line of JSON.",
+		Doc:  "Transforms JSON with a jq filter (gojq). The input is one JSON value (held in memory whole, up to max_document_size), or a stream of JSON values when lines: true (one value in memory at a time); each result is written as one line of JSON, streamed to the output.",
 		Fields: []processor.Field{
 			{Name: "filter", Type: "string", Default: ".", Doc: "the jq filter"},
-			{Name: "lines", Type: "bool", Default: false, Doc: "read the input as a stream of JSON values (JSON lines)"},
+			{Name: "lines", Type: "bool", Default: false, Doc: "read the input as a stream of JSON values (JSON lines), one at a time"},
 			{Name: "raw", Type: "bool", Default: false, Doc: "write string results without quotes, like jq -r"},
+			{Name: "max_document_size", Type: "int", Default: defaultMaxDocument, Doc: "largest input in bytes read as one JSON value (lines: false), since gojq needs it whole in memory"},
 		},
 		Processor: processor.ProcessorFunc(processJSON),
 	}
@@ -58,6 +62,7 @@ func processJSON(ctx context.Context, req *processor.Request, emit processor.Emi
 		Filter string `json:"filter"`
 		Lines  bool   `json:"lines"`
 		Raw    bool   `json:"raw"`
+		MaxDoc int64  `json:"max_document_size"`
 	}
 	if err := req.Decode(&c); err != nil {
 		return err
@@ -74,15 +79,27 @@ func processJSON(ctx context.Context, req *processor.Request, emit processor.Emi
 	if err != nil {
 		return err
 	}
+	if !c.Lines && c.MaxDoc > 0 && in.Size() > c.MaxDoc {
+		return fmt.Errorf("std/json: input %q is %d bytes, more than max_document_size (%d) to hold whole in memory; use lines: true for a stream of JSON values, or raise max_document_size", name, in.Size(), c.MaxDoc)
+	}
 	r, err := in.Open()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	dec := json.NewDecoder(r)
+	ct := "application/json"
+	if c.Raw {
+		ct = "text/plain"
+	}
+	ow, err := processor.CreateOutput(emit, "out", ct)
+	if err != nil {
+		return err
+	}
+	defer ow.Abort()
+	out := bufio.NewWriterSize(ow, 64<<10)
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
 	dec.UseNumber()
-	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
+	enc := json.NewEncoder(out)
 	for n := 0; ; n++ {
 		var v any
 		if err := dec.Decode(&v); err == io.EOF {
@@ -91,7 +108,10 @@ func processJSON(ctx context.Context, req *processor.Request, emit processor.Emi
 			}
 			break
 		} else if err != nil {
-			return fmt.Errorf("std/json: input %q is not valid JSON: %w", name, err)
+			if errors.Is(err, blob.ErrDigestMismatch) || errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("std/json: input %q: %w", name, err)
+			}
+			return fmt.Errorf("std/json: input %q is not valid JSON (value %d): %w", name, n+1, err)
 		}
 		v = normalize(v)
 		iter := code.RunWithContext(ctx, v)
@@ -105,23 +125,27 @@ func processJSON(ctx context.Context, req *processor.Request, emit processor.Emi
 			}
 			if s, ok := res.(string); ok && c.Raw {
 				out.WriteString(s)
-				out.WriteByte('\n')
+				if err := out.WriteByte('\n'); err != nil {
+					return fmt.Errorf("std/json: %w", err)
+				}
 				continue
 			}
 			if err := enc.Encode(res); err != nil {
-				return fmt.Errorf("std/json: encode result: %w", err)
+				return fmt.Errorf("std/json: %w", err)
 			}
 		}
 		if !c.Lines {
 			break
 		}
 	}
-	ct := "application/json"
-	if c.Raw {
-		ct = "text/plain"
+	if err := out.Flush(); err != nil {
+		return fmt.Errorf("std/json: %w", err)
 	}
-	return emit.Output("out", processor.Bytes(out.Bytes(), ct))
+	return ow.Close()
 }
+
+// defaultMaxDocument is the default max_document_size of std/json: 256 MiB.
+const defaultMaxDocument = 256 << 20
 
 // normalize turns json.Number into the int or float64 gojq expects.
 func normalize(v any) any {
@@ -173,7 +197,7 @@ func processHash(_ context.Context, req *processor.Request, emit processor.Emitt
 	default:
 		return fmt.Errorf("std/hash: unknown algorithm %q; use sha256 or sha512", c.Algorithm)
 	}
-	in, _, err := singleInput(req)
+	in, name, err := singleInput(req)
 	if err != nil {
 		return err
 	}
@@ -183,7 +207,7 @@ func processHash(_ context.Context, req *processor.Request, emit processor.Emitt
 	}
 	defer r.Close()
 	if _, err := io.Copy(h, r); err != nil {
-		return fmt.Errorf("std/hash: read input: %w", err)
+		return fmt.Errorf("std/hash: input %q: %w", name, err)
 	}
 	return emit.Output("out", processor.Text(hex.EncodeToString(h.Sum(nil))+"\n"))
 }
@@ -215,8 +239,12 @@ func processGzip(_ context.Context, req *processor.Request, emit processor.Emitt
 		return err
 	}
 	defer r.Close()
-	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, c.Level)
+	ow, err := processor.CreateOutput(emit, "out", "application/gzip")
+	if err != nil {
+		return err
+	}
+	defer ow.Abort()
+	zw, err := gzip.NewWriterLevel(ow, c.Level)
 	if err != nil {
 		return fmt.Errorf("std/gzip: level %d: %w", c.Level, err)
 	}
@@ -226,7 +254,7 @@ func processGzip(_ context.Context, req *processor.Request, emit processor.Emitt
 	if err := zw.Close(); err != nil {
 		return fmt.Errorf("std/gzip: %w", err)
 	}
-	return emit.Output("out", processor.Bytes(buf.Bytes(), "application/gzip"))
+	return ow.Close()
 }
 
 func gunzipType() processor.Type {
@@ -251,9 +279,13 @@ func processGunzip(_ context.Context, req *processor.Request, emit processor.Emi
 	if err != nil {
 		return fmt.Errorf("std/gunzip: input %q is not gzip data: %w", name, err)
 	}
-	var buf bytes.Buffer
-	if _, err := io.Copy(&buf, zr); err != nil {
+	ow, err := processor.CreateOutput(emit, "out", "application/octet-stream")
+	if err != nil {
+		return err
+	}
+	defer ow.Abort()
+	if _, err := io.Copy(ow, zr); err != nil {
 		return fmt.Errorf("std/gunzip: input %q: %w", name, err)
 	}
-	return emit.Output("out", processor.Bytes(buf.Bytes(), "application/octet-stream"))
+	return ow.Close()
 }
