@@ -41,6 +41,7 @@ type CLI struct {
 	Daemon   DaemonCmd   `cmd:"" help:"Serve the Manager API over TLS with token authentication, for many clients."`
 	Tokens   TokenCmd    `cmd:"" name:"token" help:"Create, list and revoke a daemon's API tokens."`
 	Executor ExecutorCmd `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
+	GC       GCCmd       `cmd:"" name:"gc" help:"Delete old runs and the blobs nothing else refers to; say how much was freed."`
 }
 
 // usageError marks an error for exit code 2.

@@ -1,0 +1,109 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/wiz-run/wiz/proto/wizpb"
+)
+
+// DeleteRun deletes a run and everything recorded under it: its processors,
+// events and logs. It refuses a run still marked active. Deleting is atomic
+// per transaction; a very large run is deleted in several, the run record
+// last, so that an interrupted delete leaves a run that can be deleted again.
+func (s *Store) DeleteRun(id string) error {
+	active, err := s.ActiveRuns()
+	if err != nil {
+		return err
+	}
+	for _, a := range active {
+		if a == id {
+			return fmt.Errorf("delete run %s: it has not ended", id)
+		}
+	}
+	var keys [][]byte
+	for _, prefix := range []string{pProcessor + id + "/", pEvent + id + "/", pLog + id + "/"} {
+		err := s.db.View(func(txn *badger.Txn) error {
+			opts := badger.DefaultIteratorOptions
+			opts.PrefetchValues = false
+			opts.Prefix = []byte(prefix)
+			it := txn.NewIterator(opts)
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				keys = append(keys, it.Item().KeyCopy(nil))
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("delete run %s: %w", id, err)
+		}
+	}
+	keys = append(keys, []byte(pRun+id))
+	txn := s.db.NewTransaction(true)
+	for _, k := range keys {
+		err := txn.Delete(k)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err := txn.Commit(); err != nil {
+				return fmt.Errorf("delete run %s: %w", id, err)
+			}
+			txn = s.db.NewTransaction(true)
+			err = txn.Delete(k)
+		}
+		if err != nil {
+			txn.Discard()
+			return fmt.Errorf("delete run %s: %w", id, err)
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("delete run %s: %w", id, err)
+	}
+	return nil
+}
+
+// BlobRefs calls fn with the digest of every Wiz File the store refers to:
+// runs' file inputs and processors' outputs. A blob it does not name is
+// garbage.
+func (s *Store) BlobRefs(fn func(digest string)) error {
+	each := func(d *wizpb.Data) {
+		for _, f := range d.GetFiles() {
+			fn(f.Digest)
+		}
+	}
+	err := s.scan(pRun, false, func(_, v []byte) (bool, error) {
+		r := &wizpb.Run{}
+		if err := proto.Unmarshal(v, r); err != nil {
+			return false, err
+		}
+		for _, d := range r.Inputs {
+			each(d)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("find referenced blobs: %w", err)
+	}
+	err = s.scan(pProcessor, false, func(_, v []byte) (bool, error) {
+		p := &wizpb.ProcessorRun{}
+		if err := proto.Unmarshal(v, p); err != nil {
+			return false, err
+		}
+		for _, d := range p.Outputs {
+			each(d)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("find referenced blobs: %w", err)
+	}
+	return nil
+}
+
+// Compact gives the space of deleted records back to the file system as far
+// as badger can (value-log garbage collection); it is best effort.
+func (s *Store) Compact() {
+	for s.db.RunValueLogGC(0.5) == nil {
+	}
+}
