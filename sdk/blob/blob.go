@@ -112,17 +112,20 @@ func (w *Writer) Commit() (digest string, size int64, err error) {
 	}
 	w.done = true
 	defer os.Remove(w.f.Name())
+	digest = "sha256:" + hex.EncodeToString(w.h.Sum(nil))
+	dst := w.s.Path(digest)
+	// Stored once: the same bytes already there need no sync. One of another
+	// size was damaged on disk, and is replaced.
+	if st, err := os.Stat(dst); err == nil && st.Size() == w.n {
+		w.f.Close()
+		return digest, w.n, nil
+	}
 	if err := w.f.Sync(); err != nil {
 		w.f.Close()
 		return "", 0, fmt.Errorf("sync blob: %w", err)
 	}
 	if err := w.f.Close(); err != nil {
 		return "", 0, fmt.Errorf("close blob: %w", err)
-	}
-	digest = "sha256:" + hex.EncodeToString(w.h.Sum(nil))
-	dst := w.s.Path(digest)
-	if _, err := os.Stat(dst); err == nil {
-		return digest, w.n, nil // stored once
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return "", 0, fmt.Errorf("store blob %s: %w", digest, err)
