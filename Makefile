@@ -5,7 +5,7 @@ BIN      := bin
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build demo test test-short proto proto-check bench clean
+.PHONY: all build demo test test-short proto proto-check bench bench-data clean
 
 all: build
 
@@ -37,6 +37,13 @@ test-short:
 # the kernel benchmarks. BENCHFLAGS=--quick for a small version.
 bench: build
 	$(GO) run ./bench $(BENCHFLAGS)
+	$(MAKE) bench-data
+
+# Data plane: MB/s of a 1 GiB file through N std/exec cat processors next to
+# plain cat piping (BENCHFLAGS=--quick: 256 MiB, one repetition; more flags
+# in DATABENCHFLAGS, e.g. --chain 5).
+bench-data: build
+	$(GO) run ./bench/dataplane $(if $(findstring --quick,$(BENCHFLAGS)),--quick) $(DATABENCHFLAGS)
 
 clean:
 	rm -rf $(BIN)
