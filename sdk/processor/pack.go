@@ -81,7 +81,10 @@ type Emitter interface {
 	Log(stream string, p []byte)
 	// Warn records a warning. Warnings never fail a run.
 	Warn(msg string)
-	// Output emits a named output; "out" is the default output.
+	// Output emits a named output made whole; "out" is the default output.
+	// Inline bytes over the pipeline's inline_max_size are moved to a blob,
+	// and an output over max_output_size is an error wrapping ErrTooLarge.
+	// For a large output, write it through CreateOutput instead.
 	Output(name string, d *Data) error
 }
 
@@ -134,9 +137,12 @@ func (f NativeFunc) Plan(ctx context.Context, req *PlanRequest) (*Plan, error) {
 // The executor starts Argv[0] (looked up in PATH when it has no slash) in its
 // own process group in Dir (a fresh temporary directory when empty). Inputs
 // other than Stdin are placed as files in the working directory, and their
-// paths are given in env vars WIZ_INPUT_<NAME>. A non-zero exit is a fatal error
-// carrying the exit code and the tail of stderr; stderr lines "::warning::TEXT"
-// become warnings.
+// paths are given in env vars WIZ_INPUT_<NAME> and substituted for
+// "${{ files.NAME }}" in Argv and Env values (per task, so a plan stays valid
+// for every task of its config). A non-zero exit is a fatal error carrying
+// the exit code and the tail of stderr; stderr lines "::warning::TEXT"
+// become warnings. Outputs are held to the pipeline's inline_max_size and
+// max_output_size.
 type Plan struct {
 	Argv []string
 	// Env is added to the environment; InheritEnv starts from the executor's own.
@@ -155,6 +161,9 @@ type Plan struct {
 type PlanOutput struct {
 	// Name is the output's name.
 	Name string
-	// Path is relative to the working directory.
+	// Path is relative to the working directory: a file, a directory (every
+	// file under it, named by its slash path inside it) or a glob (every
+	// match, named by its path relative to the working directory). A path
+	// the program did not write fails the task.
 	Path string
 }
