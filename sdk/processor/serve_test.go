@@ -331,6 +331,11 @@ func TestServeProcess(t *testing.T) {
 			want: []string{"error output out: over the size limit: more than 10 bytes written, the limit (max_output_size) is 10 bytes"},
 		},
 		{
+			name: "a streamed output needs a blob dir",
+			req:  &wizrpc.ProcessRequest{Type: "repeat", Inputs: inline("abc")},
+			want: []string{"error output out: the executor gave no blob dir for outputs"},
+		},
+		{
 			name: "a whole output past inline_max_bytes becomes a Wiz File",
 			req:  &wizrpc.ProcessRequest{Type: "upper", BlobDir: blobDir, InlineMaxBytes: 3, Inputs: inline("hello")},
 			want: []string{"log stderr working", fmt.Sprintf(`output out text/plain "" file(out 6 %s)`, digestOf("HELLO!"))},
