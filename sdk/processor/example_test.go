@@ -202,3 +202,23 @@ func ExampleCreateOutput() {
 	// output out (text/plain): 1: alpha
 	// 2: beta
 }
+
+// A processor that makes many files emits them as one output, a directory of
+// Wiz Files, each streamed into its own blob. (CreateFiles needs a served
+// pack: the files go to the executor's blob store.)
+func ExampleCreateFiles() {
+	split := processor.ProcessorFunc(func(ctx context.Context, req *processor.Request, emit processor.Emitter) error {
+		w, err := processor.CreateFiles(emit, "pages")
+		if err != nil {
+			return err
+		}
+		defer w.Abort()
+		for i, page := range []string{"first page", "second page"} {
+			if err := w.Add(fmt.Sprintf("pages/%d.txt", i+1), strings.NewReader(page)); err != nil {
+				return err
+			}
+		}
+		return w.Close() // output "pages": pages/1.txt, pages/2.txt
+	})
+	_ = split
+}

@@ -35,6 +35,8 @@ type OutputWriter struct {
 // when it serves a pack: it knows the task's blob store and limits.
 type outputStore interface {
 	newSpill() (*blob.Spill, error)
+	blobs() (*blob.Store, error)
+	maxOutputBytes() int64
 }
 
 // CreateOutput starts output name (with the given content type) of the task

@@ -286,6 +286,8 @@ func (e *streamEmitter) blobs() (*blob.Store, error) {
 	return s, nil
 }
 
+func (e *streamEmitter) maxOutputBytes() int64 { return e.maxOutput }
+
 func (e *streamEmitter) newSpill() (*blob.Spill, error) {
 	s, err := e.blobs()
 	if err != nil {

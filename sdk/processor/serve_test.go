@@ -91,6 +91,34 @@ func testPack() *Pack {
 			}),
 		},
 		{
+			Name: "tree", // writes its input as files at the paths in config "paths"
+			Processor: ProcessorFunc(func(ctx context.Context, req *Request, emit Emitter) error {
+				var cfg struct {
+					Paths []string `json:"paths"`
+				}
+				if err := req.Decode(&cfg); err != nil {
+					return err
+				}
+				w, err := CreateFiles(emit, "out")
+				if err != nil {
+					return err
+				}
+				defer w.Abort()
+				for _, p := range cfg.Paths {
+					r, err := req.Inputs["in"].Open()
+					if err != nil {
+						return err
+					}
+					err = w.Add(p, r)
+					r.Close()
+					if err != nil {
+						return err
+					}
+				}
+				return w.Close()
+			}),
+		},
+		{
 			Name: "fail",
 			Processor: ProcessorFunc(func(ctx context.Context, req *Request, emit Emitter) error {
 				emit.Log("stdout", []byte("about to fail"))
@@ -152,7 +180,7 @@ func TestServeDescribe(t *testing.T) {
 	if !proto.Equal(got, want) {
 		t.Errorf("Describe over gRPC:\n%v\nwant\n%v", got, want)
 	}
-	if got.ProtocolVersion != sdk.ProtocolVersion || got.Name != "acme" || got.Version != "1.2.0" || len(got.Types) != 8 {
+	if got.ProtocolVersion != sdk.ProtocolVersion || got.Name != "acme" || got.Version != "1.2.0" || len(got.Types) != 9 {
 		t.Errorf("Describe = %v", got)
 	}
 	upper := got.Types[len(got.Types)-1]
@@ -329,6 +357,28 @@ func TestServeProcess(t *testing.T) {
 			req: &wizrpc.ProcessRequest{Type: "repeat", ConfigJson: []byte(`{"n":4}`), BlobDir: blobDir, InlineMaxBytes: 2, MaxOutputBytes: 10,
 				Inputs: inline("abc")},
 			want: []string{"error output out: over the size limit: more than 10 bytes written, the limit (max_output_size) is 10 bytes"},
+		},
+		{
+			name: "a directory of files",
+			req: &wizrpc.ProcessRequest{Type: "tree", ConfigJson: []byte(`{"paths":["a.txt","sub/deep/b.txt"]}`), BlobDir: blobDir,
+				Inputs: inline("abc")},
+			want: []string{fmt.Sprintf(`output out application/octet-stream "" file(a.txt 3 %s) file(sub/deep/b.txt 3 %s)`, digestOf("abc"), digestOf("abc"))},
+		},
+		{
+			name: "a directory of files over max_output_bytes",
+			req: &wizrpc.ProcessRequest{Type: "tree", ConfigJson: []byte(`{"paths":["a.txt","b.txt"]}`), BlobDir: blobDir, MaxOutputBytes: 5,
+				Inputs: inline("abc")},
+			want: []string{"error output out: file b.txt: over the size limit: more than 5 bytes in all, the limit (max_output_size) is 5 bytes"},
+		},
+		{
+			name: "a file path leaving the directory",
+			req:  &wizrpc.ProcessRequest{Type: "tree", ConfigJson: []byte(`{"paths":["../x"]}`), BlobDir: blobDir, Inputs: inline("abc")},
+			want: []string{`error output out: file path "../x" must be relative, slash-separated and stay inside the output`},
+		},
+		{
+			name: "a file path twice",
+			req:  &wizrpc.ProcessRequest{Type: "tree", ConfigJson: []byte(`{"paths":["a","./a"]}`), BlobDir: blobDir, Inputs: inline("abc")},
+			want: []string{`error output out: file a added twice`},
 		},
 		{
 			name: "a streamed output needs a blob dir",
