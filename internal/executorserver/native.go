@@ -610,8 +610,11 @@ func (s *Server) collect(dir, rel string, max int64) (*wizpb.Data, error) {
 // fileRefs returns the inputs a plan's argv and env name with
 // "${{ files.NAME }}"; a name that is not an input is an error.
 func fileRefs(p *wizrpc.Plan, inputs map[string]*wizpb.Data) (map[string]bool, error) {
-	refs := map[string]bool{}
+	var refs map[string]bool // nil when none, as for most tasks
 	check := func(s string) error {
+		if !strings.Contains(s, "${{") { // the hot path: no regexp per task
+			return nil
+		}
 		for _, m := range filesRefRE.FindAllStringSubmatch(s, -1) {
 			if _, ok := inputs[m[1]]; !ok {
 				names := make([]string, 0, len(inputs))
@@ -624,6 +627,9 @@ func fileRefs(p *wizrpc.Plan, inputs map[string]*wizpb.Data) (map[string]bool, e
 					valid = "none; add inputs: {" + m[1] + ": PROCESSOR}"
 				}
 				return fmt.Errorf("%s refers to input %q, which the processor does not have (its inputs: %s)", m[0], m[1], valid)
+			}
+			if refs == nil {
+				refs = map[string]bool{}
 			}
 			refs[m[1]] = true
 		}
