@@ -178,7 +178,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	}
 	env := cp.env
 	var stdin *inputReader
-	paths := map[string]string{}
+	var paths map[string]string // input name → path, for ${{ files.NAME }}
 	for name, d := range t.Inputs {
 		if name == p.StdinInput {
 			r, err := s.open(d)
@@ -196,6 +196,9 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		if err != nil {
 			fail(fmt.Sprintf("input %s: %v", name, err), false)
 			return
+		}
+		if paths == nil {
+			paths = map[string]string{}
 		}
 		paths[name] = path
 		env = append(env[:len(env):len(env)], "WIZ_INPUT_"+envName(name)+"="+path)
