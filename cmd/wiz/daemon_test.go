@@ -498,6 +498,12 @@ func TestDaemonAuth(t *testing.T) {
 		t.Errorf("viewer's runs list does not show the run: %s", r)
 	}
 
+	// gc through the daemon: admins only; the run just made is kept.
+	daemonRefused(t, "a runner collecting garbage", d.wiz(runner, "gc", "--keep-last", "1"), "wiz: permission denied: ", "role runner", "GC needs admin")
+	if r := d.ok(d.admin, "gc", "--keep-last", "1"); !strings.Contains(r.stdout, "deleted 0 runs and 0 blobs, freed 0 bytes (kept 1 runs)") {
+		t.Errorf("admin's gc: want nothing deleted and one run kept: %s", r)
+	}
+
 	r = d.ok(d.admin, "token", "list")
 	for _, want := range []string{
 		`(?m)^\S+ +admin +admin +.* never +active$`,

@@ -36,6 +36,8 @@ type API interface {
 	// the run ends.
 	Logs(ctx context.Context, id, processor string, follow bool, fn func(*wizpb.LogChunk) error) error
 	Output(id, processor, name string, w io.Writer) error
+	// GC deletes runs beyond a policy and the blobs nothing refers to.
+	GC(req GCRequest) (*GCResult, error)
 }
 
 var _ API = (*Manager)(nil)

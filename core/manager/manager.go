@@ -70,6 +70,10 @@ type Manager struct {
 	live   map[string]*liveRun // runs in progress, by ID
 
 	share *share // this machine's task slots, among runs
+
+	// gcMu is held for reading by runs and uploads, which may write blobs no
+	// record names yet; gc sweeps blobs only when it can take it.
+	gcMu sync.RWMutex
 }
 
 // New returns a Manager.

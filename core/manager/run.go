@@ -53,6 +53,7 @@ const flushEvery = 1024
 // problems before the run exists (validation, inputs) or with the store; a
 // run that fails is not an error.
 func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (*wizpb.Run, error) {
+	defer m.HoldBlobs()() // it stores inputs and outputs: no blob sweep meanwhile
 	var (
 		a   *Applied
 		err error
@@ -103,6 +104,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 // reuses the outputs of the processors that Succeeded in it and runs the
 // others. The new run records which run it resumed.
 func (m *Manager) Resume(ctx context.Context, id string, watch func(Update)) (*wizpb.Run, error) {
+	defer m.HoldBlobs()()
 	old, err := m.findRun(id)
 	if err != nil {
 		return nil, err

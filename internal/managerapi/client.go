@@ -372,3 +372,12 @@ func (c *Client) Output(id, processor, name string, w io.Writer) error {
 		}
 	}
 }
+
+// GC implements manager.API.
+func (c *Client) GC(req manager.GCRequest) (*manager.GCResult, error) {
+	r, err := c.rpc.GC(context.Background(), &wizrpc.GCRequest{KeepLast: int32(req.KeepLast), OlderThanSeconds: int64(req.OlderThan / time.Second), DryRun: req.DryRun})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &manager.GCResult{Runs: int(r.Runs), Kept: int(r.Kept), Skipped: int(r.Skipped), Blobs: r.Blobs, Bytes: r.Bytes, Swept: r.Swept}, nil
+}

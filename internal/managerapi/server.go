@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -220,6 +221,7 @@ func (s *Server) GetOutput(req *wizrpc.GetOutputRequest, stream wizrpc.Manager_G
 
 // UploadBlob stores a client's file in the Manager's blob store.
 func (s *Server) UploadBlob(stream wizrpc.Manager_UploadBlobServer) error {
+	defer s.m.HoldBlobs()()
 	w, err := s.m.Blobs().Create()
 	if err != nil {
 		return status.Error(codes.Internal, err.Error())
@@ -279,4 +281,13 @@ func (w *chunkWriter) flush() error {
 		return nil
 	}
 	return w.send(w.buf.Bytes())
+}
+
+// GC implements the GC RPC.
+func (s *Server) GC(_ context.Context, req *wizrpc.GCRequest) (*wizrpc.GCResponse, error) {
+	r, err := s.m.GC(manager.GCRequest{KeepLast: int(req.KeepLast), OlderThan: time.Duration(req.OlderThanSeconds) * time.Second, DryRun: req.DryRun})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.GCResponse{Runs: int32(r.Runs), Kept: int32(r.Kept), Skipped: int32(r.Skipped), Blobs: r.Blobs, Bytes: r.Bytes, Swept: r.Swept}, nil
 }

@@ -697,6 +697,150 @@ func (*InputValue_File) isInputValue_Value() {}
 
 func (*InputValue_Blob) isInputValue_Value() {}
 
+type GCRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	KeepLast         int32                  `protobuf:"varint,1,opt,name=keep_last,json=keepLast,proto3" json:"keep_last,omitempty"`                           // keep the newest N runs
+	OlderThanSeconds int64                  `protobuf:"varint,2,opt,name=older_than_seconds,json=olderThanSeconds,proto3" json:"older_than_seconds,omitempty"` // else: delete runs that ended longer ago
+	DryRun           bool                   `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GCRequest) Reset() {
+	*x = GCRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GCRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GCRequest) ProtoMessage() {}
+
+func (x *GCRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GCRequest.ProtoReflect.Descriptor instead.
+func (*GCRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GCRequest) GetKeepLast() int32 {
+	if x != nil {
+		return x.KeepLast
+	}
+	return 0
+}
+
+func (x *GCRequest) GetOlderThanSeconds() int64 {
+	if x != nil {
+		return x.OlderThanSeconds
+	}
+	return 0
+}
+
+func (x *GCRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type GCResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Runs          int32                  `protobuf:"varint,1,opt,name=runs,proto3" json:"runs,omitempty"` // runs deleted (or that would be)
+	Kept          int32                  `protobuf:"varint,2,opt,name=kept,proto3" json:"kept,omitempty"`
+	Skipped       int32                  `protobuf:"varint,3,opt,name=skipped,proto3" json:"skipped,omitempty"` // selected but not ended: left alone
+	Blobs         int64                  `protobuf:"varint,4,opt,name=blobs,proto3" json:"blobs,omitempty"`
+	Bytes         int64                  `protobuf:"varint,5,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	Swept         bool                   `protobuf:"varint,6,opt,name=swept,proto3" json:"swept,omitempty"` // false: runs were in progress, blobs left alone
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GCResponse) Reset() {
+	*x = GCResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GCResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GCResponse) ProtoMessage() {}
+
+func (x *GCResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GCResponse.ProtoReflect.Descriptor instead.
+func (*GCResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GCResponse) GetRuns() int32 {
+	if x != nil {
+		return x.Runs
+	}
+	return 0
+}
+
+func (x *GCResponse) GetKept() int32 {
+	if x != nil {
+		return x.Kept
+	}
+	return 0
+}
+
+func (x *GCResponse) GetSkipped() int32 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *GCResponse) GetBlobs() int64 {
+	if x != nil {
+		return x.Blobs
+	}
+	return 0
+}
+
+func (x *GCResponse) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *GCResponse) GetSwept() bool {
+	if x != nil {
+		return x.Swept
+	}
+	return false
+}
+
 type UploadBlobResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Blob          *wizpb.FileRef         `protobuf:"bytes,1,opt,name=blob,proto3" json:"blob,omitempty"` // digest and size; name as given
@@ -706,7 +850,7 @@ type UploadBlobResponse struct {
 
 func (x *UploadBlobResponse) Reset() {
 	*x = UploadBlobResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +862,7 @@ func (x *UploadBlobResponse) String() string {
 func (*UploadBlobResponse) ProtoMessage() {}
 
 func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +875,7 @@ func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
 func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UploadBlobResponse) GetBlob() *wizpb.FileRef {
@@ -755,7 +899,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +911,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +924,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StartRunRequest) GetFile() string {
@@ -837,7 +981,7 @@ type RunUpdate struct {
 
 func (x *RunUpdate) Reset() {
 	*x = RunUpdate{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -849,7 +993,7 @@ func (x *RunUpdate) String() string {
 func (*RunUpdate) ProtoMessage() {}
 
 func (x *RunUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -862,7 +1006,7 @@ func (x *RunUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUpdate.ProtoReflect.Descriptor instead.
 func (*RunUpdate) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RunUpdate) GetRun() *wizpb.Run {
@@ -895,7 +1039,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1051,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1064,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WatchRunRequest) GetId() string {
@@ -939,7 +1083,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1095,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1108,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CancelRunRequest) GetId() string {
@@ -983,7 +1127,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1139,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,7 +1152,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CancelRunResponse) GetRun() *wizpb.Run {
@@ -1027,7 +1171,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1183,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1196,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListRunsRequest) GetLimit() int32 {
@@ -1071,7 +1215,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1227,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1240,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListRunsResponse) GetRuns() []*wizpb.Run {
@@ -1115,7 +1259,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1271,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1284,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetRunRequest) GetId() string {
@@ -1162,7 +1306,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1318,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1331,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetRunResponse) GetRun() *wizpb.Run {
@@ -1229,7 +1373,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1385,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1398,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetLogsRequest) GetId() string {
@@ -1289,7 +1433,7 @@ type GetOutputRequest struct {
 
 func (x *GetOutputRequest) Reset() {
 	*x = GetOutputRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1301,7 +1445,7 @@ func (x *GetOutputRequest) String() string {
 func (*GetOutputRequest) ProtoMessage() {}
 
 func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1314,7 +1458,7 @@ func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOutputRequest.ProtoReflect.Descriptor instead.
 func (*GetOutputRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetOutputRequest) GetId() string {
@@ -1347,7 +1491,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1503,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1516,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -1423,7 +1567,19 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x04file\x18\x02 \x01(\fH\x00R\x04file\x12%\n" +
 	"\x04blob\x18\x04 \x01(\v2\x0f.wiz.v1.FileRefH\x00R\x04blob\x12\x1b\n" +
 	"\tfile_name\x18\x03 \x01(\tR\bfileNameB\a\n" +
-	"\x05value\"9\n" +
+	"\x05value\"o\n" +
+	"\tGCRequest\x12\x1b\n" +
+	"\tkeep_last\x18\x01 \x01(\x05R\bkeepLast\x12,\n" +
+	"\x12older_than_seconds\x18\x02 \x01(\x03R\x10olderThanSeconds\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"\x90\x01\n" +
+	"\n" +
+	"GCResponse\x12\x12\n" +
+	"\x04runs\x18\x01 \x01(\x05R\x04runs\x12\x12\n" +
+	"\x04kept\x18\x02 \x01(\x05R\x04kept\x12\x18\n" +
+	"\askipped\x18\x03 \x01(\x05R\askipped\x12\x14\n" +
+	"\x05blobs\x18\x04 \x01(\x03R\x05blobs\x12\x14\n" +
+	"\x05bytes\x18\x05 \x01(\x03R\x05bytes\x12\x14\n" +
+	"\x05swept\x18\x06 \x01(\bR\x05swept\"9\n" +
 	"\x12UploadBlobResponse\x12#\n" +
 	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\x97\x02\n" +
 	"\x0fStartRunRequest\x12\x12\n" +
@@ -1468,7 +1624,7 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\tprocessor\x18\x02 \x01(\tR\tprocessor\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"!\n" +
 	"\vOutputChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data2\x8e\x06\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data2\xc1\x06\n" +
 	"\aManager\x12R\n" +
 	"\rApplyPipeline\x12\x1f.wizrpc.v1.ApplyPipelineRequest\x1a .wizrpc.v1.ApplyPipelineResponse\x12R\n" +
 	"\rListPipelines\x12\x1f.wizrpc.v1.ListPipelinesRequest\x1a .wizrpc.v1.ListPipelinesResponse\x12L\n" +
@@ -1481,7 +1637,8 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\aGetLogs\x12\x19.wizrpc.v1.GetLogsRequest\x1a\x10.wiz.v1.LogChunk0\x01\x12B\n" +
 	"\tGetOutput\x12\x1b.wizrpc.v1.GetOutputRequest\x1a\x16.wizrpc.v1.OutputChunk0\x01\x12C\n" +
 	"\n" +
-	"UploadBlob\x12\x14.wizrpc.v1.BlobChunk\x1a\x1d.wizrpc.v1.UploadBlobResponse(\x012\xef\x01\n" +
+	"UploadBlob\x12\x14.wizrpc.v1.BlobChunk\x1a\x1d.wizrpc.v1.UploadBlobResponse(\x01\x121\n" +
+	"\x02GC\x12\x14.wizrpc.v1.GCRequest\x1a\x15.wizrpc.v1.GCResponse2\xef\x01\n" +
 	"\x06Tokens\x12L\n" +
 	"\vCreateToken\x12\x1d.wizrpc.v1.CreateTokenRequest\x1a\x1e.wizrpc.v1.CreateTokenResponse\x12I\n" +
 	"\n" +
@@ -1500,7 +1657,7 @@ func file_wizrpc_v1_manager_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_manager_proto_rawDescData
 }
 
-var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*CreateTokenRequest)(nil),    // 0: wizrpc.v1.CreateTokenRequest
 	(*CreateTokenResponse)(nil),   // 1: wizrpc.v1.CreateTokenResponse
@@ -1515,83 +1672,87 @@ var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*GetPipelineRequest)(nil),    // 10: wizrpc.v1.GetPipelineRequest
 	(*GetPipelineResponse)(nil),   // 11: wizrpc.v1.GetPipelineResponse
 	(*InputValue)(nil),            // 12: wizrpc.v1.InputValue
-	(*UploadBlobResponse)(nil),    // 13: wizrpc.v1.UploadBlobResponse
-	(*StartRunRequest)(nil),       // 14: wizrpc.v1.StartRunRequest
-	(*RunUpdate)(nil),             // 15: wizrpc.v1.RunUpdate
-	(*WatchRunRequest)(nil),       // 16: wizrpc.v1.WatchRunRequest
-	(*CancelRunRequest)(nil),      // 17: wizrpc.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 18: wizrpc.v1.CancelRunResponse
-	(*ListRunsRequest)(nil),       // 19: wizrpc.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 20: wizrpc.v1.ListRunsResponse
-	(*GetRunRequest)(nil),         // 21: wizrpc.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 22: wizrpc.v1.GetRunResponse
-	(*GetLogsRequest)(nil),        // 23: wizrpc.v1.GetLogsRequest
-	(*GetOutputRequest)(nil),      // 24: wizrpc.v1.GetOutputRequest
-	(*OutputChunk)(nil),           // 25: wizrpc.v1.OutputChunk
-	nil,                           // 26: wizrpc.v1.StartRunRequest.InputsEntry
-	(wizpb.Role)(0),               // 27: wiz.v1.Role
-	(*wizpb.Token)(nil),           // 28: wiz.v1.Token
-	(*wizpb.Pipeline)(nil),        // 29: wiz.v1.Pipeline
-	(*wizpb.PipelineVersion)(nil), // 30: wiz.v1.PipelineVersion
-	(*wizpb.FileRef)(nil),         // 31: wiz.v1.FileRef
-	(*wizpb.Run)(nil),             // 32: wiz.v1.Run
-	(*wizpb.ProcessorRun)(nil),    // 33: wiz.v1.ProcessorRun
-	(*wizpb.Event)(nil),           // 34: wiz.v1.Event
-	(*BlobChunk)(nil),             // 35: wizrpc.v1.BlobChunk
-	(*wizpb.LogChunk)(nil),        // 36: wiz.v1.LogChunk
+	(*GCRequest)(nil),             // 13: wizrpc.v1.GCRequest
+	(*GCResponse)(nil),            // 14: wizrpc.v1.GCResponse
+	(*UploadBlobResponse)(nil),    // 15: wizrpc.v1.UploadBlobResponse
+	(*StartRunRequest)(nil),       // 16: wizrpc.v1.StartRunRequest
+	(*RunUpdate)(nil),             // 17: wizrpc.v1.RunUpdate
+	(*WatchRunRequest)(nil),       // 18: wizrpc.v1.WatchRunRequest
+	(*CancelRunRequest)(nil),      // 19: wizrpc.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 20: wizrpc.v1.CancelRunResponse
+	(*ListRunsRequest)(nil),       // 21: wizrpc.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 22: wizrpc.v1.ListRunsResponse
+	(*GetRunRequest)(nil),         // 23: wizrpc.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 24: wizrpc.v1.GetRunResponse
+	(*GetLogsRequest)(nil),        // 25: wizrpc.v1.GetLogsRequest
+	(*GetOutputRequest)(nil),      // 26: wizrpc.v1.GetOutputRequest
+	(*OutputChunk)(nil),           // 27: wizrpc.v1.OutputChunk
+	nil,                           // 28: wizrpc.v1.StartRunRequest.InputsEntry
+	(wizpb.Role)(0),               // 29: wiz.v1.Role
+	(*wizpb.Token)(nil),           // 30: wiz.v1.Token
+	(*wizpb.Pipeline)(nil),        // 31: wiz.v1.Pipeline
+	(*wizpb.PipelineVersion)(nil), // 32: wiz.v1.PipelineVersion
+	(*wizpb.FileRef)(nil),         // 33: wiz.v1.FileRef
+	(*wizpb.Run)(nil),             // 34: wiz.v1.Run
+	(*wizpb.ProcessorRun)(nil),    // 35: wiz.v1.ProcessorRun
+	(*wizpb.Event)(nil),           // 36: wiz.v1.Event
+	(*BlobChunk)(nil),             // 37: wizrpc.v1.BlobChunk
+	(*wizpb.LogChunk)(nil),        // 38: wiz.v1.LogChunk
 }
 var file_wizrpc_v1_manager_proto_depIdxs = []int32{
-	27, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
-	28, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
-	28, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
-	28, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
-	29, // 4: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	30, // 5: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
-	29, // 6: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
-	29, // 7: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	30, // 8: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
-	31, // 9: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
-	31, // 10: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
-	26, // 11: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
-	32, // 12: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
-	33, // 13: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
-	32, // 14: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
-	32, // 15: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
-	32, // 16: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
-	30, // 17: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
-	33, // 18: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
-	34, // 19: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
+	29, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
+	30, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
+	30, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
+	30, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
+	31, // 4: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	32, // 5: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
+	31, // 6: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
+	31, // 7: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	32, // 8: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
+	33, // 9: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
+	33, // 10: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
+	28, // 11: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
+	34, // 12: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
+	35, // 13: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
+	34, // 14: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
+	34, // 15: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
+	34, // 16: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
+	32, // 17: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
+	35, // 18: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
+	36, // 19: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
 	12, // 20: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
 	6,  // 21: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
 	8,  // 22: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
 	10, // 23: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
-	14, // 24: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
-	16, // 25: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
-	17, // 26: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
-	19, // 27: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
-	21, // 28: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
-	23, // 29: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
-	24, // 30: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
-	35, // 31: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
-	0,  // 32: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
-	2,  // 33: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
-	4,  // 34: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
-	7,  // 35: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
-	9,  // 36: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
-	11, // 37: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
-	15, // 38: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
-	15, // 39: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
-	18, // 40: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
-	20, // 41: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
-	22, // 42: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
-	36, // 43: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
-	25, // 44: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
-	13, // 45: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
-	1,  // 46: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
-	3,  // 47: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
-	5,  // 48: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
-	35, // [35:49] is the sub-list for method output_type
-	21, // [21:35] is the sub-list for method input_type
+	16, // 24: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
+	18, // 25: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
+	19, // 26: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
+	21, // 27: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
+	23, // 28: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
+	25, // 29: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
+	26, // 30: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
+	37, // 31: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
+	13, // 32: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
+	0,  // 33: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
+	2,  // 34: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
+	4,  // 35: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
+	7,  // 36: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
+	9,  // 37: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
+	11, // 38: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
+	17, // 39: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
+	17, // 40: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
+	20, // 41: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
+	22, // 42: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
+	24, // 43: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
+	38, // 44: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
+	27, // 45: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
+	15, // 46: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
+	14, // 47: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
+	1,  // 48: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
+	3,  // 49: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
+	5,  // 50: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
+	36, // [36:51] is the sub-list for method output_type
+	21, // [21:36] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -1614,7 +1775,7 @@ func file_wizrpc_v1_manager_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_manager_proto_rawDesc), len(file_wizrpc_v1_manager_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

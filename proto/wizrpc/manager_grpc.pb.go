@@ -31,6 +31,7 @@ const (
 	Manager_GetLogs_FullMethodName       = "/wizrpc.v1.Manager/GetLogs"
 	Manager_GetOutput_FullMethodName     = "/wizrpc.v1.Manager/GetOutput"
 	Manager_UploadBlob_FullMethodName    = "/wizrpc.v1.Manager/UploadBlob"
+	Manager_GC_FullMethodName            = "/wizrpc.v1.Manager/GC"
 )
 
 // ManagerClient is the client API for Manager service.
@@ -62,6 +63,8 @@ type ManagerClient interface {
 	// input of any size (StartRunRequest inputs' blob). A digest on the first
 	// chunk is checked; without one the Manager computes it.
 	UploadBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobChunk, UploadBlobResponse], error)
+	// GC deletes runs beyond a policy and the blobs nothing refers to (admin).
+	GC(ctx context.Context, in *GCRequest, opts ...grpc.CallOption) (*GCResponse, error)
 }
 
 type managerClient struct {
@@ -221,6 +224,16 @@ func (c *managerClient) UploadBlob(ctx context.Context, opts ...grpc.CallOption)
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Manager_UploadBlobClient = grpc.ClientStreamingClient[BlobChunk, UploadBlobResponse]
 
+func (c *managerClient) GC(ctx context.Context, in *GCRequest, opts ...grpc.CallOption) (*GCResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GCResponse)
+	err := c.cc.Invoke(ctx, Manager_GC_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ManagerServer is the server API for Manager service.
 // All implementations must embed UnimplementedManagerServer
 // for forward compatibility.
@@ -250,6 +263,8 @@ type ManagerServer interface {
 	// input of any size (StartRunRequest inputs' blob). A digest on the first
 	// chunk is checked; without one the Manager computes it.
 	UploadBlob(grpc.ClientStreamingServer[BlobChunk, UploadBlobResponse]) error
+	// GC deletes runs beyond a policy and the blobs nothing refers to (admin).
+	GC(context.Context, *GCRequest) (*GCResponse, error)
 	mustEmbedUnimplementedManagerServer()
 }
 
@@ -292,6 +307,9 @@ func (UnimplementedManagerServer) GetOutput(*GetOutputRequest, grpc.ServerStream
 }
 func (UnimplementedManagerServer) UploadBlob(grpc.ClientStreamingServer[BlobChunk, UploadBlobResponse]) error {
 	return status.Errorf(codes.Unimplemented, "method UploadBlob not implemented")
+}
+func (UnimplementedManagerServer) GC(context.Context, *GCRequest) (*GCResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GC not implemented")
 }
 func (UnimplementedManagerServer) mustEmbedUnimplementedManagerServer() {}
 func (UnimplementedManagerServer) testEmbeddedByValue()                 {}
@@ -473,6 +491,24 @@ func _Manager_UploadBlob_Handler(srv interface{}, stream grpc.ServerStream) erro
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Manager_UploadBlobServer = grpc.ClientStreamingServer[BlobChunk, UploadBlobResponse]
 
+func _Manager_GC_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GCRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ManagerServer).GC(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Manager_GC_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ManagerServer).GC(ctx, req.(*GCRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Manager_ServiceDesc is the grpc.ServiceDesc for Manager service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -503,6 +539,10 @@ var Manager_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetRun",
 			Handler:    _Manager_GetRun_Handler,
+		},
+		{
+			MethodName: "GC",
+			Handler:    _Manager_GC_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
