@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -108,16 +109,24 @@ func (c *RunsOutputCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	w := os.Stdout
-	if c.To != "" {
-		f, err := os.Create(c.To)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		w = f
+	if c.To == "" {
+		return m.Output(c.ID, c.Processor, c.Name, os.Stdout)
 	}
-	return m.Output(c.ID, c.Processor, c.Name, w)
+	// Written next to the target and renamed into place once whole, so that
+	// a failed read (a corrupted blob) leaves no partial file behind.
+	f, err := os.CreateTemp(filepath.Dir(c.To), "."+filepath.Base(c.To)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := m.Output(c.ID, c.Processor, c.Name, f); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), c.To)
 }
 
 // RunsListCmd is `wiz runs list`.
