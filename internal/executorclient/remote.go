@@ -2,13 +2,9 @@ package executorclient
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
-	"os"
 	"sync"
 
 	"github.com/wiz-run/wiz/core/manager"
@@ -151,7 +147,7 @@ func (r *remote) ensure(ctx context.Context, t *wizrpc.Task) error {
 // put streams the file at path as blob digest. The executor verifies the
 // digest and keeps nothing when it does not match.
 func (r *remote) put(ctx context.Context, digest, path string) error {
-	src, err := openVerified(path, digest)
+	src, err := blob.OpenFile(path, digest) // verified: a file changed on disk is not sent as the blob named
 	if err != nil {
 		return err
 	}
@@ -187,36 +183,6 @@ func (r *remote) put(ctx context.Context, digest, path string) error {
 	}
 	return nil
 }
-
-// openVerified opens path for reading; the reader fails at the end when the
-// content does not hash to digest, so a blob or pack changed on disk is not
-// sent as if it were the one named.
-func openVerified(path, digest string) (io.ReadCloser, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	return &verifying{f: f, h: sha256.New(), digest: digest}, nil
-}
-
-type verifying struct {
-	f      *os.File
-	h      hash.Hash
-	digest string
-}
-
-func (v *verifying) Read(p []byte) (int, error) {
-	n, err := v.f.Read(p)
-	v.h.Write(p[:n])
-	if err == io.EOF {
-		if got := "sha256:" + hex.EncodeToString(v.h.Sum(nil)); got != v.digest {
-			return n, fmt.Errorf("%s: %w (content hashes to %s)", v.f.Name(), blob.ErrDigestMismatch, got)
-		}
-	}
-	return n, err
-}
-
-func (v *verifying) Close() error { return v.f.Close() }
 
 // fetch copies an output's files the Manager lacks from the executor. A
 // failure is kept and fails the task when it finishes.
