@@ -5,7 +5,7 @@ BIN      := bin
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build demo test test-short proto proto-check bench clean
+.PHONY: all build demo test test-short proto proto-check bench bench-daemon bench-hops clean
 
 all: build
 
@@ -37,6 +37,14 @@ test-short:
 # the kernel benchmarks. BENCHFLAGS=--quick for a small version.
 bench: build
 	$(GO) run ./bench $(BENCHFLAGS)
+
+# One section alone: 50 clients starting runs on one `wiz daemon`; the
+# per-hop overhead breakdown (focused Go benchmarks).
+bench-daemon: build
+	$(GO) run ./bench --only daemon $(BENCHFLAGS)
+
+bench-hops: build
+	$(GO) run ./bench --only hops $(BENCHFLAGS)
 
 clean:
 	rm -rf $(BIN)
