@@ -32,8 +32,12 @@ type HopsResult struct {
 	Errs     []string
 }
 
-// hopBenchmarks runs the Go benchmarks behind the overhead breakdown, each
-// -count 3, and keeps the median of each metric.
+// hopRounds is how many times each hop benchmark runs; the table shows the
+// medians.
+const hopRounds = 3
+
+// hopBenchmarks runs the Go benchmarks behind the overhead breakdown
+// hopRounds times, round-robin, and keeps the median of each metric.
 func hopBenchmarks(root string, quick bool) *HopsResult {
 	n := func(full, q int) string {
 		if quick {
@@ -54,7 +58,7 @@ func hopBenchmarks(root string, quick bool) *HopsResult {
 	res := &HopsResult{Load: loadAvg(), Results: map[string]HopResult{}}
 	fmt.Printf("\n== per-hop benchmarks (load average %s)\n", res.Load)
 	env := append(cleanEnv(), "WIZ_BENCH_STD_PACK="+filepath.Join(root, "bin", "wiz-processors-std"))
-	// Group by package and benchtime: one `go test` per group.
+	// Group by package and benchtime: one `go test` per group and round.
 	type group struct {
 		pkg, benchtime string
 		names          []string
@@ -73,23 +77,30 @@ func hopBenchmarks(root string, quick bool) *HopsResult {
 		}
 		g.names = append(g.names, b.name)
 	}
+	// Three rounds, each running every group once, so that the benchmarks
+	// whose results are subtracted from each other see the same load.
 	samples := map[string][]HopResult{}
-	for _, g := range groups {
-		argv := []string{"go", "test", "-run", "^$", "-bench", "^(" + strings.Join(g.names, "|") + ")$", "-benchtime", g.benchtime, "-count", "3", g.pkg}
-		cmdline := strings.Join(argv, " ")
-		res.Commands = append(res.Commands, cmdline)
-		fmt.Printf("   $ %s\n", cmdline)
-		cmd := exec.Command(argv[0], argv[1:]...)
-		cmd.Dir, cmd.Env = root, env
-		out, err := cmd.CombinedOutput()
-		reapOrphans(0)
-		for name, r := range parseBench(string(out)) {
-			samples[name] = append(samples[name], r...)
+	for round := 1; round <= hopRounds; round++ {
+		for _, g := range groups {
+			argv := []string{"go", "test", "-run", "^$", "-bench", "^(" + strings.Join(g.names, "|") + ")$", "-benchtime", g.benchtime, g.pkg}
+			cmdline := strings.Join(argv, " ")
+			if round == 1 {
+				res.Commands = append(res.Commands, cmdline)
+				fmt.Printf("   $ %s\n", cmdline)
+			}
+			cmd := exec.Command(argv[0], argv[1:]...)
+			cmd.Dir, cmd.Env = root, env
+			out, err := cmd.CombinedOutput()
+			reapOrphans(0)
+			for name, r := range parseBench(string(out)) {
+				samples[name] = append(samples[name], r...)
+			}
+			if err != nil {
+				res.Errs = append(res.Errs, fmt.Sprintf("%s: %v\n%s", cmdline, err, lastLines(out, 10)))
+				fmt.Printf("   FAILED: %v\n%s\n", err, lastLines(out, 10))
+			}
 		}
-		if err != nil {
-			res.Errs = append(res.Errs, fmt.Sprintf("%s: %v\n%s", cmdline, err, lastLines(out, 10)))
-			fmt.Printf("   FAILED: %v\n%s\n", err, lastLines(out, 10))
-		}
+		fmt.Printf("   round %d/%d done (load average %s)\n", round, hopRounds, loadAvg())
 	}
 	for _, b := range benches {
 		ss := samples[b.name]
@@ -164,7 +175,7 @@ func (r *Report) printHops(w io.Writer) {
 	if h == nil {
 		return
 	}
-	fmt.Fprintf(w, "\n== overhead breakdown by hop: focused Go benchmarks, one task at a time, median of 3 (load average %s)\n\n", h.Load)
+	fmt.Fprintf(w, "\n== overhead breakdown by hop: focused Go benchmarks, one task at a time, median of %d rounds (load average %s)\n\n", hopRounds, h.Load)
 	get := func(name string) (HopResult, bool) { x, ok := h.Results[name]; return x, ok }
 
 	// wiz's own per-task time: wall from the chain DAG (one task at a time,
@@ -242,7 +253,7 @@ func (r *Report) printHops(w io.Writer) {
 	}
 	tb.print(w)
 	fmt.Fprintln(w, "µs/task is one task's latency through that hop (benchmarks run one task at a time, like the chain DAG); CPU µs/task is the CPU of every process involved (rusage, /proc for the pack).")
-	fmt.Fprintln(w, "The store commit runs in the background, so its wall time overlaps the task's; the sum adds it anyway. Rows with \"−\" are differences of benchmarks run minutes apart and carry their noise.")
+	fmt.Fprintln(w, "The store commit runs in the background, so its wall time overlaps the task's; the sum adds it anyway. Rows with \"−\" are differences of medians of benchmarks run back to back, and carry their noise: a difference near or below zero is within it.")
 	for _, e := range h.Errs {
 		fmt.Fprintf(w, "  - failed: %s\n", e)
 	}

@@ -261,4 +261,3 @@ func (m cpuMeter) report(b *testing.B) {
 }
 
 func rusageNs(r *syscall.Rusage) int64 { return r.Utime.Nano() + r.Stime.Nano() }
-
