@@ -34,7 +34,7 @@ type HopsResult struct {
 
 // hopRounds is how many times each hop benchmark runs; the table shows the
 // medians.
-const hopRounds = 3
+const hopRounds = 5
 
 // hopBenchmarks runs the Go benchmarks behind the overhead breakdown
 // hopRounds times, round-robin, and keeps the median of each metric.
