@@ -5,7 +5,7 @@ BIN      := bin
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build demo test test-short proto proto-check bench bench-data clean
+.PHONY: all build demo test test-short proto proto-check bench bench-data bench-daemon bench-hops clean
 
 all: build
 
@@ -44,6 +44,14 @@ bench: build
 # in DATABENCHFLAGS, e.g. --chain 5).
 bench-data: build
 	$(GO) run ./bench/dataplane $(if $(findstring --quick,$(BENCHFLAGS)),--quick) $(DATABENCHFLAGS)
+
+# One section alone: 50 clients starting runs on one `wiz daemon`; the
+# per-hop overhead breakdown (focused Go benchmarks).
+bench-daemon: build
+	$(GO) run ./bench --only daemon $(BENCHFLAGS)
+
+bench-hops: build
+	$(GO) run ./bench --only hops $(BENCHFLAGS)
 
 clean:
 	rm -rf $(BIN)

@@ -20,18 +20,26 @@ import (
 	"time"
 )
 
+// sections are the parts of the benchmark besides the DAGs, by their --only
+// names.
+var sections = []string{"startup", "daemon", "hops", "kernel"}
+
 type options struct {
-	quick       bool
-	reps        int
-	only        string
-	wiz         string
-	keep        bool
-	seed        uint64
-	jobs        int
-	timeout     time.Duration
-	warmup      int
-	startupRuns int
-	kernel      bool
+	quick         bool
+	reps          int
+	only          string
+	wiz           string
+	keep          bool
+	seed          uint64
+	jobs          int
+	timeout       time.Duration
+	warmup        int
+	startupRuns   int
+	kernel        bool
+	daemon        bool
+	daemonClients int
+	daemonRuns    int
+	hops          bool
 }
 
 func main() {
@@ -51,11 +59,20 @@ func run() int {
 	flag.IntVar(&o.warmup, "warmup", 1, "unmeasured executions per DAG and tool before the measured ones")
 	flag.IntVar(&o.startupRuns, "startup-runs", 10, "measured runs of the one-processor pipeline")
 	flag.BoolVar(&o.kernel, "kernel", true, "run the kernel Go benchmarks (go test -bench ./core/...)")
+	flag.BoolVar(&o.daemon, "daemon", true, "run the daemon benchmark (many clients starting runs on one `wiz daemon`)")
+	flag.IntVar(&o.daemonClients, "daemon-clients", 50, "concurrent clients of the daemon benchmark")
+	flag.IntVar(&o.daemonRuns, "daemon-runs", 4, "runs each daemon client starts, back to back (default 2 with --quick)")
+	flag.BoolVar(&o.hops, "hops", true, "run the per-hop Go benchmarks (the overhead breakdown)")
 	flag.Parse()
 	repsSet := false
 	flag.Visit(func(f *flag.Flag) { repsSet = repsSet || f.Name == "reps" })
+	runsSet := false
+	flag.Visit(func(f *flag.Flag) { runsSet = runsSet || f.Name == "daemon-runs" })
 	if o.quick && !repsSet {
 		o.reps = 1
+	}
+	if o.quick && !runsSet {
+		o.daemonRuns = 2
 	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
@@ -96,39 +113,47 @@ func run() int {
 		defer os.RemoveAll(tmp)
 	}
 
-	makeBin, ninjaBin := ensureTools()
-	printMachine(o, makeBin, ninjaBin, filepath.Join(tmp, "version-home"))
-
 	dags := makeDAGs(o.quick, o.seed)
+	startup := true
 	if o.only != "" {
 		want := strings.Split(o.only, ",")
 		var keep []*DAG
+		all := slices.Clone(sections)
 		for _, d := range dags {
+			all = append(all, d.Name)
 			if slices.Contains(want, d.Name) {
 				keep = append(keep, d)
 			}
 		}
-		if len(keep) == 0 {
-			var all []string
-			for _, d := range dags {
-				all = append(all, d.Name)
+		for _, w := range want {
+			if !slices.Contains(all, w) {
+				fmt.Fprintf(os.Stderr, "bench: --only: no DAG or section %q; choose from %s\n", w, strings.Join(all, ", "))
+				return 2
 			}
-			fmt.Fprintf(os.Stderr, "bench: --only %q matches none of %s\n", o.only, strings.Join(all, ", "))
-			return 2
 		}
 		dags = keep
+		startup = slices.Contains(want, "startup")
+		o.kernel = o.kernel && slices.Contains(want, "kernel")
+		o.daemon = o.daemon && slices.Contains(want, "daemon")
+		o.hops = o.hops && slices.Contains(want, "hops")
 	}
+
+	var makeBin, ninjaBin string
+	if len(dags) > 0 {
+		makeBin, ninjaBin = ensureTools()
+	}
+	printMachine(o, makeBin, ninjaBin, filepath.Join(tmp, "version-home"))
 
 	home := func(d *DAG) string { return filepath.Join(tmp, d.Name, "wiz-home") }
 	tools := []Tool{wizTool(o.wiz, home)}
 	if makeBin != "" {
 		tools = append(tools, makeTool(makeBin, o.jobs))
-	} else {
+	} else if len(dags) > 0 {
 		fmt.Println("make: not available, skipped")
 	}
 	if ninjaBin != "" {
 		tools = append(tools, ninjaTool(ninjaBin, o.jobs))
-	} else {
+	} else if len(dags) > 0 {
 		fmt.Println("ninja: not available, skipped")
 	}
 	tools = append(tools, goExecTool(o.jobs))
@@ -147,7 +172,15 @@ func run() int {
 		rep.DAGs = append(rep.DAGs, runDAG(o, d, dir, tools, makeBin))
 	}
 
-	rep.Startup = measureStartup(o, tmp)
+	if startup {
+		rep.Startup = measureStartup(o, tmp)
+	}
+	if o.daemon {
+		rep.Daemon = measureDaemon(o, tmp)
+	}
+	if o.hops {
+		rep.Hops = hopBenchmarks(root, o.quick)
+	}
 	if o.kernel {
 		rep.Kernel = kernelBenchmarks(root)
 	}
@@ -160,6 +193,8 @@ func run() int {
 func runDAG(o options, d *DAG, dir string, tools []Tool, makeBin string) *DAGResult {
 	fmt.Printf("\n== %s: %d nodes, %d edges (%s; load average %s)\n", d.Name, d.N(), d.Edges(), dir, loadAvg())
 	res := &DAGResult{DAG: d, Samples: map[string][]Sample{}, Round: map[string][]int{}, Errors: map[string][]string{}, Orphans: map[string]int{}}
+	res.Load[0] = loadAvg1()
+	defer func() { res.Load[1] = loadAvg1() }()
 	if makeBin != "" {
 		if err := checkMakeDryRun(makeBin, d, dir); err != nil {
 			fmt.Printf("   make check: %v\n", err)
@@ -241,7 +276,7 @@ func measureStartup(o options, tmp string) *StartupResult {
 	}
 	home := filepath.Join(dir, "wiz-home")
 	t := wizTool(o.wiz, func(*DAG) string { return home })
-	res := &StartupResult{}
+	res := &StartupResult{Load: loadAvg()}
 	for i := -1; i < o.startupRuns; i++ { // run -1 is the warm-up
 		s, stdout, stderr := runMeasured(t.Command(d, dir), dir, t.Env, time.Minute)
 		if s.Err == nil {
@@ -264,12 +299,13 @@ func measureStartup(o options, tmp string) *StartupResult {
 // output.
 func kernelBenchmarks(root string) *KernelResult {
 	argv := []string{"go", "test", "-run", "^$", "-bench", ".", "-benchmem", "./core/..."}
-	fmt.Printf("\n== kernel benchmarks: %s\n", strings.Join(argv, " "))
+	load := loadAvg()
+	fmt.Printf("\n== kernel benchmarks: %s (load average %s)\n", strings.Join(argv, " "), load)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
 	reapOrphans(0)
-	res := &KernelResult{Command: strings.Join(argv, " "), Output: string(out)}
+	res := &KernelResult{Command: strings.Join(argv, " "), Output: string(out), Load: load}
 	if err != nil {
 		res.Err = err.Error()
 	}
@@ -299,6 +335,7 @@ func printMachine(o options, makeBin, ninjaBin, home string) {
 	fmt.Println("== machine")
 	fmt.Printf("   cpus:   %d (%s)\n", runtime.NumCPU(), cpuModel())
 	fmt.Printf("   memory: %s\n", memTotal())
+	fmt.Printf("   kernel: Linux %s\n", kernelRelease())
 	fmt.Printf("   go:     %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Printf("   wiz:    %s (%s)\n", o.wiz, toolVersion(o.wiz, "--home", home, "version"))
 	if makeBin != "" {
@@ -310,6 +347,24 @@ func printMachine(o options, makeBin, ninjaBin, home string) {
 	fmt.Printf("   jobs:   make -j%d, ninja -j%d, go-exec %d workers, wiz: its local executor's NumCPU slots\n", o.jobs, o.jobs, o.jobs)
 	fmt.Printf("   load:   %s (1, 5, 15 min; the machine may be shared)\n", loadAvg())
 	fmt.Printf("   reps:   %d measured (+%d warm-up) per DAG and tool\n", o.reps, o.warmup)
+}
+
+// loadAvg1 returns the 1-minute load average.
+func loadAvg1() string {
+	f := strings.Fields(loadAvg())
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
+}
+
+// kernelRelease returns the Linux kernel's release.
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
 }
 
 func cpuModel() string {

@@ -1,0 +1,263 @@
+package executorserver
+
+// Benchmarks of the manager → executor hop and of fork/exec, for the
+// per-hop overhead breakdown that `make bench` prints (bench/hops.go). Each
+// runs one task at a time, so ns/op is one task's latency; cpu-ns/op is the
+// CPU this process and the children it waited for spent per task.
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/internal/executorclient"
+	"github.com/wiz-run/wiz/internal/pluginhost"
+)
+
+// BenchmarkForkExecTrue is the floor: fork/exec /bin/true and wait, the way
+// the executor starts a native program (own process group, parent-death
+// signal, stdout and stderr to pipes), without the executor around it.
+func BenchmarkForkExecTrue(b *testing.B) {
+	m := startCPU()
+	for b.Loop() {
+		cmd := &exec.Cmd{Path: "/bin/true", Args: []string{"/bin/true"}}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		var outR, outW, errR, errW *os.File
+		var err error
+		if outR, outW, err = os.Pipe(); err != nil {
+			b.Fatal(err)
+		}
+		if errR, errW, err = os.Pipe(); err != nil {
+			b.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = outW, errW
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		outW.Close()
+		errW.Close()
+		if err := cmd.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		outR.Close()
+		errR.Close()
+	}
+	m.report(b)
+}
+
+// BenchmarkExecuteTrue sends a std/exec /bin/true task (stdout: false, its
+// plan cached, as on every task of a run but the first) over a real
+// executor's Execute stream — TLS on 127.0.0.1, the Manager's own client —
+// and waits for its Finished event: hop, executor bookkeeping and fork/exec.
+func BenchmarkExecuteTrue(b *testing.B) { benchmarkExecuteTrue(b, true) }
+
+// BenchmarkExecuteTrueNoTaskRecord is BenchmarkExecuteTrue with an executor
+// that records no process groups (no TaskDir): the difference is what the
+// per-task record file (create, then remove) costs.
+func BenchmarkExecuteTrueNoTaskRecord(b *testing.B) { benchmarkExecuteTrue(b, false) }
+
+func benchmarkExecuteTrue(b *testing.B, taskRecord bool) {
+	c, ref := benchExecutor(b, taskRecord)
+	task := func(id string) *manager.Task {
+		return &manager.Task{ID: id, Native: true, RunID: "benchrun", Processor: "n", Type: "std/exec", Pack: ref,
+			Config: []byte(`{"command":["/bin/true"],"stdout":false}`)}
+	}
+	roundTrip(b, c, task("warm-up"), manager.OutcomeSucceeded) // asks the pack for the plan
+	m := startCPU()
+	i := 0
+	for b.Loop() {
+		i++
+		roundTrip(b, c, task(fmt.Sprint(i)), manager.OutcomeSucceeded)
+	}
+	m.report(b)
+}
+
+// BenchmarkExecuteRoundTrip is the hop alone: a task the executor answers at
+// once, without running anything — a data type the (warm) std pack does not
+// have — so one task message goes out on the Execute stream and one Finished
+// event comes back. A native task sends three events back (Started, Metrics,
+// Finished), so its hop costs somewhat more than this.
+func BenchmarkExecuteRoundTrip(b *testing.B) {
+	c, ref := benchExecutor(b, true)
+	task := func(id string) *manager.Task {
+		return &manager.Task{ID: id, RunID: "benchrun", Processor: "n", Type: "std/no-such-type", Pack: ref, Config: []byte(`{}`)}
+	}
+	roundTrip(b, c, task("warm-up"), manager.OutcomeFailed) // launches the pack
+	m := startCPU()
+	i := 0
+	for b.Loop() {
+		i++
+		roundTrip(b, c, task(fmt.Sprint(i)), manager.OutcomeFailed)
+	}
+	m.report(b)
+}
+
+// roundTrip submits t and waits for its Finished event.
+func roundTrip(b *testing.B, c *executorclient.Client, t *manager.Task, want manager.Outcome) {
+	if err := c.Submit(t); err != nil {
+		b.Fatal(err)
+	}
+	for ev := range c.Events() {
+		if ev.TaskID != t.ID || ev.Kind != manager.EventFinished {
+			continue
+		}
+		if ev.Outcome != want {
+			b.Fatalf("task %s: outcome %d (%s), want %d", t.ID, ev.Outcome, ev.Message, want)
+		}
+		return
+	}
+	b.Fatal("the executor's event stream ended")
+}
+
+// benchExecutor starts an executor in this process (TLS on 127.0.0.1:0, a
+// token, two slots) and connects the Manager's client to it. With
+// taskRecord it records each task's process group in a task dir, as `wiz
+// executor` does when the Manager gives it one (always).
+func benchExecutor(b *testing.B, taskRecord bool) (*executorclient.Client, manager.PackRef) {
+	b.Helper()
+	pack := stdPack(b)
+	sum, err := pluginhost.FileSHA256(pack)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	certPEM, certFile, keyFile := benchCert(b, dir)
+	taskDir := ""
+	if taskRecord {
+		taskDir = filepath.Join(dir, "tasks")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{
+			Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, Token: "bench-token",
+			WorkDir: filepath.Join(dir, "work"), BlobDir: filepath.Join(dir, "blobs"), TaskDir: taskDir,
+			Slots: 2, Version: "bench", Ready: func(addr string) { ready <- addr },
+		})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-done:
+		cancel()
+		b.Fatalf("executor: %v", err)
+	}
+	c, err := executorclient.Dial(context.Background(), "bench executor", executorclient.Endpoint{
+		Address: addr, CACertPEM: certPEM, ServerName: "bench.wiz.invalid", Token: "bench-token",
+	}, nil)
+	if err != nil {
+		cancel()
+		<-done
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = c.Close(context.Background())
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("executor: %v", err)
+		}
+	})
+	return c, manager.PackRef{Name: "std", Version: "bench", Path: pack, SHA256: sum}
+}
+
+// benchCert writes a self-signed certificate for bench.wiz.invalid.
+func benchCert(b *testing.B, dir string) (certPEM []byte, certFile, keyFile string) {
+	b.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench.wiz.invalid"},
+		DNSNames: []string{"bench.wiz.invalid"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	certPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	return certPEM, certFile, keyFile
+}
+
+var (
+	stdPackOnce sync.Once
+	stdPackPath string
+	stdPackErr  error
+)
+
+// stdPack returns the std processor pack binary: $WIZ_BENCH_STD_PACK when
+// set (`make bench` passes bin/wiz-processors-std), else one built once for
+// this test binary.
+func stdPack(b *testing.B) string {
+	b.Helper()
+	stdPackOnce.Do(func() {
+		if p := os.Getenv("WIZ_BENCH_STD_PACK"); p != "" {
+			stdPackPath = p
+			return
+		}
+		dir, err := os.MkdirTemp("", "wiz-bench-pack-*")
+		if err != nil {
+			stdPackErr = err
+			return
+		}
+		stdPackPath = filepath.Join(dir, "wiz-processors-std")
+		out, err := exec.Command("go", "build", "-o", stdPackPath, "github.com/wiz-run/wiz/plugins/processors/std").CombinedOutput()
+		if err != nil {
+			stdPackErr = fmt.Errorf("build the std pack: %v: %s", err, out)
+		}
+	})
+	if stdPackErr != nil {
+		b.Fatal(stdPackErr)
+	}
+	return stdPackPath
+}
+
+// cpuMeter measures the CPU of this process and of the children it waited
+// for, over a benchmark's loop.
+type cpuMeter struct{ self, children syscall.Rusage }
+
+func startCPU() cpuMeter {
+	var m cpuMeter
+	syscall.Getrusage(syscall.RUSAGE_SELF, &m.self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &m.children)
+	return m
+}
+
+// report adds cpu-ns/op: the CPU spent since startCPU, per iteration.
+func (m cpuMeter) report(b *testing.B) {
+	var self, children syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &children)
+	ns := rusageNs(&self) - rusageNs(&m.self) + rusageNs(&children) - rusageNs(&m.children)
+	b.ReportMetric(float64(ns)/float64(b.N), "cpu-ns/op")
+}
+
+func rusageNs(r *syscall.Rusage) int64 { return r.Utime.Nano() + r.Stime.Nano() }
