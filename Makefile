@@ -5,7 +5,7 @@ BIN      := bin
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build demo test test-short proto proto-check bench bench-data clean k8s-testbin
+.PHONY: all build demo test test-short proto proto-check bench bench-data clean k8s-testbin image
 
 all: build
 
@@ -30,6 +30,10 @@ proto-check:
 # cached in ~/.cache/wiz-test-tools (WIZ_TEST_TOOLS) and reused in a second.
 k8s-testbin:
 	scripts/k8s-testbin.sh >/dev/null
+
+# The wiz image (deploy/Dockerfile) on the static binaries in bin/.
+image: build
+	deploy/build-image.sh wiz:$(VERSION)
 
 test: build proto-check k8s-testbin
 	$(GO) vet ./...
