@@ -12,6 +12,7 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wiz ./cmd/wiz
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wiz-executor-local ./plugins/executors/local
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wiz-executor-kubernetes ./plugins/executors/kubernetes
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wiz-processors-std ./plugins/processors/std
 
 # The demo: the example pipeline, end to end through the real plugins.
