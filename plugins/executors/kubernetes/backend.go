@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -122,7 +123,7 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	}
 	b.track(kc, cfg.Namespace, name)
 	fail := func(err error) (*executor.ProvisionResponse, error) {
-		b.remove(context.Background(), kc, id)
+		_ = b.remove(context.Background(), kc, id, false)
 		return nil, err
 	}
 	if _, err := kc.CoreV1().Secrets(cfg.Namespace).Create(ctx, objs.Secret, metav1.CreateOptions{}); err != nil {
@@ -153,7 +154,7 @@ func (b *backend) Teardown(ctx context.Context, req *executor.TeardownRequest) (
 	if err != nil {
 		return nil, err
 	}
-	if err := b.remove(ctx, kc, req.ExecutorID); err != nil {
+	if err := b.remove(ctx, kc, req.ExecutorID, true); err != nil {
 		return nil, err
 	}
 	return &executor.TeardownResponse{}, nil
@@ -194,8 +195,9 @@ func renewLease(ctx context.Context, kc kubernetes.Interface, namespace, name st
 	return err
 }
 
-// remove stops renewing and deletes the pod, Secret and Lease of an executor.
-func (b *backend) remove(ctx context.Context, kc kubernetes.Interface, id string) error {
+// remove stops renewing and deletes the pod, Secret and Lease of an
+// executor; explain: log why the pod ended if it died before its run did.
+func (b *backend) remove(ctx context.Context, kc kubernetes.Interface, id string, explain bool) error {
 	namespace, name, ok := strings.Cut(id, "/")
 	if !ok {
 		return nil // not one of ours: nothing to tear down
@@ -208,7 +210,52 @@ func (b *backend) remove(ctx context.Context, kc kubernetes.Interface, id string
 		p.stop()
 		<-p.renewed
 	}
+	// A pod that died before its run ended: say why, in Kubernetes' words,
+	// before the pod and its status are gone. The host logs it (at info and
+	// above, as it does all plugin logs).
+	if p != nil && explain {
+		if reason := endReason(ctx, kc, namespace, name); reason != "" {
+			b.log.Warn(fmt.Sprintf("executor pod %s ended before its run: %s", id, reason), "pod", id)
+		}
+	}
 	return deleteExecutor(ctx, kc, namespace, name, teardownWait)
+}
+
+// endReason says why a pod is no longer serving, or "" when it still is. A
+// pod whose executor no longer answers but whose end its kubelet has not
+// reported yet is given a few seconds to say.
+func endReason(ctx context.Context, kc kubernetes.Interface, namespace, name string) string {
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		p, err := kc.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			return "the pod was deleted"
+		case err != nil:
+			return ""
+		case p.DeletionTimestamp != nil:
+			return "the pod was deleted"
+		case p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded:
+			return terminated(p)
+		}
+		if time.Now().After(deadline) {
+			return ""
+		}
+		if ip, _, _ := readiness(p); ip != "" {
+			// Ready, as last reported: if the executor still accepts
+			// connections it is alive; if not, its end is not reported yet.
+			conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, fmt.Sprint(executorPort)), 500*time.Millisecond)
+			if err == nil {
+				conn.Close()
+				return ""
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ""
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // deleteExecutor deletes the pod, then its Secret and Lease, waiting up to

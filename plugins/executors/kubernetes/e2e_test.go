@@ -231,8 +231,14 @@ func (e *e2e) noneLeft(t *testing.T) {
 	if n := len(pods.Items) + len(secrets.Items) + len(leases.Items); n > 0 {
 		t.Errorf("left behind: %d pods, %d secrets, %d leases", len(pods.Items), len(secrets.Items), len(leases.Items))
 	}
+	// A pod deleted after it ended goes at once (the API server needs no
+	// kubelet for that); its container goes at the kubelet's next sync.
+	deadline := time.Now().Add(10 * time.Second)
+	for e.kubelet.ContainerCount() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
 	if n := e.kubelet.ContainerCount(); n > 0 {
-		t.Errorf("%d containers left behind", n)
+		t.Errorf("%d containers left behind 10 s after their pods were deleted", n)
 	}
 }
 
@@ -408,11 +414,14 @@ processors:
     resources: {limits: {memory: 64Mi}}
 `)
 		start := time.Now()
-		out, code := e.run(dir, "run", "p.yaml")
+		out, code := e.run(dir, "--log-level", "info", "run", "p.yaml")
 		took := time.Since(start)
 		t.Logf("%s:\n%s", took.Round(time.Millisecond), out)
 		if code != 1 {
 			t.Errorf("exit %d, want 1 (run Failed)", code)
+		}
+		if !strings.Contains(out, "ended before its run: container executor OOMKilled (exit code 137)") {
+			t.Errorf("the backend's log does not give the pod's reason, OOMKilled")
 		}
 		if !strings.Contains(out, "hog") || !strings.Contains(out, "Failed") {
 			t.Errorf("the processor did not fail")

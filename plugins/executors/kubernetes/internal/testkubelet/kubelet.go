@@ -334,7 +334,19 @@ func (k *Kubelet) forget(uid types.UID) {
 	if ps.container != "" {
 		// SIGTERM first, as a kubelet does, with a short grace.
 		_ = exec.Command("docker", "stop", "-t", "2", ps.container).Run()
-		_ = exec.Command("docker", "rm", "-f", ps.container).Run()
+		// rm can race the end of a container that was just killed: retry
+		// until it is gone.
+		for i := 0; ; i++ {
+			out, err := exec.Command("docker", "rm", "-f", ps.container).CombinedOutput()
+			if err == nil || strings.Contains(string(out), "No such container") {
+				break
+			}
+			if i == 50 {
+				k.cfg.Logf("testkubelet: remove container %s: %s", ps.container, strings.TrimSpace(string(out)))
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 	_ = os.RemoveAll(filepath.Join(k.cfg.StateDir, string(uid)))
 }
