@@ -25,5 +25,10 @@ ctx=$(mktemp -d); trap 'rm -rf "$ctx"' EXIT
 cp deploy/Dockerfile "$ctx/Dockerfile"
 for b in $BINS; do cp "$BIN/$b" "$ctx/$b"; done
 cp "$BUSYBOX" "$ctx/busybox"
+old=$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)
 DOCKER_BUILDKIT=0 docker build -q -t "$TAG" "$ctx" >/dev/null
+new=$(docker image inspect -f '{{.Id}}' "$TAG")
+# The image this tag named before is left untagged: remove it (only it), so
+# rebuilds do not pile up. One a container still uses stays.
+if [ -n "$old" ] && [ "$old" != "$new" ]; then docker rmi "$old" >/dev/null 2>&1 || true; fi
 echo "$TAG"

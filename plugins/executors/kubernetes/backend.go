@@ -45,7 +45,6 @@ type backend struct {
 	mu        sync.Mutex
 	executors map[string]*pod // by executor ID (namespace/name)
 	collected map[string]bool // namespaces whose orphans were collected
-	wg        sync.WaitGroup
 }
 
 // pod is one running executor pod and the goroutine renewing its Lease.

@@ -22,9 +22,7 @@ func (b *backend) collectOnce(kc kubernetes.Interface, namespace string) {
 	if done {
 		return
 	}
-	b.wg.Add(1)
 	go func() { // bounded by collectTimeout; the process exits when its host ends it
-		defer b.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 		defer cancel()
 		n, err := collectOrphans(ctx, kc, namespace, time.Now())
