@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	appsv1 "k8s.io/api/apps/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/wiz-run/wiz/plugins/executors/kubernetes/internal/testcluster"
@@ -126,6 +127,14 @@ func startE2E(t *testing.T) *e2e {
 // applyRBAC creates the objects of deploy/rbac.yaml.
 func applyRBAC(t *testing.T, kc kubernetes.Interface, path string) {
 	t.Helper()
+	apply(t, kc, path, nil)
+}
+
+// apply creates the objects of a manifest of deploy/; dryRun: validated by
+// the API server and not stored.
+func apply(t *testing.T, kc kubernetes.Interface, path string, dryRun []string) {
+	t.Helper()
+	opts := metav1.CreateOptions{DryRun: dryRun}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -138,11 +147,17 @@ func applyRBAC(t *testing.T, kc kubernetes.Interface, path string) {
 		}
 		switch o := obj.(type) {
 		case *corev1.ServiceAccount:
-			_, err = kc.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+			_, err = kc.CoreV1().ServiceAccounts(o.Namespace).Create(ctx, o, opts)
 		case *rbacv1.Role:
-			_, err = kc.RbacV1().Roles(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+			_, err = kc.RbacV1().Roles(o.Namespace).Create(ctx, o, opts)
 		case *rbacv1.RoleBinding:
-			_, err = kc.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, metav1.CreateOptions{})
+			_, err = kc.RbacV1().RoleBindings(o.Namespace).Create(ctx, o, opts)
+		case *corev1.PersistentVolumeClaim:
+			_, err = kc.CoreV1().PersistentVolumeClaims(o.Namespace).Create(ctx, o, opts)
+		case *corev1.Service:
+			_, err = kc.CoreV1().Services(o.Namespace).Create(ctx, o, opts)
+		case *appsv1.Deployment:
+			_, err = kc.AppsV1().Deployments(o.Namespace).Create(ctx, o, opts)
 		default:
 			t.Fatalf("%s: unexpected %T", path, obj)
 		}
@@ -492,6 +507,11 @@ processors:
 			t.Errorf("took %s to fail, want well within readyTimeout (60s)", took)
 		}
 		e.noneLeft(t)
+	})
+
+	t.Run("deploy manifests are valid", func(t *testing.T) {
+		// The API server validates the daemon's Deployment, PVC and Service.
+		apply(t, e.cluster.Admin, "../../../deploy/daemon.yaml", []string{metav1.DryRunAll})
 	})
 
 	t.Run("bad settings", func(t *testing.T) {
