@@ -33,6 +33,9 @@ type CLI struct {
 	CA       string `name:"ca" type:"existingfile" placeholder:"FILE" help:"Trust this certificate (the daemon's, or its CA) for --server."`
 	Insecure bool   `name:"insecure-skip-verify" help:"Do not verify the daemon's TLS certificate (self-signed, not copied)."`
 	Capacity int    `env:"WIZ_CAPACITY" placeholder:"N" help:"Tasks run at once on this machine, shared fairly by concurrent runs (default: number of CPUs)."`
+	// KubeContext reaches executor backend plugins as WIZ_KUBE_CONTEXT (they
+	// inherit wiz's environment); the kubernetes backend reads it.
+	KubeContext string `name:"kube-context" env:"WIZ_KUBE_CONTEXT" placeholder:"NAME" help:"Kubeconfig context the kubernetes executor uses (default: the current context)."`
 
 	Run      RunCmd      `cmd:"" help:"Run a pipeline file or a stored pipeline."`
 	Pipeline PipelineCmd `cmd:"" help:"Apply, list and show pipelines."`
@@ -104,6 +107,14 @@ func run(args []string) int {
 			return
 		}
 		setGC(ctx.Command())
+		if cli.KubeContext != "" {
+			// Backend plugins inherit the environment.
+			if err := os.Setenv("WIZ_KUBE_CONTEXT", cli.KubeContext); err != nil {
+				fmt.Fprintf(os.Stderr, "wiz: %v\n", err)
+				code = exitFailed
+				return
+			}
+		}
 		env := &Env{CLI: &cli}
 		defer env.Close()
 		err = ctx.Run(env)

@@ -389,11 +389,7 @@ func (r *Registry) Backend(name string) (*Plugin, error) {
 			names = append(names, n)
 		}
 		sort.Strings(names)
-		hint := ""
-		if name == "kubernetes" {
-			hint = "; the Kubernetes backend is not built yet"
-		}
-		return nil, fmt.Errorf("no executor backend %q is installed (installed: %s)%s", name, strings.Join(names, ", "), hint)
+		return nil, fmt.Errorf("no executor backend %q is installed (installed: %s)", name, strings.Join(names, ", "))
 	}
 	return ps[0], nil
 }
