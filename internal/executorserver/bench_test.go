@@ -159,7 +159,7 @@ func benchExecutor(b *testing.B, taskRecord bool) (*executorclient.Client, manag
 	}
 	c, err := executorclient.Dial(context.Background(), "bench executor", executorclient.Endpoint{
 		Address: addr, CACertPEM: certPEM, ServerName: "bench.wiz.invalid", Token: "bench-token",
-	}, nil)
+	}, nil, executorclient.Hooks{})
 	if err != nil {
 		cancel()
 		<-done
