@@ -25,7 +25,9 @@ log() { echo "k8s-testbin: $*" >&2; }
 exec 9>"$DIR/.lock"
 flock 9
 
-have_etcd() { [ -x "$DIR/etcd" ] && "$DIR/etcd" --version 2>/dev/null | grep -q "etcd Version: ${ETCD_VERSION#v}\$"; }
+# Read the whole output before matching: grep -q closing the pipe early would
+# fail the check under pipefail (SIGPIPE) and rebuild for nothing.
+have_etcd() { [ -x "$DIR/etcd" ] && [ "$("$DIR/etcd" --version 2>/dev/null | head -1)" = "etcd Version: ${ETCD_VERSION#v}" ]; }
 have_apiserver() { [ -x "$DIR/kube-apiserver" ] && [ "$("$DIR/kube-apiserver" --version 2>/dev/null)" = "Kubernetes $KUBE_VERSION" ]; }
 
 if ! have_etcd; then
