@@ -27,7 +27,7 @@ proto-check:
 	scripts/proto-check.sh
 
 # The real kube-apiserver and etcd that the Kubernetes executor's tests run
-# against: built from the Go module proxy once (12-16 min on 2 cores), then
+# against: built from the Go module proxy once (12-30 min on 2 cores), then
 # cached in ~/.cache/wiz-test-tools (WIZ_TEST_TOOLS) and reused in a second.
 k8s-testbin:
 	scripts/k8s-testbin.sh >/dev/null

@@ -7,7 +7,8 @@
 # Usage: scripts/k8s-testbin.sh        # prints the directory holding both binaries
 # Env:   WIZ_TEST_TOOLS  cache root (default ~/.cache/wiz-test-tools)
 #
-# Cold: about 12-16 minutes on 2 cores (kube-apiserver is most of it).
+# Cold: 12-16 minutes on 2 idle cores, about 29 when other builds share them
+# (kube-apiserver is most of it; 11.5 min of CPU).
 set -euo pipefail
 
 KUBE_VERSION=v1.37.2   # k8s.io/kubernetes; its staging modules are at v0.37.2
@@ -25,7 +26,9 @@ log() { echo "k8s-testbin: $*" >&2; }
 exec 9>"$DIR/.lock"
 flock 9
 
-have_etcd() { [ -x "$DIR/etcd" ] && "$DIR/etcd" --version 2>/dev/null | grep -q "etcd Version: ${ETCD_VERSION#v}\$"; }
+# Read the whole output before matching: grep -q closing the pipe early would
+# fail the check under pipefail (SIGPIPE) and rebuild for nothing.
+have_etcd() { [ -x "$DIR/etcd" ] && [ "$("$DIR/etcd" --version 2>/dev/null | head -1)" = "etcd Version: ${ETCD_VERSION#v}" ]; }
 have_apiserver() { [ -x "$DIR/kube-apiserver" ] && [ "$("$DIR/kube-apiserver" --version 2>/dev/null)" = "Kubernetes $KUBE_VERSION" ]; }
 
 if ! have_etcd; then
@@ -53,7 +56,7 @@ EOF
 fi
 
 if ! have_apiserver; then
-  log "building kube-apiserver $KUBE_VERSION (12-16 minutes cold on 2 cores)"
+  log "building kube-apiserver $KUBE_VERSION (12-30 minutes cold on 2 cores)"
   work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
   cd "$work"
   go mod init wiz-test-tools/kube-apiserver >/dev/null 2>&1

@@ -275,7 +275,15 @@ func TestKubernetesExecutorEndToEnd(t *testing.T) {
 	t.Run("pipeline on reused pods", func(t *testing.T) {
 		dir := t.TempDir()
 		writeFile(t, dir, "p.yaml", `name: k8s
-executor: {backend: kubernetes, namespace: wiz, image: IMAGE, readyTimeout: 60s}
+executor:
+  backend: kubernetes
+  namespace: wiz
+  image: IMAGE
+  readyTimeout: 60s
+  serviceAccount: wiz
+  nodeSelector: {pool: wiz}
+  tolerations: [{key: dedicated, operator: Equal, value: wiz, effect: NoSchedule}]
+  imagePullSecrets: [regcred]
 inputs:
   text: {type: string}
 processors:
@@ -367,6 +375,13 @@ processors:
 		for _, p := range pods {
 			if p.Labels[labelRun] != runID || p.Labels[labelManagedBy] != managedByValue {
 				t.Errorf("pod %s labels %v", p.Name, p.Labels)
+			}
+			s := p.Spec
+			// Admission adds Kubernetes' default tolerations after ours.
+			if s.ServiceAccountName != "wiz" || s.NodeSelector["pool"] != "wiz" || len(s.Tolerations) == 0 || s.Tolerations[0].Key != "dedicated" ||
+				len(s.ImagePullSecrets) != 1 || s.ImagePullSecrets[0].Name != "regcred" {
+				t.Errorf("pod %s spec lacks the settings: serviceAccount %q nodeSelector %v tolerations %v imagePullSecrets %v",
+					p.Name, s.ServiceAccountName, s.NodeSelector, s.Tolerations, s.ImagePullSecrets)
 			}
 		}
 		e.noneLeft(t)

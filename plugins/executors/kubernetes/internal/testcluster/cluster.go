@@ -60,7 +60,7 @@ func BinDir() (string, error) {
 	}
 	for _, b := range []string{"etcd", "kube-apiserver"} {
 		if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-			return "", fmt.Errorf("no %s in %s: run scripts/k8s-testbin.sh (make test does; 12-16 min the first time) or set WIZ_K8S_TESTBIN to a directory holding etcd and kube-apiserver", b, dir)
+			return "", fmt.Errorf("no %s in %s: run scripts/k8s-testbin.sh (make test does; 15-30 min the first time on 2 cores) or set WIZ_K8S_TESTBIN to a directory holding etcd and kube-apiserver", b, dir)
 		}
 	}
 	return dir, nil
