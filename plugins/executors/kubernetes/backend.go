@@ -159,6 +159,25 @@ func (b *backend) Teardown(ctx context.Context, req *executor.TeardownRequest) (
 	return &executor.TeardownResponse{}, nil
 }
 
+// Diagnose implements executor.Diagnoser: when the Manager loses an
+// executor mid-task, it says why the pod ended, in Kubernetes' words (deleted,
+// OOMKilled, evicted, exit code), for the task's error.
+func (b *backend) Diagnose(ctx context.Context, req *executor.DiagnoseRequest) (*executor.DiagnoseResponse, error) {
+	namespace, name, ok := strings.Cut(req.ExecutorID, "/")
+	if !ok {
+		return &executor.DiagnoseResponse{}, nil
+	}
+	kc, err := b.kube()
+	if err != nil {
+		return &executor.DiagnoseResponse{}, nil
+	}
+	reason := endReason(ctx, kc, namespace, name)
+	if reason == "" {
+		return &executor.DiagnoseResponse{}, nil
+	}
+	return &executor.DiagnoseResponse{Reason: fmt.Sprintf("executor pod %s ended: %s", req.ExecutorID, reason)}, nil
+}
+
 // track starts renewing the pod's Lease until remove stops it.
 func (b *backend) track(kc kubernetes.Interface, namespace, name string) {
 	ctx, cancel := context.WithCancel(context.Background())

@@ -430,6 +430,10 @@ processors:
 		if !strings.Contains(buf.String()+show, "kubernetes executor "+e2eNamespace+"/"+pod+" went away mid-task") {
 			t.Errorf("runs show does not name the executor pod %s/%s:\n%s", e2eNamespace, pod, show)
 		}
+		// The backend says what happened to the pod, in the processor's error.
+		if !strings.Contains(show, "executor pod "+e2eNamespace+"/"+pod+" ended: the pod was deleted") {
+			t.Errorf("runs show does not give the reason, the pod was deleted:\n%s", show)
+		}
 		e.noneLeft(t)
 	})
 
@@ -467,13 +471,15 @@ processors:
 		if len(pods) != 1 {
 			t.Fatalf("%d pods for the run, want 1", len(pods))
 		}
-		// The pod did die of OOM (the Manager tears it down before the status
-		// says so; the error does not carry Kubernetes' reason yet: docs/kubernetes.md).
+		// The pod did die of OOM, and the processor's error says so.
 		if !e.kubelet.OOMKilled(e2eNamespace, pods[0].Name) {
 			t.Errorf("pod %s was not OOM-killed", pods[0].Name)
 		}
 		if !strings.Contains(out, "kubernetes executor "+e2eNamespace+"/"+pods[0].Name+" went away mid-task") {
 			t.Errorf("the error does not name the executor pod")
+		}
+		if !strings.Contains(out, "executor pod "+e2eNamespace+"/"+pods[0].Name+" ended: container executor OOMKilled (exit code 137)") {
+			t.Errorf("the processor's error does not give Kubernetes' reason, OOMKilled")
 		}
 		e.noneLeft(t)
 	})
