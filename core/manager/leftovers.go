@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -23,12 +24,8 @@ func (m *Manager) killLeftovers(runID string) {
 		return
 	}
 	mark := []byte("WIZ_RUN_ID=" + runID)
-	for _, e := range ents {
-		pgid, err := strconv.Atoi(e.Name())
-		if err != nil || pgid <= 1 {
-			continue
-		}
-		if env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ")); err == nil && hasEntry(env, mark) {
+	for _, pgid := range leftGroups(dir, ents) {
+		if env, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pgid), "environ")); err == nil && hasEntry(env, mark) {
 			if err := syscall.Kill(-pgid, syscall.SIGKILL); err == nil {
 				m.log.Warn("killed processes a dead executor left running", "run", runID, "pgid", pgid)
 			}
@@ -39,6 +36,48 @@ func (m *Manager) killLeftovers(runID string) {
 		}
 	}
 	os.RemoveAll(dir)
+}
+
+// leftGroups returns the process groups the executors' task journals in dir
+// record as started ("+PGID") and not ended ("-PGID").
+func leftGroups(dir string, ents []os.DirEntry) []int {
+	var out []int
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), ".journal") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		open := map[int]bool{}
+		var order []int
+		for _, line := range strings.Split(string(b), "\n") {
+			if len(line) < 2 {
+				continue // the last line may be cut short by a crash
+			}
+			pgid, err := strconv.Atoi(line[1:])
+			if err != nil || pgid <= 1 {
+				continue
+			}
+			switch line[0] {
+			case '+':
+				if !open[pgid] {
+					order = append(order, pgid)
+				}
+				open[pgid] = true
+			case '-':
+				open[pgid] = false
+			}
+		}
+		for _, pgid := range order {
+			if open[pgid] {
+				out = append(out, pgid)
+				open[pgid] = false
+			}
+		}
+	}
+	return out
 }
 
 // killMarked kills the members of process group pgid that carry mark.

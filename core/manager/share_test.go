@@ -1,6 +1,11 @@
 package manager
 
-import "testing"
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 // latest returns the last count sent on ch, or -1 when none was.
 func latest(ch <-chan int) int {
@@ -86,5 +91,18 @@ func TestShareNeverOverCapacity(t *testing.T) {
 	}
 	if got := latest(chans["d"]); got != -1 {
 		t.Errorf("d got %d; it must wait for the next free slot", got)
+	}
+}
+
+func TestLeftGroups(t *testing.T) {
+	dir := t.TempDir()
+	// Two executors' journals; the second was cut short mid-line by a crash.
+	os.WriteFile(filepath.Join(dir, "100.journal"), []byte("+10\n+11\n-10\n+12\n-12\n+10\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "200.journal"), []byte("+20\n-2"), 0o644)
+	os.WriteFile(filepath.Join(dir, "notes"), []byte("+30\n"), 0o644)
+	ents, _ := os.ReadDir(dir)
+	got := fmt.Sprint(leftGroups(dir, ents))
+	if got != "[10 11 20]" {
+		t.Errorf("leftGroups = %s; want [10 11 20] (started and not ended)", got)
 	}
 }

@@ -277,9 +277,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	pipes[1][1].Close()
 	pipes[2][1].Close()
 	pid := cmd.Process.Pid
-	if rec := s.recordGroup(t.RunId, pid); rec != "" {
-		defer os.Remove(rec)
-	}
+	defer s.recordGroup(t.RunId, pid)()
 	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Started{Started: &wizrpc.Started{Pid: int32(pid)}}})
 	copied := make(chan struct{}, 3)
 	go func() { se.scan(pipes[2][0]); pipes[2][0].Close(); copied <- struct{}{} }()
@@ -672,22 +670,53 @@ func (ir *inputReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// recordGroup notes a task's process group under TaskDir/<run>/<pgid>, so
-// that if this executor is killed before it kills the group itself, the
-// Manager can; it returns the file to remove when the task ends.
-func (s *Server) recordGroup(runID string, pgid int) string {
+// recordGroup notes a task's process group in the run's task journal,
+// TaskDir/<run>/<executor pid>.journal ("+PGID" when it starts), so that if
+// this executor is killed before it kills the group itself, the Manager can;
+// the returned func notes its end ("-PGID"). One append per event and no
+// file per task: creating and removing a file for each task cost more than
+// the rest of the bookkeeping together.
+func (s *Server) recordGroup(runID string, pgid int) func() {
+	j := s.journal(runID)
+	if j == nil {
+		return func() {}
+	}
+	_, _ = j.Write([]byte("+" + strconv.Itoa(pgid) + "\n"))
+	return func() { _, _ = j.Write([]byte("-" + strconv.Itoa(pgid) + "\n")) }
+}
+
+// journal returns the run's task journal, opened (O_APPEND) on first use and
+// kept open until the executor stops; nil when tasks are not recorded.
+func (s *Server) journal(runID string) *os.File {
 	if s.cfg.TaskDir == "" || runID == "" || strings.ContainsAny(runID, "/.") {
-		return ""
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j, ok := s.journals[runID]; ok {
+		return j
 	}
 	dir := filepath.Join(s.cfg.TaskDir, runID)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return ""
+	var j *os.File
+	if err := os.MkdirAll(dir, 0o755); err == nil {
+		j, _ = os.OpenFile(filepath.Join(dir, strconv.Itoa(os.Getpid())+".journal"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	}
-	p := filepath.Join(dir, strconv.Itoa(pgid))
-	if err := os.WriteFile(p, nil, 0o644); err != nil {
-		return ""
+	if s.journals == nil {
+		s.journals = map[string]*os.File{}
 	}
-	return p
+	s.journals[runID] = j // nil too: do not retry per task
+	return j
+}
+
+func (s *Server) closeJournals() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, j := range s.journals {
+		if j != nil {
+			j.Close()
+		}
+		delete(s.journals, id)
+	}
 }
 
 // copyBufs holds buffers for copying programs' output, so that a task of a

@@ -59,8 +59,9 @@ type Server struct {
 	slots *slotPool
 
 	mu    sync.Mutex
-	packs map[string]*packEntry // by sha256
-	plans map[string]*cachedPlan
+	packs    map[string]*packEntry // by sha256
+	plans    map[string]*cachedPlan
+	journals map[string]*os.File // task journals by run ID (recordGroup)
 }
 
 type packEntry struct {
@@ -106,6 +107,7 @@ func Run(ctx context.Context, cfg Config) error {
 		packs: map[string]*packEntry{}, plans: map[string]*cachedPlan{},
 	}
 	defer s.stopPacks()
+	defer s.closeJournals()
 
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize),
