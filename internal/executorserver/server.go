@@ -58,7 +58,7 @@ type Server struct {
 	blobs *blob.Store
 	slots *slotPool
 
-	mu    sync.Mutex
+	mu       sync.Mutex
 	packs    map[string]*packEntry // by sha256
 	plans    map[string]*cachedPlan
 	journals map[string]*os.File // task journals by run ID (recordGroup)
