@@ -71,6 +71,9 @@ type Manager struct {
 
 	share *share // this machine's task slots, among runs
 
+	parsedMu sync.Mutex
+	parsed   map[string]*pipeline.Pipeline // by file name and source digest
+
 	// gcMu is held for reading by runs and uploads, which may write blobs no
 	// record names yet; gc sweeps blobs only when it can take it.
 	gcMu sync.RWMutex
@@ -82,7 +85,7 @@ func New(cfg Config) *Manager {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir,
-		live: map[string]*liveRun{}, share: newShare(cfg.Capacity)}
+		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), parsed: map[string]*pipeline.Pipeline{}}
 }
 
 // Applied is a pipeline version made current by Apply.
@@ -131,6 +134,14 @@ func (m *Manager) Apply(file string, src []byte) (*Applied, error) {
 }
 
 func (m *Manager) parse(file string, src []byte) (*pipeline.Pipeline, error) {
+	sum := sha256.Sum256(src)
+	key := file + "\x00" + string(sum[:])
+	m.parsedMu.Lock()
+	p := m.parsed[key]
+	m.parsedMu.Unlock()
+	if p != nil {
+		return p, nil
+	}
 	p, err := pipeline.Parse(file, src)
 	if err != nil {
 		return nil, &ValidationError{Errs: err}
@@ -138,8 +149,22 @@ func (m *Manager) parse(file string, src []byte) (*pipeline.Pipeline, error) {
 	if err := p.Validate(m.catalog); err != nil {
 		return nil, &ValidationError{Errs: err}
 	}
+	m.parsedMu.Lock()
+	if len(m.parsed) >= parsedMax {
+		for k := range m.parsed { // evict one, any
+			delete(m.parsed, k)
+			break
+		}
+	}
+	m.parsed[key] = p
+	m.parsedMu.Unlock()
 	return p, nil
 }
+
+// parsedMax is how many parsed pipelines a Manager keeps: a pipeline run
+// again (by a daemon's clients, say) is not parsed and validated again. A
+// validated Pipeline is read-only, so runs share it.
+const parsedMax = 32
 
 // Resolve returns the current version of a stored pipeline, validated
 // against the installed plugins.

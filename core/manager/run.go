@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -164,23 +165,30 @@ func (m *Manager) latestRun(versionID string) (*wizpb.Run, error) {
 // durations returns how long each processor took, in microseconds, in the
 // newest earlier run of a pipeline version that has ended (among the last
 // 100 runs), or nil.
-func (m *Manager) durations(versionID, except string) map[string]int {
+func (m *Manager) durations(p *pipeline.Pipeline, versionID, except string) []int {
 	runs, err := m.store.Runs(100)
 	if err != nil {
 		return nil
 	}
+	out := make([]int, len(p.Processors))
 	for _, r := range runs {
 		if r.PipelineVersionId != versionID || r.Id == except || r.State == wizpb.RunState_RUN_STATE_RUNNING {
 			continue
 		}
-		procs, err := m.store.Processors(r.Id)
+		// Packed by the run's end, in file order (the version is the same file).
+		if us, ok, err := m.store.Durations(r.Id); err == nil && ok && len(us) == len(out) {
+			for i, d := range us {
+				out[i] = int(min(d, math.MaxInt32))
+			}
+			return out
+		}
+		procs, err := m.store.Processors(r.Id) // recorded by an older wiz
 		if err != nil {
 			return nil
 		}
-		out := make(map[string]int, len(procs))
-		for name, p := range procs {
-			if p.Started != nil && p.Ended != nil {
-				out[name] = int(p.Ended.AsTime().Sub(p.Started.AsTime()).Microseconds()) + 1
+		for name, rec := range procs {
+			if n, ok := p.Node(name); ok && rec.Started != nil && rec.Ended != nil {
+				out[n.ID()] = int(rec.Ended.AsTime().Sub(rec.Started.AsTime()).Microseconds()) + 1
 			}
 		}
 		return out
@@ -382,27 +390,25 @@ func (r *run) loop(ctx context.Context) error {
 	// Longest remaining critical path first: each processor weighs what it
 	// took in the newest earlier run of this version (in microseconds), or 1
 	// when that is not known.
-	weight := r.m.durations(r.rec.PipelineVersionId, r.rec.Id)
-	order := r.p.Order()
-	for i := len(order) - 1; i >= 0; i-- {
-		id := int(order[i].ID())
-		best := 0
-		succ := r.p.Graph.From(order[i].ID())
-		for succ.Next() {
-			if v := spec.Priority[int(succ.Node().ID())]; v > best {
-				best = v
-			}
+	weight := r.m.durations(r.p, r.rec.PipelineVersionId, r.rec.Id)
+	w := func(id int) int {
+		if weight != nil && weight[id] > 0 {
+			return weight[id]
 		}
-		w := 1
-		if d, ok := weight[order[i].Name]; ok && d > 0 {
-			w = d
-		}
-		spec.Priority[id] = best + w
+		return 1
 	}
-	edges := r.p.Graph.Edges()
-	for edges.Next() {
-		e := edges.Edge()
-		spec.Edges = append(spec.Edges, [2]int{int(e.From().ID()), int(e.To().ID())})
+	for id := range spec.Priority {
+		spec.Priority[id] = w(id) // a node without successors
+	}
+	// Edges come grouped by their source, sources in topological order: walked
+	// backwards, every successor's priority is final before its source's.
+	spec.Edges = r.p.Edges()
+	for k := len(spec.Edges) - 1; k >= 0; {
+		from, best := spec.Edges[k][0], 0
+		for ; k >= 0 && spec.Edges[k][0] == from; k-- {
+			best = max(best, spec.Priority[spec.Edges[k][1]])
+		}
+		spec.Priority[from] = best + w(from)
 	}
 	spec.Done = make([]bool, n)
 	need := map[string]bool{} // executors that will run something
@@ -750,6 +756,9 @@ func (r *run) flush(final bool) {
 		return
 	}
 	b := r.batch
+	if err := b.Seal(); err != nil && r.werr == nil { // records are this goroutine's
+		r.werr = err
+	}
 	r.batch = r.m.store.Batch()
 	r.wbusy = true
 	go func() { r.wdone <- b.Commit() }() // the run waits for it in flush before it ends
@@ -782,6 +791,13 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 		end = "Failed: " + r.rec.Reason
 	}
 	r.event("", "state", end)
+	us := make([]uint64, len(r.procs))
+	for i, pr := range r.procs {
+		if pr.rec.Started != nil && pr.rec.Ended != nil {
+			us[i] = uint64(max(pr.rec.Ended.AsTime().Sub(pr.rec.Started.AsTime()).Microseconds(), 0)) + 1
+		}
+	}
+	r.batch.PutDurations(r.rec.Id, us)
 	if err := r.batch.PutRun(r.rec); err != nil {
 		return err
 	}

@@ -224,7 +224,13 @@ type Pipeline struct {
 
 	byName map[string]*ProcessorNode
 	order  []*ProcessorNode
+	edges  [][2]int // (from, to) node IDs, set by Validate
 }
+
+// Edges returns the graph's edges as (from, to) node IDs, successors of each
+// node in topological order: what a scheduler needs, without walking the
+// graph per run. The slice is shared; do not change it. Nil before Validate.
+func (p *Pipeline) Edges() [][2]int { return p.edges }
 
 // DefaultExecutor is the executor of a pipeline that names none.
 const DefaultExecutor = "local"

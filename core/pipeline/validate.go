@@ -146,6 +146,15 @@ func (p *Pipeline) Validate(cat Catalog) error {
 	for i, n := range sorted {
 		p.order[i] = n.(*ProcessorNode)
 	}
+	p.edges = p.edges[:0]
+	for _, n := range p.order { // in order, so the list is the same every time
+		succ := p.Graph.From(n.ID())
+		first := len(p.edges)
+		for succ.Next() {
+			p.edges = append(p.edges, [2]int{int(n.ID()), int(succ.Node().ID())})
+		}
+		slices.SortFunc(p.edges[first:], func(a, b [2]int) int { return a[1] - b[1] })
+	}
 	return nil
 }
 

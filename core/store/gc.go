@@ -41,7 +41,7 @@ func (s *Store) DeleteRun(id string) error {
 			return fmt.Errorf("delete run %s: %w", id, err)
 		}
 	}
-	keys = append(keys, []byte(pRun+id))
+	keys = append(keys, []byte(pDurations+id), []byte(pRun+id))
 	txn := s.db.NewTransaction(true)
 	for _, k := range keys {
 		err := txn.Delete(k)

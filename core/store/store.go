@@ -6,6 +6,7 @@ package store
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -33,7 +34,51 @@ const (
 	pEvent     = "e/" // e/<run id>/<event id>
 	pLog       = "l/" // l/<run id>/<seq>: every processor's chunks in the order they came
 	pActive    = "a/" // a/<run id>: runs not yet ended
+	pDurations = "u/" // u/<run id>: each processor's duration, packed (PutDurations)
 )
+
+// PutDurations stages what each processor of a run took, in microseconds,
+// indexed by the processor's place in its pipeline file (0: unknown), packed
+// as varints in one value: the next run of the same version weighs its
+// priorities with them without reading every processor record.
+func (b *Batch) PutDurations(runID string, us []uint64) {
+	v := make([]byte, 0, len(us)*3)
+	for _, d := range us {
+		v = binary.AppendUvarint(v, d)
+	}
+	key := pDurations + runID
+	if _, ok := b.vals[key]; !ok {
+		b.keys = append(b.keys, key)
+	}
+	b.vals[key] = v
+}
+
+// Durations returns what PutDurations stored for a run; ok is false when
+// nothing was (a run recorded by an older wiz).
+func (s *Store) Durations(runID string) (us []uint64, ok bool, err error) {
+	err = s.db.View(func(txn *badger.Txn) error {
+		it, err := txn.Get([]byte(pDurations + runID))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ok = true
+		return it.Value(func(v []byte) error {
+			for len(v) > 0 {
+				d, n := binary.Uvarint(v)
+				if n <= 0 {
+					return fmt.Errorf("durations of run %s: corrupt value", runID)
+				}
+				us = append(us, d)
+				v = v[n:]
+			}
+			return nil
+		})
+	})
+	return us, ok, err
+}
 
 // Store is the Manager's state store. It is safe for concurrent use.
 type Store struct {
@@ -128,11 +173,30 @@ type Batch struct {
 	seq  uint32 // orders events staged in this batch
 	keys []string
 	vals map[string][]byte
+	// lazy holds processor records staged by pointer, encoded by Seal: a
+	// processor that starts and ends within one batch is encoded once, in
+	// its latest state.
+	lazy map[string]proto.Message
 }
 
 // Batch starts a batch of writes.
 func (s *Store) Batch() *Batch {
-	return &Batch{s: s, vals: map[string][]byte{}}
+	return &Batch{s: s, vals: map[string][]byte{}, lazy: map[string]proto.Message{}}
+}
+
+// Seal encodes the records staged by pointer (PutProcessor) as they are now.
+// Call it on the goroutine that changes them before handing the batch to
+// another goroutine to Commit; Commit seals what is left itself.
+func (b *Batch) Seal() error {
+	for k, m := range b.lazy {
+		v, err := proto.Marshal(m)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", k, err)
+		}
+		b.vals[k] = v
+		delete(b.lazy, k)
+	}
+	return nil
 }
 
 // Len is the number of pending writes.
@@ -153,9 +217,19 @@ func (b *Batch) put(key string, m proto.Message) error {
 // PutRun stages a run record.
 func (b *Batch) PutRun(r *wizpb.Run) error { return b.put(pRun+r.Id, r) }
 
-// PutProcessor stages a processor's state in a run.
+// PutProcessor stages a processor's state in a run. The record is encoded
+// when the batch is sealed, in the state it has then; until then the caller
+// may go on changing it (and must not from another goroutine).
 func (b *Batch) PutProcessor(p *wizpb.ProcessorRun) error {
-	return b.put(pProcessor+p.RunId+"/"+p.Name, p)
+	key := pProcessor + p.RunId + "/" + p.Name
+	if _, ok := b.vals[key]; !ok {
+		if _, ok := b.lazy[key]; !ok {
+			b.keys = append(b.keys, key)
+		}
+	}
+	delete(b.vals, key)
+	b.lazy[key] = p
+	return nil
 }
 
 // PutActive marks a run as not yet ended, so that a Manager that restarts
@@ -214,6 +288,9 @@ func (b *Batch) PutLog(runID string, seq uint64, c *wizpb.LogChunk) error {
 func (b *Batch) Commit() error {
 	if len(b.keys) == 0 {
 		return nil
+	}
+	if err := b.Seal(); err != nil {
+		return err
 	}
 	txn := b.s.db.NewTransaction(true)
 	write := func(txn *badger.Txn, k string) error {

@@ -544,3 +544,20 @@ func TestOpenTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestDurations(t *testing.T) {
+	s := newStore(t)
+	if _, ok, err := s.Durations("r1"); ok || err != nil {
+		t.Fatalf("Durations of a run without them = ok %v, %v", ok, err)
+	}
+	want := []uint64{0, 1, 127, 128, 1 << 40}
+	b := s.Batch()
+	b.PutDurations("r1", want)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.Durations("r1")
+	if err != nil || !ok || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Durations = %v %v %v, want %v", got, ok, err, want)
+	}
+}
