@@ -2,7 +2,6 @@ package manager
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
@@ -308,7 +307,7 @@ func (r *run) prepare(text map[string]string) error {
 		if err != nil {
 			return fmt.Errorf("%w: %s: processor %s: %v", ErrUsage, n.Pos, n.Name, err)
 		}
-		cfg, err := json.Marshal(pipeline.Substitute(n.With, text))
+		cfg, err := n.ConfigJSON(text)
 		if err != nil {
 			return fmt.Errorf("%s: processor %s: config: %w", n.Pos, n.Name, err)
 		}

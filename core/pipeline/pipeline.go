@@ -185,6 +185,7 @@ type ProcessorNode struct {
 	Pos       Position            // position of the processor's key
 	WithPos   map[string]Position // position of each top-level `with` key
 
+	withJSON []byte     // With as JSON when it refers to no input (set by Validate)
 	usesPos  Position   // position of the uses value
 	withPos  *Position  // position of the `with` key; nil when absent
 	afterPos []Position // position of each After entry

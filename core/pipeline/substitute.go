@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"regexp"
 	"slices"
+	"strings"
 )
 
 // inputRefRE matches "${{ inputs.NAME }}", with optional spaces inside the
@@ -76,4 +78,45 @@ func inputRefs(v any) []string {
 func wholeInputRef(s string) bool {
 	loc := inputRefRE.FindStringIndex(s)
 	return loc != nil && loc[0] == 0 && loc[1] == len(s)
+}
+
+// ConfigJSON returns the processor's `with` as JSON, with "${{ inputs.NAME }}"
+// replaced from values. Validate encodes a `with` that refers to no input
+// once, so that runs of a large pipeline do not copy and encode every
+// processor's config again.
+func (n *ProcessorNode) ConfigJSON(values map[string]string) ([]byte, error) {
+	if n.withJSON != nil {
+		return n.withJSON, nil
+	}
+	return json.Marshal(Substitute(n.With, values))
+}
+
+// encodeStatic sets withJSON when `with` holds no input reference.
+func (n *ProcessorNode) encodeStatic() {
+	if hasRef(n.With) {
+		return
+	}
+	if b, err := json.Marshal(n.With); err == nil {
+		n.withJSON = b
+	}
+}
+
+func hasRef(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.Contains(x, "${{")
+	case []any:
+		for _, it := range x {
+			if hasRef(it) {
+				return true
+			}
+		}
+	case map[string]any:
+		for _, it := range x {
+			if hasRef(it) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -146,6 +146,9 @@ func (p *Pipeline) Validate(cat Catalog) error {
 	for i, n := range sorted {
 		p.order[i] = n.(*ProcessorNode)
 	}
+	for _, n := range p.Processors {
+		n.encodeStatic()
+	}
 	p.edges = p.edges[:0]
 	for _, n := range p.order { // in order, so the list is the same every time
 		succ := p.Graph.From(n.ID())
