@@ -52,7 +52,7 @@ func hopBenchmarks(root string, quick bool) *HopsResult {
 		{"./internal/executorserver", "BenchmarkForkExecTrue", n(1000, 200)},
 		{"./internal/executorserver", "BenchmarkExecuteRoundTrip", n(3000, 500)},
 		{"./internal/executorserver", "BenchmarkExecuteTrue", n(1000, 200)},
-		{"./internal/executorserver", "BenchmarkExecuteTrueNoTaskRecord", n(1000, 200)},
+		{"./internal/executorserver", "BenchmarkRecordGroup", n(5000, 1000)},
 		{"./internal/pluginhost", "BenchmarkProcessHash", n(3000, 500)},
 	}
 	res := &HopsResult{Load: loadAvg(), Results: map[string]HopResult{}}
@@ -230,12 +230,12 @@ func (r *Report) printHops(w io.Writer) {
 	}
 	et, okET := get("BenchmarkExecuteTrue")
 	fe, okFE := get("BenchmarkForkExecTrue")
-	nr, okNR := get("BenchmarkExecuteTrueNoTaskRecord")
+	rg, okRG := get("BenchmarkRecordGroup")
 	if okET && okFE && okRT {
 		book := HopResult{Wall: et.Wall - fe.Wall - rt.Wall, CPU: et.CPU - fe.CPU - rt.CPU}
 		add("executor's native-task work (plan lookup, pipes, pgid record, 3 events)", "ExecuteTrue − ForkExecTrue − ExecuteRoundTrip", book)
-		if okNR {
-			row("    of which the process-group record file (create + remove)", "ExecuteTrue − ExecuteTrueNoTaskRecord", et.Wall-nr.Wall, et.CPU-nr.CPU)
+		if okRG {
+			row("    of which the process-group record file (create + remove)", "executorserver RecordGroup", rg.Wall, rg.CPU)
 		}
 	}
 	if okFE {

@@ -261,3 +261,23 @@ func (m cpuMeter) report(b *testing.B) {
 }
 
 func rusageNs(r *syscall.Rusage) int64 { return r.Utime.Nano() + r.Stime.Nano() }
+
+// BenchmarkRecordGroup is the process-group record alone: the file the
+// executor creates under TaskDir/<run>/<pgid> when a task starts and removes
+// when it ends.
+func BenchmarkRecordGroup(b *testing.B) {
+	s := &Server{cfg: Config{TaskDir: b.TempDir()}}
+	m := startCPU()
+	pgid := 100000
+	for b.Loop() {
+		pgid++
+		p := s.recordGroup("benchrun", pgid)
+		if p == "" {
+			b.Fatal("no record written")
+		}
+		if err := os.Remove(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	m.report(b)
+}
