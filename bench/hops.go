@@ -233,9 +233,9 @@ func (r *Report) printHops(w io.Writer) {
 	rg, okRG := get("BenchmarkRecordGroup")
 	if okET && okFE && okRT {
 		book := HopResult{Wall: et.Wall - fe.Wall - rt.Wall, CPU: et.CPU - fe.CPU - rt.CPU}
-		add("executor's native-task work (plan lookup, pipes, pgid record, 3 events)", "ExecuteTrue − ForkExecTrue − ExecuteRoundTrip", book)
+		add("executor's native-task work (plan lookup, pipes, pgid journal, 3 events)", "ExecuteTrue − ForkExecTrue − ExecuteRoundTrip", book)
 		if okRG {
-			row("    of which the process-group record file (create + remove)", "executorserver RecordGroup", rg.Wall, rg.CPU)
+			row("    of which the process-group record (two journal appends)", "executorserver RecordGroup", rg.Wall, rg.CPU)
 		}
 	}
 	if okFE {

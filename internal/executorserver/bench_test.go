@@ -67,7 +67,7 @@ func BenchmarkExecuteTrue(b *testing.B) { benchmarkExecuteTrue(b, true) }
 
 // BenchmarkExecuteTrueNoTaskRecord is BenchmarkExecuteTrue with an executor
 // that records no process groups (no TaskDir): the difference is what the
-// per-task record file (create, then remove) costs.
+// per-task process-group record costs.
 func BenchmarkExecuteTrueNoTaskRecord(b *testing.B) { benchmarkExecuteTrue(b, false) }
 
 func benchmarkExecuteTrue(b *testing.B, taskRecord bool) {
@@ -262,22 +262,21 @@ func (m cpuMeter) report(b *testing.B) {
 
 func rusageNs(r *syscall.Rusage) int64 { return r.Utime.Nano() + r.Stime.Nano() }
 
-// BenchmarkRecordGroup is the process-group record alone: the file the
-// executor creates under TaskDir/<run>/<pgid> when a task starts and removes
-// when it ends.
+// BenchmarkRecordGroup is the process-group record alone: the executor
+// notes a task's process group in the run's task journal when it starts and
+// notes its end when it exits.
 func BenchmarkRecordGroup(b *testing.B) {
 	s := &Server{cfg: Config{TaskDir: b.TempDir()}}
+	defer s.closeJournals()
+	if s.journal("benchrun") == nil {
+		b.Fatal("no task journal")
+	}
 	m := startCPU()
 	pgid := 100000
 	for b.Loop() {
 		pgid++
-		p := s.recordGroup("benchrun", pgid)
-		if p == "" {
-			b.Fatal("no record written")
-		}
-		if err := os.Remove(p); err != nil {
-			b.Fatal(err)
-		}
+		done := s.recordGroup("benchrun", pgid)
+		done()
 	}
 	m.report(b)
 }
