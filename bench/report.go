@@ -377,7 +377,7 @@ func (r *Report) kernelTarget(tb *table) {
 	for _, l := range strings.Split(r.Kernel.Output, "\n") {
 		if m := tasksPerSec.FindStringSubmatch(strings.TrimSpace(l)); m != nil {
 			v, _ := strconv.ParseFloat(m[1], 64)
-			tb.add(label, fmt.Sprintf("%.0f tasks/s (parse and validate included)", v), passMiss(v >= targetKernel))
+			tb.add(label, fmt.Sprintf("%.0f tasks/s (the pipeline parsed before the clock)", v), passMiss(v >= targetKernel))
 			return
 		}
 	}
