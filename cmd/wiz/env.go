@@ -199,4 +199,7 @@ func (e *Env) Close() {
 		}
 		e.store = nil
 	}
+	if e.registry != nil {
+		e.registry.Close() // runs are over: their executors are torn down
+	}
 }

@@ -72,6 +72,9 @@ func (b *Backend) Diagnose(ctx context.Context, id string) string {
 // Kill stops the plugin process and reaps it.
 func (b *Backend) Kill() { b.client.Kill() }
 
+// Exited reports whether the plugin process has exited.
+func (b *Backend) Exited() bool { return b.client.Exited() }
+
 func (b *Backend) callError(op string, err error) error {
 	if b.client.Exited() {
 		return fmt.Errorf("executor backend %s: %s: %w", b.name, op, ErrPluginShutdown)

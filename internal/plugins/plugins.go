@@ -80,6 +80,12 @@ type Registry struct {
 	all      []*Plugin
 	packs    map[string][]*Plugin // by name, newest first
 	backends map[string][]*Plugin // by name, newest first
+
+	// Running executor backend plugins, by binary digest: one process serves
+	// every run's executors until Close, so that a daemon does not start and
+	// checksum a backend binary per run.
+	liveMu sync.Mutex
+	live   map[string]*pluginhost.Backend
 }
 
 var (
@@ -394,6 +400,39 @@ func (r *Registry) Backend(name string) (*Plugin, error) {
 	return ps[0], nil
 }
 
+// liveBackend returns the running plugin process of backend bp, starting it
+// (and checking its digest) when there is none or it has exited.
+func (r *Registry) liveBackend(bp *Plugin, name string) (*pluginhost.Backend, error) {
+	r.liveMu.Lock()
+	defer r.liveMu.Unlock()
+	if b := r.live[bp.SHA256]; b != nil {
+		if !b.Exited() {
+			return b, nil
+		}
+		b.Kill() // reap it
+	}
+	b, err := pluginhost.LaunchBackend(pluginhost.Config{Name: bp.Name + "@" + bp.Version, Path: bp.Path, SHA256: bp.SHA256, Logger: r.log.Named(name)})
+	if err != nil {
+		return nil, err
+	}
+	if r.live == nil {
+		r.live = map[string]*pluginhost.Backend{}
+	}
+	r.live[bp.SHA256] = b
+	return b, nil
+}
+
+// Close stops the executor backend plugins the Registry started. Call it
+// after every executor they provisioned is torn down.
+func (r *Registry) Close() {
+	r.liveMu.Lock()
+	defer r.liveMu.Unlock()
+	for k, b := range r.live {
+		b.Kill()
+		delete(r.live, k)
+	}
+}
+
 // Provision implements manager.Backends: it starts the backend plugin, asks
 // it for an executor and connects to that executor.
 func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) (manager.Executor, error) {
@@ -401,7 +440,7 @@ func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) 
 	if err != nil {
 		return nil, err
 	}
-	b, err := pluginhost.LaunchBackend(pluginhost.Config{Name: bp.Name + "@" + bp.Version, Path: bp.Path, SHA256: bp.SHA256, Logger: r.log.Named(req.Backend)})
+	b, err := r.liveBackend(bp, req.Backend)
 	if err != nil {
 		return nil, err
 	}
@@ -410,11 +449,9 @@ func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) 
 		CacheDir: req.CacheDir, TaskDir: req.TaskDir, ConfigJson: req.Config,
 	})
 	if err != nil {
-		b.Kill()
 		return nil, err
 	}
 	teardown := func(ctx context.Context) error {
-		defer b.Kill()
 		return b.Teardown(ctx, resp.ExecutorId)
 	}
 	ep := resp.Endpoint
