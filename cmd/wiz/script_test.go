@@ -161,8 +161,16 @@ func cmdWaitfile(ts *testscript.TestScript, neg bool, args []string) {
 // listed for a moment after the parent is gone; a leaked one stays.
 const procsGone = 10 * time.Second
 
+// procsAppear is how long `procs` waits for a matching process to show. A
+// process that `exec … &` has just started can show an empty environment and
+// command line for a moment: its parent resumes (vfork) when the kernel
+// switches it to the new program, before the program's argument and
+// environment area is set up.
+const procsAppear = 5 * time.Second
+
 // cmdProcs is `procs PREFIX`: it succeeds when a live process of this script
-// runs a command line starting with PREFIX, and lists them on stdout.
+// runs a command line starting with PREFIX (waiting up to procsAppear for
+// one), and lists them on stdout.
 // `! procs PREFIX` succeeds when none is left, waiting up to procsGone for
 // dying ones to go.
 //
@@ -179,12 +187,18 @@ func cmdProcs(ts *testscript.TestScript, neg bool, args []string) {
 	prefix := args[0]
 	work := "WORK=" + ts.Getenv("WORK")
 	if !neg {
-		found := procLines(findProcs(work, prefix))
-		if len(found) == 0 {
-			ts.Fatalf("no process of this script runs %q", prefix)
+		deadline := time.Now().Add(procsAppear)
+		for {
+			found := procLines(findProcs(work, prefix))
+			if len(found) > 0 {
+				fmt.Fprintln(ts.Stdout(), strings.Join(found, "\n"))
+				return
+			}
+			if time.Now().After(deadline) {
+				ts.Fatalf("no process of this script runs %q (waited %v)", prefix, procsAppear)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		fmt.Fprintln(ts.Stdout(), strings.Join(found, "\n"))
-		return
 	}
 	deadline := time.Now().Add(procsGone)
 	for waited := false; ; waited = true {

@@ -235,16 +235,19 @@ func (b *backend) remove(ctx context.Context, kc kubernetes.Interface, id string
 
 // endReason says why a pod is no longer serving, or "" when it still is. A
 // pod whose executor no longer answers but whose end its kubelet has not
-// reported yet is given a few seconds to say.
+// reported yet is given a few seconds to say; so is an API server that does
+// not answer at once. A pod whose executor still accepts connections on
+// three tries in a row is alive.
 func endReason(ctx context.Context, kc kubernetes.Interface, namespace, name string) string {
 	deadline := time.Now().Add(3 * time.Second)
+	alive := 0
 	for {
 		p, err := kc.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			return "the pod was deleted"
 		case err != nil:
-			return ""
+			p = nil // try again until the deadline
 		case p.DeletionTimestamp != nil:
 			return "the pod was deleted"
 		case p.Status.Phase == corev1.PodFailed || p.Status.Phase == corev1.PodSucceeded:
@@ -253,13 +256,19 @@ func endReason(ctx context.Context, kc kubernetes.Interface, namespace, name str
 		if time.Now().After(deadline) {
 			return ""
 		}
-		if ip, _, _ := readiness(p); ip != "" {
-			// Ready, as last reported: if the executor still accepts
-			// connections it is alive; if not, its end is not reported yet.
-			conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, fmt.Sprint(executorPort)), 500*time.Millisecond)
-			if err == nil {
-				conn.Close()
-				return ""
+		if p != nil {
+			if ip, _, _ := readiness(p); ip != "" {
+				// Ready, as last reported: if the executor still accepts
+				// connections it is alive; if not, its end is not reported yet.
+				conn, err := net.DialTimeout("tcp", net.JoinHostPort(ip, fmt.Sprint(executorPort)), 500*time.Millisecond)
+				if err == nil {
+					conn.Close()
+					if alive++; alive == 3 {
+						return ""
+					}
+				} else {
+					alive = 0
+				}
 			}
 		}
 		select {
