@@ -63,19 +63,22 @@ const (
 	OutcomeCancelled
 )
 
-// TaskEvent is one event of a task, reported by an executor.
+// TaskEvent is one event of a task, reported by an executor. A short task may
+// report only its EventFinished, with its outputs and metrics in it and no
+// EventStarted before it (Started then says it did start).
 type TaskEvent struct {
 	TaskID  string
 	Kind    EventKind
-	Stream  string         // EventLog
-	Data    []byte         // EventLog
-	Message string         // EventWarning; EventFinished's error
-	Name    string         // EventOutput
-	Output  *wizpb.Data    // EventOutput
-	Metrics *wizpb.Metrics // EventMetrics
-	Outcome Outcome        // EventFinished
-	Code    int            // EventFinished: exit code
-	Started bool           // EventFinished: false when it never started
+	Stream  string                 // EventLog
+	Data    []byte                 // EventLog
+	Message string                 // EventWarning; EventFinished's error
+	Name    string                 // EventOutput
+	Output  *wizpb.Data            // EventOutput
+	Outputs map[string]*wizpb.Data // EventFinished: outputs not reported before
+	Metrics *wizpb.Metrics         // EventMetrics, EventFinished
+	Outcome Outcome                // EventFinished
+	Code    int                    // EventFinished: exit code
+	Started bool                   // EventFinished: false when it never started
 }
 
 // Executor is one provisioned `wiz executor`, as the Manager sees it. Submit

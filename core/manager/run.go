@@ -667,10 +667,32 @@ func (r *run) handle(ev *TaskEvent) bool {
 		if pr.running {
 			pr.running = false
 			r.setRunning(r.running - 1)
+		} else if ev.Started {
+			r.startedLate(pr, ev)
+		}
+		for name, d := range ev.Outputs {
+			pr.outputs[name] = d
+		}
+		if ev.Metrics != nil {
+			pr.rec.Metrics = ev.Metrics
 		}
 		return r.finished(i, ev)
 	}
 	return false
+}
+
+// startedLate shows watchers the Running state of a task that ended before
+// its executor reported it started, with the start time its run time gives.
+// The record is written once, in its final state, by finished.
+func (r *run) startedLate(pr *proc, ev *TaskEvent) {
+	now := time.Now()
+	if ev.Metrics != nil && ev.Metrics.WallNs > 0 {
+		now = now.Add(-time.Duration(ev.Metrics.WallNs))
+	}
+	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_RUNNING
+	pr.rec.Started = timestamppb.New(now)
+	pr.rec.Ended = nil
+	r.notify(Update{Processor: pr.rec})
 }
 
 func (r *run) finished(i int, ev *TaskEvent) bool {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk"
 	"github.com/wiz-run/wiz/sdk/blob"
@@ -254,6 +255,16 @@ func (c *Client) recv() {
 			out.Kind, out.Metrics = manager.EventMetrics, e.Metrics
 		case *wizrpc.ExecuteEvent_Finished:
 			out.Kind, out.Message, out.Code, out.Started = manager.EventFinished, e.Finished.Error, int(e.Finished.ExitCode), e.Finished.Started
+			out.Metrics = e.Finished.Metrics
+			if len(e.Finished.Outputs) > 0 {
+				out.Outputs = make(map[string]*wizpb.Data, len(e.Finished.Outputs))
+				for _, o := range e.Finished.Outputs {
+					out.Outputs[o.Name] = o.Data
+					if c.remote != nil {
+						c.remote.fetch(ev.TaskId, o)
+					}
+				}
+			}
 			switch e.Finished.Outcome {
 			case wizrpc.Outcome_OUTCOME_SUCCEEDED:
 				out.Outcome = manager.OutcomeSucceeded

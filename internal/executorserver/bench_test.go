@@ -127,7 +127,7 @@ func roundTrip(b *testing.B, c *executorclient.Client, t *manager.Task, want man
 // token, two slots) and connects the Manager's client to it. With
 // taskRecord it records each task's process group in a task dir, as `wiz
 // executor` does when the Manager gives it one (always).
-func benchExecutor(b *testing.B, taskRecord bool) (*executorclient.Client, manager.PackRef) {
+func benchExecutor(b testing.TB, taskRecord bool) (*executorclient.Client, manager.PackRef) {
 	b.Helper()
 	pack := stdPack(b)
 	sum, err := pluginhost.FileSHA256(pack)
@@ -176,7 +176,7 @@ func benchExecutor(b *testing.B, taskRecord bool) (*executorclient.Client, manag
 }
 
 // benchCert writes a self-signed certificate for bench.wiz.invalid.
-func benchCert(b *testing.B, dir string) (certPEM []byte, certFile, keyFile string) {
+func benchCert(b testing.TB, dir string) (certPEM []byte, certFile, keyFile string) {
 	b.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -216,7 +216,7 @@ var (
 // stdPack returns the std processor pack binary: $WIZ_BENCH_STD_PACK when
 // set (`make bench` passes bin/wiz-processors-std), else one built once for
 // this test binary.
-func stdPack(b *testing.B) string {
+func stdPack(b testing.TB) string {
 	b.Helper()
 	stdPackOnce.Do(func() {
 		if p := os.Getenv("WIZ_BENCH_STD_PACK"); p != "" {

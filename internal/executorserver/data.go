@@ -51,22 +51,24 @@ func (s *Server) runData(ctx context.Context, t *wizrpc.Task, pack *pluginhost.P
 			}
 		}
 	})
-	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: &wizpb.Metrics{
-		WallNs: time.Since(start).Nanoseconds(), InputBytes: dataSize(t.Inputs), OutputBytes: outBytes,
-	}}})
+	var ev *wizrpc.ExecuteEvent
 	switch {
 	case ctx.Err() != nil:
-		emit(finished(outcomeOf(ctx), 0, cause(ctx), true))
+		ev = finished(outcomeOf(ctx), 0, cause(ctx), true)
 	case errors.Is(err, pluginhost.ErrPluginShutdown):
 		s.dropPack(t.Pack, pack)
-		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("pack plugin %s@%s (%s) died mid-task; the next task starts a fresh one", t.Pack.Name, t.Pack.Version, t.Pack.Path), true))
+		ev = finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("pack plugin %s@%s (%s) died mid-task; the next task starts a fresh one", t.Pack.Name, t.Pack.Version, t.Pack.Path), true)
 	case fatal != "":
-		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fatal, true))
+		ev = finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fatal, true)
 	case err != nil:
-		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, err.Error(), true))
+		ev = finished(wizrpc.Outcome_OUTCOME_FAILED, 0, err.Error(), true)
 	default:
-		emit(finished(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", true))
+		ev = finished(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", true)
 	}
+	ev.GetFinished().Metrics = &wizpb.Metrics{
+		WallNs: time.Since(start).Nanoseconds(), InputBytes: dataSize(t.Inputs), OutputBytes: outBytes,
+	}
+	emit(ev)
 }
 
 // checkOutput holds a pack's output to the task's limits, whatever SDK the

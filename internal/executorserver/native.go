@@ -226,15 +226,20 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	env = append(env[:len(env):len(env)], "WIZ_RUN_ID="+t.RunId)
 	cmd := &exec.Cmd{Path: cp.path, Args: argv, Env: env, Dir: dir}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Started is sent only when the program is still running after
+	// startedDelay, or logs before: a short task costs one message, its
+	// Finished.
+	ls := &lazyStart{emit: emit}
+	logEmit := func(ev *wizrpc.ExecuteEvent) { ls.send(); emit(ev) }
 	var stdout *blob.Spill
 	var outw io.Writer
 	if p.StdoutOutput {
 		stdout = s.blobs.NewSpill(t.InlineMaxBytes, t.MaxOutputBytes)
 		outw = stdout
 	} else {
-		outw = &logWriter{stream: "stdout", emit: emit}
+		outw = &logWriter{stream: "stdout", emit: logEmit}
 	}
-	se := &stderrScanner{emit: emit}
+	se := &stderrScanner{emit: logEmit}
 	var pipes [3][2]*os.File // stdin, stdout, stderr: read end, write end
 	closeAll := func() {
 		for _, pp := range pipes {
@@ -278,7 +283,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	pipes[2][1].Close()
 	pid := cmd.Process.Pid
 	defer s.recordGroup(t.RunId, pid)()
-	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Started{Started: &wizrpc.Started{Pid: int32(pid)}}})
+	ls.start(int32(pid))
 	copied := make(chan struct{}, 3)
 	go func() { se.scan(pipes[2][0]); pipes[2][0].Close(); copied <- struct{}{} }()
 	go func() {
@@ -306,20 +311,20 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		}()
 	}
 
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	var werr error
-	select {
-	case werr = <-waited:
-	case <-ctx.Done():
+	// Cancelled or timed out: SIGTERM to the group, SIGKILL after KillGrace.
+	// The wait itself stays in this goroutine.
+	exited := make(chan struct{})
+	stopKill := context.AfterFunc(ctx, func() { // ends when the program has
 		_ = syscall.Kill(-pid, syscall.SIGTERM)
 		select {
-		case werr = <-waited:
+		case <-exited:
 		case <-time.After(KillGrace):
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			werr = <-waited
 		}
-	}
+	})
+	werr := cmd.Wait()
+	close(exited)
+	stopKill()
 	// Nothing the program started outlives the task.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	wall := time.Since(start)
@@ -349,6 +354,18 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		m.MaxRssBytes = ru.Maxrss * 1024
 	}
 	code := int32(cmd.ProcessState.ExitCode())
+	ls.finish()
+	committed := false // stdout was committed (or failed to be) and needs no Abort
+	// end sends the task's one Finished, with its metrics and outputs.
+	end := func(o wizrpc.Outcome, code int32, msg string, outs []*wizrpc.Output) {
+		if o != wizrpc.Outcome_OUTCOME_SUCCEEDED && stdout != nil && !committed {
+			stdout.Abort()
+		}
+		ev := finished(o, code, msg, true)
+		ev.GetFinished().Metrics = m
+		ev.GetFinished().Outputs = outs
+		emit(ev)
+	}
 	// A bad input (a blob changed on disk) or an output that could not be
 	// kept fails the task whatever the program did with it.
 	var dataErr string
@@ -360,26 +377,14 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		}
 	}
 	if dataErr != "" && ctx.Err() == nil {
-		if stdout != nil {
-			stdout.Abort()
-		}
-		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
-		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, code, dataErr, true))
+		end(wizrpc.Outcome_OUTCOME_FAILED, code, dataErr, nil)
 		return
 	}
 	if ctx.Err() != nil {
-		if stdout != nil {
-			stdout.Abort()
-		}
-		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
-		emit(finished(outcomeOf(ctx), code, cause(ctx), true))
+		end(outcomeOf(ctx), code, cause(ctx), nil)
 		return
 	}
 	if werr != nil {
-		if stdout != nil {
-			stdout.Abort()
-		}
-		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
 		msg := fmt.Sprintf("%s exited with code %d", filepath.Base(p.Argv[0]), code)
 		if code < 0 {
 			msg = fmt.Sprintf("%s: %v", filepath.Base(p.Argv[0]), werr)
@@ -387,13 +392,15 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		if tail := strings.TrimSpace(se.tail()); tail != "" {
 			msg += ": " + tail
 		}
-		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, code, msg, true))
+		end(wizrpc.Outcome_OUTCOME_FAILED, code, msg, nil)
 		return
 	}
+	var outs []*wizrpc.Output
 	if stdout != nil {
 		inline, digest, size, err := stdout.Commit()
+		committed = true
 		if err != nil {
-			fail(fmt.Sprintf("output out (stdout of %s): %v", filepath.Base(p.Argv[0]), err), true)
+			end(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("output out (stdout of %s): %v", filepath.Base(p.Argv[0]), err), nil)
 			return
 		}
 		d := &wizpb.Data{Inline: inline, ContentType: "text/plain"}
@@ -401,19 +408,62 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 			d = &wizpb.Data{ContentType: "application/octet-stream", Files: []*wizpb.FileRef{{Digest: digest, Size: size, Name: "stdout"}}}
 		}
 		m.OutputBytes += size
-		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Output{Output: &wizrpc.Output{Name: "out", Data: d}}})
+		outs = append(outs, &wizrpc.Output{Name: "out", Data: d})
 	}
 	for _, o := range p.Outputs {
 		d, err := s.collect(dir, o.Path, t.MaxOutputBytes)
 		if err != nil {
-			fail(fmt.Sprintf("output %s: %v", o.Name, err), true)
+			end(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("output %s: %v", o.Name, err), nil)
 			return
 		}
 		m.OutputBytes += dataSize(map[string]*wizpb.Data{"": d})
-		emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Output{Output: &wizrpc.Output{Name: o.Name, Data: d}}})
+		outs = append(outs, &wizrpc.Output{Name: o.Name, Data: d})
 	}
-	emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Metrics{Metrics: m}})
-	emit(finished(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", true))
+	end(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", outs)
+}
+
+// startedDelay is how long a native task runs before its executor sends
+// Started: a task that ends sooner is reported by its Finished alone.
+const startedDelay = 5 * time.Millisecond
+
+// lazyStart sends a native task's Started event when the task has run for
+// startedDelay, or logs, whichever comes first, and never after its end.
+type lazyStart struct {
+	emit  func(*wizrpc.ExecuteEvent)
+	mu    sync.Mutex
+	pid   int32
+	sent  bool
+	ended bool
+	timer *time.Timer
+}
+
+// start arms the timer for the program pid.
+func (l *lazyStart) start(pid int32) {
+	l.mu.Lock()
+	l.pid = pid
+	l.mu.Unlock()
+	l.timer = time.AfterFunc(startedDelay, l.send)
+}
+
+// send sends Started unless it was sent or the task ended.
+func (l *lazyStart) send() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sent || l.ended {
+		return
+	}
+	l.sent = true
+	l.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Started{Started: &wizrpc.Started{Pid: l.pid}}})
+}
+
+// finish stops the timer: from now on Started is never sent.
+func (l *lazyStart) finish() {
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.mu.Lock()
+	l.ended = true
+	l.mu.Unlock()
 }
 
 func onlyStdin(in map[string]*wizpb.Data, stdin string) bool {

@@ -862,7 +862,11 @@ func (*CancelResponse) Descriptor() ([]byte, []int) {
 	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{12}
 }
 
-// ExecuteEvent reports progress of one task.
+// ExecuteEvent reports progress of one task. A task's events end with one
+// Finished. So that a short task costs one message, an executor may leave out
+// Started (for a task that ended within a few milliseconds and logged
+// nothing) and carry the task's outputs and metrics in Finished instead of
+// sending them as events of their own; a Manager accepts both forms.
 type ExecuteEvent struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	TaskId string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
@@ -1215,6 +1219,8 @@ type Finished struct {
 	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	Started       bool                   `protobuf:"varint,4,opt,name=started,proto3" json:"started,omitempty"` // false when cancelled before it started
+	Metrics       *wizpb.Metrics         `protobuf:"bytes,5,opt,name=metrics,proto3" json:"metrics,omitempty"`  // when not sent as a Metrics event
+	Outputs       []*Output              `protobuf:"bytes,6,rep,name=outputs,proto3" json:"outputs,omitempty"`  // outputs not sent as Output events
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1275,6 +1281,20 @@ func (x *Finished) GetStarted() bool {
 		return x.Started
 	}
 	return false
+}
+
+func (x *Finished) GetMetrics() *wizpb.Metrics {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
+func (x *Finished) GetOutputs() []*Output {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
 }
 
 var File_wizrpc_v1_executor_proto protoreflect.FileDescriptor
@@ -1353,12 +1373,14 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\">\n" +
 	"\x06Output\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\x04data\x18\x02 \x01(\v2\f.wiz.v1.DataR\x04data\"\x85\x01\n" +
+	"\x04data\x18\x02 \x01(\v2\f.wiz.v1.DataR\x04data\"\xdd\x01\n" +
 	"\bFinished\x12,\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x12.wizrpc.v1.OutcomeR\aoutcome\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
-	"\astarted\x18\x04 \x01(\bR\astarted*d\n" +
+	"\astarted\x18\x04 \x01(\bR\astarted\x12)\n" +
+	"\ametrics\x18\x05 \x01(\v2\x0f.wiz.v1.MetricsR\ametrics\x12+\n" +
+	"\aoutputs\x18\x06 \x03(\v2\x11.wizrpc.v1.OutputR\aoutputs*d\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n" +
@@ -1427,24 +1449,26 @@ var file_wizrpc_v1_executor_proto_depIdxs = []int32{
 	19, // 11: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
 	23, // 12: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
 	0,  // 13: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
-	23, // 14: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
-	6,  // 15: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
-	10, // 16: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
-	12, // 17: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
-	1,  // 18: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
-	3,  // 19: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
-	5,  // 20: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
-	7,  // 21: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
-	14, // 22: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
-	13, // 23: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
-	2,  // 24: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
-	4,  // 25: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
-	3,  // 26: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
-	21, // [21:27] is the sub-list for method output_type
-	15, // [15:21] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	22, // 14: wizrpc.v1.Finished.metrics:type_name -> wiz.v1.Metrics
+	18, // 15: wizrpc.v1.Finished.outputs:type_name -> wizrpc.v1.Output
+	23, // 16: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
+	6,  // 17: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
+	10, // 18: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
+	12, // 19: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
+	1,  // 20: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
+	3,  // 21: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
+	5,  // 22: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
+	7,  // 23: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
+	14, // 24: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
+	13, // 25: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
+	2,  // 26: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
+	4,  // 27: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
+	3,  // 28: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
+	23, // [23:29] is the sub-list for method output_type
+	17, // [17:23] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_executor_proto_init() }
