@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/alecthomas/kong"
@@ -60,7 +62,32 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	stop := cpuProfile()
+	code := run(os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// cpuProfile writes a CPU profile of this process to
+// $WIZ_CPUPROFILE_DIR/wiz-<pid>.pprof when that variable is set: the way to
+// see where the Manager's and `wiz executor`'s time goes in a benchmark
+// (docs/performance.md). It returns the function that ends the profile.
+func cpuProfile() (stop func()) {
+	dir := os.Getenv("WIZ_CPUPROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("wiz-%d.pprof", os.Getpid())))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "wiz: WIZ_CPUPROFILE_DIR: %v\n", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		fmt.Fprintf(os.Stderr, "wiz: WIZ_CPUPROFILE_DIR: %v\n", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // setGC sets the garbage collector's target for the command about to run

@@ -22,20 +22,24 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 	ctx, cancelAll := context.WithCancel(stream.Context())
 	defer cancelAll()
 
-	out := make(chan *wizrpc.ExecuteEvent, 256)
-	sendErr := make(chan error, 1)
-	go func() { // the only goroutine that sends on the stream
-		for ev := range out {
-			if err := stream.Send(ev); err != nil {
-				sendErr <- err
-				cancelAll()
-				for range out { // drain so task goroutines never block
-				}
-				return
-			}
+	// Task goroutines send their events themselves, one at a time (a
+	// goroutine in between cost a hand-off per event). After a failed send
+	// the stream is done: every task is cancelled and later events dropped.
+	var (
+		sendMu  sync.Mutex
+		sendErr error
+	)
+	send := func(ev *wizrpc.ExecuteEvent) {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		if sendErr != nil {
+			return
 		}
-		sendErr <- nil
-	}()
+		if err := stream.Send(ev); err != nil {
+			sendErr = err
+			cancelAll()
+		}
+	}
 
 	var (
 		wg      sync.WaitGroup
@@ -59,14 +63,14 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 			cancels[t.Id] = cancel
 			mu.Unlock()
 			wg.Add(1)
-			go func() {
+			s.workers.do(func() {
 				defer wg.Done()
-				s.runTask(tctx, t, func(ev *wizrpc.ExecuteEvent) { ev.TaskId = t.Id; out <- ev })
+				s.runTask(tctx, t, func(ev *wizrpc.ExecuteEvent) { ev.TaskId = t.Id; send(ev) })
 				mu.Lock()
 				delete(cancels, t.Id)
 				mu.Unlock()
 				cancel(nil)
-			}()
+			})
 		case *wizrpc.ExecuteRequest_Cancel:
 			mu.Lock()
 			if c := cancels[m.Cancel.TaskId]; c != nil {
@@ -84,26 +88,18 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 	}
 	cancelAll()
 	wg.Wait()
-	close(out)
-	if err := <-sendErr; err != nil {
-		return err
+	sendMu.Lock()
+	defer sendMu.Unlock()
+	if sendErr != nil {
+		return sendErr
 	}
 	return recvErr
 }
 
-// runTask waits for a slot, runs one task and reports its events. It always
-// ends with a Finished event.
+// runTask runs one task when a slot is free and reports its events. It always
+// ends with a Finished event. A native task takes its slot only to run its
+// program (runNative); a data task for all its work.
 func (s *Server) runTask(ctx context.Context, t *wizrpc.Task, emit func(*wizrpc.ExecuteEvent)) {
-	if !s.slots.acquire(ctx) {
-		emit(finished(wizrpc.Outcome_OUTCOME_CANCELLED, 0, cause(ctx), false))
-		return
-	}
-	defer s.slots.release()
-	if t.TimeoutNs > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, durationNs(t.TimeoutNs), fmt.Errorf("timed out after %s", durationNs(t.TimeoutNs)))
-		defer cancel()
-	}
 	if t.Kind == wizrpc.TypeKind_TYPE_KIND_NATIVE {
 		// The hot path: a cached plan needs no pack at all.
 		plan, err := s.plan(ctx, t)
@@ -128,10 +124,33 @@ func (s *Server) runTask(ctx context.Context, t *wizrpc.Task, emit func(*wizrpc.
 		}
 		s.runNative(ctx, t, plan, emit)
 	case wizrpc.TypeKind_TYPE_KIND_DATA:
+		ctx, release, stop, ok := s.takeSlot(ctx, t)
+		if !ok {
+			emit(finished(wizrpc.Outcome_OUTCOME_CANCELLED, 0, cause(ctx), false))
+			return
+		}
+		defer stop()
+		defer release()
 		s.runData(ctx, t, e.pack, emit)
 	default:
 		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("pack %s@%s has no processor type %q", t.Pack.Name, t.Pack.Version, t.Type), false))
 	}
+}
+
+// takeSlot waits for a slot; ok is false when ctx ended first. The task's
+// timeout starts once it has its slot: the returned ctx carries it. release
+// gives the slot back (once, however often it is called); stop ends the
+// timeout's context, after the task is done with ctx.
+func (s *Server) takeSlot(ctx context.Context, t *wizrpc.Task) (_ context.Context, release, stop func(), ok bool) {
+	if !s.slots.acquire(ctx) {
+		return ctx, func() {}, func() {}, false
+	}
+	release = sync.OnceFunc(s.slots.release)
+	if t.TimeoutNs <= 0 {
+		return ctx, release, func() {}, true
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, durationNs(t.TimeoutNs), fmt.Errorf("timed out after %s", durationNs(t.TimeoutNs)))
+	return ctx, release, cancel, true
 }
 
 func finished(o wizrpc.Outcome, code int32, msg string, started bool) *wizrpc.ExecuteEvent {

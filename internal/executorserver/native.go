@@ -254,7 +254,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		if i == 0 && stdin == nil {
 			continue
 		}
-		r, w, err := os.Pipe()
+		r, w, err := childPipe(i != 0)
 		if err != nil {
 			closeAll()
 			fail(fmt.Sprintf("pipe: %v", err), false)
@@ -262,10 +262,24 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		}
 		pipes[i] = [2]*os.File{r, w}
 	}
+	cmd.Stdin = s.devNull
 	if stdin != nil {
 		cmd.Stdin = pipes[0][0]
 	}
 	cmd.Stdout, cmd.Stderr = pipes[1][1], pipes[2][1]
+	// Everything above is done before the task has a slot, while other
+	// programs run; the slot is held only while this one does.
+	ctx, releaseSlot, stopTimeout, ok := s.takeSlot(ctx, t)
+	if !ok {
+		closeAll()
+		if stdout != nil {
+			stdout.Abort()
+		}
+		emit(finished(wizrpc.Outcome_OUTCOME_CANCELLED, 0, cause(ctx), false))
+		return
+	}
+	defer stopTimeout()
+	defer releaseSlot()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		closeAll()
@@ -285,10 +299,12 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	defer s.recordGroup(t.RunId, pid)()
 	ls.start(int32(pid))
 	copied := make(chan struct{}, 3)
-	go func() { se.scan(pipes[2][0]); pipes[2][0].Close(); copied <- struct{}{} }()
-	go func() {
+	s.workers.do(func() { se.scan(pipes[2][0]); pipes[2][0].Close(); copied <- struct{}{} })
+	s.workers.do(func() {
 		buf := copyBufs.Get().(*[]byte)
-		_, err := io.CopyBuffer(outw, pipes[1][0], *buf)
+		// Hiding the file's WriteTo makes CopyBuffer use buf: os.File's
+		// WriteTo allocates 32 KiB per copy when it cannot splice.
+		_, err := io.CopyBuffer(outw, struct{ io.Reader }{pipes[1][0]}, *buf)
 		copyBufs.Put(buf)
 		if err != nil && stdout != nil {
 			// The output went over its limit or could not be stored: stop
@@ -297,18 +313,18 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		}
 		pipes[1][0].Close()
 		copied <- struct{}{}
-	}()
+	})
 	if stdin != nil {
-		go func() {
+		s.workers.do(func() {
 			buf := copyBufs.Get().(*[]byte)
-			_, _ = io.CopyBuffer(pipes[0][1], stdin, *buf)
+			_, _ = io.CopyBuffer(struct{ io.Writer }{pipes[0][1]}, stdin, *buf) // as above, for ReadFrom
 			copyBufs.Put(buf)
 			pipes[0][1].Close()
 			if stdin.err != nil {
 				_ = syscall.Kill(-pid, syscall.SIGKILL)
 			}
 			copied <- struct{}{}
-		}()
+		})
 	}
 
 	// Cancelled or timed out: SIGTERM to the group, SIGKILL after KillGrace.
@@ -328,6 +344,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	// Nothing the program started outlives the task.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	wall := time.Since(start)
+	releaseSlot()
 	n := 2
 	if stdin != nil {
 		n = 3
@@ -420,6 +437,28 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		outs = append(outs, &wizrpc.Output{Name: o.Name, Data: d})
 	}
 	end(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", outs)
+}
+
+// childPipe makes a pipe whose one end goes to a child process: that end is
+// a plain blocking file, never registered with Go's poller (the child is
+// what reads or writes it); the executor's end is non-blocking and polled.
+// parentReads says which end is the executor's: the read end (the child's
+// stdout or stderr) or the write end (its stdin).
+func childPipe(parentReads bool) (r, w *os.File, err error) {
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		return nil, nil, err
+	}
+	mine := p[1]
+	if parentReads {
+		mine = p[0]
+	}
+	if err := syscall.SetNonblock(mine, true); err != nil {
+		syscall.Close(p[0])
+		syscall.Close(p[1])
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(p[0]), "|0"), os.NewFile(uintptr(p[1]), "|1"), nil
 }
 
 // startedDelay is how long a native task runs before its executor sends

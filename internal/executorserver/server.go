@@ -58,6 +58,9 @@ type Server struct {
 	blobs *blob.Store
 	slots *slotPool
 
+	devNull *os.File // stdin of native programs that read no input
+	workers *workers // goroutines of tasks and their output copies
+
 	mu       sync.Mutex
 	packs    map[string]*packEntry // by sha256
 	plans    map[string]*cachedPlan
@@ -103,11 +106,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, blobs: blobs,
-		slots: newSlotPool(cfg.Slots),
+		slots: newSlotPool(cfg.Slots), workers: newWorkers(),
 		packs: map[string]*packEntry{}, plans: map[string]*cachedPlan{},
 	}
 	defer s.stopPacks()
 	defer s.closeJournals()
+	defer s.workers.close() // after every Execute has returned
+	if s.devNull, err = os.Open(os.DevNull); err != nil {
+		return fmt.Errorf("executor: %w", err)
+	}
+	defer s.devNull.Close()
 
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize),
