@@ -42,6 +42,7 @@ var (
 // On any problem Parse returns a nil Pipeline and an ErrorList holding every
 // problem found.
 func Parse(file string, src []byte) (*Pipeline, error) {
+	defer collectHarder(len(src))()
 	d := &decoder{file: file, src: src}
 	p := d.parse(src)
 	if err := d.errs.err(); err != nil {

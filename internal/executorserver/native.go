@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 
@@ -338,6 +340,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 		}
 	})
+	awaitExit(pid)
 	werr := cmd.Wait()
 	close(exited)
 	stopKill()
@@ -438,6 +441,39 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	}
 	end(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", outs)
 }
+
+// awaitExit parks the calling goroutine until process pid has exited,
+// through Go's poller on a pidfd, so that the Wait after it returns at once.
+// Waiting in Wait itself blocks a thread in waitid, which the runtime must
+// replace while it waits. Where pidfds are not available it returns at once
+// and Wait waits as usual.
+func awaitExit(pid int) {
+	fd, _, errno := syscall.Syscall(sysPidfdOpen, uintptr(pid), pidfdNonblock, 0)
+	if errno != 0 {
+		return
+	}
+	f := os.NewFile(fd, "pidfd")
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = rc.Read(func(fd uintptr) bool {
+		var info [128]byte // siginfo_t
+		_, _, errno := syscall.Syscall6(syscall.SYS_WAITID, pPidfd, fd, uintptr(unsafe.Pointer(&info[0])), syscall.WEXITED|syscall.WNOHANG|wNowait, 0, 0)
+		if errno != 0 {
+			return true // let Wait report it
+		}
+		return binary.NativeEndian.Uint32(info[16:20]) != 0 // si_pid (after signo, errno, code and padding): 0 while it runs
+	})
+}
+
+const (
+	sysPidfdOpen  = 434        // pidfd_open(2)
+	pidfdNonblock = 0x800      // PIDFD_NONBLOCK (O_NONBLOCK)
+	pPidfd        = 3          // P_PIDFD for waitid(2)
+	wNowait       = 0x01000000 // WNOWAIT: leave the child to be reaped by Wait
+)
 
 // childPipe makes a pipe whose one end goes to a child process: that end is
 // a plain blocking file, never registered with Go's poller (the child is
