@@ -226,14 +226,14 @@ func (r *Report) printHops(w io.Writer) {
 	}
 	rt, okRT := get("BenchmarkExecuteRoundTrip")
 	if okRT {
-		add("manager → executor hop: Execute stream round trip (TLS, 1 event back)", "executorserver ExecuteRoundTrip", rt)
+		add("manager → executor hop: Execute stream round trip (unix socket, 1 event back)", "executorserver ExecuteRoundTrip", rt)
 	}
 	et, okET := get("BenchmarkExecuteTrue")
 	fe, okFE := get("BenchmarkForkExecTrue")
 	rg, okRG := get("BenchmarkRecordGroup")
 	if okET && okFE && okRT {
 		book := HopResult{Wall: et.Wall - fe.Wall - rt.Wall, CPU: et.CPU - fe.CPU - rt.CPU}
-		add("executor's native-task work (plan lookup, pipes, pgid journal, 3 events)", "ExecuteTrue − ForkExecTrue − ExecuteRoundTrip", book)
+		add("executor's native-task work (plan lookup, pipes, pgid journal, wait)", "ExecuteTrue − ForkExecTrue − ExecuteRoundTrip", book)
 		if okRG {
 			row("    of which the process-group record (two journal appends)", "executorserver RecordGroup", rg.Wall, rg.CPU)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
@@ -14,7 +15,7 @@ import (
 
 // ExecutorCmd is `wiz executor`: the task server that executor backends start.
 type ExecutorCmd struct {
-	Listen    string `default:"127.0.0.1:0" help:"Address to listen on."`
+	Listen    string `default:"127.0.0.1:0" help:"Address to listen on: host:port (TLS), or unix:///ABS/PATH for a unix socket on this machine (no TLS)."`
 	TLSCert   string `name:"tls-cert" help:"TLS certificate file." type:"existingfile"`
 	TLSKey    string `name:"tls-key" help:"TLS key file." type:"existingfile"`
 	ExecToken string `name:"executor-token" env:"WIZ_EXECUTOR_TOKEN" help:"Bearer token every call must carry (prefer the env var)."`
@@ -31,8 +32,8 @@ func (c *ExecutorCmd) Run(env *Env) error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return usageError{fmt.Errorf("give both --tls-cert and --tls-key, or neither")}
 	}
-	if c.TLSCert == "" {
-		return usageError{fmt.Errorf("wiz executor needs --tls-cert and --tls-key; executor backends pass them")}
+	if c.TLSCert == "" && !strings.HasPrefix(c.Listen, "unix://") {
+		return usageError{fmt.Errorf("wiz executor on TCP needs --tls-cert and --tls-key; executor backends pass them")}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -61,8 +61,8 @@ func BenchmarkForkExecTrue(b *testing.B) {
 
 // BenchmarkExecuteTrue sends a std/exec /bin/true task (stdout: false, its
 // plan cached, as on every task of a run but the first) over a real
-// executor's Execute stream — TLS on 127.0.0.1, the Manager's own client —
-// and waits for its Finished event: hop, executor bookkeeping and fork/exec.
+// executor's Execute stream — a unix socket, as the local backend's, and the
+// Manager's own client — and waits for its Finished event: hop, executor bookkeeping and fork/exec.
 func BenchmarkExecuteTrue(b *testing.B) { benchmarkExecuteTrue(b, true) }
 
 // BenchmarkExecuteTrueNoTaskRecord is BenchmarkExecuteTrue with an executor
@@ -89,10 +89,16 @@ func benchmarkExecuteTrue(b *testing.B, taskRecord bool) {
 // BenchmarkExecuteRoundTrip is the hop alone: a task the executor answers at
 // once, without running anything — a data type the (warm) std pack does not
 // have — so one task message goes out on the Execute stream and one Finished
-// event comes back. A native task sends three events back (Started, Metrics,
-// Finished), so its hop costs somewhat more than this.
-func BenchmarkExecuteRoundTrip(b *testing.B) {
-	c, ref := benchExecutor(b, true)
+// event comes back, as for a short native task. On a unix socket, as the
+// local backend's executor listens.
+func BenchmarkExecuteRoundTrip(b *testing.B) { benchmarkExecuteRoundTrip(b, true) }
+
+// BenchmarkExecuteRoundTripTLS is BenchmarkExecuteRoundTrip on TLS over
+// TCP, as the Manager reaches an executor pod.
+func BenchmarkExecuteRoundTripTLS(b *testing.B) { benchmarkExecuteRoundTrip(b, false) }
+
+func benchmarkExecuteRoundTrip(b *testing.B, unix bool) {
+	c, ref := benchExecutorOn(b, true, unix)
 	task := func(id string) *manager.Task {
 		return &manager.Task{ID: id, RunID: "benchrun", Processor: "n", Type: "std/no-such-type", Pack: ref, Config: []byte(`{}`)}
 	}
@@ -123,11 +129,18 @@ func roundTrip(b *testing.B, c *executorclient.Client, t *manager.Task, want man
 	b.Fatal("the executor's event stream ended")
 }
 
-// benchExecutor starts an executor in this process (TLS on 127.0.0.1:0, a
+// benchExecutor starts an executor in this process (on a unix socket, a
 // token, two slots) and connects the Manager's client to it. With
 // taskRecord it records each task's process group in a task dir, as `wiz
 // executor` does when the Manager gives it one (always).
 func benchExecutor(b testing.TB, taskRecord bool) (*executorclient.Client, manager.PackRef) {
+	b.Helper()
+	return benchExecutorOn(b, taskRecord, true)
+}
+
+// benchExecutorOn is benchExecutor, on a unix socket (as the local backend
+// starts it) when unix is set, else on TLS over TCP (as a pod).
+func benchExecutorOn(b testing.TB, taskRecord, unix bool) (*executorclient.Client, manager.PackRef) {
 	b.Helper()
 	pack := stdPack(b)
 	sum, err := pluginhost.FileSHA256(pack)
@@ -143,9 +156,13 @@ func benchExecutor(b testing.TB, taskRecord bool) (*executorclient.Client, manag
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
+	listen := "127.0.0.1:0"
+	if unix {
+		listen = "unix://" + filepath.Join(dir, "executor.sock")
+	}
 	go func() {
 		done <- Run(ctx, Config{
-			Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, Token: "bench-token",
+			Listen: listen, CertFile: certFile, KeyFile: keyFile, Token: "bench-token",
 			WorkDir: filepath.Join(dir, "work"), BlobDir: filepath.Join(dir, "blobs"), TaskDir: taskDir,
 			Slots: 2, Version: "bench", Ready: func(addr string) { ready <- addr },
 		})

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/local"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -31,7 +32,11 @@ import (
 
 // Config configures an executor.
 type Config struct {
-	Listen   string // host:port
+	// Listen is host:port (TCP, with TLS from CertFile and KeyFile) or
+	// unix:///ABS/PATH: a unix socket on the Manager's machine, which needs
+	// no TLS (gRPC's local credentials; the socket's directory keeps other
+	// users out, and every call still carries the token).
+	Listen   string
 	CertFile string // TLS certificate; both empty: plaintext (tests only)
 	KeyFile  string
 	Token    string // bearer token every call must carry
@@ -121,7 +126,9 @@ func Run(ctx context.Context, cfg Config) error {
 		grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize),
 		grpc.UnaryInterceptor(s.authUnary), grpc.StreamInterceptor(s.authStream),
 	}
-	if cfg.CertFile != "" {
+	if strings.HasPrefix(cfg.Listen, "unix://") {
+		opts = append(opts, grpc.Creds(local.NewCredentials()))
+	} else if cfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
 			return fmt.Errorf("executor: load TLS key pair: %w", err)
@@ -130,14 +137,25 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	gs := grpc.NewServer(opts...)
 	wizrpc.RegisterExecutorServer(gs, s)
-	lis, err := net.Listen("tcp", cfg.Listen)
+	network, address := "tcp", cfg.Listen
+	if path, ok := strings.CutPrefix(cfg.Listen, "unix://"); ok {
+		network, address = "unix", path
+	}
+	lis, err := net.Listen(network, address)
 	if err != nil {
 		return fmt.Errorf("executor: listen on %s: %w", cfg.Listen, err)
+	}
+	if network == "unix" {
+		defer os.Remove(address)
 	}
 	errCh := make(chan error, 1)
 	go func() { errCh <- gs.Serve(lis) }()
 	if cfg.Ready != nil {
-		cfg.Ready(lis.Addr().String())
+		if network == "unix" {
+			cfg.Ready(cfg.Listen)
+		} else {
+			cfg.Ready(lis.Addr().String())
+		}
 	}
 	s.log.Debug("executor listening", "address", lis.Addr().String(), "slots", cfg.Slots)
 	select {

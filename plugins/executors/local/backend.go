@@ -25,6 +25,10 @@ import (
 // serverName is the TLS name of every local executor's certificate.
 const serverName = "wiz-executor.local"
 
+// maxSocketPath is the longest unix socket path the executor is given
+// (the kernel's limit is 107 bytes).
+const maxSocketPath = 100
+
 // readyTimeout bounds how long Provision waits for the executor to listen.
 const readyTimeout = 20 * time.Second
 
@@ -63,27 +67,35 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	if err != nil {
 		return nil, fmt.Errorf("local executor: make temp dir: %w", err)
 	}
-	certPEM, keyPEM, err := executor.SelfSigned(serverName, net.IPv4(127, 0, 0, 1))
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("local executor: make TLS certificate: %w", err)
-	}
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("local executor: %w", err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("local executor: %w", err)
-	}
 	token, err := randomToken()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	args := []string{"executor", "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile,
-		"--work-dir", filepath.Join(dir, "work"), "--run", req.RunID}
+	// The executor listens on a unix socket in its own 0700 directory: no
+	// TLS to set up or pay for on every message. Where the socket's path
+	// would be too long for the kernel, on TLS over 127.0.0.1 as a remote
+	// executor does.
+	var certPEM []byte
+	listen := []string{"executor", "--listen", "unix://" + filepath.Join(dir, "executor.sock")}
+	if len(dir)+len("/executor.sock") > maxSocketPath {
+		var keyPEM []byte
+		if certPEM, keyPEM, err = executor.SelfSigned(serverName, net.IPv4(127, 0, 0, 1)); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("local executor: make TLS certificate: %w", err)
+		}
+		certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+		if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("local executor: %w", err)
+		}
+		if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("local executor: %w", err)
+		}
+		listen = []string{"executor", "--listen", "127.0.0.1:0", "--tls-cert", certFile, "--tls-key", keyFile}
+	}
+	args := append(listen, "--work-dir", filepath.Join(dir, "work"), "--run", req.RunID)
 	if req.Slots > 0 {
 		args = append(args, "--slots", strconv.Itoa(req.Slots))
 	}
@@ -148,7 +160,7 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 		b.stop(c)
 		return nil, fmt.Errorf("local executor: provision: %w", ctx.Err())
 	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil && !strings.HasPrefix(addr, "unix://") {
 		b.stop(c)
 		return nil, fmt.Errorf("local executor: executor reported a bad address %q", addr)
 	}
