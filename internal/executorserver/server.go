@@ -116,11 +116,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer s.stopPacks()
 	defer s.closeJournals()
-	defer s.workers.close() // after every Execute has returned
 	if s.devNull, err = os.Open(os.DevNull); err != nil {
 		return fmt.Errorf("executor: %w", err)
 	}
 	defer s.devNull.Close()
+	defer s.workers.close() // after every Execute has returned; before devNull closes
 
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize),
