@@ -867,8 +867,13 @@ type stderrScanner struct {
 	last []byte
 }
 
+// stderrReaders are the scanners' line readers, reused across tasks.
+var stderrReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+
 func (s *stderrScanner) scan(r io.Reader) {
-	br := bufio.NewReaderSize(r, 4<<10)
+	br := stderrReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() { br.Reset(nil); stderrReaders.Put(br) }()
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
