@@ -19,8 +19,9 @@ const (
 
 var parseGC struct {
 	sync.Mutex
-	n   int // parses in progress
-	old int // the process's setting, restored by the last one to end
+	n       int  // parses in progress
+	old     int  // the process's setting, restored by the last one to end
+	lowered bool // whether the parses changed it (not when it was lower, or off)
 }
 
 // collectHarder lowers the GC target while a parse of size bytes runs; the
@@ -31,21 +32,31 @@ func collectHarder(size int) (restore func()) {
 	}
 	parseGC.Lock()
 	defer parseGC.Unlock()
-	if parseGC.n == 0 {
+	if parseGC.n == 0 && !parseGC.lowered { // (lowered: a restore is pending; keep its old)
 		parseGC.old = debug.SetGCPercent(parseGCPercent)
-		if parseGC.old >= 0 && parseGC.old < parseGCPercent { // already lower (or off: -1)
+		parseGC.lowered = parseGC.old > parseGCPercent
+		if !parseGC.lowered { // already as low, or off (-1): leave it
 			debug.SetGCPercent(parseGC.old)
 		}
 	}
 	parseGC.n++
 	return func() {
 		parseGC.Lock()
-		defer parseGC.Unlock()
-		if parseGC.n--; parseGC.n == 0 {
-			// The node tree is garbage now: collect it before the looser
-			// target lets what follows grow the heap past it.
-			runtime.GC()
-			debug.SetGCPercent(parseGC.old)
+		parseGC.n--
+		last := parseGC.n == 0 && parseGC.lowered
+		parseGC.Unlock()
+		if !last {
+			return
 		}
+		// The node tree is garbage now: collect it before the looser target
+		// lets what follows grow the heap past it. A parse that starts
+		// meanwhile lowers the target again itself.
+		runtime.GC()
+		parseGC.Lock()
+		if parseGC.n == 0 && parseGC.lowered {
+			debug.SetGCPercent(parseGC.old)
+			parseGC.lowered = false
+		}
+		parseGC.Unlock()
 	}
 }

@@ -36,3 +36,38 @@ func TestCollectHarder(t *testing.T) {
 		t.Fatalf("a process at GOGC=10: after a large parse GOGC = %d, want 10", got)
 	}
 }
+
+// With the collector off (GOGC=off), a large parse leaves it off.
+func TestCollectHarderGCOff(t *testing.T) {
+	old := debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(old)
+	restore := collectHarder(parseGCMinSize)
+	if got := debug.SetGCPercent(-1); got != -1 {
+		t.Errorf("during a large parse with GOGC=off, GOGC = %d, want off", got)
+	}
+	restore()
+	if got := debug.SetGCPercent(-1); got != -1 {
+		t.Errorf("after a large parse with GOGC=off, GOGC = %d, want off", got)
+	}
+}
+
+// However large parses overlap, the process's setting comes back.
+func TestCollectHarderConcurrent(t *testing.T) {
+	old := debug.SetGCPercent(50)
+	defer debug.SetGCPercent(old)
+	done := make(chan struct{})
+	for g := 0; g < 8; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 20; i++ {
+				collectHarder(parseGCMinSize)()
+			}
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		<-done
+	}
+	if got := debug.SetGCPercent(50); got != 50 {
+		t.Errorf("after overlapping large parses GOGC = %d, want 50 again", got)
+	}
+}
