@@ -77,8 +77,13 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	// would be too long for the kernel, on TLS over 127.0.0.1 as a remote
 	// executor does.
 	var certPEM []byte
-	listen := []string{"executor", "--listen", "unix://" + filepath.Join(dir, "executor.sock")}
-	if len(dir)+len("/executor.sock") > maxSocketPath {
+	sock, err := filepath.Abs(filepath.Join(dir, "executor.sock")) // TMPDIR may be relative
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("local executor: %w", err)
+	}
+	listen := []string{"executor", "--listen", "unix://" + sock}
+	if len(sock) > maxSocketPath {
 		var keyPEM []byte
 		if certPEM, keyPEM, err = executor.SelfSigned(serverName, net.IPv4(127, 0, 0, 1)); err != nil {
 			os.RemoveAll(dir)
