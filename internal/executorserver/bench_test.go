@@ -33,28 +33,35 @@ import (
 // signal, stdout and stderr to pipes), without the executor around it.
 func BenchmarkForkExecTrue(b *testing.B) {
 	m := startCPU()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devNull.Close()
 	for b.Loop() {
-		cmd := &exec.Cmd{Path: "/bin/true", Args: []string{"/bin/true"}}
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		var outR, outW, errR, errW *os.File
-		var err error
-		if outR, outW, err = os.Pipe(); err != nil {
+		outR, outW, err := newOutPipe()
+		if err != nil {
 			b.Fatal(err)
 		}
-		if errR, errW, err = os.Pipe(); err != nil {
+		errR, errW, err := newOutPipe()
+		if err != nil {
 			b.Fatal(err)
 		}
-		cmd.Stdout, cmd.Stderr = outW, errW
-		if err := cmd.Start(); err != nil {
+		pid, err := syscall.ForkExec("/bin/true", []string{"/bin/true"}, &syscall.ProcAttr{
+			Files: []uintptr{devNull.Fd(), uintptr(outW), uintptr(errW)},
+			Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+		})
+		if err != nil {
 			b.Fatal(err)
 		}
-		outW.Close()
-		errW.Close()
-		if err := cmd.Wait(); err != nil {
-			b.Fatal(err)
+		syscall.Close(outW)
+		syscall.Close(errW)
+		awaitExit(pid)
+		if ws, _, err := reap(pid); err != nil || ws != 0 {
+			b.Fatalf("wait: %v, status %v", err, ws)
 		}
-		outR.Close()
-		errR.Close()
+		outR.close()
+		errR.close()
 	}
 	m.report(b)
 }

@@ -93,3 +93,29 @@ func TestNativeTaskEvents(t *testing.T) {
 		t.Errorf("logging task: events %v, want Started, Log, Finished", k)
 	}
 }
+
+// A short program's output is read after it exits; a process it left
+// outside its group that still holds the pipe makes the executor copy the
+// rest as it comes, as for a long task, until that process lets go.
+func TestNativeTaskOutputHeldByEscapedChild(t *testing.T) {
+	// Nothing streams: the program (which waits for its child to leave its
+	// process group) is read only once it has exited.
+	old := startedDelay
+	startedDelay = time.Hour
+	t.Cleanup(func() { startedDelay = old }) // after the executor's own cleanup
+	c, ref := benchExecutor(t, true)
+	task := &manager.Task{ID: "escaped", Native: true, RunID: "testrun", Processor: "escaped", Type: "std/exec", Pack: ref,
+		Config: []byte(`{"command":["/bin/sh","-c","echo first; setsid /bin/sh -c 'sleep 0.5; echo second' & sleep 0.1"]}`)}
+	start := time.Now()
+	evs := events(t, c, task)
+	f := evs[len(evs)-1]
+	if f.Outcome != manager.OutcomeSucceeded {
+		t.Fatalf("outcome %d (%s), want Succeeded", f.Outcome, f.Message)
+	}
+	if got := string(f.Outputs["out"].GetInline()); got != "first\nsecond\n" {
+		t.Errorf("output out = %q, want both lines: the one written after the program exited too", got)
+	}
+	if d := time.Since(start); d >= KillGrace {
+		t.Errorf("the task took %v, want it to end when the escaped child closed the pipe, well before KillGrace (%v)", d, KillGrace)
+	}
+}

@@ -148,6 +148,10 @@ func (s *Server) plan(ctx context.Context, t *wizrpc.Task) (*cachedPlan, error) 
 	for _, k := range keys {
 		env = append(env, k+"="+p.Env[k])
 	}
+	env, err := planEnv(env)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.Type, err)
+	}
 	cp = &cachedPlan{plan: p, path: path, env: env}
 	s.mu.Lock()
 	s.plans[key] = cp
@@ -219,15 +223,17 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		}
 	}
 
-	// stdin, stdout and stderr are pipes this function copies itself, so that
+	// stdout and stderr are pipes this function reads itself (see child.go),
+	// and stdin, when the program reads an input, a pipe a goroutine writes:
 	// waiting for the program never waits for a child it left behind holding
 	// one of them: the program's exit ends the task, then its process group is
 	// killed, then the copies finish.
 	// WIZ_RUN_ID marks the task's processes, so that a Manager cleaning up
 	// after a dead executor kills only processes of that run.
+	if len(t.Inputs) > 0 {
+		env = dedupEnv(env) // a WIZ_INPUT_ the plan sets yields to the input's
+	}
 	env = append(env[:len(env):len(env)], "WIZ_RUN_ID="+t.RunId)
-	cmd := &exec.Cmd{Path: cp.path, Args: argv, Env: env, Dir: dir}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Started is sent only when the program is still running after
 	// startedDelay, or logs before: a short task costs one message, its
 	// Finished.
@@ -242,33 +248,48 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		outw = &logWriter{stream: "stdout", emit: logEmit}
 	}
 	se := &stderrScanner{emit: logEmit}
-	var pipes [3][2]*os.File // stdin, stdout, stderr: read end, write end
+	var pipes [2]*outPipe // stdout, stderr: the executor's ends
+	childFds := [3]int{int(s.devNull.Fd()), -1, -1}
+	var stdinR, stdinW *os.File // the child's end, ours
 	closeAll := func() {
-		for _, pp := range pipes {
-			for _, f := range pp {
-				if f != nil {
-					f.Close()
-				}
+		for i, o := range pipes {
+			if o != nil {
+				o.close()
+			}
+			if childFds[i+1] >= 0 {
+				syscall.Close(childFds[i+1])
+			}
+		}
+		for _, f := range []*os.File{stdinR, stdinW} {
+			if f != nil {
+				f.Close()
 			}
 		}
 	}
-	for i := range pipes {
-		if i == 0 && stdin == nil {
-			continue
+	abort := func(msg string) {
+		closeAll()
+		if stdout != nil {
+			stdout.Abort()
 		}
-		r, w, err := childPipe(i != 0)
+		fail(msg, false)
+	}
+	if stdin != nil {
+		r, w, err := childPipe(false)
 		if err != nil {
-			closeAll()
-			fail(fmt.Sprintf("pipe: %v", err), false)
+			abort(fmt.Sprintf("pipe: %v", err))
 			return
 		}
-		pipes[i] = [2]*os.File{r, w}
+		stdinR, stdinW = r, w
+		childFds[0] = int(r.Fd())
 	}
-	cmd.Stdin = s.devNull
-	if stdin != nil {
-		cmd.Stdin = pipes[0][0]
+	for i := range pipes {
+		o, w, err := newOutPipe()
+		if err != nil {
+			abort(fmt.Sprintf("pipe: %v", err))
+			return
+		}
+		pipes[i], childFds[i+1] = o, w
 	}
-	cmd.Stdout, cmd.Stderr = pipes[1][1], pipes[2][1]
 	// Everything above is done before the task has a slot, while other
 	// programs run; the slot is held only while this one does.
 	ctx, releaseSlot, stopTimeout, ok := s.takeSlot(ctx, t)
@@ -283,45 +304,60 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	defer stopTimeout()
 	defer releaseSlot()
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		closeAll()
-		if stdout != nil {
-			stdout.Abort()
-		}
-		fail(fmt.Sprintf("start %s: %v", p.Argv[0], err), false)
+	pid, err := syscall.ForkExec(cp.path, argv, &syscall.ProcAttr{
+		Dir: dir, Env: env,
+		Files: []uintptr{uintptr(childFds[0]), uintptr(childFds[1]), uintptr(childFds[2])},
+		Sys:   &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		abort(fmt.Sprintf("start %s: %v", p.Argv[0], &os.PathError{Op: "fork/exec", Path: cp.path, Err: err}))
 		return
 	}
 	// The child has its own copies; keep only our ends.
-	if stdin != nil {
-		pipes[0][0].Close()
+	for i := 1; i < 3; i++ {
+		syscall.Close(childFds[i])
+		childFds[i] = -1
 	}
-	pipes[1][1].Close()
-	pipes[2][1].Close()
-	pid := cmd.Process.Pid
+	if stdinR != nil {
+		stdinR.Close()
+	}
 	defer s.recordGroup(t.RunId, pid)()
-	ls.start(int32(pid))
 	copied := make(chan struct{}, 3)
-	s.workers.do(func() { se.scan(pipes[2][0]); pipes[2][0].Close(); copied <- struct{}{} })
-	s.workers.do(func() {
-		buf := copyBufs.Get().(*[]byte)
-		// Hiding the file's WriteTo makes CopyBuffer use buf: os.File's
-		// WriteTo allocates 32 KiB per copy when it cannot splice.
-		_, err := io.CopyBuffer(outw, struct{ io.Reader }{pipes[1][0]}, *buf)
-		copyBufs.Put(buf)
-		if err != nil && stdout != nil {
-			// The output went over its limit or could not be stored: stop
-			// the program rather than let it block on a full pipe.
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-		}
-		pipes[1][0].Close()
-		copied <- struct{}{}
-	})
-	if stdin != nil {
+	copies := 0 // goroutines that send on copied
+	copyOut := func() {
+		f := pipes[0].file()
 		s.workers.do(func() {
 			buf := copyBufs.Get().(*[]byte)
-			_, _ = io.CopyBuffer(struct{ io.Writer }{pipes[0][1]}, stdin, *buf) // as above, for ReadFrom
+			// Hiding the file's WriteTo makes CopyBuffer use buf: os.File's
+			// WriteTo allocates 32 KiB per copy when it cannot splice.
+			_, err := io.CopyBuffer(outw, struct{ io.Reader }{f}, *buf)
 			copyBufs.Put(buf)
-			pipes[0][1].Close()
+			if err != nil && stdout != nil {
+				// The output went over its limit or could not be stored: stop
+				// the program rather than let it block on a full pipe.
+				_ = syscall.Kill(-pid, syscall.SIGKILL)
+			}
+			copied <- struct{}{}
+		})
+	}
+	copyErr := func() {
+		f := pipes[1].file()
+		s.workers.do(func() { se.scan(f); copied <- struct{}{} })
+	}
+	st := &streamer{begin: func() {
+		copyOut()
+		copyErr()
+		copies += 2
+	}}
+	ls.start(int32(pid), func() { st.start() })
+	stdinCopy := 0 // 1: a goroutine writes stdin and sends on copied
+	if stdin != nil {
+		stdinCopy = 1
+		s.workers.do(func() {
+			buf := copyBufs.Get().(*[]byte)
+			_, _ = io.CopyBuffer(struct{ io.Writer }{stdinW}, stdin, *buf) // as above, for ReadFrom
+			copyBufs.Put(buf)
+			stdinW.Close()
 			if stdin.err != nil {
 				_ = syscall.Kill(-pid, syscall.SIGKILL)
 			}
@@ -341,39 +377,60 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		}
 	})
 	awaitExit(pid)
-	werr := cmd.Wait()
+	ws, ru, werr := reap(pid)
 	close(exited)
 	stopKill()
 	// Nothing the program started outlives the task.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	wall := time.Since(start)
 	releaseSlot()
-	n := 2
-	if stdin != nil {
-		n = 3
+	if !st.end() {
+		// It ended before its output was streamed: read what it left. A pipe
+		// something outside its group still holds is copied as it comes, as
+		// when streaming, with the same bound on the wait.
+		buf := copyBufs.Get().(*[]byte)
+		_, err := io.CopyBuffer(outw, struct{ io.Reader }{pipes[0]}, *buf)
+		copyBufs.Put(buf)
+		switch {
+		case errors.Is(err, errWouldBlock):
+			copyOut()
+			copies++
+		case err != nil && stdout != nil:
+			// Over its limit or not stored: stdout.Err says so below.
+		}
+		se.scan(pipes[1])
+		if se.err == errWouldBlock {
+			copyErr()
+			copies++
+		}
 	}
-	for i := 0; i < n; i++ {
+	for i := 0; i < copies+stdinCopy; i++ {
 		select {
 		case <-copied:
 		case <-time.After(KillGrace):
 			// Something outside the process group still holds a pipe: stop
 			// copying rather than wait for it.
-			for _, f := range []*os.File{pipes[0][1], pipes[1][0], pipes[2][0]} {
-				if f != nil {
-					f.Close()
-				}
+			for _, o := range pipes {
+				o.close()
+			}
+			if stdinW != nil {
+				stdinW.Close()
 			}
 			<-copied
 		}
 	}
+	for _, o := range pipes {
+		o.close()
+	}
 
 	m := &wizpb.Metrics{WallNs: wall.Nanoseconds(), InputBytes: dataSize(t.Inputs)}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru != nil {
+	code := int32(-1)
+	if werr == nil {
 		m.UserCpuNs = ru.Utime.Nano()
 		m.SysCpuNs = ru.Stime.Nano()
 		m.MaxRssBytes = ru.Maxrss * 1024
+		code = int32(ws.ExitStatus())
 	}
-	code := int32(cmd.ProcessState.ExitCode())
 	ls.finish()
 	committed := false // stdout was committed (or failed to be) and needs no Abort
 	// end sends the task's one Finished, with its metrics and outputs.
@@ -404,10 +461,12 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		end(outcomeOf(ctx), code, cause(ctx), nil)
 		return
 	}
-	if werr != nil {
+	if werr != nil || !ws.Exited() || code != 0 {
 		msg := fmt.Sprintf("%s exited with code %d", filepath.Base(p.Argv[0]), code)
-		if code < 0 {
-			msg = fmt.Sprintf("%s: %v", filepath.Base(p.Argv[0]), werr)
+		if werr != nil {
+			msg = fmt.Sprintf("%s: wait: %v", filepath.Base(p.Argv[0]), werr)
+		} else if code < 0 {
+			msg = fmt.Sprintf("%s: %s", filepath.Base(p.Argv[0]), statusText(ws))
 		}
 		if tail := strings.TrimSpace(se.tail()); tail != "" {
 			msg += ": " + tail
@@ -499,7 +558,8 @@ func childPipe(parentReads bool) (r, w *os.File, err error) {
 
 // startedDelay is how long a native task runs before its executor sends
 // Started: a task that ends sooner is reported by its Finished alone.
-const startedDelay = 5 * time.Millisecond
+// (A variable for tests.)
+var startedDelay = 5 * time.Millisecond
 
 // lazyStart sends a native task's Started event when the task has run for
 // startedDelay, or logs, whichever comes first, and never after its end.
@@ -512,12 +572,13 @@ type lazyStart struct {
 	timer *time.Timer
 }
 
-// start arms the timer for the program pid.
-func (l *lazyStart) start(pid int32) {
+// start arms the timer for the program pid; when it fires, before Started
+// is sent, it calls also.
+func (l *lazyStart) start(pid int32, also func()) {
 	l.mu.Lock()
 	l.pid = pid
 	l.mu.Unlock()
-	l.timer = time.AfterFunc(startedDelay, l.send)
+	l.timer = time.AfterFunc(startedDelay, func() { also(); l.send() })
 }
 
 // send sends Started unless it was sent or the task ended.
@@ -865,6 +926,7 @@ func (l *logWriter) Write(p []byte) (int, error) {
 type stderrScanner struct {
 	emit func(*wizrpc.ExecuteEvent)
 	last []byte
+	err  error // why the last scan stopped; io.EOF at the end of the output
 }
 
 // stderrReaders are the scanners' line readers, reused across tasks.
@@ -888,6 +950,7 @@ func (s *stderrScanner) scan(r io.Reader) {
 			}
 		}
 		if err != nil {
+			s.err = err
 			return
 		}
 	}
