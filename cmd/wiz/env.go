@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/core/pipeline"
 	"github.com/wiz-run/wiz/core/store"
 	"github.com/wiz-run/wiz/internal/managerapi"
 	"github.com/wiz-run/wiz/internal/plugins"
@@ -79,6 +80,19 @@ func (e *Env) Client() (manager.API, error) {
 			return nil, fmt.Errorf("another wiz process holds the store in %s but does not answer on %s (%v); if no wiz is running, a killed one may hold it still — try again in a moment", home, sock, derr)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// prewarm starts the default executor backend's plugin in the background
+// when this command may run a pipeline in-process, so that its launch
+// overlaps opening the store and parsing the pipeline. A pipeline on another
+// backend, or a store held by another wiz, leaves it unused; Close stops it.
+func (e *Env) prewarm() {
+	if e.CLI.Server != "" {
+		return
+	}
+	if r, err := e.Registry(); err == nil {
+		r.Prewarm(pipeline.DefaultExecutor)
 	}
 }
 

@@ -122,6 +122,12 @@ type Backends interface {
 	Provision(ctx context.Context, req ProvisionRequest) (Executor, error)
 }
 
+// Prewarmer is implemented by Backends that can start a backend ahead of its
+// first Provision. Prewarm returns at once; Provision waits for the start.
+type Prewarmer interface {
+	Prewarm(backend string)
+}
+
 // executorOf returns the executor backend a processor runs on and that
 // backend's settings as JSON: the processor's own `executor:`, else the
 // pipeline's, with the processor's `resources` added. A processor that names

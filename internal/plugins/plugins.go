@@ -86,11 +86,13 @@ type Registry struct {
 	// checksum a backend binary per run.
 	liveMu sync.Mutex
 	live   map[string]*pluginhost.Backend
+	warm   sync.WaitGroup // Prewarm's launches, waited for by Close
 }
 
 var (
-	_ manager.Catalog  = (*Registry)(nil)
-	_ manager.Backends = (*Registry)(nil)
+	_ manager.Catalog   = (*Registry)(nil)
+	_ manager.Backends  = (*Registry)(nil)
+	_ manager.Prewarmer = (*Registry)(nil)
 )
 
 // Config configures a Registry.
@@ -422,9 +424,29 @@ func (r *Registry) liveBackend(bp *Plugin, name string) (*pluginhost.Backend, er
 	return b, nil
 }
 
+// Prewarm starts the plugin of executor backend name in the background, so
+// that a Provision soon after finds it running: its launch (its digest
+// checked, its process started, the handshake) overlaps what the caller does
+// meanwhile, such as opening the store and parsing the pipeline. A launch
+// that fails is left for Provision to try again and report.
+func (r *Registry) Prewarm(name string) {
+	r.warm.Add(1)
+	go func() {
+		defer r.warm.Done()
+		bp, err := r.Backend(name)
+		if err != nil {
+			return
+		}
+		if _, err := r.liveBackend(bp, name); err != nil {
+			r.log.Debug("prewarm executor backend", "backend", name, "error", err)
+		}
+	}()
+}
+
 // Close stops the executor backend plugins the Registry started. Call it
 // after every executor they provisioned is torn down.
 func (r *Registry) Close() {
+	r.warm.Wait()
 	r.liveMu.Lock()
 	defer r.liveMu.Unlock()
 	for k, b := range r.live {
