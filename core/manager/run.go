@@ -47,6 +47,13 @@ const maxBackoff = 30 * time.Second
 // flushEvery bounds how many state writes wait in a batch.
 const flushEvery = 1024
 
+// commitGap is the least time between the starts of two of a run's commits
+// (the final one excepted): when tasks end faster than that, their records
+// share a commit rather than cost one each. A record reaches the store at
+// most this much later than it would otherwise; watchers see every change at
+// once, from memory.
+const commitGap = 4 * time.Millisecond
+
 // Run runs a pipeline to the end and returns the run. Cancelling ctx cancels
 // the run (it ends Failed, "cancelled"). watch, when not nil, is called from
 // the run's goroutine for every state change. The returned error is for
@@ -238,6 +245,16 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 	if err := r.prepare(text); err != nil {
 		return nil, err
 	}
+	// The backends start while the run is recorded and planned.
+	if pw, ok := m.backends.(Prewarmer); ok {
+		warmed := map[string]bool{}
+		for _, pr := range r.procs {
+			if !pr.reused && !warmed[pr.backend] {
+				warmed[pr.backend] = true
+				pw.Prewarm(pr.backend)
+			}
+		}
+	}
 	if err := r.batch.PutRun(r.rec); err != nil {
 		return nil, err
 	}
@@ -266,6 +283,9 @@ type run struct {
 	// staging the next batch; wdone reports its result.
 	wbusy   bool
 	wdone   chan error
+	wlast   time.Time   // when the newest background commit started
+	wtimer  *time.Timer // fires when the next commit may start
+	wwait   bool        // wtimer is armed
 	werr    error
 	procs   []*proc
 	tasks   map[string]int // task ID → node
@@ -439,6 +459,16 @@ func (r *run) loop(ctx context.Context) error {
 		r.execs[pr.exec] = ex
 		slots += ex.Slots()
 		r.m.log.Debug("executor ready", "executor", ex.Name(), "slots", ex.Slots())
+	}
+	defer r.closeExecutors()
+	// With one executor the loop reads its events itself: a forwarding
+	// goroutine would cost a wake-up per event.
+	var evc <-chan *TaskEvent = events
+	for _, ex := range r.execs {
+		if len(r.execs) == 1 {
+			evc = ex.Events()
+			break
+		}
 		go func(ch <-chan *TaskEvent) { // forwards one executor's events until it closes or the run ends
 			for ev := range ch {
 				select {
@@ -449,7 +479,6 @@ func (r *run) loop(ctx context.Context) error {
 			}
 		}(ex.Events())
 	}
-	defer r.closeExecutors()
 	// Executors on this machine share its capacity with other runs: this
 	// run gets a part, resized as runs come and go.
 	var parts <-chan int
@@ -489,7 +518,13 @@ func (r *run) loop(ctx context.Context) error {
 			if err != nil && r.werr == nil {
 				r.werr = err
 			}
-		case ev := <-events:
+		case <-r.commitDue():
+			r.wwait = false
+		case ev, ok := <-evc:
+			if !ok { // the executor is gone: its client failed its tasks before closing
+				evc = nil
+				continue
+			}
 			if r.handle(ev) || r.over {
 				return r.finish(r.sched.Result(), r.reason)
 			}
@@ -760,6 +795,15 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 // flush starts committing the staged writes in the background when no commit
 // is running; with final it waits for the running one and commits the rest.
 // Too many staged writes make it wait too, so memory stays bounded.
+// commitDue is the channel that says the next commit may start; nil (never
+// ready) when no commit waits.
+func (r *run) commitDue() <-chan time.Time {
+	if !r.wwait {
+		return nil
+	}
+	return r.wtimer.C
+}
+
 func (r *run) flush(final bool) {
 	if r.wbusy && (final || r.batch.Len() >= flushEvery*16) {
 		if err := <-r.wdone; err != nil && r.werr == nil {
@@ -771,11 +815,27 @@ func (r *run) flush(final bool) {
 		return
 	}
 	if final {
+		if r.wwait {
+			r.wtimer.Stop() // Go 1.23 timers: no stale tick is left to drain
+			r.wwait = false
+		}
 		if err := r.batch.Commit(); err != nil && r.werr == nil {
 			r.werr = err
 		}
 		return
 	}
+	if wait := commitGap - time.Since(r.wlast); wait > 0 && r.batch.Len() < flushEvery {
+		if !r.wwait {
+			if r.wtimer == nil {
+				r.wtimer = time.NewTimer(wait)
+			} else {
+				r.wtimer.Reset(wait)
+			}
+			r.wwait = true
+		}
+		return
+	}
+	r.wlast = time.Now()
 	b := r.batch
 	if err := b.Seal(); err != nil && r.werr == nil { // records are this goroutine's
 		r.werr = err
