@@ -91,8 +91,8 @@ func Open(dir string, log hclog.Logger) (*Store, error) {
 		WithLogger(badgerLogger{log}).
 		WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
-		WithNumLevelZeroTables(2).
-		WithNumLevelZeroTablesStall(8).
+		WithNumLevelZeroTables(8).
+		WithNumLevelZeroTablesStall(16).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20).
