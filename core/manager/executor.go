@@ -122,6 +122,15 @@ type Backends interface {
 	Provision(ctx context.Context, req ProvisionRequest) (Executor, error)
 }
 
+// Batcher is implemented by Executors whose Submit holds tasks until Flush,
+// so that the tasks a burst of events frees go out together. A run flushes
+// its executors before it waits for anything.
+type Batcher interface {
+	// Flush sends the held tasks. It returns those it could not send, by
+	// task ID; their executor never got them.
+	Flush() map[string]error
+}
+
 // Prewarmer is implemented by Backends that can start a backend ahead of its
 // first Provision. Prewarm returns at once; Provision waits for the start.
 type Prewarmer interface {

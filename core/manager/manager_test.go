@@ -3,6 +3,7 @@ package manager_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -44,6 +45,7 @@ type backends struct {
 	tries map[string]int
 	order []string // processors in the order their tasks started
 	noop  bool     // provision noopExecs
+	batch bool     // provision batchExecs
 }
 
 // noopExec is the in-process no-op executor of the kernel benchmarks: every
@@ -59,7 +61,7 @@ func (e *noopExec) Events() <-chan *manager.TaskEvent { return e.events }
 func (e *noopExec) Cancel(string, string) error       { return nil }
 func (e *noopExec) Close(context.Context) error       { close(e.events); return nil }
 func (e *noopExec) Submit(t *manager.Task) error {
-	// The run keeps at most 2×slots tasks in flight, so this never blocks.
+	// The run keeps a few dozen tasks in flight at most, so this never blocks.
 	e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventStarted}
 	e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventFinished, Outcome: manager.OutcomeSucceeded, Started: true}
 	return nil
@@ -73,7 +75,36 @@ func (b *backends) Provision(_ context.Context, req manager.ProvisionRequest) (m
 	if req.Slots > 0 {
 		slots = req.Slots
 	}
-	return &fakeExec{b: b, sem: make(chan struct{}, slots), slots: slots, events: make(chan *manager.TaskEvent, 1<<16), cancels: map[string]chan struct{}{}}, nil
+	e := &fakeExec{b: b, sem: make(chan struct{}, slots), slots: slots, events: make(chan *manager.TaskEvent, 1<<16), cancels: map[string]chan struct{}{}}
+	if b.batch {
+		return &batchExec{fakeExec: e}, nil
+	}
+	return e, nil
+}
+
+// batchExec is a fakeExec that holds submitted tasks until Flush, like the
+// executor client; it cannot send the task of a processor named unsendable.
+type batchExec struct {
+	*fakeExec
+	held []*manager.Task
+}
+
+func (e *batchExec) Submit(t *manager.Task) error {
+	e.held = append(e.held, t)
+	return nil
+}
+
+func (e *batchExec) Flush() map[string]error {
+	var errs map[string]error
+	for _, t := range e.held {
+		if t.Processor == "unsendable" {
+			errs = map[string]error{t.ID: errors.New("message larger than max")}
+			continue
+		}
+		_ = e.fakeExec.Submit(t)
+	}
+	e.held = nil
+	return errs
 }
 
 type fakeExec struct {
@@ -257,6 +288,30 @@ processors:
 	d, _ := m.RunDetail(r.Id)
 	if d.Processors[0].Attempts != 3 {
 		t.Errorf("flaky attempts = %d, want 3", d.Processors[0].Attempts)
+	}
+}
+
+// Tasks an executor holds (manager.Batcher) are sent before the run waits;
+// one that cannot be sent fails its processor, naming the executor.
+func TestBatchedSubmit(t *testing.T) {
+	t.Parallel()
+	m, b := newManager(t, 2)
+	b.batch = true
+	src := `name: batched
+processors:
+  a: {uses: t/run}
+  unsendable: {uses: t/run, after: [a]}
+  c: {uses: t/run, after: [unsendable]}
+`
+	r, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != wizpb.RunState_RUN_STATE_FAILED || !strings.Contains(r.Reason, "processor unsendable failed: send to fake executor: message larger than max") {
+		t.Fatalf("run = %v %q, want Failed because unsendable could not be sent", r.State, r.Reason)
+	}
+	if got, want := states(t, m, r.Id), "a=SUCCEEDED unsendable=FAILED c=IDLE"; got != want {
+		t.Errorf("states = %s, want %s", got, want)
 	}
 }
 

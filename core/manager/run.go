@@ -3,7 +3,9 @@ package manager
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -510,6 +512,26 @@ func (r *run) loop(ctx context.Context) error {
 				return r.finish(r.sched.Result(), r.reason)
 			}
 		}
+		// Events already here are handled before the tasks they free are
+		// sent (Batcher): a burst of ends is answered by one burst of tasks.
+		select {
+		case ev, ok := <-evc:
+			if !ok { // the executor is gone: its client failed its tasks before closing
+				evc = nil
+				continue
+			}
+			if r.handle(ev) || r.over {
+				return r.finish(r.sched.Result(), r.reason)
+			}
+			continue
+		default:
+		}
+		if r.sendHeld() {
+			if r.over {
+				return r.finish(r.sched.Result(), r.reason)
+			}
+			continue
+		}
 		select {
 		case req := <-r.live.watch:
 			r.addWatcher(req)
@@ -555,6 +577,31 @@ func (r *run) loop(ctx context.Context) error {
 	}
 }
 
+// sendHeld sends the tasks the run's executors hold (Batcher). It reports
+// whether some could not be sent: those are failed, which may free more
+// tasks or end the run.
+func (r *run) sendHeld() bool {
+	failed := false
+	for _, ex := range r.execs {
+		b, ok := ex.(Batcher)
+		if !ok {
+			continue
+		}
+		errs := b.Flush()
+		for _, id := range slices.Sorted(maps.Keys(errs)) {
+			i, ok := r.tasks[id]
+			if !ok {
+				continue
+			}
+			failed = true
+			delete(r.tasks, id)
+			r.procs[i].taskID = ""
+			r.fail(i, fmt.Sprintf("send to %s: %v", ex.Name(), errs[id]), 0)
+		}
+	}
+	return failed
+}
+
 // resize gives the run's local executors part slots each (0: the run waits
 // for a free slot) and returns the run's slots in all.
 func (r *run) resize(part int) int {
@@ -574,17 +621,21 @@ func (r *run) resize(part int) int {
 	return slots
 }
 
-// window is how many tasks the run keeps in flight: twice its slots, so that
-// the next task waits at the executor when a slot frees; max_parallel caps
-// it. No slots: nothing is dispatched until the run gets some.
+// window is how many tasks the run keeps in flight: four times its slots
+// and 24 more, so that the next task waits at the executor when a slot
+// frees, and the executor can hold back the Finished events of tasks that
+// ended while others still wait, to send them together (executorserver);
+// max_parallel caps it. No slots: nothing is dispatched until the run gets
+// some.
 func (r *run) window(slots int) int {
 	if slots == 0 {
 		return scheduler.Hold
 	}
-	if r.p.MaxParallel > 0 && r.p.MaxParallel < 2*slots {
+	w := 4*slots + 24
+	if r.p.MaxParallel > 0 && r.p.MaxParallel < w {
 		return r.p.MaxParallel
 	}
-	return 2 * slots
+	return w
 }
 
 // setRunning records how many of the run's tasks run, for the machine's

@@ -49,6 +49,10 @@ type Client struct {
 	diagnose func(context.Context) string
 
 	sendMu sync.Mutex // the stream's Send is not safe for concurrent use
+	// Under sendMu: tasks Submit holds until Flush, and held tasks that a
+	// Cancel's flush could not send, for the next Flush to report.
+	held   []*wizrpc.Task
+	failed map[string]error
 
 	mu       sync.Mutex
 	inflight map[string]bool
@@ -60,7 +64,10 @@ type Client struct {
 	evClosed bool
 }
 
-var _ manager.Executor = (*Client)(nil)
+var (
+	_ manager.Executor = (*Client)(nil)
+	_ manager.Batcher  = (*Client)(nil)
+)
 
 type tokenCreds struct{ token string }
 
@@ -185,14 +192,38 @@ func (c *Client) Submit(t *manager.Task) error {
 		c.remote.enqueue(task)
 		return nil
 	}
-	err := c.sendTask(task)
-	if err != nil {
-		c.mu.Lock()
-		delete(c.inflight, t.ID)
-		c.mu.Unlock()
-		return fmt.Errorf("send task: %w", plain(err))
-	}
+	c.sendMu.Lock()
+	c.held = append(c.held, task)
+	c.sendMu.Unlock()
 	return nil
+}
+
+// Flush implements manager.Batcher: it sends the tasks Submit held, back to
+// back, so that gRPC writes them together and the executor reads them
+// together.
+func (c *Client) Flush() map[string]error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	c.flushLocked()
+	f := c.failed
+	c.failed = nil
+	return f
+}
+
+func (c *Client) flushLocked() {
+	for i, t := range c.held {
+		c.held[i] = nil
+		if err := c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_Task{Task: t}}); err != nil {
+			c.mu.Lock()
+			delete(c.inflight, t.Id)
+			c.mu.Unlock()
+			if c.failed == nil {
+				c.failed = map[string]error{}
+			}
+			c.failed[t.Id] = fmt.Errorf("send task: %w", plain(err))
+		}
+	}
+	c.held = c.held[:0]
 }
 
 // finish ends a task the executor never got (its blobs could not be sent, or
@@ -225,6 +256,7 @@ func (c *Client) Cancel(taskID, reason string) error {
 	}
 	c.sendMu.Lock()
 	defer c.sendMu.Unlock()
+	c.flushLocked() // a held task goes out before its cancel
 	return c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_Cancel{Cancel: &wizrpc.CancelRequest{TaskId: taskID, Reason: reason}}})
 }
 

@@ -124,6 +124,9 @@ func roundTrip(b *testing.B, c *executorclient.Client, t *manager.Task, want man
 	if err := c.Submit(t); err != nil {
 		b.Fatal(err)
 	}
+	if err := c.Flush()[t.ID]; err != nil { // as a run does before it waits
+		b.Fatal(err)
+	}
 	for ev := range c.Events() {
 		if ev.TaskID != t.ID || ev.Kind != manager.EventFinished {
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/proto/wizrpc"
@@ -22,24 +23,9 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 	ctx, cancelAll := context.WithCancel(stream.Context())
 	defer cancelAll()
 
-	// Task goroutines send their events themselves, one at a time (a
-	// goroutine in between cost a hand-off per event). After a failed send
-	// the stream is done: every task is cancelled and later events dropped.
-	var (
-		sendMu  sync.Mutex
-		sendErr error
-	)
-	send := func(ev *wizrpc.ExecuteEvent) {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		if sendErr != nil {
-			return
-		}
-		if err := stream.Send(ev); err != nil {
-			sendErr = err
-			cancelAll()
-		}
-	}
+	out := &eventSender{stream: stream, slots: s.slots, cancel: cancelAll}
+	defer out.stop()
+	send := out.send
 
 	var (
 		wg      sync.WaitGroup
@@ -88,12 +74,92 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 	}
 	cancelAll()
 	wg.Wait()
-	sendMu.Lock()
-	defer sendMu.Unlock()
-	if sendErr != nil {
-		return sendErr
+	if err := out.flush(); err != nil {
+		return err
 	}
 	return recvErr
+}
+
+// Finished events are held back a little while the executor has tasks
+// waiting for a slot, and then sent together: the Manager learns of several
+// ends with one wake-up of its receiving goroutines, and answers with the
+// tasks they free, together too. While tasks wait, holding an end back
+// delays no work here; when few or none wait, every event goes out at once
+// (a chain of tasks waits for each end), as does every event that is not a
+// Finished one.
+const (
+	holdFinished    = 5 * time.Millisecond // at most this long
+	holdFinishedMax = 32                   // events held at most
+	holdWhileWaits  = 2                    // tasks waiting for a slot, at least
+)
+
+// eventSender sends a stream's events: the tasks' goroutines call send
+// themselves, one at a time (a goroutine in between cost a hand-off per
+// event). After a failed send the stream is done: every task is cancelled
+// and later events are dropped.
+type eventSender struct {
+	stream wizrpc.Executor_ExecuteServer
+	slots  *slotPool
+	cancel func()
+
+	mu    sync.Mutex
+	held  []*wizrpc.ExecuteEvent
+	timer *time.Timer // flushes held events; armed while there are some
+	err   error
+}
+
+func (o *eventSender) send(ev *wizrpc.ExecuteEvent) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		return
+	}
+	o.held = append(o.held, ev)
+	if _, fin := ev.Event.(*wizrpc.ExecuteEvent_Finished); fin && len(o.held) < holdFinishedMax && o.slots.waiting() >= holdWhileWaits {
+		if len(o.held) == 1 {
+			if o.timer == nil {
+				o.timer = time.AfterFunc(holdFinished, func() { _ = o.flush() })
+			} else {
+				o.timer.Reset(holdFinished)
+			}
+		}
+		return
+	}
+	o.flushLocked()
+}
+
+// flush sends the held events; it returns the error that ended the stream.
+func (o *eventSender) flush() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.flushLocked()
+	return o.err
+}
+
+func (o *eventSender) flushLocked() {
+	if o.timer != nil && len(o.held) > 0 {
+		o.timer.Stop()
+	}
+	for i, ev := range o.held {
+		o.held[i] = nil
+		if o.err != nil {
+			continue
+		}
+		if err := o.stream.Send(ev); err != nil {
+			o.err = err
+			o.cancel()
+		}
+	}
+	o.held = o.held[:0]
+}
+
+// stop ends the timer; call it once the stream's tasks are done.
+func (o *eventSender) stop() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.timer != nil {
+		o.timer.Stop()
+	}
 }
 
 // runTask runs one task when a slot is free and reports its events. It always

@@ -2,19 +2,25 @@ package executorserver
 
 import (
 	"fmt"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/proto/wizrpc"
 )
 
 // events submits t to c and returns its events up to its Finished.
 func events(tb testing.TB, c interface {
-	Submit(*manager.Task) error
-	Events() <-chan *manager.TaskEvent
+	manager.Executor
+	manager.Batcher
 }, t *manager.Task) []*manager.TaskEvent {
 	tb.Helper()
 	if err := c.Submit(t); err != nil {
+		tb.Fatal(err)
+	}
+	if err := c.Flush()[t.ID]; err != nil { // as a run does before it waits
 		tb.Fatal(err)
 	}
 	var out []*manager.TaskEvent
@@ -117,5 +123,67 @@ func TestNativeTaskOutputHeldByEscapedChild(t *testing.T) {
 	}
 	if d := time.Since(start); d >= KillGrace {
 		t.Errorf("the task took %v, want it to end when the escaped child closed the pipe, well before KillGrace (%v)", d, KillGrace)
+	}
+}
+
+// fakeEventStream records what an Execute stream sends.
+type fakeEventStream struct {
+	wizrpc.Executor_ExecuteServer
+	mu   sync.Mutex
+	sent []string
+}
+
+func (f *fakeEventStream) Send(ev *wizrpc.ExecuteEvent) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	kind := "finished"
+	if ev.GetFinished() == nil {
+		kind = "log"
+	}
+	f.sent = append(f.sent, ev.TaskId+":"+kind)
+	return nil
+}
+
+func (f *fakeEventStream) got() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.sent, " ")
+}
+
+// While tasks wait for a slot, Finished events are held back (up to
+// holdFinished) and sent together; any other event, or too few waiting
+// tasks, sends what is held at once, in order.
+func TestEventSenderHoldsFinished(t *testing.T) {
+	slots := newSlotPool(1)
+	stream := &fakeEventStream{}
+	o := &eventSender{stream: stream, slots: slots, cancel: func() {}}
+	defer o.stop()
+	fin := func(id string) *wizrpc.ExecuteEvent {
+		ev := finished(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", true)
+		ev.TaskId = id
+		return ev
+	}
+	log := &wizrpc.ExecuteEvent{TaskId: "c", Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{Stream: "stderr", Data: []byte("x")}}}
+
+	o.send(fin("a")) // nothing waits: at once
+	if got := stream.got(); got != "a:finished" {
+		t.Fatalf("sent %q, want a's Finished at once", got)
+	}
+	slots.wait = make([]chan struct{}, holdWhileWaits) // tasks wait for the slot
+	o.send(fin("b"))
+	if got := stream.got(); got != "a:finished" {
+		t.Fatalf("sent %q, want b's Finished held", got)
+	}
+	o.send(log) // not a Finished: it and what is held go now, in order
+	if got := stream.got(); got != "a:finished b:finished c:log" {
+		t.Fatalf("sent %q, want b's Finished, then c's log", got)
+	}
+	o.send(fin("d"))
+	deadline := time.Now().Add(10 * time.Second)
+	for stream.got() != "a:finished b:finished c:log d:finished" {
+		if time.Now().After(deadline) {
+			t.Fatalf("sent %q, want d's Finished after at most %v", stream.got(), holdFinished)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

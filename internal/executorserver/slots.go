@@ -64,6 +64,13 @@ func (p *slotPool) resize(n int) {
 	p.mu.Unlock()
 }
 
+// waiting is how many tasks wait for a slot.
+func (p *slotPool) waiting() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.wait)
+}
+
 func (p *slotPool) size() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
