@@ -96,7 +96,7 @@ func Open(dir string, log hclog.Logger) (*Store, error) {
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
 		WithValueLogFileSize(64 << 20).
-		WithValueThreshold(1 << 10).
+		WithValueThreshold(64 << 10).
 		WithNumCompactors(2).
 		WithSyncWrites(false)
 	db, err := badger.Open(opts)
