@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -559,5 +560,39 @@ func TestDurations(t *testing.T) {
 	got, ok, err := s.Durations("r1")
 	if err != nil || !ok || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Durations = %v %v %v, want %v", got, ok, err, want)
+	}
+}
+
+// A run's values (here its durations, 2 KB for 1,000 processors) stay in the
+// LSM tree: badger opens a value-log file per open and deletes it at the
+// next one only when it stayed empty, so a value in it per command made one
+// more file per command, each mapped at open and synced at close.
+func TestValueLogFilesDoNotPileUp(t *testing.T) {
+	dir := t.TempDir()
+	for i := range 10 {
+		st, err := store.Open(dir, hclog.NewNullLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := st.Batch()
+		b.PutDurations(id(t, i), make([]uint64, 1000)) // ~1 KB of varints
+		us := make([]uint64, 1000)
+		for j := range us {
+			us[j] = 1 << 14 // 3 bytes each: 3 KB
+		}
+		b.PutDurations(id(t, 100+i), us)
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) > 2 {
+		t.Errorf("%d value-log files after 10 opens, want at most 2: %v", len(files), files)
 	}
 }
