@@ -26,8 +26,7 @@ func LaunchBackend(cfg Config) (*Backend, error) {
 	if err != nil || len(sum) != 32 {
 		return nil, fmt.Errorf("launch executor backend %s: bad sha256 %q", cfg.Name, cfg.SHA256)
 	}
-	client := NewClient(cfg.Path, plugin.PluginSet{sdk.BackendPluginName: &backendPlugin{}}, sum, cfg.Logger)
-	raw, err := Dispense(client, cfg.Name, cfg.Path, cfg.SHA256, sdk.BackendPluginName)
+	raw, client, err := launch(cfg, sum, plugin.PluginSet{sdk.BackendPluginName: &backendPlugin{}}, sdk.BackendPluginName)
 	if err != nil {
 		return nil, err
 	}

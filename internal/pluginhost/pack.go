@@ -40,6 +40,9 @@ type Config struct {
 	SHA256 string
 	// Logger receives the plugin's logs.
 	Logger hclog.Logger
+	// VerifiedFile, when set, remembers binaries that passed their check,
+	// so that one unchanged since is not hashed again (verified.go).
+	VerifiedFile string
 }
 
 // Pack is a running pack plugin.
@@ -56,16 +59,35 @@ func Launch(cfg Config) (*Pack, error) {
 	if err != nil || len(sum) != sha256.Size {
 		return nil, fmt.Errorf("launch pack %s: bad sha256 %q", cfg.Name, cfg.SHA256)
 	}
-	client := NewClient(cfg.Path, plugin.PluginSet{sdk.PackPluginName: &packPlugin{}}, sum, cfg.Logger)
-	raw, err := Dispense(client, cfg.Name, cfg.Path, cfg.SHA256, sdk.PackPluginName)
+	raw, client, err := launch(cfg, sum, plugin.PluginSet{sdk.PackPluginName: &packPlugin{}}, sdk.PackPluginName)
 	if err != nil {
 		return nil, err
 	}
 	return &Pack{name: cfg.Name, client: client, rpc: raw.(wizrpc.ProcessorPackClient)}, nil
 }
 
+// launch starts a plugin and dispenses kind from it, checking its digest
+// unless cfg.VerifiedFile says the binary passed before, unchanged since.
+func launch(cfg Config, sum []byte, plugins plugin.PluginSet, kind string) (any, *plugin.Client, error) {
+	id, ok, known := verifiedBefore(cfg.VerifiedFile, cfg.Path, cfg.SHA256)
+	check := sum
+	if known {
+		check = nil
+	}
+	client := NewClient(cfg.Path, plugins, check, cfg.Logger)
+	raw, err := Dispense(client, cfg.Name, cfg.Path, cfg.SHA256, kind)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ok && !known {
+		recordVerified(cfg.VerifiedFile, cfg.Path, cfg.SHA256, id)
+	}
+	return raw, client, nil
+}
+
 // NewClient makes a go-plugin client for a wiz plugin binary serving plugins.
-// The process is put in its own process group and dies with its host.
+// The process is put in its own process group and dies with its host. The
+// binary's sha256 must be sum; nil: not checked.
 func NewClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.Logger) *plugin.Client {
 	c, _ := newClient(path, plugins, sum, logger, 0)
 	return c
@@ -80,12 +102,16 @@ func newClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.L
 	cmd := exec.Command(path)
 	cmd.Env = append(os.Environ(), "WIZ_LOG_LEVEL="+levelName(logger))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	var secure *plugin.SecureConfig
+	if sum != nil {
+		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
+	}
 	return plugin.NewClient(&plugin.ClientConfig{
 		StartTimeout:     start,
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: plugins},
 		Cmd:              cmd,
-		SecureConfig:     &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()},
+		SecureConfig:     secure,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger,
 		SyncStdout:       io.Discard,

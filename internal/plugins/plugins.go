@@ -413,7 +413,8 @@ func (r *Registry) liveBackend(bp *Plugin, name string) (*pluginhost.Backend, er
 		}
 		b.Kill() // reap it
 	}
-	b, err := pluginhost.LaunchBackend(pluginhost.Config{Name: bp.Name + "@" + bp.Version, Path: bp.Path, SHA256: bp.SHA256, Logger: r.log.Named(name)})
+	b, err := pluginhost.LaunchBackend(pluginhost.Config{Name: bp.Name + "@" + bp.Version, Path: bp.Path, SHA256: bp.SHA256, Logger: r.log.Named(name),
+		VerifiedFile: filepath.Join(r.home, "cache", "verified.json")})
 	if err != nil {
 		return nil, err
 	}
