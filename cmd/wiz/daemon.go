@@ -91,11 +91,13 @@ func (c *DaemonCmd) Run(env *Env) error {
 		sockSrv.Drain()
 		stop()
 	}()
-	return daemon.Run(ctx, daemon.Config{
+	err = daemon.Run(ctx, daemon.Config{
 		Listen: c.Listen, DataDir: dir, CertFile: c.TLSCert, KeyFile: c.TLSKey, AdminToken: admin,
 		Grace: c.Grace, Manager: m, Store: st, Logger: log.Named("daemon"), Out: os.Stdout,
 		Ready: func(addr string) { fmt.Printf("wiz daemon: listening on %s\n", addr) },
 	})
+	m.WaitExecutors() // before the backends stop (Env.Close)
+	return err
 }
 
 func trimSpace(b []byte) []byte {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -207,13 +208,24 @@ func (e *Env) Close() {
 		os.Remove(e.sock)
 		e.grpcSrv = nil
 	}
-	if e.store != nil {
-		if err := e.store.Close(); err != nil {
-			fmt.Fprintf(os.Stderr, "wiz: close store: %v\n", err)
-		}
+	// The store closes while the runs' executors are torn down; the
+	// backends that serve them stop after.
+	var closing sync.WaitGroup
+	if st := e.store; st != nil {
+		closing.Add(1)
+		go func() {
+			defer closing.Done()
+			if err := st.Close(); err != nil {
+				fmt.Fprintf(os.Stderr, "wiz: close store: %v\n", err)
+			}
+		}()
 		e.store = nil
 	}
-	if e.registry != nil {
-		e.registry.Close() // runs are over: their executors are torn down
+	if e.mgr != nil {
+		e.mgr.WaitExecutors()
 	}
+	if e.registry != nil {
+		e.registry.Close() // runs are over and their executors torn down
+	}
+	closing.Wait()
 }

@@ -74,6 +74,8 @@ type Manager struct {
 	parsedMu sync.Mutex
 	parsed   map[string]*pipeline.Pipeline // by file name and source digest
 
+	teardowns sync.WaitGroup // ended runs' executors being closed (tearDown)
+
 	// gcMu is held for reading by runs and uploads, which may write blobs no
 	// record names yet; gc sweeps blobs only when it can take it.
 	gcMu sync.RWMutex

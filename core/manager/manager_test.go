@@ -224,7 +224,9 @@ func newManager(tb testing.TB, slots int) (*manager.Manager, *backends) {
 		tb.Fatal(err)
 	}
 	b := &backends{slots: slots, tries: map[string]int{}}
-	return manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: catalog{}, Backends: b}), b
+	m := manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: catalog{}, Backends: b})
+	tb.Cleanup(m.WaitExecutors) // before the store closes (cleanups run last first)
+	return m, b
 }
 
 func states(t *testing.T, m *manager.Manager, id string) string {

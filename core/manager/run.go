@@ -462,7 +462,7 @@ func (r *run) loop(ctx context.Context) error {
 		slots += ex.Slots()
 		r.m.log.Debug("executor ready", "executor", ex.Name(), "slots", ex.Slots())
 	}
-	defer r.closeExecutors()
+	defer r.m.tearDown(r)
 	// With one executor the loop reads its events itself: a forwarding
 	// goroutine would cost a wake-up per event.
 	var evc <-chan *TaskEvent = events
@@ -944,6 +944,22 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 	r.notify(Update{Run: r.rec})
 	return nil
 }
+
+// tearDown closes an ended run's executors in the background, so that the
+// run's caller has its result without waiting for them: a CLI closes its
+// store meanwhile. WaitExecutors waits for every teardown.
+func (m *Manager) tearDown(r *run) {
+	m.teardowns.Add(1)
+	go func() {
+		defer m.teardowns.Done()
+		r.closeExecutors()
+	}()
+}
+
+// WaitExecutors waits until the executors of every ended run are torn down
+// (and what a dead executor left behind is killed). Call it before stopping
+// the executor backends.
+func (m *Manager) WaitExecutors() { m.teardowns.Wait() }
 
 func (r *run) closeExecutors() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
