@@ -39,3 +39,26 @@ func TestSetGC(t *testing.T) {
 		}
 	}
 }
+
+// `wiz run` of a small pipeline file collects at smallRunGC; a large file,
+// a stored pipeline (size 0) or GOGC keeps the Manager's setting.
+func TestLoosenGC(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(50))
+	for _, tc := range []struct {
+		size int
+		gogc string
+		want int
+	}{
+		{10 << 10, "", smallRunGC},
+		{smallPipeline, "", 50},
+		{0, "", 50},
+		{10 << 10, "50", 50},
+	} {
+		t.Setenv("GOGC", tc.gogc)
+		debug.SetGCPercent(50)
+		loosenGC(tc.size)
+		if got := debug.SetGCPercent(50); got != tc.want {
+			t.Errorf("loosenGC(%d) with GOGC=%q: GC percent %d, want %d", tc.size, tc.gogc, got, tc.want)
+		}
+	}
+}

@@ -37,6 +37,7 @@ func (c *RunCmd) Run(env *Env) error {
 	} else if !errors.Is(err, fs.ErrNotExist) || strings.ContainsAny(c.Pipeline, "/.") {
 		return usageError{fmt.Errorf("read pipeline file: %w", err)}
 	}
+	loosenGC(len(req.Source))
 	m, err := env.Client()
 	if err != nil {
 		return err
