@@ -89,7 +89,7 @@ type Store struct {
 func Open(dir string, log hclog.Logger) (*Store, error) {
 	opts := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{log}).
-		WithMemTableSize(8 << 20).
+		WithMemTableSize(2 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(8).
 		WithNumLevelZeroTablesStall(16).
