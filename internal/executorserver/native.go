@@ -321,7 +321,15 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	if stdinR != nil {
 		stdinR.Close()
 	}
-	defer s.recordGroup(t.RunId, pid)()
+	// The task's process group is recorded (recordGroup) once it has run
+	// for startedDelay, with its output streaming: a program that ends
+	// sooner has its group killed by this function within microseconds, and
+	// two journal writes per task were 4% of the executor's CPU on short
+	// tasks. An executor killed within a task's first startedDelay leaves
+	// that group unrecorded; the program itself dies with the executor
+	// (parent-death signal), what it started in its group is not killed.
+	unrecord := func() {}
+	defer func() { unrecord() }()
 	copied := make(chan struct{}, 3)
 	copies := 0 // goroutines that send on copied
 	copyOut := func() {
@@ -345,6 +353,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		s.workers.do(func() { se.scan(f); copied <- struct{}{} })
 	}
 	st := &streamer{begin: func() {
+		unrecord = s.recordGroup(t.RunId, pid)
 		copyOut()
 		copyErr()
 		copies += 2
