@@ -396,7 +396,11 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	if !st.end() {
 		// It ended before its output was streamed: read what it left. A pipe
 		// something outside its group still holds is copied as it comes, as
-		// when streaming, with the same bound on the wait.
+		// when streaming, with the same bound on the wait. Its logs are sent
+		// without a Started first: the Manager dates the start from the
+		// Finished's run time, where a Started sent now would date it after
+		// the end.
+		ls.finish()
 		buf := copyBufs.Get().(*[]byte)
 		_, err := io.CopyBuffer(outw, struct{ io.Reader }{pipes[0]}, *buf)
 		copyBufs.Put(buf)
