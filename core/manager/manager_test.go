@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -30,6 +31,7 @@ func (catalog) Lookup(typ string) (*pipeline.TypeSpec, bool) {
 	return &pipeline.TypeSpec{Type: "t/run", Fields: []pipeline.FieldSpec{
 		{Name: "fail", Type: "int"}, {Name: "flaky", Type: "int"}, {Name: "sleep", Type: "duration"},
 		{Name: "waitfor", Type: "string"}, {Name: "ms", Type: "int"}, {Name: "short", Type: "bool"},
+		{Name: "logs", Type: "int"},
 	}}, true
 }
 func (catalog) Types() []string { return []string{"t/run"} }
@@ -177,9 +179,17 @@ func (e *fakeExec) Submit(t *manager.Task) error {
 				return
 			}
 		}
-		var ms struct{ MS int }
+		var ms struct{ MS, Logs int }
 		if json.Unmarshal(t.Config, &ms) == nil && ms.MS > 0 {
 			time.Sleep(time.Duration(ms.MS) * time.Millisecond)
+		}
+		if ms.Logs > 0 { // a chatty task: that many log events, then its end
+			for i := 0; i < ms.Logs; i++ {
+				e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventLog, Stream: "stderr", Data: []byte("line\n")}
+			}
+			e.b.mu.Lock()
+			e.b.order = append(e.b.order, t.Processor+":end")
+			e.b.mu.Unlock()
 		}
 		if strings.Contains(cfg, `"fail":3`) {
 			e.events <- &manager.TaskEvent{TaskID: t.ID, Kind: manager.EventFinished, Outcome: manager.OutcomeFailed, Code: 3, Started: true, Message: "exited with code 3"}
@@ -314,6 +324,29 @@ processors:
 	}
 	if got, want := states(t, m, r.Id), "a=SUCCEEDED unsendable=FAILED c=IDLE"; got != want {
 		t.Errorf("states = %s, want %s", got, want)
+	}
+}
+
+// A stream of events (a chatty task's logs) does not hold back the tasks
+// that other events free: a run sends its held tasks after a bounded number
+// of events handled in a row.
+func TestBatchedSubmitUnderLogFlood(t *testing.T) {
+	t.Parallel()
+	m, b := newManager(t, 2)
+	b.batch = true
+	src := `name: flood
+processors:
+  chatty: {uses: t/run, with: {logs: 80000}} # more than the fake's 65,536-event buffer
+  a: {uses: t/run}
+  next: {uses: t/run, after: [a]}
+`
+	r, err := m.Run(context.Background(), manager.RunRequest{File: "p.yaml", Source: []byte(src)}, nil)
+	if err != nil || r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
+		t.Fatalf("run: %v %v", r.GetState(), err)
+	}
+	at := func(name string) int { return slices.Index(b.order, name) }
+	if at("next") < 0 || at("chatty:end") < 0 || at("next") > at("chatty:end") {
+		t.Errorf("order %v: next started after chatty's logs ended, want it sent while they flowed", b.order)
 	}
 }
 

@@ -499,6 +499,7 @@ func (r *run) loop(ctx context.Context) error {
 	r.retryCh = make(chan int, n)
 
 	cancelled := false
+	drained := 0 // events handled since the executors' held tasks were sent
 	if r.act(r.sched.Start()) {
 		return r.finish(r.sched.Result(), r.reason)
 	}
@@ -514,18 +515,24 @@ func (r *run) loop(ctx context.Context) error {
 		}
 		// Events already here are handled before the tasks they free are
 		// sent (Batcher): a burst of ends is answered by one burst of tasks.
-		select {
-		case ev, ok := <-evc:
-			if !ok { // the executor is gone: its client failed its tasks before closing
-				evc = nil
+		// At most drainMax in a row, so that a stream of events (a task's
+		// logs) delays neither the sends nor the other cases below.
+		if drained < drainMax {
+			select {
+			case ev, ok := <-evc:
+				drained++
+				if !ok { // the executor is gone: its client failed its tasks before closing
+					evc = nil
+					continue
+				}
+				if r.handle(ev) || r.over {
+					return r.finish(r.sched.Result(), r.reason)
+				}
 				continue
+			default:
 			}
-			if r.handle(ev) || r.over {
-				return r.finish(r.sched.Result(), r.reason)
-			}
-			continue
-		default:
 		}
+		drained = 0
 		if r.sendHeld() {
 			if r.over {
 				return r.finish(r.sched.Result(), r.reason)
@@ -576,6 +583,10 @@ func (r *run) loop(ctx context.Context) error {
 		}
 	}
 }
+
+// drainMax bounds how many received events a run handles before it sends
+// the tasks they freed (loop).
+const drainMax = 64
 
 // sendHeld sends the tasks the run's executors hold (Batcher). It reports
 // whether some could not be sent: those are failed, which may free more
