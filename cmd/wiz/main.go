@@ -107,7 +107,8 @@ func setGC(command string) {
 // smallPipeline is the size under which a pipeline file's run is small
 // enough (up to ~2,500 processors) that `wiz run` collects garbage at
 // smallRunGC: at 50% the collector's cycles cost a 1,000-processor run more
-// CPU than the few MiB they saved were worth (bench/: 2% of the run's wall).
+// CPU than the few MiB they saved were worth (~1% of the run's wall in
+// alternating runs).
 const (
 	smallPipeline = 256 << 10
 	smallRunGC    = 200

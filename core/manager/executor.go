@@ -96,7 +96,8 @@ type Executor interface {
 	Local() bool
 	// Resize changes how many tasks the executor runs at once.
 	Resize(slots int) error
-	// Submit sends a task; it may be queued at the executor until a slot frees.
+	// Submit sends a task, or holds it until Flush when the Executor is a
+	// Batcher; it may be queued at the executor until a slot frees.
 	Submit(t *Task) error
 	// Cancel asks the executor to cancel a task.
 	Cancel(taskID, reason string) error

@@ -854,9 +854,6 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 	return r.act(r.sched.Finished(i, scheduler.Failed))
 }
 
-// flush starts committing the staged writes in the background when no commit
-// is running; with final it waits for the running one and commits the rest.
-// Too many staged writes make it wait too, so memory stays bounded.
 // commitDue is the channel that says the next commit may start; nil (never
 // ready) when no commit waits.
 func (r *run) commitDue() <-chan time.Time {
@@ -866,6 +863,10 @@ func (r *run) commitDue() <-chan time.Time {
 	return r.wtimer.C
 }
 
+// flush starts committing the staged writes in the background when no commit
+// is running and commitGap has passed since the last one started; with final
+// it waits for the running one and commits the rest. Too many staged writes
+// make it wait too, so memory stays bounded.
 func (r *run) flush(final bool) {
 	if r.wbusy && (final || r.batch.Len() >= flushEvery*16) {
 		if err := <-r.wdone; err != nil && r.werr == nil {
