@@ -1,7 +1,9 @@
 package executorserver
 
 import (
+	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -121,8 +123,12 @@ func TestNativeTaskOutputHeldByEscapedChild(t *testing.T) {
 	startedDelay = time.Hour
 	t.Cleanup(func() { startedDelay = old }) // after the executor's own cleanup
 	c, ref := benchExecutor(t, true)
-	task := &manager.Task{ID: "escaped", Native: true, RunID: "testrun", Processor: "escaped", Type: "std/exec", Pack: ref,
-		Config: []byte(`{"command":["/bin/sh","-c","echo first; setsid /bin/sh -c 'sleep 0.5; echo second' & sleep 0.1"]}`)}
+	// The program ends once its child has left its process group (the
+	// marker), so that killing the group does not reach the child.
+	marker := filepath.Join(t.TempDir(), "escaped")
+	script := fmt.Sprintf(`echo first; setsid /bin/sh -c 'touch %[1]s; sleep 0.5; echo second' & while [ ! -e %[1]s ]; do sleep 0.01; done`, marker)
+	cfg, _ := json.Marshal(map[string]any{"command": []string{"/bin/sh", "-c", script}})
+	task := &manager.Task{ID: "escaped", Native: true, RunID: "testrun", Processor: "escaped", Type: "std/exec", Pack: ref, Config: cfg}
 	start := time.Now()
 	evs := events(t, c, task)
 	f := evs[len(evs)-1]
