@@ -274,7 +274,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		fail(msg, false)
 	}
 	if stdin != nil {
-		r, w, err := childPipe(false)
+		r, w, err := stdinPipe()
 		if err != nil {
 			abort(fmt.Sprintf("pipe: %v", err))
 			return
@@ -547,21 +547,16 @@ const (
 	wNowait       = 0x01000000 // WNOWAIT: leave the child to be reaped by Wait
 )
 
-// childPipe makes a pipe whose one end goes to a child process: that end is
-// a plain blocking file, never registered with Go's poller (the child is
-// what reads or writes it); the executor's end is non-blocking and polled.
-// parentReads says which end is the executor's: the read end (the child's
-// stdout or stderr) or the write end (its stdin).
-func childPipe(parentReads bool) (r, w *os.File, err error) {
+// stdinPipe makes the pipe of a program's stdin: the read end is the
+// child's, a plain blocking file never registered with Go's poller; the
+// write end is the executor's, non-blocking and polled. (stdout and stderr:
+// newOutPipe.)
+func stdinPipe() (r, w *os.File, err error) {
 	var p [2]int
 	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
 		return nil, nil, err
 	}
-	mine := p[1]
-	if parentReads {
-		mine = p[0]
-	}
-	if err := syscall.SetNonblock(mine, true); err != nil {
+	if err := syscall.SetNonblock(p[1], true); err != nil {
 		syscall.Close(p[0])
 		syscall.Close(p[1])
 		return nil, nil, err
