@@ -31,12 +31,12 @@ func (c *RunCmd) Run(env *Env) error {
 		return err
 	}
 	req := manager.RunRequest{Pipeline: c.Pipeline, Inputs: inputs, From: c.From}
-	env.prewarm()
 	if src, err := os.ReadFile(c.Pipeline); err == nil {
 		req.File, req.Source = c.Pipeline, src
 	} else if !errors.Is(err, fs.ErrNotExist) || strings.ContainsAny(c.Pipeline, "/.") {
 		return usageError{fmt.Errorf("read pipeline file: %w", err)}
 	}
+	env.prewarm()
 	loosenGC(len(req.Source))
 	m, err := env.Client()
 	if err != nil {
