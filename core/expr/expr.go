@@ -382,4 +382,3 @@ func (p *Program) EvalNative(v *Vars) (any, error) {
 	}
 	return n, nil
 }
-
