@@ -1,13 +1,27 @@
 // Package scheduler is wiz's DAG scheduler as a deterministic state machine.
-// It does no I/O: the host feeds it events (a task started, a task finished,
-// cancel) and carries out the actions it returns (dispatch, cancel, done).
-// Nodes are numbered 0..n-1.
+// It does no I/O and reads no clock: the host feeds it events (a task ended,
+// a condition's verdict, the logical time, a cancel) and carries out the
+// actions it returns (dispatch, cancel, evaluate a condition, skip, wake me
+// at T, done). Every run rule is a transition here: dependencies and their
+// outcomes, conditions, the failure rule and fail_fast, retries and their
+// backoff, the run's timeout, and finally. Nodes are numbered 0..n-1.
 //
-// The v1.0 failure rule: a fatal error in any processor fails the run; tasks
-// in flight are cancelled; never-started ones stay Idle. A processor marked
-// warn-only turns its failure into a warning: the run goes on without the
-// processors downstream of it, which stay Idle.
+// The failure rule: a fatal error in any processor fails the run; with
+// FailFast the tasks in flight are cancelled and never-started processors
+// stay Idle; without it every processor not downstream of the failure still
+// runs. A warn-only processor's failure (on_error: warn, or handled by an
+// after: {NAME: failed|ended} entry) is not fatal: the run goes on.
+//
+// A processor whose dependencies have all ended runs when each of its edges
+// allows how its upstream ended (Allow) and its condition (Cond) holds;
+// otherwise it is skipped, which its successors see in turn.
 package scheduler
+
+import (
+	"math"
+	"math/rand/v2"
+	"time"
+)
 
 // Outcome is how a task ended.
 type Outcome uint8
@@ -21,22 +35,99 @@ const (
 	Cancelled
 )
 
+// End is how a task's attempt ended, with what the retry rule needs.
+type End struct {
+	Outcome Outcome
+	// Code is the program's exit code; HasCode says there was one (not a
+	// timeout, a signal or an output limit).
+	Code    int
+	HasCode bool
+	// Lost: the executor was lost; it is retried whatever ExitCodes say.
+	Lost bool
+	// NoRetry: the same attempt would fail the same way (a problem the
+	// Manager found before running it).
+	NoRetry bool
+}
+
 // ActionKind says what the host must do.
 type ActionKind uint8
 
 const (
 	// Dispatch: send node's task to an executor.
 	Dispatch ActionKind = iota + 1
-	// CancelTask: cancel node's task, which is in flight.
+	// CancelTask: cancel node's task, which is in flight or waits to be
+	// retried; the host reports its end with Ended (Cancelled).
 	CancelTask
 	// Done: the run is over; Result says how.
 	Done
+	// Evaluate: evaluate node's condition and report it with Evaluated.
+	Evaluate
+	// Skip: node will not run; Cause and CauseState say which upstream
+	// processor and how it ended (Cause is -1 for a false condition).
+	Skip
+	// Retrying: node's attempt failed and will be dispatched again at At.
+	Retrying
+	// Wake: call Advance when the logical time reaches At.
+	Wake
+	// TimedOut: the run's timeout passed; what is in flight is cancelled.
+	TimedOut
+	// Finally: every main processor has ended; the finally processors start.
+	Finally
 )
+
+// State is how a node ended, as its successors see it.
+type State uint8
+
+const (
+	// NotRun: never started (the run failed or was cancelled first).
+	NotRun State = iota
+	// StateSucceeded: it succeeded.
+	StateSucceeded
+	// StateFailed: it failed.
+	StateFailed
+	// StateSkipped: it was skipped.
+	StateSkipped
+)
+
+// Allow is a set of upstream end states an edge lets its successor run after.
+type Allow uint8
+
+// Allow bits.
+const (
+	AllowSucceeded Allow = 1 << iota
+	AllowFailed
+	AllowSkipped
+	AllowNotRun
+	// AllowData is a data edge: the upstream's output is needed.
+	AllowData = AllowSucceeded
+	// AllowAfter is a plain after: entry.
+	AllowAfter = AllowSucceeded | AllowSkipped
+	// AllowEnded is after: {NAME: ended}.
+	AllowEnded = AllowSucceeded | AllowFailed | AllowSkipped | AllowNotRun
+)
+
+func (a Allow) allows(s State) bool {
+	switch s {
+	case StateSucceeded:
+		return a&AllowSucceeded != 0
+	case StateFailed:
+		return a&AllowFailed != 0
+	case StateSkipped:
+		return a&AllowSkipped != 0
+	}
+	return a&AllowNotRun != 0
+}
 
 // Action is one thing for the host to do.
 type Action struct {
 	Kind ActionKind
 	Node int
+	// Cause and CauseState: for Skip, the upstream node that made it skip
+	// and how it ended; Cause is -1 when the condition was false.
+	Cause      int
+	CauseState State
+	// At is the logical time of a Retry's next attempt or of a Wake.
+	At time.Duration
 }
 
 // Result is how a run ended.
@@ -47,18 +138,51 @@ const (
 	Running Result = iota
 	// RunSucceeded: every processor that could run succeeded.
 	RunSucceeded
-	// RunFailed: a fatal error or a cancel.
+	// RunFailed: a fatal error, a timeout or a cancel.
 	RunFailed
 )
+
+// Verdict is a condition's value, as the host reports it.
+type Verdict uint8
+
+const (
+	// Run: the condition holds.
+	Run Verdict = iota + 1
+	// SkipIt: the condition is false.
+	SkipIt
+	// Error: the condition could not be evaluated; the node fails.
+	Error
+)
+
+// Retry is a node's retry policy.
+type Retry struct {
+	// Limit counts retries: at most Limit+1 attempts.
+	Limit int
+	// The wait before retry n (from 1) is min(Backoff·Factorⁿ⁻¹,
+	// MaxBackoff) × (1 ± Jitter·U), U uniform in [0, 1).
+	Backoff    time.Duration
+	Factor     float64
+	MaxBackoff time.Duration
+	Jitter     float64
+	// MaxDuration: no retry starts later than this after the first
+	// attempt's dispatch; 0: no bound.
+	MaxDuration time.Duration
+	// ExitCodes, when not empty, retries only these exit codes.
+	ExitCodes []int
+}
 
 type nodeState uint8
 
 const (
-	idle nodeState = iota
-	inFlight
+	idle       nodeState = iota // waiting for its dependencies
+	evaluating                  // its condition is being evaluated
+	ready                       // in the ready queue
+	inFlight                    // dispatched, not ended
+	retrying                    // waiting for its next attempt
 	succeeded
 	failed
-	blocked // downstream of a warn-only failure
+	skipped
+	notRun // ended without running: cancelled before it started
 )
 
 // Spec describes a DAG to schedule.
@@ -67,11 +191,30 @@ type Spec struct {
 	N int
 	// Edges are (from, to): to waits for from.
 	Edges [][2]int
+	// Allow holds, per edge, the upstream end states that let the edge's
+	// successor run. Nil: AllowData for every edge.
+	Allow []Allow
 	// Priority orders ready nodes: higher first (e.g. the longest remaining
 	// path). Nil: all equal, lower node numbers first.
 	Priority []int
 	// WarnOnly marks nodes whose failure is only a warning.
 	WarnOnly []bool
+	// Cond marks nodes with a condition, evaluated (Evaluate) once their
+	// dependencies have ended and allow them to run.
+	Cond []bool
+	// Retry holds each node's retry policy; nil: none.
+	Retry []Retry
+	// Finally marks the finally nodes: they start once every other node has
+	// ended or will not run, whatever the run's outcome.
+	Finally []bool
+	// KeepGoing (fail_fast: false): a fatal failure cancels nothing; only
+	// the failure's downstream is skipped, and the run fails once everything
+	// else has ended. False: the default rule, fail fast.
+	KeepGoing bool
+	// Timeout bounds the run from Start; 0: none.
+	Timeout time.Duration
+	// Seed seeds the jitter of retries.
+	Seed uint64
 	// Window is how many tasks may be in flight (dispatched and not finished)
 	// at once; executors run fewer when they have fewer slots. 0: unlimited;
 	// Hold: none until SetWindow.
@@ -84,128 +227,333 @@ type Spec struct {
 // Scheduler schedules one run. It is not safe for concurrent use: one
 // goroutine owns a run.
 type Scheduler struct {
-	// Successors of node n are succ[succOff[n]:succOff[n+1]] (one flat
-	// array: no allocation per node).
-	succOff  []int
-	succ     []int
-	indeg    []int
-	state    []nodeState
-	prio     []int
-	warnOnly []bool
+	spec Spec
+	// Successors of node n are succ[succOff[n]:succOff[n+1]], and the Allow
+	// of that edge allow[succOff[n]+i] (flat arrays: no allocation per node).
+	succOff []int
+	succ    []int
+	allow   []Allow
+	indeg   []int
+	state   []nodeState
+	// doom is the first upstream that forbids the node to run, +1 (0: none).
+	doom     []int32
+	attempts []int
+	first    []time.Duration // dispatch time of the first attempt
+	due      []time.Duration // when a retrying node is dispatched again
 	window   int
 	ready    readyHeap
 	inflight int
-	open     int // nodes not yet finished or blocked
-	failing  bool
-	done     bool
-	result   Result
-	warned   int
-	acts     []Action
+	waiting  int // nodes retrying
+	evals    int // nodes evaluating
+	open     int // main nodes not yet ended
+	fopen    int // finally nodes not yet ended
+	now      time.Duration
+	woken    time.Duration // the At of the last Wake, or -1
+	rng      *rand.Rand
+
+	failing   bool // nothing new starts in this phase
+	fatal     bool // the run will fail
+	cancels   int
+	timedOut  bool
+	inFinally bool
+	done      bool
+	result    Result
+	warned    int
+	acts      []Action
 }
 
 // New makes a scheduler for spec. Edges must form a DAG.
 func New(spec Spec) *Scheduler {
+	n := spec.N
 	s := &Scheduler{
-		succOff:  make([]int, spec.N+1),
+		spec:     spec,
+		succOff:  make([]int, n+1),
 		succ:     make([]int, len(spec.Edges)),
-		indeg:    make([]int, spec.N),
-		state:    make([]nodeState, spec.N),
-		prio:     spec.Priority,
-		warnOnly: spec.WarnOnly,
+		allow:    make([]Allow, len(spec.Edges)),
+		indeg:    make([]int, n),
+		state:    make([]nodeState, n),
+		doom:     make([]int32, n),
+		attempts: make([]int, n),
 		window:   spec.Window,
-		open:     spec.N,
+		woken:    -1,
+	}
+	if spec.Retry != nil {
+		s.first = make([]time.Duration, n)
+		s.due = make([]time.Duration, n)
+		s.rng = rand.New(rand.NewPCG(spec.Seed, spec.Seed^0x9e3779b97f4a7c15))
 	}
 	for _, e := range spec.Edges {
 		s.succOff[e[0]+1]++
 		s.indeg[e[1]]++
 	}
-	for i := 0; i < spec.N; i++ {
+	for i := 0; i < n; i++ {
 		s.succOff[i+1] += s.succOff[i]
 	}
-	fill := append([]int(nil), s.succOff[:spec.N]...)
-	for _, e := range spec.Edges {
+	fill := append([]int(nil), s.succOff[:n]...)
+	for k, e := range spec.Edges {
 		s.succ[fill[e[0]]] = e[1]
+		s.allow[fill[e[0]]] = AllowData
+		if spec.Allow != nil {
+			s.allow[fill[e[0]]] = spec.Allow[k]
+		}
 		fill[e[0]]++
 	}
-	s.ready.prio = s.prio
-	for i := 0; i < spec.N; i++ {
-		if spec.Done != nil && spec.Done[i] {
-			s.state[i] = succeeded
-			s.open--
-			for _, n := range s.successors(i) {
-				s.indeg[n]--
-			}
+	s.ready.prio = spec.Priority
+	for i := 0; i < n; i++ {
+		if s.isFinally(i) {
+			s.fopen++
+		} else {
+			s.open++
 		}
 	}
-	for i := 0; i < spec.N; i++ {
-		if s.indeg[i] == 0 && s.state[i] == idle {
-			s.ready.nodes = append(s.ready.nodes, i)
-		}
-	}
-	s.ready.init()
 	return s
 }
 
-// successors returns node's successors.
-func (s *Scheduler) successors(node int) []int {
-	return s.succ[s.succOff[node]:s.succOff[node+1]]
+func (s *Scheduler) isFinally(n int) bool { return s.spec.Finally != nil && s.spec.Finally[n] }
+func (s *Scheduler) warnOnly(n int) bool  { return s.spec.WarnOnly != nil && s.spec.WarnOnly[n] }
+
+// successors returns node's successors and the Allow of each edge.
+func (s *Scheduler) successors(node int) ([]int, []Allow) {
+	lo, hi := s.succOff[node], s.succOff[node+1]
+	return s.succ[lo:hi], s.allow[lo:hi]
 }
 
-// Start returns the first actions.
+// Start returns the first actions. The logical time is 0.
 func (s *Scheduler) Start() []Action {
 	s.acts = s.acts[:0]
-	s.fill()
-	s.checkDone()
-	return s.acts
-}
-
-// Finished records that node's task ended and returns what to do next. The
-// returned slice is reused by the next call.
-func (s *Scheduler) Finished(node int, o Outcome) []Action {
-	s.acts = s.acts[:0]
-	if s.state[node] != inFlight {
-		return s.acts
-	}
-	s.inflight--
-	switch o {
-	case Succeeded:
-		s.state[node] = succeeded
-		s.open--
-		for _, n := range s.successors(node) {
-			s.indeg[n]--
-			if s.indeg[n] == 0 && s.state[n] == idle {
-				s.ready.push(n)
+	// Reused nodes first: they count as Succeeded for their successors. All
+	// are marked before any successor is decided, as one may be reused too.
+	if s.spec.Done != nil {
+		for i, d := range s.spec.Done {
+			if d {
+				s.state[i] = succeeded
 			}
 		}
-	default: // Failed, or an outcome this version does not know: a failure
-		s.state[node] = failed
-		s.open--
-		switch {
-		case s.failing:
-			// Already failing: the tasks in flight were cancelled then.
-		case s.warnOnly != nil && s.warnOnly[node]:
-			s.warned++
-			s.block(node)
-		default:
-			s.fail()
-		}
-	case Cancelled:
-		// Cancelled before or while running: only a cancel does that, so the run is failing.
-		s.state[node] = idle
-		s.open--
-		if !s.failing {
-			s.fail()
+		for i, d := range s.spec.Done {
+			if d {
+				s.end(i, succeeded)
+			}
 		}
 	}
-	if !s.failing {
-		s.fill()
+	for i := 0; i < s.spec.N; i++ {
+		if s.indeg[i] == 0 && s.state[i] == idle && !s.isFinally(i) {
+			s.decide(i)
+		}
 	}
-	s.checkDone()
+	if s.spec.Timeout > 0 {
+		s.wake()
+	}
+	s.step()
 	return s.acts
 }
 
-// Hold is a window that dispatches nothing: the run waits for capacity.
-const Hold = -1
+// Finished records that node's task ended with outcome o; it is Ended
+// without an exit code.
+func (s *Scheduler) Finished(node int, o Outcome) []Action {
+	return s.Ended(node, End{Outcome: o})
+}
+
+// Ended records how node's attempt ended and returns what to do next. The
+// returned slice is reused by the next call.
+func (s *Scheduler) Ended(node int, e End) []Action {
+	s.acts = s.acts[:0]
+	st := s.state[node]
+	if st != inFlight && st != retrying {
+		return s.acts
+	}
+	if st == inFlight {
+		s.inflight--
+	} else {
+		s.waiting--
+	}
+	switch e.Outcome {
+	case Succeeded:
+		s.end(node, succeeded)
+	case Cancelled:
+		// Cancelled before or while running: only a cancel does that, so
+		// the phase is failing.
+		s.end(node, notRun)
+		if !s.failing {
+			s.fatal = true
+			s.failing = true
+			s.cancelAll()
+		}
+	default: // Failed, or an outcome this version does not know: a failure
+		if s.retry(node, e) {
+			break
+		}
+		s.state[node] = failed
+		s.failed(node) // before end: under fail-fast, its successors stay Idle
+		s.end(node, failed)
+	}
+	s.step()
+	return s.acts
+}
+
+// failed applies the failure rule to node, which ended Failed.
+func (s *Scheduler) failed(node int) {
+	switch {
+	case s.failing:
+		// Already failing: the tasks in flight were cancelled then.
+	case s.warnOnly(node):
+		s.warned++
+	default:
+		s.fatal = true
+		if !s.spec.KeepGoing || s.inFinally {
+			s.failing = true
+			s.cancelAll()
+		}
+	}
+}
+
+// retry decides whether node's failed attempt is retried, and if so
+// schedules the retry.
+func (s *Scheduler) retry(node int, e End) bool {
+	if s.spec.Retry == nil || s.failing || e.NoRetry {
+		return false
+	}
+	r := s.spec.Retry[node]
+	n := s.attempts[node] // retry number n follows attempt n
+	if n > r.Limit {
+		return false
+	}
+	if len(r.ExitCodes) > 0 && !e.Lost {
+		ok := false
+		for _, c := range r.ExitCodes {
+			ok = ok || e.HasCode && c == e.Code
+		}
+		if !ok {
+			return false
+		}
+	}
+	if r.MaxDuration > 0 && s.now-s.first[node] >= r.MaxDuration {
+		return false
+	}
+	wait := float64(r.Backoff) * math.Pow(max(r.Factor, 1), float64(n-1))
+	if r.MaxBackoff > 0 {
+		wait = min(wait, float64(r.MaxBackoff))
+	}
+	if r.Jitter > 0 {
+		wait *= 1 + r.Jitter*(2*s.rng.Float64()-1)
+	}
+	at := s.now + time.Duration(wait)
+	if r.MaxDuration > 0 && at-s.first[node] > r.MaxDuration {
+		return false
+	}
+	s.state[node] = retrying
+	s.waiting++
+	s.due[node] = at
+	s.acts = append(s.acts, Action{Kind: Retrying, Node: node, At: at})
+	return true
+}
+
+// Evaluated reports node's condition.
+func (s *Scheduler) Evaluated(node int, v Verdict) []Action {
+	s.acts = s.acts[:0]
+	if s.state[node] != evaluating {
+		return s.acts
+	}
+	s.evals--
+	switch {
+	case s.failing:
+		s.end(node, notRun)
+	case v == Run:
+		s.state[node] = ready
+		s.ready.push(node)
+	case v == SkipIt:
+		s.skip(node, -1, NotRun)
+	default:
+		s.state[node] = failed
+		s.failed(node)
+		s.end(node, failed)
+	}
+	s.step()
+	return s.acts
+}
+
+// Advance sets the logical time, since Start, and returns what is due: the
+// retries whose wait has passed, and the run's timeout.
+func (s *Scheduler) Advance(now time.Duration) []Action {
+	s.acts = s.acts[:0]
+	if now > s.now {
+		s.now = now
+	}
+	if s.done {
+		return s.acts
+	}
+	if s.woken >= 0 && s.woken <= s.now {
+		s.woken = -1
+	}
+	if s.spec.Timeout > 0 && s.now >= s.spec.Timeout && !s.timedOut {
+		s.timedOut = true
+		s.fatal = true
+		s.acts = append(s.acts, Action{Kind: TimedOut})
+		if !s.failing {
+			s.failing = true
+			s.cancelAll()
+		}
+	}
+	if s.waiting > 0 && !s.failing {
+		for i, st := range s.state {
+			if st == retrying && s.due[i] <= s.now {
+				s.waiting--
+				s.state[i] = ready
+				s.ready.push(i)
+			}
+		}
+	}
+	s.step()
+	return s.acts
+}
+
+// Cancel fails the run: tasks in flight are cancelled, nothing new starts.
+// The finally processors still run; a second Cancel cancels them too, or
+// skips them when they have not started.
+func (s *Scheduler) Cancel() []Action {
+	s.acts = s.acts[:0]
+	if s.done {
+		return s.acts
+	}
+	s.cancels++
+	s.fatal = true
+	if !s.failing || s.cancels > 1 && s.inFinally {
+		s.failing = true
+		s.cancelAll()
+	}
+	s.step()
+	return s.acts
+}
+
+// Now returns the logical time.
+func (s *Scheduler) Now() time.Duration { return s.now }
+
+// Result says how the run ended, or Running.
+func (s *Scheduler) Result() Result { return s.result }
+
+// Fatal reports whether the run will fail (so far): a fatal failure, a
+// timeout or a cancel.
+func (s *Scheduler) Fatal() bool { return s.fatal }
+
+// Warned is how many warn-only processors failed.
+func (s *Scheduler) Warned() int { return s.warned }
+
+// Blocked reports whether node was skipped because a processor it depends
+// on, directly or through skipped ones, failed.
+func (s *Scheduler) Blocked(node int) bool {
+	if s.state[node] != skipped {
+		return false
+	}
+	for s.state[node] == skipped && s.doom[node] > 0 {
+		node = int(s.doom[node]) - 1
+	}
+	return s.state[node] == failed
+}
+
+// Skipped reports whether node was skipped.
+func (s *Scheduler) Skipped(node int) bool { return s.state[node] == skipped }
+
+// Attempts returns how many times node was dispatched.
+func (s *Scheduler) Attempts(node int) int { return s.attempts[node] }
 
 // SetWindow changes how many tasks may be in flight (0: unlimited) and
 // returns the dispatches a larger window allows. A smaller window stops
@@ -213,77 +561,157 @@ const Hold = -1
 func (s *Scheduler) SetWindow(w int) []Action {
 	s.acts = s.acts[:0]
 	s.window = w
-	if !s.failing && !s.done {
-		s.fill()
-	}
+	s.step()
 	return s.acts
 }
 
-// Cancel fails the run: tasks in flight are cancelled, nothing new starts.
-func (s *Scheduler) Cancel() []Action {
-	s.acts = s.acts[:0]
-	if !s.failing && !s.done {
-		s.fail()
+// Hold is a window that dispatches nothing: the run waits for capacity.
+const Hold = -1
+
+// end records that node ended in state st and tells its successors.
+func (s *Scheduler) end(node int, st nodeState) {
+	s.state[node] = st
+	if s.isFinally(node) {
+		s.fopen--
+	} else {
+		s.open--
 	}
-	s.checkDone()
-	return s.acts
-}
-
-// Result says how the run ended, or Running.
-func (s *Scheduler) Result() Result { return s.result }
-
-// Warned is how many warn-only processors failed.
-func (s *Scheduler) Warned() int { return s.warned }
-
-// Blocked reports whether node was left Idle because a warn-only processor it
-// depends on failed.
-func (s *Scheduler) Blocked(node int) bool { return s.state[node] == blocked }
-
-func (s *Scheduler) fill() {
-	for s.ready.Len() > 0 && (s.window == 0 || s.inflight < s.window) {
-		n := s.ready.pop()
-		s.state[n] = inFlight
-		s.inflight++
-		s.acts = append(s.acts, Action{Kind: Dispatch, Node: n})
+	es := endState(st)
+	succ, allow := s.successors(node)
+	for k, n := range succ {
+		if !allow[k].allows(es) && s.doom[n] == 0 {
+			s.doom[n] = int32(node) + 1
+		}
+		s.indeg[n]--
+		if s.indeg[n] == 0 && s.state[n] == idle && s.isFinally(n) == s.inFinally {
+			s.decide(n) // main nodes in the main phase, finally ones in theirs
+		}
 	}
 }
 
-func (s *Scheduler) fail() {
-	s.failing = true
+func endState(st nodeState) State {
+	switch st {
+	case succeeded:
+		return StateSucceeded
+	case failed:
+		return StateFailed
+	case skipped:
+		return StateSkipped
+	}
+	return NotRun
+}
+
+// decide handles a node whose dependencies have all ended.
+func (s *Scheduler) decide(n int) {
+	switch {
+	case s.failing:
+		// Nothing new starts: it stays Idle (or ends, in the finally phase).
+		if s.inFinally {
+			s.end(n, notRun)
+		}
+	case s.doom[n] > 0:
+		cause := int(s.doom[n]) - 1
+		s.skip(n, cause, endState(s.state[cause]))
+	case s.spec.Cond != nil && s.spec.Cond[n]:
+		s.state[n] = evaluating
+		s.evals++
+		s.acts = append(s.acts, Action{Kind: Evaluate, Node: n})
+	default:
+		s.state[n] = ready
+		s.ready.push(n)
+	}
+}
+
+// skip ends node as skipped, for a reason.
+func (s *Scheduler) skip(n, cause int, cs State) {
+	s.acts = append(s.acts, Action{Kind: Skip, Node: n, Cause: cause, CauseState: cs})
+	s.end(n, skipped)
+}
+
+// cancelAll cancels what is in flight or waiting to retry, and empties the
+// ready queue (those nodes stay Idle, or end in the finally phase).
+func (s *Scheduler) cancelAll() {
+	for _, n := range s.ready.nodes {
+		s.state[n] = idle
+		if s.inFinally {
+			s.end(n, notRun)
+		}
+	}
 	s.ready.nodes = s.ready.nodes[:0]
 	for n, st := range s.state {
-		if st == inFlight {
+		if st == inFlight || st == retrying {
 			s.acts = append(s.acts, Action{Kind: CancelTask, Node: n})
 		}
 	}
 }
 
-// block marks everything downstream of node as never to run.
-func (s *Scheduler) block(node int) {
-	stack := append([]int(nil), s.successors(node)...)
-	for len(stack) > 0 {
-		n := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if s.state[n] != idle {
+// step dispatches what the window allows, moves to the finally phase and
+// then to Done when their time has come, and asks for a wake-up.
+func (s *Scheduler) step() {
+	for !s.done {
+		if !s.failing {
+			for s.ready.Len() > 0 && (s.window == 0 || s.window > 0 && s.inflight < s.window) {
+				n := s.ready.pop()
+				s.state[n] = inFlight
+				s.inflight++
+				if s.attempts[n] == 0 && s.first != nil {
+					s.first[n] = s.now
+				}
+				s.attempts[n]++
+				s.acts = append(s.acts, Action{Kind: Dispatch, Node: n})
+			}
+		}
+		if s.inflight > 0 || s.waiting > 0 || s.evals > 0 || s.ready.Len() > 0 && !s.failing {
+			break
+		}
+		if !s.inFinally && s.fopen > 0 && s.cancels < 2 {
+			s.startFinally()
 			continue
 		}
-		s.state[n] = blocked
-		s.open--
-		stack = append(stack, s.successors(n)...)
-	}
-}
-
-func (s *Scheduler) checkDone() {
-	if s.done || s.inflight > 0 {
-		return
-	}
-	if s.failing || s.open == 0 || s.ready.Len() == 0 {
 		s.done = true
 		s.result = RunSucceeded
-		if s.failing {
+		if s.fatal {
 			s.result = RunFailed
 		}
 		s.acts = append(s.acts, Action{Kind: Done})
+	}
+	s.wake()
+}
+
+// startFinally ends the main phase: main nodes that did not end never ran,
+// and the finally nodes whose dependencies have ended are decided.
+func (s *Scheduler) startFinally() {
+	s.inFinally = true
+	s.failing = false
+	s.acts = append(s.acts, Action{Kind: Finally})
+	for n := 0; n < s.spec.N; n++ {
+		if !s.isFinally(n) && s.state[n] == idle {
+			s.end(n, notRun)
+		}
+	}
+	for n := 0; n < s.spec.N; n++ {
+		if s.isFinally(n) && s.indeg[n] == 0 && s.state[n] == idle {
+			s.decide(n)
+		}
+	}
+}
+
+// wake asks the host for a wake-up at the earliest pending deadline, once.
+func (s *Scheduler) wake() {
+	next := time.Duration(-1)
+	if s.spec.Timeout > 0 && !s.timedOut && !s.done {
+		next = s.spec.Timeout
+	}
+	if s.waiting > 0 && !s.failing {
+		for i, st := range s.state {
+			if st == retrying && (next < 0 || s.due[i] < next) {
+				next = s.due[i]
+			}
+		}
+	}
+	if next >= 0 && next != s.woken {
+		s.woken = next
+		s.acts = append(s.acts, Action{Kind: Wake, At: next})
 	}
 }
 
@@ -302,12 +730,6 @@ func (h *readyHeap) before(a, b int) bool {
 		return h.prio[a] > h.prio[b]
 	}
 	return a < b
-}
-
-func (h *readyHeap) init() {
-	for i := len(h.nodes)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
 }
 
 func (h *readyHeap) push(n int) {

@@ -90,6 +90,16 @@ func (h *host) apply(acts []scheduler.Action) {
 				h.t.Fatalf("cancel-task %d twice", n)
 			}
 			h.cancelSent[n] = true
+		case scheduler.Skip:
+			// Data edges: a node is skipped only after an upstream failed
+			// or was skipped, and never runs.
+			n, c := a.Node, a.Cause
+			if h.count[n] > 0 || c < 0 || !slices.Contains(h.preds[n], c) {
+				h.t.Fatalf("skip %d because of %d: dispatched %d times, preds %v", n, c, h.count[n], h.preds[n])
+			}
+			if !h.failed[c] && !h.s.Skipped(c) {
+				h.t.Fatalf("skip %d because of %d, which neither failed nor was skipped", n, c)
+			}
 		case scheduler.Done:
 			h.dones++
 			if i != len(acts)-1 {

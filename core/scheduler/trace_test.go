@@ -1,6 +1,7 @@
 package scheduler_test
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wiz-run/wiz/core/scheduler"
 )
@@ -22,11 +24,19 @@ var update = flag.Bool("update", false, "rewrite the golden traces in testdata/ 
 //
 // Commands:
 //
-//	new n=N [edges=A>B,...] [prio=P0,P1,...] [warn=I,J,...] [window=W]
+//	new n=N [edges=A>B,...] [allow=K,...] [prio=P0,P1,...] [warn=I,J,...] [window=W]
+//	    [cond=I,J,...] [finally=I,J,...] [done=I,J,...] [keepgoing] [timeout=D] [seed=S]
+//	    [retry=NODE:LIMIT:BACKOFF:FACTOR:MAXBACKOFF:JITTER:MAXDURATION[:CODE/CODE...];...]
 //	start
-//	finish NODE ok|fail|cancel
+//	finish NODE ok|fail|cancel|lost [code=C]
+//	eval NODE run|skip|error
+//	tick D           (Advance to logical time D, a Go duration)
 //	cancel
 //	state            (prints result, warned and the blocked nodes)
+//
+// An allow K is one edge's set of upstream end states, in the order of
+// edges: data (succeeded only), after (succeeded or skipped), succeeded,
+// failed, ended.
 func TestTraces(t *testing.T) {
 	t.Parallel()
 	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
@@ -95,18 +105,57 @@ func replay(script string) (string, error) {
 		case "cancel":
 			acts = s.Cancel()
 		case "finish":
-			if len(f) != 3 {
-				return "", fmt.Errorf("line %d: want: finish NODE ok|fail|cancel", i+1)
+			if len(f) < 3 {
+				return "", fmt.Errorf("line %d: want: finish NODE ok|fail|cancel|lost [code=C]", i+1)
 			}
 			node, err := strconv.Atoi(f[1])
 			if err != nil {
 				return "", fmt.Errorf("line %d: %v", i+1, err)
 			}
-			o, ok := map[string]scheduler.Outcome{"ok": scheduler.Succeeded, "fail": scheduler.Failed, "cancel": scheduler.Cancelled}[f[2]]
-			if !ok {
+			var end scheduler.End
+			switch f[2] {
+			case "ok":
+				end.Outcome = scheduler.Succeeded
+			case "fail":
+				end.Outcome = scheduler.Failed
+			case "cancel":
+				end.Outcome = scheduler.Cancelled
+			case "lost":
+				end = scheduler.End{Outcome: scheduler.Failed, Lost: true}
+			default:
 				return "", fmt.Errorf("line %d: unknown outcome %q", i+1, f[2])
 			}
-			acts = s.Finished(node, o)
+			if len(f) == 4 {
+				c, ok := strings.CutPrefix(f[3], "code=")
+				code, err := strconv.Atoi(c)
+				if !ok || err != nil {
+					return "", fmt.Errorf("line %d: want code=C, got %q", i+1, f[3])
+				}
+				end.Code, end.HasCode = code, true
+			}
+			acts = s.Ended(node, end)
+		case "eval":
+			if len(f) != 3 {
+				return "", fmt.Errorf("line %d: want: eval NODE run|skip|error", i+1)
+			}
+			node, err := strconv.Atoi(f[1])
+			if err != nil {
+				return "", fmt.Errorf("line %d: %v", i+1, err)
+			}
+			v, ok := map[string]scheduler.Verdict{"run": scheduler.Run, "skip": scheduler.SkipIt, "error": scheduler.Error}[f[2]]
+			if !ok {
+				return "", fmt.Errorf("line %d: unknown verdict %q", i+1, f[2])
+			}
+			acts = s.Evaluated(node, v)
+		case "tick":
+			if len(f) != 2 {
+				return "", fmt.Errorf("line %d: want: tick DURATION", i+1)
+			}
+			d, err := time.ParseDuration(f[1])
+			if err != nil {
+				return "", fmt.Errorf("line %d: %v", i+1, err)
+			}
+			acts = s.Advance(d)
 		case "state":
 			var blocked []string
 			for i := 0; i < n; i++ {
@@ -145,14 +194,54 @@ func parseSpec(args []string) (scheduler.Spec, error) {
 		}
 		return out, nil
 	}
-	var warn []int
+	var warn, cond, finally []int
 	for _, a := range args {
+		if a == "keepgoing" {
+			spec.KeepGoing = true
+			continue
+		}
 		k, v, ok := strings.Cut(a, "=")
 		if !ok {
 			return spec, fmt.Errorf("argument %q is not key=value", a)
 		}
 		var err error
 		switch k {
+		case "cond":
+			cond, err = ints(v)
+		case "done":
+			var done []int
+			if done, err = ints(v); err == nil {
+				spec.Done = make([]bool, spec.N)
+				for _, d := range done {
+					spec.Done[d] = true
+				}
+			}
+		case "finally":
+			finally, err = ints(v)
+		case "timeout":
+			spec.Timeout, err = time.ParseDuration(v)
+		case "seed":
+			spec.Seed, err = strconv.ParseUint(v, 10, 64)
+		case "allow":
+			for _, name := range strings.Split(v, ",") {
+				al, ok := allowNames[name]
+				if !ok {
+					return spec, fmt.Errorf("unknown allow %q", name)
+				}
+				spec.Allow = append(spec.Allow, al)
+			}
+		case "retry":
+			if spec.N == 0 {
+				return spec, fmt.Errorf("retry before n")
+			}
+			spec.Retry = make([]scheduler.Retry, spec.N)
+			for _, r := range strings.Split(v, ";") {
+				node, r, err := parseRetry(r)
+				if err != nil {
+					return spec, err
+				}
+				spec.Retry[node] = r
+			}
 		case "n":
 			spec.N, err = strconv.Atoi(v)
 		case "window":
@@ -181,13 +270,56 @@ func parseSpec(args []string) (scheduler.Spec, error) {
 			return spec, fmt.Errorf("%s: %v", k, err)
 		}
 	}
-	if warn != nil {
-		spec.WarnOnly = make([]bool, spec.N)
-		for _, w := range warn {
-			spec.WarnOnly[w] = true
+	mark := func(nodes []int) []bool {
+		if nodes == nil {
+			return nil
 		}
+		out := make([]bool, spec.N)
+		for _, w := range nodes {
+			out[w] = true
+		}
+		return out
+	}
+	spec.WarnOnly, spec.Cond, spec.Finally = mark(warn), mark(cond), mark(finally)
+	if spec.Allow != nil && len(spec.Allow) != len(spec.Edges) {
+		return spec, fmt.Errorf("%d allows for %d edges", len(spec.Allow), len(spec.Edges))
 	}
 	return spec, nil
+}
+
+var allowNames = map[string]scheduler.Allow{
+	"data": scheduler.AllowData, "after": scheduler.AllowAfter, "succeeded": scheduler.AllowSucceeded,
+	"failed": scheduler.AllowFailed, "ended": scheduler.AllowEnded,
+}
+
+// parseRetry parses NODE:LIMIT:BACKOFF:FACTOR:MAXBACKOFF:JITTER:MAXDURATION[:CODE/CODE...].
+func parseRetry(s string) (int, scheduler.Retry, error) {
+	var r scheduler.Retry
+	f := strings.Split(s, ":")
+	if len(f) < 7 || len(f) > 8 {
+		return 0, r, fmt.Errorf("retry %q: want NODE:LIMIT:BACKOFF:FACTOR:MAXBACKOFF:JITTER:MAXDURATION[:CODES]", s)
+	}
+	node, err1 := strconv.Atoi(f[0])
+	limit, err2 := strconv.Atoi(f[1])
+	backoff, err3 := time.ParseDuration(f[2])
+	factor, err4 := strconv.ParseFloat(f[3], 64)
+	maxBackoff, err5 := time.ParseDuration(f[4])
+	jitter, err6 := strconv.ParseFloat(f[5], 64)
+	maxDuration, err7 := time.ParseDuration(f[6])
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
+		return 0, r, fmt.Errorf("retry %q: %v", s, err)
+	}
+	r = scheduler.Retry{Limit: limit, Backoff: backoff, Factor: factor, MaxBackoff: maxBackoff, Jitter: jitter, MaxDuration: maxDuration}
+	if len(f) == 8 {
+		for _, c := range strings.Split(f[7], "/") {
+			code, err := strconv.Atoi(c)
+			if err != nil {
+				return 0, r, fmt.Errorf("retry %q: %v", s, err)
+			}
+			r.ExitCodes = append(r.ExitCodes, code)
+		}
+	}
+	return node, r, nil
 }
 
 func actionString(a scheduler.Action, s *scheduler.Scheduler) string {
@@ -198,8 +330,35 @@ func actionString(a scheduler.Action, s *scheduler.Scheduler) string {
 		return fmt.Sprintf("cancel-task %d", a.Node)
 	case scheduler.Done:
 		return "done " + resultName(s.Result())
+	case scheduler.Evaluate:
+		return fmt.Sprintf("evaluate %d", a.Node)
+	case scheduler.Skip:
+		if a.Cause < 0 {
+			return fmt.Sprintf("skip %d (condition false)", a.Node)
+		}
+		return fmt.Sprintf("skip %d (%d %s)", a.Node, a.Cause, stateName(a.CauseState))
+	case scheduler.Retrying:
+		return fmt.Sprintf("retry %d at %s (attempt %d)", a.Node, a.At, s.Attempts(a.Node)+1)
+	case scheduler.Wake:
+		return fmt.Sprintf("wake at %s", a.At)
+	case scheduler.TimedOut:
+		return "timed-out"
+	case scheduler.Finally:
+		return "finally"
 	}
 	return fmt.Sprintf("unknown action %d on %d", a.Kind, a.Node)
+}
+
+func stateName(st scheduler.State) string {
+	switch st {
+	case scheduler.StateSucceeded:
+		return "succeeded"
+	case scheduler.StateFailed:
+		return "failed"
+	case scheduler.StateSkipped:
+		return "skipped"
+	}
+	return "not-run"
 }
 
 func resultName(r scheduler.Result) string {
