@@ -123,7 +123,7 @@ type Scope struct {
 	Processors []string
 	// Upstream holds the processors the expression's processor depends on,
 	// through inputs: or after:, directly or not: the only ones it may name.
-	Upstream map[string]bool
+	Upstream func(name string) bool
 	// Processor names the processor the expression belongs to ("" for the
 	// pipeline's own `when`), for messages.
 	Processor string
@@ -219,7 +219,7 @@ func (e *Env) walk(a *cel.Ast, scope *Scope, p *Program) error {
 			errs = append(errs, fmt.Errorf("%q names processor %q, which does not exist (processors: %s)", p.Source, name, strings.Join(sorted(scope.Processors), ", ")))
 		case name == scope.Processor:
 			errs = append(errs, fmt.Errorf("%q names processor %q itself: an expression sees upstream processors only", p.Source, name))
-		case !scope.Upstream[name]:
+		case scope.Upstream == nil || !scope.Upstream(name):
 			errs = append(errs, fmt.Errorf("%q names processor %q, which is not upstream of %s: add `after: [%s]` to %s", p.Source, name, scope.Processor, name, scope.Processor))
 		default:
 			refs[name] = true
@@ -315,6 +315,9 @@ var ErrCost = errors.New("expression exceeded its cost limit")
 
 // Eval evaluates the program.
 func (p *Program) Eval(v *Vars) (ref.Val, error) {
+	if v == nil {
+		v = &Vars{}
+	}
 	act := make(map[string]any, len(v.Inputs)+2)
 	for name, val := range v.Inputs {
 		act["inputs."+name] = val

@@ -17,7 +17,7 @@ func env(t *testing.T) *expr.Env {
 	return e
 }
 
-var scope = &expr.Scope{Processors: []string{"a", "b", "c"}, Upstream: map[string]bool{"a": true}, Processor: "c"}
+var scope = &expr.Scope{Processors: []string{"a", "b", "c"}, Upstream: func(n string) bool { return n == "a" }, Processor: "c"}
 
 func TestEvalText(t *testing.T) {
 	t.Parallel()

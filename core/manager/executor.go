@@ -38,6 +38,12 @@ type Task struct {
 	Timeout   time.Duration
 	InlineMax int64 // outputs larger than this become Wiz Files; 0: the default
 	MaxOutput int64 // an output larger than this fails the task; 0: no limit
+	// Env is the pipeline's env, under the plan's own; ExprEnv the values of
+	// a script's expressions, over everything; FileEnv names the input whose
+	// path each variable holds. Native tasks only.
+	Env, ExprEnv, FileEnv map[string]string
+	// KeepTemp keeps a failed task's temporary working directory.
+	KeepTemp bool
 }
 
 // EventKind says what a TaskEvent reports.
@@ -79,6 +85,7 @@ type TaskEvent struct {
 	Outcome Outcome                // EventFinished
 	Code    int                    // EventFinished: exit code
 	Started bool                   // EventFinished: false when it never started
+	Lost    bool                   // EventFinished: the executor went away mid-task
 }
 
 // Executor is one provisioned `wiz executor`, as the Manager sees it. Submit

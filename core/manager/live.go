@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -48,7 +49,11 @@ var ErrNotRunning = errors.New("run is not running")
 // liveRun is a run in progress, as other goroutines see it.
 type liveRun struct {
 	cancel context.CancelCauseFunc
-	done   chan struct{} // closed when the run has ended and is recorded
+	// again is closed by a second Cancel: the finally processors, which a
+	// first cancel lets run, are cancelled (or skipped) too.
+	again   chan struct{}
+	cancels atomic.Int32
+	done    chan struct{} // closed when the run has ended and is recorded
 	// watch carries new watchers to the run's goroutine, which registers
 	// each together with a snapshot of where the run is, so that a watcher
 	// sees every later change once, in order, and nothing older.
@@ -60,7 +65,7 @@ type liveRun struct {
 }
 
 func (m *Manager) register(id string, cancel context.CancelCauseFunc) *liveRun {
-	lr := &liveRun{cancel: cancel, done: make(chan struct{}), watch: make(chan watchReq), watchers: map[*Queue]bool{}}
+	lr := &liveRun{cancel: cancel, again: make(chan struct{}), done: make(chan struct{}), watch: make(chan watchReq), watchers: map[*Queue]bool{}}
 	m.liveMu.Lock()
 	m.live[id] = lr
 	m.liveMu.Unlock()
@@ -142,7 +147,12 @@ func (m *Manager) Cancel(id string) (*wizpb.Run, error) {
 	if lr == nil {
 		return r, fmt.Errorf("%w: run %s is %s", ErrNotRunning, r.Id, RunStateName(r.State))
 	}
-	lr.cancel(errCancelled)
+	switch lr.cancels.Add(1) {
+	case 1:
+		lr.cancel(errCancelled)
+	case 2:
+		close(lr.again)
+	}
 	<-lr.done
 	return lr.final, nil
 }

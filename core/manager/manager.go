@@ -470,6 +470,11 @@ func (m *Manager) inputs(p *pipeline.Pipeline, given map[string]InputValue) (map
 			data[decl.Name] = &wizpb.Data{Inline: []byte(v.Text), ContentType: "text/plain"}
 			text[decl.Name] = v.Text
 		}
+		if t, ok := text[decl.Name]; ok && decl.Type != pipeline.InputFile {
+			if err := decl.Check(t); err != nil {
+				return nil, nil, fmt.Errorf("%w: input %s: %v", ErrUsage, decl.Name, err)
+			}
+		}
 	}
 	return data, text, nil
 }

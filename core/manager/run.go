@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wiz-run/wiz/core/expr"
 	"github.com/wiz-run/wiz/core/ids"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -34,6 +35,9 @@ type RunRequest struct {
 	// outputs of the others from the newest earlier run of the same pipeline
 	// version (and its inputs, when Inputs is empty).
 	From string
+	// KeepTemp keeps the temporary working directory of a native task that
+	// fails, and says where in its log.
+	KeepTemp bool
 }
 
 // Update reports a change in a run to a watcher.
@@ -42,9 +46,6 @@ type Update struct {
 	Processor *wizpb.ProcessorRun
 	Warning   string
 }
-
-// maxBackoff caps the wait between retries.
-const maxBackoff = 30 * time.Second
 
 // flushEvery bounds how many state writes wait in a batch.
 const flushEvery = 1024
@@ -100,13 +101,12 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 		}
 	}
 	var inputs map[string]*wizpb.Data
-	var text map[string]string
 	if base != nil && len(req.Inputs) == 0 {
-		inputs, text = base.Inputs, textInputs(p, base.Inputs)
-	} else if inputs, text, err = m.inputs(p, req.Inputs); err != nil {
+		inputs = base.Inputs
+	} else if inputs, _, err = m.inputs(p, req.Inputs); err != nil {
 		return nil, err
 	}
-	return m.start(ctx, a, inputs, text, reuse, base.GetId(), watch)
+	return m.start(ctx, a, inputs, reuse, base.GetId(), req.KeepTemp, watch)
 }
 
 // Resume starts a new run of a run's pipeline version with its inputs, which
@@ -138,7 +138,7 @@ func (m *Manager) Resume(ctx context.Context, id string, watch func(Update)) (*w
 		return nil, err
 	}
 	a := &Applied{Pipeline: pl, Version: v, Parsed: p}
-	return m.start(ctx, a, old.Inputs, textInputs(p, old.Inputs), reuse, old.Id, watch)
+	return m.start(ctx, a, old.Inputs, reuse, old.Id, false, watch)
 }
 
 // reusable returns the processors of a run that Succeeded, by name.
@@ -221,30 +221,19 @@ func downstream(p *pipeline.Pipeline, n *pipeline.ProcessorNode) []*pipeline.Pro
 	return out
 }
 
-// textInputs returns the text of a run's string inputs, for ${{ }} in configs.
-func textInputs(p *pipeline.Pipeline, in map[string]*wizpb.Data) map[string]string {
-	out := map[string]string{}
-	for _, d := range p.Inputs {
-		if v, ok := in[d.Name]; ok && d.Type != pipeline.InputFile {
-			out[d.Name] = string(v.GetInline())
-		}
-	}
-	return out
-}
-
 // start creates a run and runs it to the end. reuse holds processors whose
 // outputs are taken from run resumedFrom instead of running them again.
-func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizpb.Data, text map[string]string,
-	reuse map[string]*wizpb.ProcessorRun, resumedFrom string, watch func(Update)) (*wizpb.Run, error) {
+func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizpb.Data,
+	reuse map[string]*wizpb.ProcessorRun, resumedFrom string, keepTemp bool, watch func(Update)) (*wizpb.Run, error) {
 	p := a.Parsed
-	r := &run{m: m, p: p, watch: watch, batch: m.store.Batch(), tasks: map[string]int{}, wdone: make(chan error, 1), reuse: reuse}
+	r := &run{m: m, p: p, watch: watch, batch: m.store.Batch(), tasks: map[string]int{}, wdone: make(chan error, 1), reuse: reuse, keepTemp: keepTemp}
 	r.rec = &wizpb.Run{
 		Id: ids.NewString(), PipelineId: a.Pipeline.Id, PipelineName: p.Name,
 		PipelineVersionId: a.Version.Id, PipelineVersion: a.Version.Number,
 		State: wizpb.RunState_RUN_STATE_RUNNING, Inputs: inputs, Started: timestamppb.Now(),
 		Executor: p.Executor, ProcessorCount: int32(len(p.Processors)), ResumedFrom: resumedFrom,
 	}
-	if err := r.prepare(text); err != nil {
+	if err := r.prepare(); err != nil {
 		return nil, err
 	}
 	// The backends start while the run is recorded and planned.
@@ -295,12 +284,18 @@ type run struct {
 	execs   map[string]Executor
 	logSeq  uint64
 	reason  string
-	retryCh chan int
 	over    bool                           // the scheduler said Done
 	reuse   map[string]*wizpb.ProcessorRun // processors taken from an earlier run
 	live    *liveRun                       // how other goroutines watch and cancel it
 	running int                            // tasks started and not finished
 	shared  bool                           // its executors share the machine's slots (Manager.share)
+
+	t0         time.Time      // logical time 0 of the scheduler
+	wake       *time.Timer    // wakes the scheduler at the logical time it asked for
+	exprInputs map[string]any // the inputs as expressions see them
+	env        map[string]string
+	skipped    string // the pipeline's when was false: the run's reason
+	keepTemp   bool
 }
 
 // proc is one processor's state in the run.
@@ -319,19 +314,43 @@ type proc struct {
 	outputs map[string]*wizpb.Data
 	taskID  string
 	warns   []string
+	// skipReason is the reason of a skip for a false condition.
+	skipReason string
 }
 
-// prepare resolves packs and configs, and records which plugins the run uses.
-func (r *run) prepare(text map[string]string) error {
+// prepare resolves packs and configs, evaluates the pipeline's when and env,
+// and records which plugins the run uses.
+func (r *run) prepare() error {
+	var err error
+	if r.exprInputs, err = exprInputs(r.p, r.rec.Inputs); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	vars := &expr.Vars{Inputs: r.exprInputs, Run: &expr.Run{ID: r.rec.Id, Pipeline: r.p.Name}}
+	if w := r.p.When; w != nil {
+		ok, err := w.Prog.EvalBool(vars)
+		if err != nil {
+			return fmt.Errorf("%w: %s: pipeline when: %v", ErrUsage, w.Pos, err)
+		}
+		if !ok {
+			r.skipped = "skipped: " + w.Src
+		}
+	}
+	if r.env, err = r.p.RenderEnv(vars); err != nil {
+		return fmt.Errorf("%w: pipeline %s: %v", ErrUsage, r.p.Name, err)
+	}
 	seen := map[string]bool{}
 	for _, n := range r.p.Processors {
 		ref, native, err := r.m.catalog.Pack(n.Uses, n.UsesVersion)
 		if err != nil {
 			return fmt.Errorf("%w: %s: processor %s: %v", ErrUsage, n.Pos, n.Name, err)
 		}
-		cfg, err := n.ConfigJSON(text)
-		if err != nil {
-			return fmt.Errorf("%s: processor %s: config: %w", n.Pos, n.Name, err)
+		var cfg []byte // rendered at dispatch when `with` holds expressions
+		if n.Templates == nil {
+			rd, err := n.Render(nil)
+			if err != nil {
+				return fmt.Errorf("%s: processor %s: config: %w", n.Pos, n.Name, err)
+			}
+			cfg = rd.Config
 		}
 		backend, excfg, err := executorOf(r.p, n)
 		if err != nil {
@@ -340,7 +359,7 @@ func (r *run) prepare(text map[string]string) error {
 		pr := &proc{
 			node: n, config: cfg, pack: ref, native: native, exec: backend + string(excfg), backend: backend, excfg: excfg,
 			outputs: map[string]*wizpb.Data{},
-			rec:     &wizpb.ProcessorRun{RunId: r.rec.Id, Name: n.Name, Type: n.Uses},
+			rec:     &wizpb.ProcessorRun{RunId: r.rec.Id, Name: n.Name, Type: n.Uses, Finally: n.Finally},
 		}
 		if old := r.reuse[n.Name]; old != nil {
 			pr.rec = proto.Clone(old).(*wizpb.ProcessorRun)
@@ -434,11 +453,15 @@ func (r *run) loop(ctx context.Context) error {
 	spec.Done = make([]bool, n)
 	need := map[string]bool{} // executors that will run something
 	for i, pr := range r.procs {
-		spec.WarnOnly[i] = pr.node.OnError == pipeline.OnErrorWarn
 		spec.Done[i] = pr.reused
 		if !pr.reused {
 			need[pr.exec] = true
 		}
+	}
+	r.ruleSpec(&spec)
+	if r.skipped != "" {
+		// The pipeline's when is false: nothing runs.
+		return r.finish(scheduler.RunSucceeded, "")
 	}
 
 	// One executor per backend the pipeline uses.
@@ -496,10 +519,16 @@ func (r *run) loop(ctx context.Context) error {
 	}
 	spec.Window = r.window(slots)
 	r.sched = scheduler.New(spec)
-	r.retryCh = make(chan int, n)
+	r.t0 = time.Now()
+	defer func() {
+		if r.wake != nil {
+			r.wake.Stop()
+		}
+	}()
 
 	cancelled := false
-	drained := 0 // events handled since the executors' held tasks were sent
+	var second <-chan struct{} // a second cancel, which kills finally processors too
+	drained := 0               // events handled since the executors' held tasks were sent
 	if r.act(r.sched.Start()) {
 		return r.finish(r.sched.Result(), r.reason)
 	}
@@ -561,13 +590,8 @@ func (r *run) loop(ctx context.Context) error {
 			if r.act(r.sched.SetWindow(r.window(r.resize(part)))) {
 				return r.finish(r.sched.Result(), r.reason)
 			}
-		case i := <-r.retryCh:
-			if r.sched.Result() == scheduler.Running && !cancelled {
-				r.dispatch(i)
-			} else {
-				r.act(r.sched.Finished(i, scheduler.Cancelled))
-			}
-			if r.over {
+		case <-r.wakeC():
+			if r.act(r.sched.Advance(r.now())) {
 				return r.finish(r.sched.Result(), r.reason)
 			}
 		case <-ctx.Done():
@@ -579,6 +603,12 @@ func (r *run) loop(ctx context.Context) error {
 				if r.act(r.sched.Cancel()) {
 					return r.finish(r.sched.Result(), r.reason)
 				}
+				second = r.live.again
+			}
+		case <-second:
+			second = nil
+			if r.act(r.sched.Cancel()) {
+				return r.finish(r.sched.Result(), r.reason)
 			}
 		}
 	}
@@ -679,6 +709,18 @@ func (r *run) act(acts []scheduler.Action) bool {
 				r.notify(Update{Processor: pr.rec})
 				r.act(r.sched.Finished(a.Node, scheduler.Cancelled))
 			}
+		case scheduler.Evaluate:
+			r.evaluate(a.Node)
+		case scheduler.Skip:
+			r.skip(a)
+		case scheduler.Retrying:
+			r.retrying(a)
+		case scheduler.Wake:
+			r.wakeAt(a.At)
+		case scheduler.TimedOut:
+			r.reason = fmt.Sprintf("run timed out after %s", r.p.Timeout)
+		case scheduler.Finally:
+			r.event("", "finally", "running the finally processors")
 		case scheduler.Done:
 			r.over = true
 		}
@@ -704,12 +746,31 @@ func (r *run) dispatch(i int) {
 		inputs[b.Name] = d
 	}
 	pr.rec.Attempts++
-	pr.taskID = r.rec.Id + "/" + pr.node.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
-	r.tasks[pr.taskID] = i
-	err := r.execs[pr.exec].Submit(&Task{
-		ID: pr.taskID, Native: pr.native, RunID: r.rec.Id, Processor: pr.node.Name, Type: pr.node.Uses, Pack: pr.pack,
+	task := &Task{
+		Native: pr.native, RunID: r.rec.Id, Processor: pr.node.Name, Type: pr.node.Uses, Pack: pr.pack,
 		Config: pr.config, Inputs: inputs, Timeout: pr.node.Timeout, InlineMax: r.p.InlineMax, MaxOutput: pr.node.MaxOutput,
-	})
+		KeepTemp: r.keepTemp,
+	}
+	if pr.native {
+		task.Env = r.env
+	}
+	if t := pr.node.Templates; t != nil {
+		// Values of upstream outputs are read now, at dispatch.
+		v, err := r.vars(t.Refs, t.Outputs, pr.node.Finally)
+		var rd *pipeline.Rendered
+		if err == nil {
+			rd, err = pr.node.Render(v)
+		}
+		if err != nil {
+			r.fail(i, "config: "+err.Error(), 0)
+			return
+		}
+		task.Config, task.ExprEnv, task.FileEnv = rd.Config, rd.Env, rd.FileEnv
+	}
+	pr.taskID = r.rec.Id + "/" + pr.node.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
+	task.ID = pr.taskID
+	r.tasks[pr.taskID] = i
+	err := r.execs[pr.exec].Submit(task)
 	if err != nil {
 		delete(r.tasks, pr.taskID)
 		pr.taskID = ""
@@ -820,38 +881,20 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 		r.notify(Update{Processor: pr.rec})
 		return r.act(r.sched.Finished(i, scheduler.Cancelled))
 	}
-	// Failed.
+	// Failed: the scheduler decides whether it is retried. Its time is
+	// brought up to now first, so that the wait is counted from now.
+	end := scheduler.End{Outcome: scheduler.Failed, Code: ev.Code, HasCode: ev.Code != 0, Lost: ev.Lost, NoRetry: pr.noRetry}
+	if r.act(r.sched.Advance(r.now())) {
+		return true
+	}
+	acts := append([]scheduler.Action(nil), r.sched.Ended(i, end)...)
 	pr.rec.Error = ev.Message
-	if !pr.noRetry && pr.rec.Attempts >= 1 && int(pr.rec.Attempts) <= pr.node.Retries && r.sched.Result() == scheduler.Running && r.reason == "" {
-		backoff := time.Second << (pr.rec.Attempts - 1)
-		if backoff > maxBackoff || backoff <= 0 {
-			backoff = maxBackoff
-		}
-		pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_RUNNING
-		_ = r.batch.PutProcessor(pr.rec)
-		r.event(pr.node.Name, "retry", fmt.Sprintf("attempt %d failed: %s; retrying in %s", pr.rec.Attempts, ev.Message, backoff))
-		ch := r.retryCh
-		time.AfterFunc(backoff, func() { ch <- i }) // retryCh holds one slot per processor
-		return false
+	if slices.ContainsFunc(acts, func(a scheduler.Action) bool { return a.Kind == scheduler.Retrying && a.Node == i }) {
+		pr.rec.ExitCode = int32(ev.Code)
+		return r.act(acts)
 	}
-	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
-	r.event(pr.node.Name, "state", "Failed: "+ev.Message)
-	if pr.node.OnError == pipeline.OnErrorWarn {
-		msg := fmt.Sprintf("processor %s failed (on_error: warn): %s", pr.node.Name, ev.Message)
-		pr.rec.Warnings = append(pr.rec.Warnings, msg)
-		_ = r.batch.PutProcessor(pr.rec)
-		r.rec.Warnings++
-		r.event(pr.node.Name, "warning", msg)
-		r.notify(Update{Processor: pr.rec})
-		r.notify(Update{Processor: pr.rec, Warning: msg})
-	} else {
-		_ = r.batch.PutProcessor(pr.rec)
-		if r.reason == "" {
-			r.reason = fmt.Sprintf("processor %s failed: %s", pr.node.Name, ev.Message)
-		}
-		r.notify(Update{Processor: pr.rec})
-	}
-	return r.act(r.sched.Finished(i, scheduler.Failed))
+	r.failed(pr, ev.Message, ev.Code)
+	return r.act(acts)
 }
 
 // commitDue is the channel that says the next commit may start; nil (never
@@ -913,7 +956,7 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 	r.rec.Ended = timestamppb.Now()
 	if res == scheduler.RunSucceeded {
 		r.rec.State = wizpb.RunState_RUN_STATE_SUCCEEDED
-		r.rec.Reason = ""
+		r.rec.Reason = r.skipped
 		var blocked []string
 		for i, pr := range r.procs {
 			if r.sched != nil && r.sched.Blocked(i) {
@@ -921,7 +964,7 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 			}
 		}
 		if len(blocked) > 0 {
-			r.rec.Reason = "not run, needing a failed on_error: warn processor: " + strings.Join(blocked, ", ")
+			r.rec.Reason = "not run, needing a failed processor: " + strings.Join(blocked, ", ")
 		}
 	} else {
 		r.rec.State = wizpb.RunState_RUN_STATE_FAILED

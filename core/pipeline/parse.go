@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/wiz-run/wiz/core/expr"
 	"go.yaml.in/yaml/v3"
 	"gonum.org/v1/gonum/graph/simple"
 )
@@ -28,9 +29,9 @@ var (
 
 // Keys of the mappings of a pipeline file.
 var (
-	topKeys       = []string{"executor", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "processors", "retries"}
-	inputKeys     = []string{"default", "doc", "type"}
-	processorKeys = []string{"after", "executor", "inputs", "max_output_size", "on_error", "resources", "retries", "timeout", "uses", "with"}
+	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "processors", "retries", "timeout", "when"}
+	inputKeys     = []string{"default", "doc", "enum", "max", "min", "pattern", "type"}
+	processorKeys = []string{"after", "executor", "inputs", "max_output_size", "on_error", "resources", "retries", "retry", "timeout", "uses", "when", "with"}
 	resourceKeys  = []string{"limits", "requests"}
 )
 
@@ -767,10 +768,14 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 	if !ok {
 		return nil
 	}
-	p := &Pipeline{Executor: DefaultExecutor}
+	p := &Pipeline{Executor: DefaultExecutor, FailFast: true}
 	var (
-		hasName    bool
-		processors *entry
+		hasName     bool
+		processors  *entry
+		finally     *entry
+		defaults    *entry
+		executorSet *entry
+		retriesSet  *entry
 	)
 	for _, e := range top {
 		switch e.key {
@@ -783,6 +788,7 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 				p.Name = s
 			}
 		case "executor":
+			executorSet = &e
 			p.Executor, p.ExecutorConfig = d.executor(e)
 		case "inline_max_size":
 			p.InlineMax = d.size(e)
@@ -791,14 +797,32 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 		case "max_parallel":
 			p.MaxParallel, _ = d.count(e)
 		case "retries":
+			retriesSet = &e
 			p.Retries, _ = d.count(e)
 		case "inputs":
 			p.Inputs = d.inputs(e)
 		case "processors":
 			processors = &e
+		case "finally":
+			finally = &e
+		case "defaults":
+			defaults = &e
+		case "when":
+			p.When = d.when(e)
+		case "fail_fast":
+			p.FailFast = d.boolean(e)
+		case "timeout":
+			p.Timeout = d.timeout(e)
+		case "env":
+			p.Env = mergeEnv(p.Env, d.env(e))
 		default:
 			d.unknownKey(e, "in pipeline", topKeys)
 		}
+	}
+	def := &processorDefaults{retry: DefaultRetry, executor: p.Executor, executorConfig: p.ExecutorConfig}
+	def.retry.Limit = p.Retries
+	if defaults != nil {
+		d.defaults(p, def, *defaults, executorSet, retriesSet)
 	}
 	if !hasName {
 		d.errorf(d.pos(body), "missing required key \"name\"")
@@ -806,7 +830,10 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 	if processors == nil {
 		d.errorf(d.pos(body), "missing required key \"processors\"")
 	} else {
-		d.processors(p, *processors)
+		d.processors(p, *processors, def, false)
+	}
+	if finally != nil {
+		d.processors(p, *finally, def, true)
 	}
 	return p
 }
@@ -824,19 +851,25 @@ func (d *decoder) inputs(inputs entry) []InputDecl {
 			switch f.key {
 			case "type":
 				if s, ok := d.str(f); ok {
-					if s != InputString && s != InputFile {
-						d.errorf(f.valPos, "unknown input type %q (valid types: %s, %s)", s, InputFile, InputString)
+					if !slices.Contains(expr.InputTypes, s) {
+						d.errorf(f.valPos, "unknown input type %q (valid types: %s)", s, strings.Join(expr.InputTypes, ", "))
 					}
 					decl.Type = s
 				}
-			case "default":
-				if s, ok := d.scalarText(f); ok {
-					decl.Default = &s
-				}
 			case "doc":
 				decl.Doc, _ = d.str(f)
+			case "default", "enum", "min", "max", "pattern":
+				// read below, once the type is known
 			default:
 				d.unknownKey(f, fmt.Sprintf("in input %q", e.key), inputKeys)
+			}
+		}
+		for _, f := range fields {
+			d.inputConstraint(&decl, f)
+		}
+		if decl.Default != nil {
+			if err := decl.Check(*decl.Default); err != nil {
+				d.errorf(decl.Pos, "input %s: default: %v", decl.Name, err)
 			}
 		}
 		decls = append(decls, decl)
@@ -844,17 +877,24 @@ func (d *decoder) inputs(inputs entry) []InputDecl {
 	return decls
 }
 
-func (d *decoder) processors(p *Pipeline, procs entry) {
-	entries, _ := d.mapping(procs.val, "processors", "processor")
-	if len(entries) == 0 {
+func (d *decoder) processors(p *Pipeline, procs entry, def *processorDefaults, finally bool) {
+	entries, _ := d.mapping(procs.val, procs.key, "processor")
+	if len(entries) == 0 && !finally {
 		if procs.val.Kind == yaml.MappingNode || isNull(procs.val) {
 			d.errorf(procs.keyPos, "pipeline has no processors")
 		}
 	}
-	p.byName = make(map[string]*ProcessorNode, len(entries))
-	p.Graph = simple.NewDirectedGraph()
+	if p.byName == nil {
+		p.byName = make(map[string]*ProcessorNode, len(entries))
+		p.Graph = simple.NewDirectedGraph()
+	}
 	for _, e := range entries {
-		n := d.processor(p, e)
+		if first, dup := p.byName[e.key]; dup {
+			d.errorf(e.keyPos, "duplicate processor %q (first defined at line %d): finally processors share the namespace of processors", e.key, first.Pos.Line)
+			continue
+		}
+		n := d.processor(p, e, def)
+		n.Finally = finally
 		n.id = int64(len(p.Processors))
 		p.Processors = append(p.Processors, n)
 		p.byName[n.Name] = n
@@ -862,8 +902,10 @@ func (d *decoder) processors(p *Pipeline, procs entry) {
 	}
 }
 
-func (d *decoder) processor(p *Pipeline, pe entry) *ProcessorNode {
-	n := &ProcessorNode{Name: pe.key, Pos: pe.keyPos, Retries: p.Retries, MaxOutput: p.MaxOutput}
+func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *ProcessorNode {
+	n := &ProcessorNode{Name: pe.key, Pos: pe.keyPos, MaxOutput: p.MaxOutput}
+	var set processorFields
+	defer func() { def.apply(n, set) }()
 	switch {
 	case pe.key == "inputs":
 		d.errorf(pe.keyPos, "processor name \"inputs\" is reserved for references to pipeline inputs")
@@ -894,23 +936,31 @@ func (d *decoder) processor(p *Pipeline, pe entry) *ProcessorNode {
 		case "after":
 			d.after(n, e)
 		case "retries":
-			n.Retries, _ = d.count(e)
+			if set.retry {
+				d.errorf(e.keyPos, "retries and retry both set: retries: N is short for retry: {limit: N}; keep one")
+			}
+			set.retry = true
+			n.Retry = DefaultRetry
+			n.Retry.Limit, _ = d.count(e)
+		case "retry":
+			if set.retry {
+				d.errorf(e.keyPos, "retries and retry both set: retries: N is short for retry: {limit: N}; keep one")
+			}
+			set.retry = true
+			n.Retry = d.retry(e)
+		case "when":
+			n.When = d.when(e)
 		case "timeout":
+			set.timeout = true
 			n.Timeout = d.timeout(e)
 		case "on_error":
-			if s, ok := d.str(e); ok {
-				switch s {
-				case "fail":
-					n.OnError = OnErrorFail
-				case OnErrorWarn:
-					n.OnError = OnErrorWarn
-				default:
-					d.errorf(e.valPos, "invalid on_error %q (valid values: fail, warn)", s)
-				}
-			}
+			set.onError = true
+			n.OnError = d.onError(e)
 		case "executor":
+			set.executor = true
 			n.Executor, n.ExecutorConfig = d.executor(e)
 		case "resources":
+			set.resources = true
 			n.Resources = d.resources(e)
 		case "max_output_size":
 			n.MaxOutput = d.size(e)
@@ -1053,10 +1103,10 @@ func (d *decoder) after(n *ProcessorNode, e entry) {
 	switch {
 	case e.val.Kind == yaml.SequenceNode:
 		items = e.val.Content
-	case isString(e.val):
+	case isString(e.val), e.val.Kind == yaml.MappingNode:
 		items = []*yaml.Node{e.val}
 	default:
-		d.errorf(e.valPos, "after must be a list of processor names, got %s", kindOf(e.val))
+		d.errorf(e.valPos, "after must be a list of processor names or {NAME: succeeded|failed|ended}, got %s", kindOf(e.val))
 		return
 	}
 	for _, item := range items {
@@ -1064,11 +1114,26 @@ func (d *decoder) after(n *ProcessorNode, e entry) {
 		if item == nil {
 			continue
 		}
+		if item.Kind == yaml.MappingNode {
+			entries, _ := d.mapping(item, "an after entry", "processor")
+			for _, f := range entries {
+				o, ok := d.str(f)
+				if ok && o != OutcomeSucceeded && o != OutcomeFailed && o != OutcomeEnded {
+					d.errorf(f.valPos, "invalid outcome %q for %s in after (valid: succeeded, failed, ended)", o, f.key)
+					continue
+				}
+				n.After = append(n.After, f.key)
+				n.AfterOutcome = append(n.AfterOutcome, o)
+				n.afterPos = append(n.afterPos, f.keyPos)
+			}
+			continue
+		}
 		if !isString(item) {
-			d.errorf(d.pos(item), "after must be a list of processor names, got an item that is %s", kindOf(item))
+			d.errorf(d.pos(item), "after must be a list of processor names or {NAME: succeeded|failed|ended}, got an item that is %s", kindOf(item))
 			continue
 		}
 		n.After = append(n.After, item.Value)
+		n.AfterOutcome = append(n.AfterOutcome, OutcomeDefault)
 		n.afterPos = append(n.afterPos, d.pos(item))
 	}
 }

@@ -50,7 +50,7 @@ func TestParseYAMLErrors(t *testing.T) {
 			`p.yaml:3:30: merge keys (<<) are not supported`},
 		{"positions past anchors", procs("  a:\n    uses: &u exec\n    after: &l\n      - 1\n"),
 			"p.yaml:4:14: invalid processor type \"exec\": want PACK/NAME, like std/exec\n" +
-				"p.yaml:6:9: after must be a list of processor names, got an item that is an integer"},
+				"p.yaml:6:9: after must be a list of processor names or {NAME: succeeded|failed|ended}, got an item that is an integer"},
 		{"CRLF", "name: t\r\nprocessors:\r\n  a: {uses: exec}\r\n",
 			`p.yaml:3:13: invalid processor type "exec": want PACK/NAME, like std/exec`},
 		{"columns count characters", "name: t\nprocessors:\n  é: {uses: \"é\", after: ü}\n",

@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/wiz-run/wiz/core/expr"
 	"gonum.org/v1/gonum/graph"
 	"gonum.org/v1/gonum/graph/simple"
 )
@@ -97,19 +99,29 @@ func (l ErrorList) err() error {
 	return l
 }
 
-// Input types.
+// Input types: the value's type in expressions, and how --input is checked.
 const (
-	InputString = "string" // the value is the text itself
-	InputFile   = "file"   // the value names a file, passed to processors as a Wiz File
+	InputString = expr.TypeString // the value is the text itself
+	InputInt    = expr.TypeInt    // a base-10 int64
+	InputNumber = expr.TypeNumber // a JSON number
+	InputBool   = expr.TypeBool   // true or false, in any case
+	InputJSON   = expr.TypeJSON   // JSON text
+	InputFile   = expr.TypeFile   // the value names a file, passed to processors as a Wiz File
 )
 
 // InputDecl declares one input of a pipeline: a value given to each run.
 type InputDecl struct {
 	Name    string
-	Type    string  // InputString (the default) or InputFile
+	Type    string  // one of the Input constants; InputString by default
 	Default *string // nil when the input has no default and must be given
 	Doc     string
 	Pos     Position // position of the input's key
+	// Enum, when not nil, lists the allowed values (string, int, number).
+	Enum []string
+	// Min and Max bound an int or number; nil: no bound.
+	Min, Max *float64
+	// Pattern is an unanchored RE2 a string must match; nil: any.
+	Pattern *regexp.Regexp
 }
 
 // Ref names where an input of a processor comes from: either a pipeline
@@ -142,6 +154,42 @@ type InputBinding struct {
 	From Ref
 }
 
+// Outcomes an after: entry waits for.
+const (
+	OutcomeDefault   = ""          // a plain name: the upstream succeeded or was skipped
+	OutcomeSucceeded = "succeeded" // it succeeded
+	OutcomeFailed    = "failed"    // it failed
+	OutcomeEnded     = "ended"     // it ended, however
+)
+
+// Retry is a processor's retry policy.
+type Retry struct {
+	// Limit counts retries: at most Limit+1 attempts.
+	Limit int
+	// Backoff is the wait before the first retry; each next one is Factor
+	// times longer, up to MaxBackoff, spread by ± Jitter (a fraction).
+	Backoff    time.Duration
+	Factor     float64
+	MaxBackoff time.Duration
+	Jitter     float64
+	// MaxDuration bounds the time from the first attempt's start after
+	// which no retry starts.
+	MaxDuration time.Duration
+	// ExitCodes, when not empty, retries only failures with these exit
+	// codes (failures without one are not retried).
+	ExitCodes []int
+}
+
+// DefaultRetry is the policy of retries: N and of retry: fields not given.
+var DefaultRetry = Retry{Backoff: time.Second, Factor: 2, MaxBackoff: 30 * time.Second, Jitter: 0.1, MaxDuration: 10 * time.Minute}
+
+// Expr is an expression of a pipeline file: a bare `when:` condition.
+type Expr struct {
+	Src  string
+	Pos  Position
+	Prog *expr.Program // set by Validate
+}
+
 // OnError values.
 const (
 	OnErrorFail = ""     // a failure of the processor fails the run
@@ -167,7 +215,6 @@ type ProcessorNode struct {
 	With    map[string]any
 	Inputs  []InputBinding // sorted by Name
 	After   []string       // order-only dependencies, in file order
-	Retries int            // the processor's retries, or the pipeline's when it sets none
 	Timeout time.Duration  // 0 when none
 	OnError string         // OnErrorFail or OnErrorWarn
 	// Executor overrides the pipeline's executor; empty means the
@@ -184,6 +231,24 @@ type ProcessorNode struct {
 	MaxOutput int64
 	Pos       Position            // position of the processor's key
 	WithPos   map[string]Position // position of each top-level `with` key
+
+	// AfterOutcome holds, for each After entry, the outcome it waits for:
+	// OutcomeDefault (a plain name), or OutcomeSucceeded, OutcomeFailed,
+	// OutcomeEnded of a {NAME: OUTCOME} entry.
+	AfterOutcome []string
+	// When is the processor's condition; nil: none.
+	When *Expr
+	// Retry is the processor's retry policy (its own, else defaults').
+	Retry Retry
+	// Finally marks a processor of the file's `finally:` map.
+	Finally bool
+	// Handled says that a failure of this processor is handled by an
+	// after: {NAME: failed|ended} entry somewhere in the file: it is not
+	// fatal (set by Validate).
+	Handled bool
+	// Templates holds the expressions of `with`, compiled by Validate; nil
+	// when `with` holds none.
+	Templates *Templates
 
 	withJSON []byte     // With as JSON when it refers to no input (set by Validate)
 	usesPos  Position   // position of the uses value
@@ -219,6 +284,20 @@ type Pipeline struct {
 	MaxOutput   int64
 	MaxParallel int // 0 means the executor's capacity
 	Retries     int // pipeline-wide default retries
+	// When is the pipeline's precondition (inputs only); nil: none.
+	When *Expr
+	// FailFast: a fatal failure cancels the processors in flight (true, the
+	// default); false lets every processor not downstream of it run.
+	FailFast bool
+	// Timeout bounds the whole run; 0: none.
+	Timeout time.Duration
+	// Env reaches every native processor (defaults.env over the top-level
+	// env); a processor's with.env wins. Values may hold ${{ }} of inputs.
+	Env map[string]string
+	// EnvTemplates holds Env's expressions, compiled by Validate.
+	EnvTemplates map[string]*Template
+	// Exprs compiles the pipeline's expressions; set by Validate.
+	Exprs *expr.Env
 	// Graph holds the processors as nodes. An edge u->v means v depends on
 	// u, for data (v's inputs name u) or order (v's after names u).
 	Graph *simple.DirectedGraph

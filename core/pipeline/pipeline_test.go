@@ -9,8 +9,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wiz-run/wiz/core/expr"
 	"github.com/wiz-run/wiz/core/pipeline"
 )
+
+// parseValid parses and validates src against catalog, failing the test on
+// an error.
+func parseValid(t *testing.T, src string) *pipeline.Pipeline {
+	t.Helper()
+	p, err := pipeline.Parse("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Validate(catalog); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
 
 // fakeCatalog is a Catalog of a few std types.
 type fakeCatalog map[string]*pipeline.TypeSpec
@@ -43,7 +58,8 @@ var catalog = fakeCatalog{
 		{Name: "grace", Type: "duration"},
 	}},
 	"std/shell": {Type: "std/shell", Fields: []pipeline.FieldSpec{
-		{Name: "script", Type: "string", Required: true},
+		{Name: "script", Type: "script", Required: true},
+		{Name: "shell", Type: "string"},
 		{Name: "lines", Type: "int"},
 		{Name: "ratio", Type: "number"},
 		{Name: "strict", Type: "bool"},
@@ -111,8 +127,8 @@ func TestParseValidate(t *testing.T) {
 			Inputs: []pipeline.InputBinding{
 				{Name: "stdin", From: pipeline.Ref{Input: "text", Pos: pos(12, 21)}},
 			},
-			Retries: 1,
-			Pos:     pos(9, 3),
+			Retry: retry(1),
+			Pos:   pos(9, 3),
 		},
 		{
 			Name: "count", Uses: "std/shell", UsesVersion: "^1.2",
@@ -124,7 +140,7 @@ func TestParseValidate(t *testing.T) {
 			Inputs: []pipeline.InputBinding{
 				{Name: "stdin", From: pipeline.Ref{Processor: "words", Output: "out", Pos: pos(18, 21)}},
 			},
-			Retries:  2,
+			Retry:    retry(2),
 			Timeout:  30 * time.Second,
 			OnError:  "warn",
 			Executor: "local",
@@ -136,9 +152,10 @@ func TestParseValidate(t *testing.T) {
 				{Name: "in", From: pipeline.Ref{Processor: "count", Output: "out", Pos: pos(25, 18)}},
 				{Name: "words", From: pipeline.Ref{Processor: "words", Output: "counts", Pos: pos(25, 36)}},
 			},
-			After:   []string{"words"},
-			Retries: 1,
-			Pos:     pos(23, 3),
+			After:        []string{"words"},
+			AfterOutcome: []string{""},
+			Retry:        retry(1),
+			Pos:          pos(23, 3),
 		},
 	}
 	if len(p.Processors) != len(want) {
@@ -176,11 +193,18 @@ func TestParseValidate(t *testing.T) {
 	}, []string{"inputs.text", "words.out", "words.counts"})
 }
 
+// retry returns the default retry policy with limit n.
+func retry(n int) pipeline.Retry {
+	r := pipeline.DefaultRetry
+	r.Limit = n
+	return r
+}
+
 // exported returns a ProcessorNode with n's exported fields.
 func exported(n pipeline.ProcessorNode) pipeline.ProcessorNode {
 	return pipeline.ProcessorNode{
 		Name: n.Name, Uses: n.Uses, UsesVersion: n.UsesVersion, With: n.With, Inputs: n.Inputs,
-		After: n.After, Retries: n.Retries, Timeout: n.Timeout, OnError: n.OnError,
+		After: n.After, Retry: n.Retry, AfterOutcome: n.AfterOutcome, Timeout: n.Timeout, OnError: n.OnError,
 		Executor: n.Executor, Pos: n.Pos, WithPos: n.WithPos,
 	}
 }
@@ -255,7 +279,7 @@ func TestParseErrors(t *testing.T) {
 		{"no processors", "name: t\nprocessors: {}\n", `p.yaml:2:1: pipeline has no processors`},
 		{"null processors", "name: t\nprocessors:\n", `p.yaml:2:1: pipeline has no processors`},
 		{"unknown top key", "name: t\nprocesors: {}\nprocessors: {a: {uses: std/json}}\n",
-			`p.yaml:2:1: unknown key "procesors" in pipeline (valid keys: executor, inline_max_size, inputs, max_output_size, max_parallel, name, processors, retries)`},
+			`p.yaml:2:1: unknown key "procesors" in pipeline (valid keys: defaults, env, executor, fail_fast, finally, inline_max_size, inputs, max_output_size, max_parallel, name, processors, retries, timeout, when)`},
 		{"bad name", "name: Word Count\nprocessors: {a: {uses: std/json}}\n",
 			`p.yaml:1:7: invalid pipeline name "Word Count": use lower-case letters, digits, ".", "_" and "-", starting with a letter or digit`},
 		{"name not string", "name: [a]\nprocessors: {a: {uses: std/json}}\n", `p.yaml:1:7: name must be a string, got a list`},
@@ -270,7 +294,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty processor", procs("  a:\n"), `p.yaml:3:3: processor "a" is empty: it needs at least uses`},
 		{"missing uses", procs("  a: {with: {x: 1}}\n"), `p.yaml:3:3: processor "a" is missing required key "uses" (a processor type like std/exec)`},
 		{"unknown processor key", procs("  a:\n    uses: std/json\n    need: [b]\n"),
-			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, executor, inputs, max_output_size, on_error, resources, retries, timeout, uses, with)`},
+			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, executor, inputs, max_output_size, on_error, resources, retries, retry, timeout, uses, when, with)`},
 		{"bad uses", procs("  a: {uses: exec}\n"), `p.yaml:3:13: invalid processor type "exec": want PACK/NAME, like std/exec`},
 		{"empty version", procs("  a: {uses: std/exec@}\n"), `p.yaml:3:13: empty version constraint in "std/exec@": want PACK/NAME@CONSTRAINT, like acme/resize@^1.2`},
 		{"bad timeout", procs("  a: {uses: std/json, timeout: 30}\n"), `p.yaml:3:32: timeout must be a positive duration like "30s" or "5m", got 30`},
@@ -279,11 +303,12 @@ func TestParseErrors(t *testing.T) {
 		{"bad reference", procs("  a: {uses: std/json, inputs: {x: a..b}}\n"), `p.yaml:3:35: invalid reference "a..b" (want inputs.NAME, PROCESSOR or PROCESSOR.OUTPUT)`},
 		{"bare inputs reference", procs("  a: {uses: std/json, inputs: {x: inputs}}\n"), `p.yaml:3:35: invalid reference "inputs" (want inputs.NAME, PROCESSOR or PROCESSOR.OUTPUT)`},
 		{"reference not string", procs("  a: {uses: std/json, inputs: {x: [b]}}\n"), `p.yaml:3:35: x must be a string, got a list`},
-		{"after not list", procs("  a: {uses: std/json, after: {b: 1}}\n"), `p.yaml:3:30: after must be a list of processor names, got a mapping`},
+		{"after not list", procs("  a: {uses: std/json, after: 1}\n"), `p.yaml:3:30: after must be a list of processor names or {NAME: succeeded|failed|ended}, got an integer`},
+		{"after bad outcome", procs("  a: {uses: std/json, after: [{b: done}]}\n"), `p.yaml:3:35: invalid outcome "done" for b in after (valid: succeeded, failed, ended)`},
 		{"unknown input type", "name: t\ninputs:\n  x: {type: blob}\nprocessors: {a: {uses: std/json}}\n",
-			`p.yaml:3:13: unknown input type "blob" (valid types: file, string)`},
+			`p.yaml:3:13: unknown input type "blob" (valid types: bool, file, int, json, number, string)`},
 		{"unknown input key", "name: t\ninputs:\n  x: {kind: file}\nprocessors: {a: {uses: std/json}}\n",
-			`p.yaml:3:7: unknown key "kind" in input "x" (valid keys: default, doc, type)`},
+			`p.yaml:3:7: unknown key "kind" in input "x" (valid keys: default, doc, enum, max, min, pattern, type)`},
 		{"duplicate input", "name: t\ninputs:\n  x: {}\n  x: {}\nprocessors: {a: {uses: std/json}}\n",
 			`p.yaml:4:3: duplicate input "x" (first defined at line 3)`},
 		{"duplicate with key", procs("  a:\n    uses: std/exec\n    with:\n      dir: /a\n      dir: /b\n"),
@@ -302,7 +327,7 @@ func TestParseErrors(t *testing.T) {
 		{"several, sorted", "name: t\nprocessors:\n  b: {uses: std/json, retries: x}\n  a: {}\nfoo: 1\n",
 			"p.yaml:3:32: retries must be an integer ≥ 0, got \"x\"\n" +
 				"p.yaml:4:3: processor \"a\" is missing required key \"uses\" (a processor type like std/exec)\n" +
-				"p.yaml:5:1: unknown key \"foo\" in pipeline (valid keys: executor, inline_max_size, inputs, max_output_size, max_parallel, name, processors, retries)"},
+				"p.yaml:5:1: unknown key \"foo\" in pipeline (valid keys: defaults, env, executor, fail_fast, finally, inline_max_size, inputs, max_output_size, max_parallel, name, processors, retries, timeout, when)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -340,7 +365,7 @@ func TestValidateErrors(t *testing.T) {
 		{"no inputs declared", procs("  a: {uses: std/json, inputs: {in: inputs.txt}}\n"),
 			`p.yaml:3:36: unknown input "txt" in reference "inputs.txt" (no inputs are declared)`, false},
 		{"unknown input in with", "name: t\ninputs: {top: {}}\nprocessors:\n  a:\n    uses: std/shell\n    with: {script: \"head -n ${{ inputs.tops }}\"}\n",
-			`p.yaml:6:12: unknown input "tops" in "${{ inputs.tops }}" of with.script (declared inputs: top)`, false},
+			`p.yaml:6:12: with.script of a: "inputs.tops" names input "tops", which is not declared (declared inputs: top)`, false},
 		{"unknown processor", procs("  words: {uses: std/json}\n  count: {uses: std/json, inputs: {in: wrds.out}}\n"),
 			`p.yaml:4:40: unknown processor "wrds" in reference "wrds.out" (processors: count, words)`, false},
 		{"unknown after", procs("  words: {uses: std/json}\n  count: {uses: std/json, after: [words, word]}\n"),
@@ -360,8 +385,8 @@ func TestValidateErrors(t *testing.T) {
 				"p.yaml:9:7: field \"strict\" of std/shell must be a boolean, got the string \"yes\"", false},
 		{"wrong duration", procs("  a: {uses: std/exec, with: {command: [ls], grace: 5}}\n"),
 			`p.yaml:3:45: field "grace" of std/exec must be a duration like "30s", got the integer 5`, false},
-		{"input ref stands for scalar, not list", "name: t\ninputs: {c: {}}\nprocessors:\n  a: {uses: std/exec, with: {command: \"${{ inputs.c }}\"}}\n",
-			`p.yaml:4:30: field "command" of std/exec must be a list of strings, got the string "${{ inputs.c }}"`, false},
+		{"expression in a list field with text around", "name: t\ninputs: {c: {}}\nprocessors:\n  a: {uses: std/exec, with: {command: \"x ${{ inputs.c }}\"}}\n",
+			`p.yaml:4:30: field "command" of std/exec must be a list of strings, got the string "x ${{ inputs.c }}"`, false},
 		{"missing required field", procs("  a:\n    uses: std/exec\n    with: {dir: /tmp}\n"),
 			`p.yaml:5:5: missing required field "command" for std/exec`, false},
 		{"missing required field without with", procs("  a: {uses: std/exec}\n"),
@@ -409,7 +434,7 @@ func TestValidateErrors(t *testing.T) {
 func TestValidateAcceptsConfig(t *testing.T) {
 	t.Parallel()
 	src := `name: t
-inputs: {n: {default: 3}, d: {}}
+inputs: {n: {type: int, default: 3}, d: {}}
 processors:
   a:
     uses: std/shell
@@ -469,45 +494,35 @@ func TestErrorsIsAndPosition(t *testing.T) {
 	check(t, "wrapped list", errors.Is(fmt.Errorf("load: %w", list), pipeline.ErrCycle), true)
 }
 
-func TestSubstitute(t *testing.T) {
+func TestRender(t *testing.T) {
 	t.Parallel()
-	values := map[string]string{"top": "10", "text": "a.txt", "empty": ""}
-	tests := []struct {
-		name string
-		with map[string]any
-		want map[string]any
-	}{
-		{"nil", nil, nil},
-		{"plain", map[string]any{"s": "x", "n": int64(1), "b": true, "z": nil},
-			map[string]any{"s": "x", "n": int64(1), "b": true, "z": nil}},
-		{"spaces optional", map[string]any{"a": "${{ inputs.top }}", "b": "${{inputs.top}}", "c": "${{  inputs.text\t}}"},
-			map[string]any{"a": "10", "b": "10", "c": "a.txt"}},
-		{"several in a string", map[string]any{"s": "head -n ${{ inputs.top }} ${{ inputs.text }}; echo ${{ inputs.top }}"},
-			map[string]any{"s": "head -n 10 a.txt; echo 10"}},
-		{"unknown left", map[string]any{"s": "${{ inputs.nope }} ${{ inputs.empty }}|"},
-			map[string]any{"s": "${{ inputs.nope }} |"}},
-		{"not a reference", map[string]any{"s": "${{ top }} ${ inputs.top } $${{ env.X }}"},
-			map[string]any{"s": "${{ top }} ${ inputs.top } $${{ env.X }}"}},
-		{"deep, keys kept", map[string]any{"l": []any{"${{ inputs.top }}", map[string]any{"${{ inputs.top }}": "${{ inputs.text }}"}}},
-			map[string]any{"l": []any{"10", map[string]any{"${{ inputs.top }}": "a.txt"}}}},
+	src := `name: t
+inputs:
+  top: {type: int, default: 10}
+  text: {}
+processors:
+  a: {uses: std/exec, with: {command: [echo, "n=${{ inputs.top * 2 }}", "${{ inputs.text }}", "$${{ x }}"]}}
+  b:
+    uses: std/shell
+    inputs: {in: a}
+    with: {script: 'echo "${{ processors.a.outputs.out }}" ${{ files.in }} $${{ y }}'}
+`
+	p := parseValid(t, src)
+	vars := &expr.Vars{Inputs: map[string]any{"top": int64(10), "text": "a b; $(touch x)"},
+		Processors: map[string]*expr.Processor{"a": {State: "Succeeded", Outputs: map[string]string{"out": "it's \"q\""}}}}
+	r, err := p.Processors[0].Render(vars)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			got := pipeline.Substitute(tt.with, values)
-			check(t, "Substitute", got, tt.want)
-		})
+	check(t, "a config", string(r.Config), `{"command":["echo","n=20","a b; $(touch x)","${{ x }}"]}`)
+	check(t, "a env", r.Env, map[string]string(nil))
+	r, err = p.Processors[1].Render(vars)
+	if err != nil {
+		t.Fatal(err)
 	}
-
-	t.Run("deep copy", func(t *testing.T) {
-		t.Parallel()
-		inner := []any{"${{ inputs.top }}"}
-		with := map[string]any{"l": inner, "m": map[string]any{"k": "v"}}
-		got := pipeline.Substitute(with, values)
-		got["l"].([]any)[0] = "changed"
-		got["m"].(map[string]any)["k"] = "changed"
-		check(t, "original", with, map[string]any{"l": []any{"${{ inputs.top }}"}, "m": map[string]any{"k": "v"}})
-	})
+	check(t, "b config", string(r.Config), `{"script":"echo \"${WIZ_EXPR_0}\" ${WIZ_EXPR_1} ${{ y }}"}`)
+	check(t, "b env", r.Env, map[string]string{"WIZ_EXPR_0": `it's "q"`})
+	check(t, "b files", r.FileEnv, map[string]string{"WIZ_EXPR_1": "in"})
 }
 
 func TestParseKeepsSource(t *testing.T) {

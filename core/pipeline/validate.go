@@ -90,16 +90,11 @@ func (p *Pipeline) Validate(cat Catalog) error {
 		return true
 	}
 
-	for _, n := range p.Processors {
+	specs := make([]*TypeSpec, len(p.Processors))
+	for i, n := range p.Processors {
+		n.Handled = false
 		if cat != nil {
-			p.checkConfig(n, cat, errorf)
-		}
-		for name, pos := range sortedPositions(n.WithPos) {
-			for _, in := range inputRefs(n.With[name]) {
-				if !inputs[in] {
-					errorf(pos, "unknown input %q in \"${{ inputs.%s }}\" of with.%s (%s)", in, in, name, declared())
-				}
-			}
+			specs[i] = p.checkConfig(n, cat, errorf)
 		}
 		for _, b := range n.Inputs {
 			switch {
@@ -109,15 +104,24 @@ func (p *Pipeline) Validate(cat Catalog) error {
 				}
 			case !dependOn(n, b.From.Processor):
 				errorf(b.From.Pos, "unknown processor %q in reference %q (%s)", b.From.Processor, b.From.String(), processors())
+			case !n.Finally && p.byName[b.From.Processor].Finally:
+				errorf(b.From.Pos, "processor %s takes input from %s, a finally processor: finally processors run after all others, so only other finally processors may use them", n.Name, b.From.Processor)
 			}
 		}
 		for i, name := range n.After {
+			pos := n.Pos
+			if i < len(n.afterPos) {
+				pos = n.afterPos[i]
+			}
 			if !dependOn(n, name) {
-				pos := n.Pos
-				if i < len(n.afterPos) {
-					pos = n.afterPos[i]
-				}
 				errorf(pos, "unknown processor %q in after (%s)", name, processors())
+				continue
+			}
+			if u := p.byName[name]; u.Finally && !n.Finally {
+				errorf(pos, "processor %s is after %s, a finally processor: finally processors run after all others, so only other finally processors may wait for them", n.Name, name)
+			}
+			if i < len(n.AfterOutcome) && (n.AfterOutcome[i] == OutcomeFailed || n.AfterOutcome[i] == OutcomeEnded) {
+				p.byName[name].Handled = true
 			}
 		}
 	}
@@ -139,6 +143,9 @@ func (p *Pipeline) Validate(cat Catalog) error {
 		return err // not expected: topo returns only Unorderable
 	}
 
+	if len(errs) == 0 {
+		p.compileExprs(specs, errorf)
+	}
 	if err := errs.err(); err != nil {
 		return err
 	}
@@ -233,10 +240,11 @@ func successors(g graph.Directed, u int64) []int64 {
 	return ids
 }
 
-// checkConfig checks n's `with` against the spec of its type.
-func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Position, string, ...any)) {
+// checkConfig checks n's `with` against the spec of its type, which it
+// returns (nil when the type is unknown).
+func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Position, string, ...any)) *TypeSpec {
 	if n.Uses == "" {
-		return
+		return nil
 	}
 	uses := n.Uses
 	if n.UsesVersion != "" {
@@ -246,7 +254,7 @@ func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Positi
 	if !ok {
 		if _, exists := cat.Lookup(n.Uses); exists && n.UsesVersion != "" {
 			errorf(n.usesPos, "no installed version of %s matches %s; `wiz plugin list` shows the installed versions", n.Uses, n.UsesVersion)
-			return
+			return nil
 		}
 		types := cat.Types()
 		installed := "no processor types are installed"
@@ -254,7 +262,7 @@ func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Positi
 			installed = "installed: " + strings.Join(types, ", ")
 		}
 		errorf(n.usesPos, "unknown processor type %q (%s)", n.Uses, installed)
-		return
+		return nil
 	}
 	fields := make(map[string]FieldSpec, len(spec.Fields))
 	names := make([]string, 0, len(spec.Fields))
@@ -286,16 +294,17 @@ func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Positi
 			errorf(pos, "missing required field %q for %s", f.Name, n.Uses)
 		}
 	}
+	return spec
 }
 
 // checkType reports whether v has the field type typ; if not, it returns the
 // wanted type as a phrase for messages.
 func checkType(typ string, v any) (string, bool) {
-	if s, ok := v.(string); ok && wholeInputRef(s) && !strings.HasPrefix(typ, "list") && typ != "map" {
-		return "", true
+	if s, ok := v.(string); ok && wholeExpr(s) {
+		return "", true // the expression's value has the field's type, or the pack says so
 	}
 	switch typ {
-	case "string":
+	case "string", FieldScript, FieldCode:
 		_, ok := v.(string)
 		return "a string", ok
 	case "int":

@@ -185,6 +185,7 @@ func (c *Client) Submit(t *manager.Task) error {
 		Id: t.ID, RunId: t.RunID, Processor: t.Processor, Type: t.Type,
 		Pack:       &wizrpc.PackRef{Name: t.Pack.Name, Version: t.Pack.Version, Path: t.Pack.Path, Sha256: t.Pack.SHA256},
 		ConfigJson: t.Config, Inputs: t.Inputs, TimeoutNs: t.Timeout.Nanoseconds(), Kind: kind(t.Native),
+		Env: t.Env, ExprEnv: t.ExprEnv, FileEnv: t.FileEnv, KeepTemp: t.KeepTemp,
 		InlineMaxBytes: t.InlineMax, MaxOutputBytes: t.MaxOutput,
 	}
 	if c.remote != nil {
@@ -343,7 +344,7 @@ func (c *Client) recv() {
 		cancel()
 	}
 	for id := range lost {
-		c.events <- &manager.TaskEvent{TaskID: id, Kind: manager.EventFinished, Outcome: manager.OutcomeFailed, Message: msg, Started: true}
+		c.events <- &manager.TaskEvent{TaskID: id, Kind: manager.EventFinished, Outcome: manager.OutcomeFailed, Message: msg, Started: true, Lost: true}
 	}
 }
 

@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -171,18 +173,66 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		fail(err.Error(), false)
 		return
 	}
+	for v, name := range t.FileEnv { // a script's ${{ files.NAME }}
+		if _, ok := t.Inputs[name]; !ok {
+			fail(fmt.Sprintf("${{ files.%s }} refers to input %q, which the processor does not have", name, name), false)
+			return
+		}
+		if refs == nil {
+			refs = map[string]bool{}
+		}
+		refs[name] = true
+		_ = v
+	}
 	dir := p.Dir
-	needDir := dir == "" && (len(p.Outputs) > 0 || len(refs) > 0 || len(t.Inputs) > 0 && !onlyStdin(t.Inputs, p.StdinInput))
-	if needDir {
+	if dir == "" {
+		// Every task gets a fresh working dir, never the executor's own.
 		d, err := os.MkdirTemp(s.cfg.WorkDir, "task-*")
 		if err != nil {
 			fail(fmt.Sprintf("make working dir: %v", err), false)
 			return
 		}
-		defer os.RemoveAll(d)
+		if t.KeepTemp {
+			// Kept when the task fails: said in its log, so that the user
+			// finds it; removed when it succeeds.
+			final := emit
+			failedTask := false
+			emit = func(ev *wizrpc.ExecuteEvent) {
+				if f := ev.GetFinished(); f != nil && f.Outcome != wizrpc.Outcome_OUTCOME_SUCCEEDED {
+					failedTask = true
+					final(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{
+						Stream: "stderr", Data: []byte("wiz: kept the working directory " + d + " (--keep-temp)\n")}}})
+				}
+				final(ev)
+			}
+			defer func() {
+				if !failedTask {
+					os.RemoveAll(d)
+				}
+			}()
+		} else {
+			defer os.RemoveAll(d)
+		}
 		dir = d
+	} else if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		why := "does not exist"
+		if err == nil {
+			why = "is not a directory"
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			why = "cannot be used: " + err.Error()
+		}
+		fail(fmt.Sprintf("working directory %s (with.dir) %s on the executor's host: create it first, or leave dir out for a fresh temporary directory", dir, why), false)
+		return
 	}
 	env := cp.env
+	if len(t.Env) > 0 {
+		// The pipeline's env goes under the plan's (with.env wins).
+		env, err = layerEnv(p, t.Env)
+		if err != nil {
+			fail(fmt.Sprintf("%s: %v", t.Type, err), false)
+			return
+		}
+	}
 	var stdin *inputReader
 	var paths map[string]string // input name → path, for ${{ files.NAME }}
 	for name, d := range t.Inputs {
@@ -222,6 +272,20 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 			}
 		}
 	}
+	if len(t.FileEnv) > 0 || len(t.ExprEnv) > 0 {
+		env = append([]string(nil), env...)
+		for _, v := range slices.Sorted(maps.Keys(t.FileEnv)) {
+			env = append(env, v+"="+paths[t.FileEnv[v]])
+		}
+		for _, v := range slices.Sorted(maps.Keys(t.ExprEnv)) {
+			val := t.ExprEnv[v]
+			if strings.IndexByte(val, 0) >= 0 {
+				fail(fmt.Sprintf("the value of %s holds a NUL byte, which no environment variable can carry; pass it as an input instead", v), false)
+				return
+			}
+			env = append(env, v+"="+val)
+		}
+	}
 
 	// stdout and stderr are pipes this function reads itself (see child.go),
 	// and stdin, when the program reads an input, a pipe a goroutine writes:
@@ -230,7 +294,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	// killed, then the copies finish.
 	// WIZ_RUN_ID marks the task's processes, so that a Manager cleaning up
 	// after a dead executor kills only processes of that run.
-	if len(t.Inputs) > 0 {
+	if len(t.Inputs) > 0 || len(t.ExprEnv) > 0 {
 		env = dedupEnv(env) // a WIZ_INPUT_ the plan sets yields to the input's
 	}
 	env = append(env[:len(env):len(env)], "WIZ_RUN_ID="+t.RunId)
@@ -800,6 +864,23 @@ func (s *Server) collect(dir, rel string, max int64) (*wizpb.Data, error) {
 		d.Files = append(d.Files, &wizpb.FileRef{Digest: digest, Size: size, Name: f.name})
 	}
 	return d, nil
+}
+
+// layerEnv builds a native task's environment with the pipeline's env (base)
+// under the plan's own: the executor's (when the plan inherits it), then
+// base, then the plan's Env.
+func layerEnv(p *wizrpc.Plan, base map[string]string) ([]string, error) {
+	var env []string
+	if p.InheritEnv {
+		env = os.Environ()
+	}
+	for _, k := range slices.Sorted(maps.Keys(base)) {
+		env = append(env, k+"="+base[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
+		env = append(env, k+"="+p.Env[k])
+	}
+	return planEnv(env)
 }
 
 // fileRefs returns the inputs a plan's argv and env name with

@@ -664,21 +664,28 @@ func (x *Metrics) GetOutputBytes() int64 {
 
 // ProcessorRun is the state of one processor in one run.
 type ProcessorRun struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
-	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
-	Type          string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
-	State         ProcessorState         `protobuf:"varint,4,opt,name=state,proto3,enum=wiz.v1.ProcessorState" json:"state,omitempty"`
-	Started       *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started,proto3" json:"started,omitempty"`
-	Ended         *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=ended,proto3" json:"ended,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,7,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Error         string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
-	Warnings      []string               `protobuf:"bytes,9,rep,name=warnings,proto3" json:"warnings,omitempty"`
-	Outputs       map[string]*Data       `protobuf:"bytes,10,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Metrics       *Metrics               `protobuf:"bytes,11,opt,name=metrics,proto3" json:"metrics,omitempty"`
-	LogTail       string                 `protobuf:"bytes,12,opt,name=log_tail,json=logTail,proto3" json:"log_tail,omitempty"`
-	Attempts      int32                  `protobuf:"varint,13,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	ReusedFrom    string                 `protobuf:"bytes,14,opt,name=reused_from,json=reusedFrom,proto3" json:"reused_from,omitempty"` // set when the outputs were reused from that run
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Name       string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Type       string                 `protobuf:"bytes,3,opt,name=type,proto3" json:"type,omitempty"`
+	State      ProcessorState         `protobuf:"varint,4,opt,name=state,proto3,enum=wiz.v1.ProcessorState" json:"state,omitempty"`
+	Started    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started,proto3" json:"started,omitempty"`
+	Ended      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=ended,proto3" json:"ended,omitempty"`
+	ExitCode   int32                  `protobuf:"varint,7,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error      string                 `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	Warnings   []string               `protobuf:"bytes,9,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Outputs    map[string]*Data       `protobuf:"bytes,10,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Metrics    *Metrics               `protobuf:"bytes,11,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	LogTail    string                 `protobuf:"bytes,12,opt,name=log_tail,json=logTail,proto3" json:"log_tail,omitempty"`
+	Attempts   int32                  `protobuf:"varint,13,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	ReusedFrom string                 `protobuf:"bytes,14,opt,name=reused_from,json=reusedFrom,proto3" json:"reused_from,omitempty"` // set when the outputs were reused from that run
+	// skipped: the processor did not run because its condition was false or
+	// an upstream processor's outcome did not allow it; it stays Idle.
+	Skipped bool `protobuf:"varint,15,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	// reason says why a processor is skipped ("skipped: build Failed").
+	Reason string `protobuf:"bytes,16,opt,name=reason,proto3" json:"reason,omitempty"`
+	// finally marks a processor of the pipeline's finally: map.
+	Finally       bool `protobuf:"varint,17,opt,name=finally,proto3" json:"finally,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -809,6 +816,27 @@ func (x *ProcessorRun) GetReusedFrom() string {
 		return x.ReusedFrom
 	}
 	return ""
+}
+
+func (x *ProcessorRun) GetSkipped() bool {
+	if x != nil {
+		return x.Skipped
+	}
+	return false
+}
+
+func (x *ProcessorRun) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ProcessorRun) GetFinally() bool {
+	if x != nil {
+		return x.Finally
+	}
+	return false
 }
 
 // Event is one recorded event of a run.
@@ -1112,7 +1140,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\rmax_rss_bytes\x18\x04 \x01(\x03R\vmaxRssBytes\x12\x1f\n" +
 	"\vinput_bytes\x18\x05 \x01(\x03R\n" +
 	"inputBytes\x12!\n" +
-	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\xbc\x04\n" +
+	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\x88\x05\n" +
 	"\fProcessorRun\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1129,7 +1157,10 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\blog_tail\x18\f \x01(\tR\alogTail\x12\x1a\n" +
 	"\battempts\x18\r \x01(\x05R\battempts\x12\x1f\n" +
 	"\vreused_from\x18\x0e \x01(\tR\n" +
-	"reusedFrom\x1aH\n" +
+	"reusedFrom\x12\x18\n" +
+	"\askipped\x18\x0f \x01(\bR\askipped\x12\x16\n" +
+	"\x06reason\x18\x10 \x01(\tR\x06reason\x12\x18\n" +
+	"\afinally\x18\x11 \x01(\bR\afinally\x1aH\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xaa\x01\n" +

@@ -518,8 +518,20 @@ type Task struct {
 	InlineMaxBytes int64 `protobuf:"varint,10,opt,name=inline_max_bytes,json=inlineMaxBytes,proto3" json:"inline_max_bytes,omitempty"`
 	// An output larger than this fails the task naming the output. 0: no limit.
 	MaxOutputBytes int64 `protobuf:"varint,11,opt,name=max_output_bytes,json=maxOutputBytes,proto3" json:"max_output_bytes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// env is added to a native program's environment under the plan's own
+	// (the pipeline's env: and defaults.env, which with.env overrides).
+	Env map[string]string `protobuf:"bytes,12,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// expr_env holds the values of a script's expressions (WIZ_EXPR_n), added
+	// over everything else: values reach the shell as variables, never as
+	// script text.
+	ExprEnv map[string]string `protobuf:"bytes,13,rep,name=expr_env,json=exprEnv,proto3" json:"expr_env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// file_env names, per variable, the input whose path in the working
+	// directory the variable holds (a script's ${{ files.NAME }}).
+	FileEnv map[string]string `protobuf:"bytes,14,rep,name=file_env,json=fileEnv,proto3" json:"file_env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// keep_temp keeps the task's temporary working directory when it fails.
+	KeepTemp      bool `protobuf:"varint,15,opt,name=keep_temp,json=keepTemp,proto3" json:"keep_temp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -627,6 +639,34 @@ func (x *Task) GetMaxOutputBytes() int64 {
 		return x.MaxOutputBytes
 	}
 	return 0
+}
+
+func (x *Task) GetEnv() map[string]string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *Task) GetExprEnv() map[string]string {
+	if x != nil {
+		return x.ExprEnv
+	}
+	return nil
+}
+
+func (x *Task) GetFileEnv() map[string]string {
+	if x != nil {
+		return x.FileEnv
+	}
+	return nil
+}
+
+func (x *Task) GetKeepTemp() bool {
+	if x != nil {
+		return x.KeepTemp
+	}
+	return false
 }
 
 type ExecuteRequest struct {
@@ -1325,7 +1365,7 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xc2\x03\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xad\x06\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1c\n" +
@@ -1340,10 +1380,23 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x04kind\x18\t \x01(\x0e2\x13.wizrpc.v1.TypeKindR\x04kind\x12(\n" +
 	"\x10inline_max_bytes\x18\n" +
 	" \x01(\x03R\x0einlineMaxBytes\x12(\n" +
-	"\x10max_output_bytes\x18\v \x01(\x03R\x0emaxOutputBytes\x1aG\n" +
+	"\x10max_output_bytes\x18\v \x01(\x03R\x0emaxOutputBytes\x12*\n" +
+	"\x03env\x18\f \x03(\v2\x18.wizrpc.v1.Task.EnvEntryR\x03env\x127\n" +
+	"\bexpr_env\x18\r \x03(\v2\x1c.wizrpc.v1.Task.ExprEnvEntryR\aexprEnv\x127\n" +
+	"\bfile_env\x18\x0e \x03(\v2\x1c.wizrpc.v1.Task.FileEnvEntryR\afileEnv\x12\x1b\n" +
+	"\tkeep_temp\x18\x0f \x01(\bR\bkeepTemp\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
-	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xa6\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\x1a6\n" +
+	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fExprEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fFileEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa6\x01\n" +
 	"\x0eExecuteRequest\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x0f.wizrpc.v1.TaskH\x00R\x04task\x122\n" +
 	"\x06cancel\x18\x02 \x01(\v2\x18.wizrpc.v1.CancelRequestH\x00R\x06cancel\x122\n" +
@@ -1407,7 +1460,7 @@ func file_wizrpc_v1_executor_proto_rawDescGZIP() []byte {
 }
 
 var file_wizrpc_v1_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_wizrpc_v1_executor_proto_goTypes = []any{
 	(Outcome)(0),             // 0: wizrpc.v1.Outcome
 	(*HasBlobsRequest)(nil),  // 1: wizrpc.v1.HasBlobsRequest
@@ -1430,45 +1483,51 @@ var file_wizrpc_v1_executor_proto_goTypes = []any{
 	(*Output)(nil),           // 18: wizrpc.v1.Output
 	(*Finished)(nil),         // 19: wizrpc.v1.Finished
 	nil,                      // 20: wizrpc.v1.Task.InputsEntry
-	(TypeKind)(0),            // 21: wizrpc.v1.TypeKind
-	(*wizpb.Metrics)(nil),    // 22: wiz.v1.Metrics
-	(*wizpb.Data)(nil),       // 23: wiz.v1.Data
+	nil,                      // 21: wizrpc.v1.Task.EnvEntry
+	nil,                      // 22: wizrpc.v1.Task.ExprEnvEntry
+	nil,                      // 23: wizrpc.v1.Task.FileEnvEntry
+	(TypeKind)(0),            // 24: wizrpc.v1.TypeKind
+	(*wizpb.Metrics)(nil),    // 25: wiz.v1.Metrics
+	(*wizpb.Data)(nil),       // 26: wiz.v1.Data
 }
 var file_wizrpc_v1_executor_proto_depIdxs = []int32{
 	8,  // 0: wizrpc.v1.Task.pack:type_name -> wizrpc.v1.PackRef
 	20, // 1: wizrpc.v1.Task.inputs:type_name -> wizrpc.v1.Task.InputsEntry
-	21, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
-	9,  // 3: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
-	12, // 4: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
-	11, // 5: wizrpc.v1.ExecuteRequest.set_slots:type_name -> wizrpc.v1.SetSlots
-	15, // 6: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
-	16, // 7: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
-	17, // 8: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
-	18, // 9: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
-	22, // 10: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
-	19, // 11: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
-	23, // 12: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
-	0,  // 13: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
-	22, // 14: wizrpc.v1.Finished.metrics:type_name -> wiz.v1.Metrics
-	18, // 15: wizrpc.v1.Finished.outputs:type_name -> wizrpc.v1.Output
-	23, // 16: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
-	6,  // 17: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
-	10, // 18: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
-	12, // 19: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
-	1,  // 20: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
-	3,  // 21: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
-	5,  // 22: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
-	7,  // 23: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
-	14, // 24: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
-	13, // 25: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
-	2,  // 26: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
-	4,  // 27: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
-	3,  // 28: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
-	23, // [23:29] is the sub-list for method output_type
-	17, // [17:23] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	24, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
+	21, // 3: wizrpc.v1.Task.env:type_name -> wizrpc.v1.Task.EnvEntry
+	22, // 4: wizrpc.v1.Task.expr_env:type_name -> wizrpc.v1.Task.ExprEnvEntry
+	23, // 5: wizrpc.v1.Task.file_env:type_name -> wizrpc.v1.Task.FileEnvEntry
+	9,  // 6: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
+	12, // 7: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
+	11, // 8: wizrpc.v1.ExecuteRequest.set_slots:type_name -> wizrpc.v1.SetSlots
+	15, // 9: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
+	16, // 10: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
+	17, // 11: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
+	18, // 12: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
+	25, // 13: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
+	19, // 14: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
+	26, // 15: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
+	0,  // 16: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
+	25, // 17: wizrpc.v1.Finished.metrics:type_name -> wiz.v1.Metrics
+	18, // 18: wizrpc.v1.Finished.outputs:type_name -> wizrpc.v1.Output
+	26, // 19: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
+	6,  // 20: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
+	10, // 21: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
+	12, // 22: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
+	1,  // 23: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
+	3,  // 24: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
+	5,  // 25: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
+	7,  // 26: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
+	14, // 27: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
+	13, // 28: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
+	2,  // 29: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
+	4,  // 30: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
+	3,  // 31: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
+	26, // [26:32] is the sub-list for method output_type
+	20, // [20:26] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_executor_proto_init() }
@@ -1496,7 +1555,7 @@ func file_wizrpc_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_executor_proto_rawDesc), len(file_wizrpc_v1_executor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
