@@ -158,13 +158,24 @@ func (p *progress) lines() []string {
 	return out
 }
 
+// procStateName is a processor's state as the CLI shows it: one of the four
+// states, "Idle (skipped)" for a processor that was skipped.
+func procStateName(pr *wizpb.ProcessorRun) string {
+	if pr.Skipped {
+		return "Idle (skipped)"
+	}
+	return stateName(pr.State)
+}
+
 func stateText(pr *wizpb.ProcessorRun) string {
 	s := stateName(pr.State)
 	d := procDuration(pr)
-	switch pr.State {
-	case wizpb.ProcessorState_PROCESSOR_STATE_RUNNING:
+	switch {
+	case pr.Skipped:
+		return "Idle (skipped)  " + pr.Reason
+	case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING:
 		return fmt.Sprintf("%-9s %s", s, fmtDuration(d))
-	case wizpb.ProcessorState_PROCESSOR_STATE_IDLE:
+	case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_IDLE:
 		return s
 	}
 	out := fmt.Sprintf("%-9s %s", s, fmtDuration(d))

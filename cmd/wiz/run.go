@@ -21,6 +21,7 @@ type RunCmd struct {
 	Input    []string `short:"i" sep:"none" help:"Run input as NAME=VALUE, or NAME=@PATH to read a file." placeholder:"NAME=VALUE"`
 	From     string   `help:"Rerun this processor and everything downstream of it, reusing the other processors' outputs from the newest earlier run of the same pipeline version." placeholder:"PROCESSOR"`
 	Quiet    bool     `short:"q" help:"Print only the run's summary."`
+	KeepTemp bool     `name:"keep-temp" help:"Keep the temporary working directory of a native processor that fails (its log says where)."`
 	Output   string   `short:"o" enum:"text,json" default:"text" help:"Summary format: text or json."`
 }
 
@@ -30,7 +31,7 @@ func (c *RunCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	req := manager.RunRequest{Pipeline: c.Pipeline, Inputs: inputs, From: c.From}
+	req := manager.RunRequest{Pipeline: c.Pipeline, Inputs: inputs, From: c.From, KeepTemp: c.KeepTemp}
 	if src, err := os.ReadFile(c.Pipeline); err == nil {
 		req.File, req.Source = c.Pipeline, src
 	} else if !errors.Is(err, fs.ErrNotExist) || strings.ContainsAny(c.Pipeline, "/.") {

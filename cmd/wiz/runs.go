@@ -206,7 +206,7 @@ func (c *RunsShowCmd) Run(env *Env) error {
 	}
 	fmt.Println()
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROCESSOR\tTYPE\tSTATE\tDURATION\tCPU\tMAX RSS\tEXIT\tIN\tOUT\tWARNINGS\tERROR")
+	fmt.Fprintln(tw, "PROCESSOR\tTYPE\tSTATE\tDURATION\tCPU\tMAX RSS\tEXIT\tIN\tOUT\tWARNINGS\tERROR OR REASON")
 	for _, p := range d.Processors {
 		mt := p.Metrics
 		cpu, rss, exit := "-", "-", "-"
@@ -223,12 +223,20 @@ func (c *RunsShowCmd) Run(env *Env) error {
 			p.State == wizpb.ProcessorState_PROCESSOR_STATE_FAILED && p.ExitCode != 0:
 			exit = fmt.Sprint(p.ExitCode)
 		}
-		state := stateName(p.State)
+		state := procStateName(p)
 		if p.ReusedFrom != "" {
 			state += " (reused)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", p.Name, p.Type, state, fmtDuration(procDuration(p)),
-			cpu, rss, exit, fmtBytes(mt.GetInputBytes()), fmtBytes(mt.GetOutputBytes()), len(p.Warnings), firstLine(p.Error))
+		name := p.Name
+		if p.Finally {
+			name += " (finally)"
+		}
+		msg := p.Error
+		if p.Skipped {
+			msg = p.Reason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, p.Type, state, fmtDuration(procDuration(p)),
+			cpu, rss, exit, fmtBytes(mt.GetInputBytes()), fmtBytes(mt.GetOutputBytes()), len(p.Warnings), firstLine(msg))
 	}
 	tw.Flush()
 	var warns []string
@@ -335,7 +343,13 @@ func detailJSON(d *manager.RunDetail) map[string]any {
 	for _, p := range d.Processors {
 		pm := map[string]any{
 			"name": p.Name, "type": p.Type, "state": stateName(p.State), "exit_code": p.ExitCode,
-			"error": p.Error, "warnings": p.Warnings, "attempts": p.Attempts,
+			"error": p.Error, "warnings": p.Warnings, "attempts": p.Attempts, "skipped": p.Skipped, "finally": p.Finally,
+		}
+		if p.Warnings == nil {
+			pm["warnings"] = []string{}
+		}
+		if p.Reason != "" {
+			pm["reason"] = p.Reason
 		}
 		if p.ReusedFrom != "" {
 			pm["reused_from"] = p.ReusedFrom

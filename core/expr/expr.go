@@ -167,7 +167,13 @@ func (e *Env) Compile(src string, scope *Scope, wantBool bool) (*Program, error)
 	case out.IsExactType(cel.BoolType):
 		p.Bool = true
 	case wantBool && !out.IsExactType(cel.DynType):
-		return nil, fmt.Errorf("%q is %s, not a bool: a condition must be true or false (compare it, e.g. %s == \"yes\")", src, typeName(out), src)
+		example := src + ` == "yes"`
+		if out.IsExactType(cel.IntType) || out.IsExactType(cel.DoubleType) {
+			example = src + " > 0"
+		} else if !out.IsExactType(cel.StringType) {
+			example = "size(" + src + ") > 0"
+		}
+		return nil, fmt.Errorf("%q is %s, not a bool: a condition must be true or false (compare it, e.g. %s)", src, typeName(out), example)
 	}
 	prg, err := e.cel.Program(checked, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(100))
 	if err != nil {

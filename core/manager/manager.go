@@ -30,6 +30,15 @@ import (
 // unknown pipeline): the CLI exits 2 for them, as for validation errors.
 var ErrUsage = errors.New("usage error")
 
+// usage is a problem with what the user gave (an input's value): it matches
+// ErrUsage without saying "usage error" in its text, which names the input.
+type usage struct{ msg string }
+
+func (e *usage) Error() string        { return e.msg }
+func (e *usage) Is(target error) bool { return target == ErrUsage }
+
+func usagef(format string, args ...any) error { return &usage{fmt.Sprintf(format, args...)} }
+
 // ValidationError is a pipeline file that failed validation.
 type ValidationError struct {
 	Errs error // a pipeline.ErrorList
@@ -472,7 +481,7 @@ func (m *Manager) inputs(p *pipeline.Pipeline, given map[string]InputValue) (map
 		}
 		if t, ok := text[decl.Name]; ok && decl.Type != pipeline.InputFile {
 			if err := decl.Check(t); err != nil {
-				return nil, nil, fmt.Errorf("%w: input %s: %v", ErrUsage, decl.Name, err)
+				return nil, nil, usagef("input %s: %v", decl.Name, err)
 			}
 		}
 	}

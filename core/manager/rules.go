@@ -236,6 +236,7 @@ func (r *run) skip(a scheduler.Action) {
 // retrying records that processor i's failed attempt is retried at a.At.
 func (r *run) retrying(a scheduler.Action) {
 	pr := r.procs[a.Node]
+	pr.retryWait = true
 	wait := max(a.At-r.now(), 0).Round(time.Millisecond)
 	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_RUNNING
 	_ = r.batch.PutProcessor(pr.rec)

@@ -316,6 +316,9 @@ type proc struct {
 	warns   []string
 	// skipReason is the reason of a skip for a false condition.
 	skipReason string
+	// retryWait: it waits for its next attempt. dropped: cancelled before
+	// its pending Dispatch was carried out, which is then dropped.
+	retryWait, dropped bool
 }
 
 // prepare resolves packs and configs, evaluates the pipeline's when and env,
@@ -696,12 +699,24 @@ func (r *run) act(acts []scheduler.Action) bool {
 	for _, a := range acts {
 		switch a.Kind {
 		case scheduler.Dispatch:
+			if pr := r.procs[a.Node]; pr.dropped {
+				pr.dropped = false // cancelled while its dispatch was pending
+				continue
+			}
 			r.dispatch(a.Node)
 		case scheduler.CancelTask:
 			pr := r.procs[a.Node]
-			if pr.taskID != "" {
+			switch {
+			case pr.taskID != "":
 				_ = r.execs[pr.exec].Cancel(pr.taskID, r.reason)
-			} else { // waiting for a retry: nothing runs, so it ends now
+			case !pr.retryWait:
+				// Its Dispatch is pending in an outer batch of actions (a
+				// dispatch that failed at once ended the run): it never
+				// starts and stays Idle.
+				pr.dropped = true
+				r.act(r.sched.Finished(a.Node, scheduler.Cancelled))
+			default: // waiting for a retry: nothing runs, so it ends now
+				pr.retryWait = false
 				pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
 				pr.rec.Ended = timestamppb.Now()
 				pr.rec.Error = "cancelled: " + r.reason + " (waiting to retry after: " + pr.rec.Error + ")"
@@ -746,6 +761,7 @@ func (r *run) dispatch(i int) {
 		inputs[b.Name] = d
 	}
 	pr.rec.Attempts++
+	pr.retryWait = false
 	task := &Task{
 		Native: pr.native, RunID: r.rec.Id, Processor: pr.node.Name, Type: pr.node.Uses, Pack: pr.pack,
 		Config: pr.config, Inputs: inputs, Timeout: pr.node.Timeout, InlineMax: r.p.InlineMax, MaxOutput: pr.node.MaxOutput,

@@ -347,7 +347,7 @@ func checkShell(v any) error {
 	if posixShells[path.Base(s)] {
 		return nil
 	}
-	return fmt.Errorf("the script holds ${{ }}, which become environment variables of a POSIX shell, and shell %q is not one (sh, bash, dash, ksh, zsh); read the values from env: instead", s)
+	return fmt.Errorf("the script holds ${{ }}, which become environment variables of a POSIX shell, and shell %q is not one (sh, bash, dash, ksh, zsh); set the values in with.env (env: {X: \"${{ ... }}\"}) and read them from the environment instead", s)
 }
 
 // checkScriptQuoting refuses an expression where a shell would not expand a

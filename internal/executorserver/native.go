@@ -186,8 +186,14 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	}
 	dir := p.Dir
 	if dir == "" {
-		// Every task gets a fresh working dir, never the executor's own.
-		d, err := os.MkdirTemp(s.cfg.WorkDir, "task-*")
+		// Every task gets a fresh working dir, never the executor's own. One
+		// that may be kept is made outside the executor's work dir, which
+		// goes when the executor does.
+		parent := s.cfg.WorkDir
+		if t.KeepTemp {
+			parent = os.TempDir()
+		}
+		d, err := os.MkdirTemp(parent, "task-*")
 		if err != nil {
 			fail(fmt.Sprintf("make working dir: %v", err), false)
 			return

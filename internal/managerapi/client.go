@@ -178,7 +178,7 @@ func (c *Client) Run(ctx context.Context, req manager.RunRequest, watch func(man
 			in[k] = &wizrpc.InputValue{Value: &wizrpc.InputValue_Text{Text: v.Text}}
 		}
 	}
-	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From}, watch)
+	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp}, watch)
 }
 
 // inlineFileMax is the largest file input sent inside StartRun; larger ones

@@ -144,7 +144,7 @@ func (s *Server) StartRun(req *wizrpc.StartRunRequest, stream wizrpc.Manager_Sta
 				}
 			}
 			_, err = s.m.Run(context.Background(), manager.RunRequest{
-				File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From,
+				File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp,
 			}, watch)
 		}
 		errc <- err

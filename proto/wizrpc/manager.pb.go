@@ -891,8 +891,9 @@ type StartRunRequest struct {
 	Source        []byte                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
 	Pipeline      string                 `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"` // else: a stored pipeline's name
 	Inputs        map[string]*InputValue `protobuf:"bytes,4,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`     // rerun this processor and what is downstream
-	Resume        string                 `protobuf:"bytes,6,opt,name=resume,proto3" json:"resume,omitempty"` // resume this run instead
+	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`                          // rerun this processor and what is downstream
+	Resume        string                 `protobuf:"bytes,6,opt,name=resume,proto3" json:"resume,omitempty"`                      // resume this run instead
+	KeepTemp      bool                   `protobuf:"varint,7,opt,name=keep_temp,json=keepTemp,proto3" json:"keep_temp,omitempty"` // keep a failed native task's temporary working dir
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -967,6 +968,13 @@ func (x *StartRunRequest) GetResume() string {
 		return x.Resume
 	}
 	return ""
+}
+
+func (x *StartRunRequest) GetKeepTemp() bool {
+	if x != nil {
+		return x.KeepTemp
+	}
+	return false
 }
 
 // RunUpdate is one change of a run.
@@ -1581,14 +1589,15 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x05bytes\x18\x05 \x01(\x03R\x05bytes\x12\x14\n" +
 	"\x05swept\x18\x06 \x01(\bR\x05swept\"9\n" +
 	"\x12UploadBlobResponse\x12#\n" +
-	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\x97\x02\n" +
+	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\xb4\x02\n" +
 	"\x0fStartRunRequest\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12\x1a\n" +
 	"\bpipeline\x18\x03 \x01(\tR\bpipeline\x12>\n" +
 	"\x06inputs\x18\x04 \x03(\v2&.wizrpc.v1.StartRunRequest.InputsEntryR\x06inputs\x12\x12\n" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12\x16\n" +
-	"\x06resume\x18\x06 \x01(\tR\x06resume\x1aP\n" +
+	"\x06resume\x18\x06 \x01(\tR\x06resume\x12\x1b\n" +
+	"\tkeep_temp\x18\a \x01(\bR\bkeepTemp\x1aP\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
 	"\x05value\x18\x02 \x01(\v2\x15.wizrpc.v1.InputValueR\x05value:\x028\x01\"x\n" +

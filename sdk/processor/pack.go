@@ -39,6 +39,15 @@ type Field struct {
 	// "duration", "any", or a list of one scalar type: "list of string",
 	// "list of int", "list of number", "list of bool". A wiz that does not
 	// know a type accepts any value for it.
+	//
+	// Two string types say that the field holds code, so that a value of an
+	// expression never becomes code: "script" is a POSIX shell script, in
+	// which wiz turns each ${{ EXPR }} into a reference to an environment
+	// variable holding the value (a sibling field "shell", when set, must
+	// name a POSIX shell); "code" is program text of another language (a jq
+	// filter, a template), in which ${{ }} is refused when the pipeline is
+	// applied. A native type's plan receives the rewritten script; the
+	// variables are set by the executor.
 	Type string
 	// Required fields must be set in the pipeline.
 	Required bool

@@ -48,7 +48,7 @@ func jsonType() processor.Type {
 		Name: "json",
 		Doc:  "Transforms JSON with a jq filter (gojq). The input is one JSON value (held in memory whole, up to max_document_size), or a stream of JSON values when lines: true (one value in memory at a time); each result is written as one line of JSON, streamed to the output.",
 		Fields: []processor.Field{
-			{Name: "filter", Type: "string", Default: ".", Doc: "the jq filter"},
+			{Name: "filter", Type: "code", Default: ".", Doc: "the jq filter (code: ${{ }} is refused in it; feed values as inputs)"},
 			{Name: "lines", Type: "bool", Default: false, Doc: "read the input as a stream of JSON values (JSON lines), one at a time"},
 			{Name: "raw", Type: "bool", Default: false, Doc: "write string results without quotes, like jq -r"},
 			{Name: "max_document_size", Type: "int", Default: defaultMaxDocument, Doc: "largest input in bytes read as one JSON value (lines: false), since gojq needs it whole in memory"},

@@ -46,7 +46,7 @@ func shellType() processor.Type {
 		Name: "shell",
 		Doc:  "Runs a shell script (sh -c by default) with the same inputs and outputs as exec.",
 		Fields: append([]processor.Field{
-			{Name: "script", Type: "string", Required: true, Doc: "the script"},
+			{Name: "script", Type: "script", Required: true, Doc: "the script; each ${{ EXPR }} in it reaches the shell as a variable (${WIZ_EXPR_n}), never as script text"},
 			{Name: "shell", Type: "string", Default: "/bin/sh", Doc: "the shell that runs the script with -c"},
 		}, nativeFields...),
 		Native: processor.NativeFunc(planShell),
