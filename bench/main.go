@@ -29,6 +29,7 @@ type options struct {
 	reps          int
 	only          string
 	wiz           string
+	wizBase       string
 	keep          bool
 	seed          uint64
 	jobs          int
@@ -49,9 +50,10 @@ func main() {
 func run() int {
 	var o options
 	flag.BoolVar(&o.quick, "quick", false, "one repetition and smaller DAGs (chain100, fanout100, layers5x20, layers10x100)")
-	flag.IntVar(&o.reps, "reps", 5, "measured repetitions per DAG and tool (default 1 with --quick)")
+	flag.IntVar(&o.reps, "reps", 7, "measured repetitions per DAG and tool (default 1 with --quick)")
 	flag.StringVar(&o.only, "only", "", "run only these DAGs (comma-separated names, e.g. fanout1000,layers10x100)")
 	flag.StringVar(&o.wiz, "wiz", "", "the wiz binary (default bin/wiz in the repository root)")
+	flag.StringVar(&o.wizBase, "wiz-base", "", "another wiz binary (an older build, with its plugins beside it) to run beside wiz on the DAGs, interleaved: the wiz/wiz-base ratio checks that a change does not slow the hot path")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory with the generated files and wiz homes")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of the random layered DAGs")
 	flag.IntVar(&o.jobs, "jobs", runtime.NumCPU(), "make -j and ninja -j (wiz's local executor runs NumCPU tasks at once)")
@@ -145,7 +147,16 @@ func run() int {
 	printMachine(o, makeBin, ninjaBin, filepath.Join(tmp, "version-home"))
 
 	home := func(d *DAG) string { return filepath.Join(tmp, d.Name, "wiz-home") }
-	tools := []Tool{wizTool(o.wiz, home)}
+	layers10x100 := func(d *DAG) bool { return d.Name == "layers10x100" }
+	tools := []Tool{wizTool(o.wiz, home), wizVariant("wiz+when", o.wiz, whenFile, home, layers10x100)}
+	if o.wizBase != "" {
+		base, err := filepath.Abs(o.wizBase)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: --wiz-base: %v\n", err)
+			return 2
+		}
+		tools = append(tools, wizVariant("wiz-base", base, pipelineFile, home, nil))
+	}
 	if makeBin != "" {
 		tools = append(tools, makeTool(makeBin, o.jobs))
 	} else if len(dags) > 0 {
@@ -233,6 +244,13 @@ func runDAG(o options, d *DAG, dir string, tools []Tool, makeBin string) *DAGRes
 		}
 		return s, true
 	}
+	var runs []Tool // the tools that run on d
+	for _, t := range tools {
+		if t.Only == nil || t.Only(d) {
+			runs = append(runs, t)
+		}
+	}
+	tools = runs
 	for w := 0; w < o.warmup; w++ {
 		var parts []string
 		for _, t := range tools {

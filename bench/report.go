@@ -46,12 +46,14 @@ type Report struct {
 	Kernel  *KernelResult
 }
 
-var toolOrder = []string{"wiz", "make", "ninja", "go-exec"}
+var toolOrder = []string{"wiz", "wiz+when", "wiz-base", "make", "ninja", "go-exec"}
 
 // Targets of the issue.
 const (
-	targetRatio   = 1.5 // wiz/make on fanout and layers10x100
-	targetScale   = 1.1 // wiz time grows at most 1.1× the node count
+	targetRatio   = 1.5  // wiz/make on fanout and layers10x100
+	targetWhen    = 1.2  // a condition on every processor against none
+	targetBase    = 1.05 // this build against the one before a change
+	targetScale   = 1.1  // wiz time grows at most 1.1× the node count
 	targetStartup = 250 * time.Millisecond
 	targetRSSMiB  = 100.0 // manager peak RSS on the 10,000-node DAG
 )
@@ -300,6 +302,34 @@ func (r *Report) printTargets(w io.Writer) {
 	}
 	ratioTarget(fanName, fan)
 	ratioTarget("layers10x100", byName["layers10x100"])
+
+	// Two wiz runs of one DAG: a condition on every processor, and another
+	// build (--wiz-base). Interleaved pairs; the CPU ratio beside the wall's.
+	pairTarget := func(a, b, name string, limit float64, what string) {
+		label := fmt.Sprintf("%s/%s ≤ %.2f on %s (%s)", a, b, limit, name, what)
+		d := byName[name]
+		if d == nil || len(d.Samples[a]) == 0 && len(d.Errors[a]) == 0 {
+			tb.add(label, "not measured", "SKIP")
+			return
+		}
+		pr, ok := d.pairRatio(a, b)
+		if !ok {
+			tb.add(label, d.why(a, b), "MISS")
+			return
+		}
+		measured := fmt.Sprintf("%.3f (median of %d pairs", pr, min(len(d.Samples[a]), len(d.Samples[b])))
+		if cr, ok := d.cpuRatio(a, b); ok {
+			measured += fmt.Sprintf("; by CPU %.3f", cr)
+		}
+		measured += fmt.Sprintf("; load %s→%s)", d.Load[0], d.Load[1])
+		tb.add(label, measured, passMiss(pr <= limit))
+	}
+	pairTarget("wiz+when", "wiz", "layers10x100", targetWhen, "when: inputs.go on every processor")
+	for _, d := range r.DAGs {
+		if len(d.Samples["wiz-base"]) > 0 || len(d.Errors["wiz-base"]) > 0 {
+			pairTarget("wiz", "wiz-base", d.DAG.Name, targetBase, "this build against --wiz-base")
+		}
+	}
 
 	if len(layers) >= 2 {
 		small, big := layers[len(layers)-2], layers[len(layers)-1]

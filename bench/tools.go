@@ -39,6 +39,8 @@ type Tool struct {
 	Env []string
 	// Check inspects a finished execution's output; it may fill s.Inner.
 	Check func(d *DAG, stdout, stderr []byte, s *Sample) error
+	// Only, when set, says on which DAGs the tool runs.
+	Only func(d *DAG) bool
 }
 
 // runMeasured runs argv in dir and measures it. The child gets its own
@@ -236,6 +238,17 @@ func childPIDs() []int {
 var wizSummary = regexp.MustCompile(`\bSucceeded in (\S+)`)
 
 // wizTool runs `wiz --home HOME run pipeline.yaml -q`; home is per DAG.
+// wizVariant is wizTool named name, running file instead of the plain
+// pipeline (or another wiz binary), only on the DAGs only accepts.
+func wizVariant(name, wiz, file string, home func(d *DAG) string, only func(d *DAG) bool) Tool {
+	t := wizTool(wiz, func(d *DAG) string { return home(d) + "-" + name })
+	t.Name, t.Only = name, only
+	t.Command = func(d *DAG, dir string) []string {
+		return []string{wiz, "--home", home(d) + "-" + name, "run", filepath.Join(dir, file), "-q"}
+	}
+	return t
+}
+
 func wizTool(wiz string, home func(d *DAG) string) Tool {
 	var env []string
 	for _, kv := range cleanEnv() {

@@ -141,7 +141,8 @@ func (m *Manager) Resume(ctx context.Context, id string, watch func(Update)) (*w
 	return m.start(ctx, a, old.Inputs, reuse, old.Id, false, watch)
 }
 
-// reusable returns the processors of a run that Succeeded, by name.
+// reusable returns the processors of a run that Succeeded, by name, but its
+// finally processors: a resumed run runs its finally processors again.
 func (m *Manager) reusable(runID string) (map[string]*wizpb.ProcessorRun, error) {
 	procs, err := m.store.Processors(runID)
 	if err != nil {
@@ -149,7 +150,7 @@ func (m *Manager) reusable(runID string) (map[string]*wizpb.ProcessorRun, error)
 	}
 	out := map[string]*wizpb.ProcessorRun{}
 	for name, pr := range procs {
-		if pr.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED {
+		if pr.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED && !pr.Finally {
 			out[name] = pr
 		}
 	}
