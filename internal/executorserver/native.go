@@ -189,11 +189,12 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		// Every task gets a fresh working dir, never the executor's own. One
 		// that may be kept is made outside the executor's work dir, which
 		// goes when the executor does.
-		parent := s.cfg.WorkDir
+		var d string
 		if t.KeepTemp {
-			parent = os.TempDir()
+			d, err = os.MkdirTemp(os.TempDir(), "task-*")
+		} else {
+			d, err = s.dirs.get()
 		}
-		d, err := os.MkdirTemp(parent, "task-*")
 		if err != nil {
 			fail(fmt.Sprintf("make working dir: %v", err), false)
 			return
@@ -217,7 +218,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 				}
 			}()
 		} else {
-			defer os.RemoveAll(d)
+			defer s.dirs.put(d)
 		}
 		dir = d
 	} else if st, err := os.Stat(dir); err != nil || !st.IsDir() {

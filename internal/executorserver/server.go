@@ -63,8 +63,9 @@ type Server struct {
 	blobs *blob.Store
 	slots *slotPool
 
-	devNull *os.File // stdin of native programs that read no input
-	workers *workers // goroutines of tasks and their output copies
+	devNull *os.File  // stdin of native programs that read no input
+	workers *workers  // goroutines of tasks and their output copies
+	dirs    *taskDirs // native tasks' working directories
 
 	mu       sync.Mutex
 	packs    map[string]*packEntry // by sha256
@@ -111,7 +112,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, blobs: blobs,
-		slots: newSlotPool(cfg.Slots), workers: newWorkers(),
+		slots: newSlotPool(cfg.Slots), workers: newWorkers(), dirs: &taskDirs{parent: cfg.WorkDir},
 		packs: map[string]*packEntry{}, plans: map[string]*cachedPlan{},
 	}
 	defer s.stopPacks()
@@ -120,6 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("executor: %w", err)
 	}
 	defer s.devNull.Close()
+	defer s.dirs.close()    // once no task uses one
 	defer s.workers.close() // after every Execute has returned; before devNull closes
 
 	opts := []grpc.ServerOption{
