@@ -229,7 +229,7 @@ func (r *run) skip(a scheduler.Action) {
 	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_IDLE
 	pr.rec.Skipped = true
 	pr.rec.Reason = reason
-	_ = r.batch.PutProcessor(pr.rec)
+	_ = r.w.Batch().PutProcessor(pr.rec)
 	r.notify(Update{Processor: pr.rec})
 }
 
@@ -239,7 +239,7 @@ func (r *run) retrying(a scheduler.Action) {
 	pr.retryWait = true
 	wait := max(a.At-r.now(), 0).Round(time.Millisecond)
 	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_RUNNING
-	_ = r.batch.PutProcessor(pr.rec)
+	_ = r.w.Batch().PutProcessor(pr.rec)
 	r.event(pr.node.Name, "retry", fmt.Sprintf("attempt %d failed: %s; retrying in %s", pr.rec.Attempts, pr.rec.Error, wait))
 	r.notify(Update{Processor: pr.rec})
 }
@@ -264,13 +264,13 @@ func (r *run) failed(pr *proc, msg string, code int) {
 		}
 		w := fmt.Sprintf("processor %s failed (%s): %s", pr.node.Name, why, msg)
 		pr.rec.Warnings = append(pr.rec.Warnings, w)
-		_ = r.batch.PutProcessor(pr.rec)
+		_ = r.w.Batch().PutProcessor(pr.rec)
 		r.rec.Warnings++
 		r.event(pr.node.Name, "warning", w)
 		r.notify(Update{Processor: pr.rec})
 		r.notify(Update{Processor: pr.rec, Warning: w})
 	default:
-		_ = r.batch.PutProcessor(pr.rec)
+		_ = r.w.Batch().PutProcessor(pr.rec)
 		if r.reason == "" {
 			r.reason = fmt.Sprintf("processor %s failed: %s", pr.node.Name, msg)
 		}
