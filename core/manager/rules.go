@@ -147,9 +147,13 @@ func (r *run) vars(refs, outputs []string, finally bool) (*expr.Vars, error) {
 	for _, po := range outputs {
 		name, out, _ := strings.Cut(po, ".")
 		up, _ := r.p.Node(name)
-		d := r.procs[up.ID()].outputs[out]
+		upr := r.procs[up.ID()]
+		d := upr.outputs[out]
 		if d == nil {
-			continue // reading it is an evaluation error ("no such key"), unless guarded
+			if upr.rec.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED {
+				return nil, fmt.Errorf("processors.%s.outputs.%s: processor %s has no output %q (it has: %s)", name, out, name, out, keys(upr.outputs))
+			}
+			continue // it did not succeed: an expression may test its state first
 		}
 		text, err := outputText(name, out, d)
 		if err != nil {
