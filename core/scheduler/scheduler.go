@@ -19,6 +19,7 @@ package scheduler
 
 import (
 	"math"
+	"slices"
 	"math/rand/v2"
 	"time"
 )
@@ -73,6 +74,9 @@ const (
 	TimedOut
 	// Finally: every main processor has ended; the finally processors start.
 	Finally
+	// Expand: evaluate node's for_each and report how many instances it has
+	// with Expanded.
+	Expand
 )
 
 // State is how a node ended, as its successors see it.
@@ -176,6 +180,8 @@ type nodeState uint8
 const (
 	idle       nodeState = iota // waiting for its dependencies
 	evaluating                  // its condition is being evaluated
+	expanding                   // its for_each is being evaluated
+	expanded                    // its instances run; it ends when they all have
 	ready                       // in the ready queue
 	inFlight                    // dispatched, not ended
 	retrying                    // waiting for its next attempt
@@ -207,6 +213,15 @@ type Spec struct {
 	// Finally marks the finally nodes: they start once every other node has
 	// ended or will not run, whatever the run's outcome.
 	Finally []bool
+	// ForEach marks the for_each nodes: once their dependencies allow them
+	// to run, the host evaluates their list (Expand) and the node becomes
+	// that many instances (Expanded), numbered from N on, each with the
+	// node's condition, retry policy and failure rule; the node ends when
+	// they all have: Failed when one failed, else Succeeded.
+	ForEach []bool
+	// MaxParallel bounds, per for_each node, how many of its instances are
+	// in flight at once; 0: no bound but the window.
+	MaxParallel []int
 	// KeepGoing (fail_fast: false): a fatal failure cancels nothing; only
 	// the failure's downstream is skipped, and the run fails once everything
 	// else has ended. False: the default rule, fail fast.
@@ -237,6 +252,18 @@ type Scheduler struct {
 	state   []nodeState
 	// doom is the first upstream that forbids the node to run, +1 (0: none).
 	doom     []int32
+	// base is, for an instance, its for_each node; for others the node
+	// itself. Instances (ids from spec.N on) take their rules from it.
+	base []int32
+	// Per for_each node: instances not yet ended, whether one failed or did
+	// not run, instances in flight, and ready instances held back by
+	// MaxParallel.
+	left      map[int]int
+	instFail  map[int]State // StateFailed, or NotRun; absent: all succeeded
+	ginflight map[int]int
+	gwait     map[int][]int
+	// inst holds, per expanded node, its first instance and their number.
+	inst map[int][2]int
 	attempts []int
 	first    []time.Duration // dispatch time of the first attempt
 	due      []time.Duration // when a retrying node is dispatched again
@@ -273,6 +300,7 @@ func New(spec Spec) *Scheduler {
 		indeg:    make([]int, n),
 		state:    make([]nodeState, n),
 		doom:     make([]int32, n),
+		base:     make([]int32, n),
 		attempts: make([]int, n),
 		window:   spec.Window,
 		woken:    -1,
@@ -298,7 +326,15 @@ func New(spec Spec) *Scheduler {
 		}
 		fill[e[0]]++
 	}
-	s.ready.prio = spec.Priority
+	if spec.Priority != nil {
+		s.ready.prio = slices.Clone(spec.Priority) // instances add theirs
+	}
+	for i := range s.base {
+		s.base[i] = int32(i)
+	}
+	if spec.ForEach != nil {
+		s.left, s.instFail, s.ginflight, s.gwait, s.inst = map[int]int{}, map[int]State{}, map[int]int{}, map[int][]int{}, map[int][2]int{}
+	}
 	for i := 0; i < n; i++ {
 		if s.isFinally(i) {
 			s.fopen++
@@ -309,11 +345,28 @@ func New(spec Spec) *Scheduler {
 	return s
 }
 
-func (s *Scheduler) isFinally(n int) bool { return s.spec.Finally != nil && s.spec.Finally[n] }
-func (s *Scheduler) warnOnly(n int) bool  { return s.spec.WarnOnly != nil && s.spec.WarnOnly[n] }
+func (s *Scheduler) isFinally(n int) bool {
+	return s.spec.Finally != nil && s.spec.Finally[s.base[n]]
+}
+func (s *Scheduler) warnOnly(n int) bool { return s.spec.WarnOnly != nil && s.spec.WarnOnly[s.base[n]] }
+func (s *Scheduler) hasCond(n int) bool  { return s.spec.Cond != nil && s.spec.Cond[s.base[n]] }
+func (s *Scheduler) isForEach(n int) bool {
+	return s.spec.ForEach != nil && n < s.spec.N && s.spec.ForEach[n]
+}
+
+// group returns the for_each node whose instance n is, or -1.
+func (s *Scheduler) group(n int) int {
+	if b := int(s.base[n]); b != n {
+		return b
+	}
+	return -1
+}
 
 // successors returns node's successors and the Allow of each edge.
 func (s *Scheduler) successors(node int) ([]int, []Allow) {
+	if node >= s.spec.N {
+		return nil, nil // an instance: its for_each node's successors wait for that
+	}
 	lo, hi := s.succOff[node], s.succOff[node+1]
 	return s.succ[lo:hi], s.allow[lo:hi]
 }
@@ -363,6 +416,7 @@ func (s *Scheduler) Ended(node int, e End) []Action {
 	}
 	if st == inFlight {
 		s.inflight--
+		s.leaveGroup(node)
 	} else {
 		s.waiting--
 	}
@@ -412,7 +466,7 @@ func (s *Scheduler) retry(node int, e End) bool {
 	if s.spec.Retry == nil || s.failing || e.NoRetry {
 		return false
 	}
-	r := s.spec.Retry[node]
+	r := s.spec.Retry[s.base[node]]
 	n := s.attempts[node] // retry number n follows attempt n
 	if n > r.Limit {
 		return false
@@ -576,6 +630,18 @@ func (s *Scheduler) end(node int, st nodeState) {
 	} else {
 		s.open--
 	}
+	if g := s.group(node); g >= 0 {
+		switch {
+		case st == failed:
+			s.instFail[g] = StateFailed
+		case st == notRun && s.instFail[g] != StateFailed:
+			s.instFail[g] = NotRun
+		}
+		if s.left[g]--; s.left[g] == 0 {
+			s.endForEach(g)
+		}
+		return
+	}
 	es := endState(st)
 	succ, allow := s.successors(node)
 	for k, n := range succ {
@@ -612,7 +678,11 @@ func (s *Scheduler) decide(n int) {
 	case s.doom[n] > 0:
 		cause := int(s.doom[n]) - 1
 		s.skip(n, cause, endState(s.state[cause]))
-	case s.spec.Cond != nil && s.spec.Cond[n]:
+	case s.isForEach(n):
+		s.state[n] = expanding
+		s.evals++
+		s.acts = append(s.acts, Action{Kind: Expand, Node: n})
+	case s.hasCond(n):
 		s.state[n] = evaluating
 		s.evals++
 		s.acts = append(s.acts, Action{Kind: Evaluate, Node: n})
@@ -638,6 +708,15 @@ func (s *Scheduler) cancelAll() {
 		}
 	}
 	s.ready.nodes = s.ready.nodes[:0]
+	for g, held := range s.gwait {
+		for _, n := range held {
+			s.state[n] = idle
+			if s.inFinally {
+				s.end(n, notRun)
+			}
+		}
+		delete(s.gwait, g)
+	}
 	for n, st := range s.state {
 		if st == inFlight || st == retrying {
 			s.acts = append(s.acts, Action{Kind: CancelTask, Node: n})
@@ -652,6 +731,9 @@ func (s *Scheduler) step() {
 		if !s.failing {
 			for s.ready.Len() > 0 && (s.window == 0 || s.window > 0 && s.inflight < s.window) {
 				n := s.ready.pop()
+				if !s.enterGroup(n) {
+					continue // held back by its for_each's max_parallel
+				}
 				s.state[n] = inFlight
 				s.inflight++
 				if s.attempts[n] == 0 && s.first != nil {
@@ -684,7 +766,7 @@ func (s *Scheduler) startFinally() {
 	s.inFinally = true
 	s.failing = false
 	s.acts = append(s.acts, Action{Kind: Finally})
-	for n := 0; n < s.spec.N; n++ {
+	for n := 0; n < len(s.state); n++ {
 		if !s.isFinally(n) && s.state[n] == idle {
 			s.end(n, notRun)
 		}
@@ -693,6 +775,124 @@ func (s *Scheduler) startFinally() {
 		if s.isFinally(n) && s.indeg[n] == 0 && s.state[n] == idle {
 			s.decide(n)
 		}
+	}
+}
+
+// Expanded reports node's for_each: n instances (ids Instances(node)
+// returns), or n < 0 when it could not be evaluated (the node fails). done,
+// when not nil, marks instances that already succeeded (reused from an
+// earlier run): they are not dispatched.
+func (s *Scheduler) Expanded(node, n int, done []bool) []Action {
+	s.acts = s.acts[:0]
+	if s.state[node] != expanding {
+		return s.acts
+	}
+	s.evals--
+	switch {
+	case s.failing:
+		s.end(node, notRun)
+	case n < 0:
+		s.state[node] = failed
+		s.failed(node)
+		s.end(node, failed)
+	case n == 0:
+		s.end(node, succeeded) // an empty list: nothing to do
+	default:
+		s.expand(node, n, done)
+	}
+	s.step()
+	return s.acts
+}
+
+// expand makes node's n instances and decides each.
+func (s *Scheduler) expand(node, n int, done []bool) {
+	s.state[node] = expanded
+	first := len(s.state)
+	s.inst[node] = [2]int{first, n}
+	s.left[node] = n
+	for range n {
+		s.state = append(s.state, idle)
+		s.indeg = append(s.indeg, 0)
+		s.doom = append(s.doom, 0)
+		s.base = append(s.base, int32(node))
+		s.attempts = append(s.attempts, 0)
+		if s.first != nil {
+			s.first = append(s.first, 0)
+			s.due = append(s.due, 0)
+		}
+		if s.ready.prio != nil {
+			s.ready.prio = append(s.ready.prio, s.ready.prio[node])
+		}
+		if s.isFinally(node) {
+			s.fopen++
+		} else {
+			s.open++
+		}
+	}
+	for i := range n {
+		if done != nil && done[i] {
+			s.state[first+i] = succeeded
+		}
+	}
+	for i := range n {
+		if done != nil && done[i] {
+			s.end(first+i, succeeded)
+		} else if s.state[first+i] == idle {
+			s.decide(first + i)
+		}
+	}
+}
+
+// endForEach ends a for_each node whose instances have all ended.
+func (s *Scheduler) endForEach(g int) {
+	st, ok := s.instFail[g]
+	switch {
+	case !ok:
+		s.end(g, succeeded)
+	case st == StateFailed:
+		s.end(g, failed)
+	default:
+		s.end(g, notRun)
+	}
+}
+
+// Instances returns the first instance of an expanded for_each node and
+// their number.
+func (s *Scheduler) Instances(node int) (first, n int) {
+	in := s.inst[node]
+	return in[0], in[1]
+}
+
+// enterGroup reports whether instance n may go in flight under its
+// for_each's max_parallel, and counts it; one that may not is held back.
+func (s *Scheduler) enterGroup(n int) bool {
+	g := s.group(n)
+	if g < 0 {
+		return true
+	}
+	limit := 0
+	if s.spec.MaxParallel != nil {
+		limit = s.spec.MaxParallel[g]
+	}
+	if limit > 0 && s.ginflight[g] >= limit {
+		s.gwait[g] = append(s.gwait[g], n)
+		return false
+	}
+	s.ginflight[g]++
+	return true
+}
+
+// leaveGroup uncounts instance n, which left flight, and readies one held
+// back.
+func (s *Scheduler) leaveGroup(n int) {
+	g := s.group(n)
+	if g < 0 {
+		return
+	}
+	s.ginflight[g]--
+	if held := s.gwait[g]; len(held) > 0 {
+		s.gwait[g] = held[1:]
+		s.ready.push(held[0])
 	}
 }
 

@@ -26,10 +26,12 @@ var update = flag.Bool("update", false, "rewrite the golden traces in testdata/ 
 //
 //	new n=N [edges=A>B,...] [allow=K,...] [prio=P0,P1,...] [warn=I,J,...] [window=W]
 //	    [cond=I,J,...] [finally=I,J,...] [done=I,J,...] [keepgoing] [timeout=D] [seed=S]
+//	    [foreach=NODE[:MAXPARALLEL],...]
 //	    [retry=NODE:LIMIT:BACKOFF:FACTOR:MAXBACKOFF:JITTER:MAXDURATION[:CODE/CODE...];...]
 //	start
 //	finish NODE ok|fail|cancel|lost [code=C]
 //	eval NODE run|skip|error
+//	expand NODE N|error [done=I,J,...]   (instance indexes already done)
 //	tick D           (Advance to logical time D, a Go duration)
 //	cancel
 //	state            (prints result, warned and the blocked nodes)
@@ -147,6 +149,39 @@ func replay(script string) (string, error) {
 				return "", fmt.Errorf("line %d: unknown verdict %q", i+1, f[2])
 			}
 			acts = s.Evaluated(node, v)
+		case "expand":
+			if len(f) < 3 {
+				return "", fmt.Errorf("line %d: want: expand NODE N|error [done=I,...]", i+1)
+			}
+			node, err := strconv.Atoi(f[1])
+			if err != nil {
+				return "", fmt.Errorf("line %d: %v", i+1, err)
+			}
+			k := -1
+			if f[2] != "error" {
+				if k, err = strconv.Atoi(f[2]); err != nil {
+					return "", fmt.Errorf("line %d: %v", i+1, err)
+				}
+			}
+			var done []bool
+			if len(f) == 4 {
+				v, ok := strings.CutPrefix(f[3], "done=")
+				if !ok {
+					return "", fmt.Errorf("line %d: want done=I,...", i+1)
+				}
+				done = make([]bool, max(k, 0))
+				for _, x := range strings.Split(v, ",") {
+					d, err := strconv.Atoi(x)
+					if err != nil || d >= len(done) {
+						return "", fmt.Errorf("line %d: bad done index %q", i+1, x)
+					}
+					done[d] = true
+				}
+			}
+			acts = s.Expanded(node, k, done)
+			if first, n := s.Instances(node); n > 0 {
+				fmt.Fprintf(&out, "> instances %d..%d\n", first, first+n-1)
+			}
 		case "tick":
 			if len(f) != 2 {
 				return "", fmt.Errorf("line %d: want: tick DURATION", i+1)
@@ -208,6 +243,24 @@ func parseSpec(args []string) (scheduler.Spec, error) {
 		switch k {
 		case "cond":
 			cond, err = ints(v)
+		case "foreach":
+			if spec.N == 0 {
+				return spec, fmt.Errorf("foreach before n")
+			}
+			spec.ForEach, spec.MaxParallel = make([]bool, spec.N), make([]int, spec.N)
+			for _, x := range strings.Split(v, ",") {
+				node, limit, _ := strings.Cut(x, ":")
+				nd, err1 := strconv.Atoi(node)
+				if err1 != nil {
+					return spec, fmt.Errorf("foreach %q: %v", x, err1)
+				}
+				spec.ForEach[nd] = true
+				if limit != "" {
+					if spec.MaxParallel[nd], err = strconv.Atoi(limit); err != nil {
+						return spec, fmt.Errorf("foreach %q: %v", x, err)
+					}
+				}
+			}
 		case "done":
 			var done []int
 			if done, err = ints(v); err == nil {
@@ -345,6 +398,8 @@ func actionString(a scheduler.Action, s *scheduler.Scheduler) string {
 		return "timed-out"
 	case scheduler.Finally:
 		return "finally"
+	case scheduler.Expand:
+		return fmt.Sprintf("expand %d", a.Node)
 	}
 	return fmt.Sprintf("unknown action %d on %d", a.Kind, a.Node)
 }
