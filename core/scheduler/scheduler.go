@@ -19,8 +19,8 @@ package scheduler
 
 import (
 	"math"
-	"slices"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -251,7 +251,7 @@ type Scheduler struct {
 	indeg   []int
 	state   []nodeState
 	// doom is the first upstream that forbids the node to run, +1 (0: none).
-	doom     []int32
+	doom []int32
 	// base is, for an instance, its for_each node; for others the node
 	// itself. Instances (ids from spec.N on) take their rules from it.
 	base []int32
@@ -263,7 +263,7 @@ type Scheduler struct {
 	ginflight map[int]int
 	gwait     map[int][]int
 	// inst holds, per expanded node, its first instance and their number.
-	inst map[int][2]int
+	inst     map[int][2]int
 	attempts []int
 	first    []time.Duration // dispatch time of the first attempt
 	due      []time.Duration // when a retrying node is dispatched again
