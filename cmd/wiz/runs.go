@@ -351,6 +351,14 @@ func detailJSON(d *manager.RunDetail) map[string]any {
 		if p.Reason != "" {
 			pm["reason"] = p.Reason
 		}
+		if p.InstanceOf != "" {
+			pm["instance_of"] = p.InstanceOf
+			if p.Key != "" {
+				pm["key"] = p.Key
+			} else {
+				pm["index"] = p.Index
+			}
+		}
 		if p.ReusedFrom != "" {
 			pm["reused_from"] = p.ReusedFrom
 		}

@@ -37,8 +37,9 @@ const CostLimit = 1_000_000
 type Processor struct {
 	// State is "Succeeded", "Failed" or "Idle" (skipped or never run).
 	State string `cel:"state"`
-	// Outputs holds the text of the outputs an expression names.
-	Outputs map[string]string `cel:"outputs"`
+	// Outputs holds the outputs an expression names: each a string, or for
+	// a for_each processor a list of the instances' texts in element order.
+	Outputs map[string]any `cel:"outputs"`
 	// ExitCode is the program's exit code; 0 when none.
 	ExitCode int64 `cel:"exit_code"`
 	// Attempts counts the processor's attempts.
@@ -75,6 +76,9 @@ func NewEnv(inputs map[string]string) (*Env, error) {
 		ext.NativeTypes(ext.ParseStructTags(true), reflect.TypeFor[Processor](), reflect.TypeFor[Run]()),
 		cel.Variable("processors", cel.MapType(cel.StringType, cel.ObjectType("expr.Processor"))),
 		cel.Variable("run", cel.ObjectType("expr.Run")),
+		cel.Variable("item", cel.DynType),
+		cel.Variable("index", cel.IntType),
+		cel.Variable("key", cel.StringType),
 		cel.Function("json", cel.Overload("json_string", []*cel.Type{cel.StringType}, cel.DynType,
 			cel.UnaryBinding(jsonDecode))),
 	}
@@ -131,6 +135,9 @@ type Scope struct {
 	Finally bool
 	// NoProcessors forbids naming processors (the pipeline's `when`).
 	NoProcessors bool
+	// ForEach allows item, and index (Map false) or key (Map true unknown:
+	// both), which only a for_each processor's instances have.
+	ForEach bool
 }
 
 // Program is a compiled, type-checked expression.
@@ -250,11 +257,24 @@ func (e *Env) walk(a *cel.Ast, scope *Scope, p *Program) error {
 		}
 		return "", "", false
 	}
+	// Comprehension variables (list.map(item, ...)) are the user's own.
+	bound := map[string]bool{}
+	ast.PreOrderVisit(a.NativeRep().Expr(), ast.NewExprVisitor(func(x ast.Expr) {
+		if x.Kind() == ast.ComprehensionKind {
+			c := x.AsComprehension()
+			bound[c.IterVar()], bound[c.IterVar2()], bound[c.AccuVar()] = true, true, true
+		}
+	}))
 	ast.PreOrderVisit(a.NativeRep().Expr(), ast.NewExprVisitor(func(x ast.Expr) {
 		id, field, ok := root(x)
 		if !ok {
-			if x.Kind() == ast.IdentKind && x.AsIdent() == "files" {
-				errs = append(errs, fmt.Errorf("%q uses files: write ${{ files.NAME }} alone, as the whole expression", p.Source))
+			if x.Kind() == ast.IdentKind {
+				switch name := x.AsIdent(); {
+				case name == "files":
+					errs = append(errs, fmt.Errorf("%q uses files: write ${{ files.NAME }} alone, as the whole expression", p.Source))
+				case (name == "item" || name == "index" || name == "key") && !scope.ForEach && !bound[name]:
+					errs = append(errs, fmt.Errorf("%q uses %s, which only the instances of a processor with for_each have", p.Source, name))
+				}
 			}
 			return
 		}
@@ -314,6 +334,15 @@ type Vars struct {
 	// Processors are the upstream processors by name.
 	Processors map[string]*Processor
 	Run        *Run
+	// Instance holds item, index and key of a for_each instance; nil else.
+	Instance *Instance
+}
+
+// Instance is what a for_each instance's expressions see.
+type Instance struct {
+	Item  any
+	Index int64  // element order, also of a map's keys
+	Key   string // a map's key; "" for a list
 }
 
 // ErrCost is wrapped by evaluation errors when the cost limit was reached.
@@ -338,6 +367,9 @@ func (p *Program) Eval(v *Vars) (ref.Val, error) {
 		run = *v.Run
 	}
 	act["run"] = run
+	if in := v.Instance; in != nil {
+		act["item"], act["index"], act["key"] = in.Item, in.Index, in.Key
+	}
 	out, _, err := p.prg.Eval(act)
 	if err != nil {
 		if strings.Contains(err.Error(), "cost limit") {
@@ -375,6 +407,31 @@ func (p *Program) EvalText(v *Vars) (string, error) {
 		return "", fmt.Errorf("%q: %w", p.Source, err)
 	}
 	return s, nil
+}
+
+// EvalList evaluates a for_each: a list gives its elements in order; a map
+// gives its entries ordered by key (byte order), each with its key.
+func (p *Program) EvalList(v *Vars) (items []any, keys []string, err error) {
+	out, err := p.Eval(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	n, err := native(out)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%q: %w", p.Source, err)
+	}
+	switch x := n.(type) {
+	case []any:
+		return x, nil, nil
+	case map[string]any:
+		keys = sorted(mapsKeys(x))
+		items = make([]any, len(keys))
+		for i, k := range keys {
+			items[i] = x[k]
+		}
+		return items, keys, nil
+	}
+	return nil, nil, fmt.Errorf("%q is %s, not a list or a map", p.Source, out.Type().TypeName())
 }
 
 // EvalNative evaluates the program and returns its value as Go JSON-like

@@ -25,7 +25,7 @@ func TestEvalText(t *testing.T) {
 	vars := &expr.Vars{
 		Inputs: map[string]any{"count": int64(21), "name": "x y", "go": true, "ratio": 0.5, "cfg": map[string]any{"k": []any{int64(1), 2.5}},
 			"data": expr.FileInput("in.txt", 3, "sha256:ab")},
-		Processors: map[string]*expr.Processor{"a": {State: "Succeeded", Outputs: map[string]string{"out": `{"n": 3, "big": 1e30}`}, ExitCode: 0, Attempts: 1, Warnings: []string{"w"}}},
+		Processors: map[string]*expr.Processor{"a": {State: "Succeeded", Outputs: map[string]any{"out": `{"n": 3, "big": 1e30}`}, ExitCode: 0, Attempts: 1, Warnings: []string{"w"}}},
 		Run:        &expr.Run{ID: "RUN", Pipeline: "p"},
 	}
 	for _, tc := range []struct{ src, want string }{
@@ -85,6 +85,7 @@ func TestCompileErrors(t *testing.T) {
 		{"foo.bar", false, `unknown name "foo"`},
 		{"run.status", false, "only finally processors see"},
 		{"files.x", false, "write ${{ files.NAME }} alone"},
+		{"item + 1", false, "uses item, which only the instances of a processor with for_each have"},
 	} {
 		_, err := e.Compile(tc.src, scope, tc.wantBool)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -93,6 +94,33 @@ func TestCompileErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "\n") {
 			t.Errorf("Compile(%q): error has several lines: %q", tc.src, err)
 		}
+	}
+}
+
+func TestInstanceScope(t *testing.T) {
+	t.Parallel()
+	e := env(t)
+	// A comprehension variable named item is the user's own.
+	if _, err := e.Compile("[1, 2].map(item, item * 2)", scope, false); err != nil {
+		t.Errorf("comprehension over item: %v", err)
+	}
+	fe := *scope
+	fe.ForEach = true
+	p, err := e.Compile(`"${index}=" + string(item.n) + key`, &fe, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.EvalText(&expr.Vars{Instance: &expr.Instance{Item: map[string]any{"n": int64(7)}, Index: 2, Key: "k"}})
+	if err != nil || got != "${index}=7k" {
+		t.Errorf("got %q, %v", got, err)
+	}
+	l, err := e.Compile(`{"b": 1, "a": 2}`, &fe, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, keys, err := l.EvalList(nil)
+	if err != nil || len(items) != 2 || keys[0] != "a" || items[0] != int64(2) {
+		t.Errorf("EvalList of a map: %v %v %v", items, keys, err)
 	}
 }
 

@@ -199,6 +199,17 @@ func Input(typ, text string) (any, error) {
 	return text, nil
 }
 
+// JSONText encodes a JSON-like Go value as compact JSON.
+func JSONText(v any) (string, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(b.String(), "\n"), nil
+}
+
 // FileInput is the value of a file input: {name, size, digest}.
 func FileInput(name string, size int64, digest string) map[string]any {
 	return map[string]any{"name": name, "size": size, "digest": digest}

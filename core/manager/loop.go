@@ -324,6 +324,10 @@ func (r *run) act(acts []scheduler.Action) bool {
 			r.wakeAt(a.At)
 		case scheduler.TimedOut:
 			r.reason = fmt.Sprintf("run timed out after %s", r.p.Timeout)
+		case scheduler.Expand:
+			r.expand(a.Node)
+		case scheduler.Gathered:
+			r.gather(a)
 		case scheduler.Finally:
 			r.event("", "finally", "running the finally processors")
 		case scheduler.Done:
@@ -353,7 +357,7 @@ func (r *run) dispatch(i int) {
 	pr.rec.Attempts++
 	pr.retryWait = false
 	task := &Task{
-		Native: pr.native, RunID: r.rec.Id, Processor: pr.node.Name, Type: pr.node.Uses, Pack: pr.pack,
+		Native: pr.native, RunID: r.rec.Id, Processor: pr.rec.Name, Type: pr.node.Uses, Pack: pr.pack,
 		Config: pr.config, Inputs: inputs, Timeout: pr.node.Timeout, InlineMax: r.p.InlineMax, MaxOutput: pr.node.MaxOutput,
 		KeepTemp: r.keepTemp,
 	}
@@ -362,7 +366,7 @@ func (r *run) dispatch(i int) {
 	}
 	if t := pr.node.Templates; t != nil {
 		// Values of upstream outputs are read now, at dispatch.
-		v, err := r.vars(t.Refs, t.Outputs, pr.node.Finally)
+		v, err := r.vars(t.Refs, t.Outputs, pr.node.Finally, pr.inst)
 		var rd *pipeline.Rendered
 		if err == nil {
 			rd, err = pr.node.Render(v)
@@ -373,7 +377,7 @@ func (r *run) dispatch(i int) {
 		}
 		task.Config, task.ExprEnv, task.FileEnv = rd.Config, rd.Env, rd.FileEnv
 	}
-	pr.taskID = r.rec.Id + "/" + pr.node.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
+	pr.taskID = r.rec.Id + "/" + pr.rec.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
 	task.ID = pr.taskID
 	r.tasks[pr.taskID] = i
 	err := r.execs[pr.exec].Submit(task)
@@ -388,7 +392,7 @@ func (r *run) dispatch(i int) {
 // the Manager), through the same path as an executor's report.
 func (r *run) fail(i int, msg string, code int) {
 	pr := r.procs[i]
-	id := "manager/" + pr.node.Name
+	id := "manager/" + pr.rec.Name
 	r.tasks[id] = i
 	pr.taskID = id
 	pr.noRetry = true // the same inputs would fail the same way
@@ -415,11 +419,11 @@ func (r *run) handle(ev *TaskEvent) bool {
 		r.notify(Update{Processor: pr.rec})
 	case EventLog:
 		r.logSeq++
-		_ = r.w.Batch().PutLog(r.rec.Id, r.logSeq, &wizpb.LogChunk{Processor: pr.node.Name, Stream: ev.Stream, Data: ev.Data, Time: timestamppb.Now()})
+		_ = r.w.Batch().PutLog(r.rec.Id, r.logSeq, &wizpb.LogChunk{Processor: pr.rec.Name, Stream: ev.Stream, Data: ev.Data, Time: timestamppb.Now()})
 	case EventWarning:
 		pr.rec.Warnings = append(pr.rec.Warnings, ev.Message)
 		r.rec.Warnings++
-		r.event(pr.node.Name, "warning", ev.Message)
+		r.event(pr.rec.Name, "warning", ev.Message)
 		r.notify(Update{Processor: pr.rec, Warning: ev.Message})
 	case EventOutput:
 		pr.outputs[ev.Name] = ev.Output
@@ -483,7 +487,7 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 		pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
 		pr.rec.Error = ev.Message
 		_ = r.w.Batch().PutProcessor(pr.rec)
-		r.event(pr.node.Name, "state", "Failed: "+ev.Message)
+		r.event(pr.rec.Name, "state", "Failed: "+ev.Message)
 		r.notify(Update{Processor: pr.rec})
 		return r.act(r.sched.Finished(i, scheduler.Cancelled))
 	}

@@ -5,6 +5,7 @@ package manager
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -304,13 +306,23 @@ func (m *Manager) RunDetail(id string) (*RunDetail, error) {
 		return nil, err
 	}
 	d := &RunDetail{Run: r, Version: v}
+	// Instances of a for_each processor come right after it, in element order.
+	insts := map[string][]*wizpb.ProcessorRun{}
+	for _, rec := range recs {
+		if rec.InstanceOf != "" {
+			insts[rec.InstanceOf] = append(insts[rec.InstanceOf], rec)
+		}
+	}
 	if p, perr := pipeline.Parse(v.File, v.Source); perr == nil {
 		for _, n := range p.Processors {
 			rec := recs[n.Name]
 			if rec == nil {
-				rec = &wizpb.ProcessorRun{RunId: r.Id, Name: n.Name, Type: n.Uses}
+				rec = &wizpb.ProcessorRun{RunId: r.Id, Name: n.Name, Type: n.Uses, Finally: n.Finally}
 			}
 			d.Processors = append(d.Processors, rec)
+			is := insts[n.Name]
+			slices.SortFunc(is, func(a, b *wizpb.ProcessorRun) int { return cmp.Compare(a.Index, b.Index) })
+			d.Processors = append(d.Processors, is...)
 		}
 	}
 	if d.Events, err = m.store.Events(r.Id); err != nil {
@@ -370,6 +382,28 @@ func (m *Manager) Output(id, processor, name string, w io.Writer) error {
 		return err
 	}
 	p := procs[processor]
+	if base, _, isInstance := strings.Cut(processor, "["); p == nil && isInstance {
+		// An instance that does not exist: not a usage error (exit 1).
+		var names []*wizpb.ProcessorRun
+		for _, rec := range procs {
+			if rec.InstanceOf == base {
+				names = append(names, rec)
+			}
+		}
+		slices.SortFunc(names, func(a, b *wizpb.ProcessorRun) int { return cmp.Compare(a.Index, b.Index) })
+		list := "none"
+		if len(names) > 0 {
+			var first []string
+			for _, n := range names[:min(len(names), 5)] {
+				first = append(first, n.Name)
+			}
+			list = strings.Join(first, ", ")
+			if len(names) > 5 {
+				list += fmt.Sprintf(" and %d more", len(names)-5)
+			}
+		}
+		return fmt.Errorf("run %s has no instance %s (instances of %s: %s)", r.Id, processor, base, list)
+	}
 	if p == nil {
 		return fmt.Errorf("%w: run %s has no processor %q that ran", ErrUsage, r.Id, processor)
 	}

@@ -86,8 +86,8 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 		end = "Failed: " + r.rec.Reason
 	}
 	r.event("", "state", end)
-	us := make([]uint64, len(r.procs))
-	for i, pr := range r.procs {
+	us := make([]uint64, len(r.p.Processors)) // instances are weighed with their processor
+	for i, pr := range r.procs[:len(us)] {
 		if pr.rec.Started != nil && pr.rec.Ended != nil {
 			us[i] = uint64(max(pr.rec.Ended.AsTime().Sub(pr.rec.Started.AsTime()).Microseconds(), 0)) + 1
 		}

@@ -56,6 +56,12 @@ func (r *run) ruleSpec(spec *scheduler.Spec) {
 			}
 			spec.Finally[i] = true
 		}
+		if nd.ForEach != nil {
+			if spec.ForEach == nil {
+				spec.ForEach, spec.MaxParallel = make([]bool, n), make([]int, n)
+			}
+			spec.ForEach[i], spec.MaxParallel[i] = true, nd.MaxParallel
+		}
 	}
 	spec.Allow = edgeAllows(p, spec.Edges)
 }
@@ -116,8 +122,8 @@ func (r *run) wakeC() <-chan time.Time {
 
 // vars returns what an expression of processor i sees: the run's inputs, the
 // run, and the upstream processors it names with the outputs it reads.
-func (r *run) vars(refs, outputs []string, finally bool) (*expr.Vars, error) {
-	v := &expr.Vars{Inputs: r.exprInputs, Run: &expr.Run{ID: r.rec.Id, Pipeline: r.p.Name}}
+func (r *run) vars(refs, outputs []string, finally bool, inst *expr.Instance) (*expr.Vars, error) {
+	v := &expr.Vars{Inputs: r.exprInputs, Run: &expr.Run{ID: r.rec.Id, Pipeline: r.p.Name}, Instance: inst}
 	if finally {
 		v.Run.Status, v.Run.Failed, v.Run.Reason = "Succeeded", r.failedNames(), r.reason
 		if r.sched.Fatal() {
@@ -139,7 +145,7 @@ func (r *run) vars(refs, outputs []string, finally bool) (*expr.Vars, error) {
 			st = "Failed"
 		}
 		v.Processors[name] = &expr.Processor{State: st, ExitCode: int64(rec.ExitCode), Attempts: int64(rec.Attempts),
-			Warnings: slices.Clone(rec.Warnings), Outputs: map[string]string{}}
+			Warnings: slices.Clone(rec.Warnings), Outputs: map[string]any{}}
 		if v.Processors[name].Warnings == nil {
 			v.Processors[name].Warnings = []string{}
 		}
@@ -148,6 +154,21 @@ func (r *run) vars(refs, outputs []string, finally bool) (*expr.Vars, error) {
 		name, out, _ := strings.Cut(po, ".")
 		up, _ := r.p.Node(name)
 		upr := r.procs[up.ID()]
+		if up.ForEach != nil {
+			// A list of the instances' texts, in element order.
+			texts := []any{}
+			for _, ipr := range r.instances(int(up.ID())) {
+				if d := ipr.outputs[out]; d != nil {
+					text, err := outputText(ipr.rec.Name, out, d)
+					if err != nil {
+						return nil, err
+					}
+					texts = append(texts, text)
+				}
+			}
+			v.Processors[name].Outputs[out] = texts
+			continue
+		}
 		d := upr.outputs[out]
 		if d == nil {
 			if upr.rec.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED {
@@ -184,7 +205,7 @@ func outputText(proc, out string, d *wizpb.Data) (string, error) {
 func (r *run) failedNames() []string {
 	out := []string{}
 	for _, pr := range r.procs {
-		if !pr.node.Finally && pr.rec.State == wizpb.ProcessorState_PROCESSOR_STATE_FAILED {
+		if !pr.node.Finally && pr.inst == nil && pr.rec.State == wizpb.ProcessorState_PROCESSOR_STATE_FAILED {
 			out = append(out, pr.node.Name)
 		}
 	}
@@ -196,7 +217,7 @@ func (r *run) failedNames() []string {
 func (r *run) evaluate(i int) bool {
 	pr := r.procs[i]
 	w := pr.node.When
-	v, err := r.vars(w.Prog.Refs, w.Prog.Outputs, pr.node.Finally)
+	v, err := r.vars(w.Prog.Refs, w.Prog.Outputs, pr.node.Finally, pr.inst)
 	ok := false
 	if err == nil {
 		ok, err = w.Prog.EvalBool(v)
@@ -244,7 +265,7 @@ func (r *run) retrying(a scheduler.Action) {
 	wait := max(a.At-r.now(), 0).Round(time.Millisecond)
 	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_RUNNING
 	_ = r.w.Batch().PutProcessor(pr.rec)
-	r.event(pr.node.Name, "retry", fmt.Sprintf("attempt %d failed: %s; retrying in %s", pr.rec.Attempts, pr.rec.Error, wait))
+	r.event(pr.rec.Name, "retry", fmt.Sprintf("attempt %d failed: %s; retrying in %s", pr.rec.Attempts, pr.rec.Error, wait))
 	r.notify(Update{Processor: pr.rec})
 }
 
@@ -259,24 +280,24 @@ func (r *run) failed(pr *proc, msg string, code int) {
 	pr.rec.ExitCode = int32(code)
 	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
 	pr.rec.Error = msg
-	r.event(pr.node.Name, "state", "Failed: "+msg)
+	r.event(pr.rec.Name, "state", "Failed: "+msg)
 	switch {
 	case pr.node.OnError == pipeline.OnErrorWarn || pr.node.Handled:
 		why := "on_error: warn"
 		if pr.node.OnError != pipeline.OnErrorWarn {
 			why = "handled by an after: {" + pr.node.Name + ": failed|ended} entry"
 		}
-		w := fmt.Sprintf("processor %s failed (%s): %s", pr.node.Name, why, msg)
+		w := fmt.Sprintf("processor %s failed (%s): %s", pr.rec.Name, why, msg)
 		pr.rec.Warnings = append(pr.rec.Warnings, w)
 		_ = r.w.Batch().PutProcessor(pr.rec)
 		r.rec.Warnings++
-		r.event(pr.node.Name, "warning", w)
+		r.event(pr.rec.Name, "warning", w)
 		r.notify(Update{Processor: pr.rec})
 		r.notify(Update{Processor: pr.rec, Warning: w})
 	default:
 		_ = r.w.Batch().PutProcessor(pr.rec)
 		if r.reason == "" {
-			r.reason = fmt.Sprintf("processor %s failed: %s", pr.node.Name, msg)
+			r.reason = fmt.Sprintf("processor %s failed: %s", pr.rec.Name, msg)
 		}
 		r.notify(Update{Processor: pr.rec})
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/wiz-run/wiz/core/expr"
 	"github.com/wiz-run/wiz/core/ids"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -222,4 +223,7 @@ type proc struct {
 	// retryWait: it waits for its next attempt. dropped: cancelled before
 	// its pending Dispatch was carried out, which is then dropped.
 	retryWait, dropped bool
+	// inst is set for an instance of a for_each processor (node is that
+	// processor's).
+	inst *expr.Instance
 }

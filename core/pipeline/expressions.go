@@ -113,6 +113,15 @@ func (p *Pipeline) compileExprs(specs []*TypeSpec, errorf func(Position, string,
 	}
 	for i, n := range p.Processors {
 		scope := &expr.Scope{Processors: names, Processor: n.Name, Finally: n.Finally, Upstream: p.upstream(n, mains)}
+		if fe := n.ForEach; fe != nil && fe.Expr != nil {
+			// The list is evaluated before there are instances.
+			if prog, err := env.Compile(fe.Expr.Src, scope, false); err != nil {
+				errorf(fe.Pos, "for_each of %s: %v", n.Name, err)
+			} else {
+				fe.Expr.Prog = prog
+			}
+		}
+		scope.ForEach = n.ForEach != nil
 		if n.When != nil {
 			if prog, err := env.Compile(n.When.Src, scope, true); err != nil {
 				errorf(n.When.Pos, "when of %s: %v", n.Name, err)

@@ -202,10 +202,33 @@ func (d *decoder) when(e entry) *Expr {
 		src = e.val.Value // true, false, a number: the checker says what it is
 	}
 	if src == "" {
-		d.errorf(e.valPos, "when must be an expression like inputs.deploy == \"yes\", got %s", describe(e.val))
+		d.errorf(e.valPos, "%s must be an expression like inputs.deploy == \"yes\", got %s", e.key, describe(e.val))
 		return nil
 	}
 	return &Expr{Src: src, Pos: e.valPos}
+}
+
+// forEach reads for_each: an expression (bare or one ${{ }}) or a literal
+// list.
+func (d *decoder) forEach(e entry) *ForEach {
+	fe := &ForEach{Pos: e.valPos}
+	if e.val.Kind == yaml.SequenceNode {
+		v, ok := d.value(e.val)
+		if !ok {
+			return nil
+		}
+		fe.List = v.([]any)
+		if len(fe.List) > MaxInstances {
+			d.errorf(e.valPos, "for_each has %d items, over the %d a processor may have", len(fe.List), MaxInstances)
+		}
+		return fe
+	}
+	x := d.when(entry{key: "for_each", keyPos: e.keyPos, val: e.val, valPos: e.valPos})
+	if x == nil {
+		return nil
+	}
+	fe.Expr = x
+	return fe
 }
 
 // env reads an env mapping of names to strings.

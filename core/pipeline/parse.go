@@ -31,7 +31,7 @@ var (
 var (
 	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "processors", "retries", "timeout", "when"}
 	inputKeys     = []string{"default", "doc", "enum", "max", "min", "pattern", "type"}
-	processorKeys = []string{"after", "executor", "inputs", "max_output_size", "on_error", "resources", "retries", "retry", "timeout", "uses", "when", "with"}
+	processorKeys = []string{"after", "executor", "for_each", "inputs", "max_output_size", "max_parallel", "on_error", "resources", "retries", "retry", "timeout", "uses", "when", "with"}
 	resourceKeys  = []string{"limits", "requests"}
 )
 
@@ -922,6 +922,7 @@ func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *Proc
 		return n
 	}
 	hasUses := false
+	var maxParPos *Position
 	for _, e := range fields {
 		switch e.key {
 		case "uses":
@@ -950,6 +951,14 @@ func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *Proc
 			n.Retry = d.retry(e)
 		case "when":
 			n.When = d.when(e)
+		case "for_each":
+			n.ForEach = d.forEach(e)
+		case "max_parallel":
+			n.MaxParallel, _ = d.count(e)
+			if n.MaxParallel == 0 {
+				d.errorf(e.valPos, "max_parallel must be at least 1")
+			}
+			maxParPos = &e.keyPos
 		case "timeout":
 			set.timeout = true
 			n.Timeout = d.timeout(e)
@@ -970,6 +979,9 @@ func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *Proc
 	}
 	if !hasUses {
 		d.errorf(pe.keyPos, "processor %q is missing required key \"uses\" (a processor type like std/exec)", pe.key)
+	}
+	if maxParPos != nil && n.ForEach == nil {
+		d.errorf(*maxParPos, "max_parallel on a processor bounds its for_each instances; %s has no for_each (the pipeline's max_parallel bounds the run)", pe.key)
 	}
 	return n
 }

@@ -183,6 +183,17 @@ type Retry struct {
 // DefaultRetry is the policy of retries: N and of retry: fields not given.
 var DefaultRetry = Retry{Backoff: time.Second, Factor: 2, MaxBackoff: 30 * time.Second, Jitter: 0.1, MaxDuration: 10 * time.Minute}
 
+// ForEach is a processor's for_each: an expression (Expr set) or a literal
+// YAML list (List set).
+type ForEach struct {
+	Expr *Expr
+	List []any
+	Pos  Position
+}
+
+// MaxInstances bounds the instances of one for_each.
+const MaxInstances = 10000
+
 // Expr is an expression of a pipeline file: a bare `when:` condition.
 type Expr struct {
 	Src  string
@@ -242,6 +253,11 @@ type ProcessorNode struct {
 	Retry Retry
 	// Finally marks a processor of the file's `finally:` map.
 	Finally bool
+	// ForEach makes the processor run once per element; nil: once.
+	ForEach *ForEach
+	// MaxParallel bounds how many of a for_each's instances run at once; 0:
+	// no bound but the run's.
+	MaxParallel int
 	// Handled says that a failure of this processor is handled by an
 	// after: {NAME: failed|ended} entry somewhere in the file: it is not
 	// fatal (set by Validate).

@@ -294,7 +294,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty processor", procs("  a:\n"), `p.yaml:3:3: processor "a" is empty: it needs at least uses`},
 		{"missing uses", procs("  a: {with: {x: 1}}\n"), `p.yaml:3:3: processor "a" is missing required key "uses" (a processor type like std/exec)`},
 		{"unknown processor key", procs("  a:\n    uses: std/json\n    need: [b]\n"),
-			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, executor, inputs, max_output_size, on_error, resources, retries, retry, timeout, uses, when, with)`},
+			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, executor, for_each, inputs, max_output_size, max_parallel, on_error, resources, retries, retry, timeout, uses, when, with)`},
 		{"bad uses", procs("  a: {uses: exec}\n"), `p.yaml:3:13: invalid processor type "exec": want PACK/NAME, like std/exec`},
 		{"empty version", procs("  a: {uses: std/exec@}\n"), `p.yaml:3:13: empty version constraint in "std/exec@": want PACK/NAME@CONSTRAINT, like acme/resize@^1.2`},
 		{"bad timeout", procs("  a: {uses: std/json, timeout: 30}\n"), `p.yaml:3:32: timeout must be a positive duration like "30s" or "5m", got 30`},
@@ -509,7 +509,7 @@ processors:
 `
 	p := parseValid(t, src)
 	vars := &expr.Vars{Inputs: map[string]any{"top": int64(10), "text": "a b; $(touch x)"},
-		Processors: map[string]*expr.Processor{"a": {State: "Succeeded", Outputs: map[string]string{"out": "it's \"q\""}}}}
+		Processors: map[string]*expr.Processor{"a": {State: "Succeeded", Outputs: map[string]any{"out": "it's \"q\""}}}}
 	r, err := p.Processors[0].Render(vars)
 	if err != nil {
 		t.Fatal(err)

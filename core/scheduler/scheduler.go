@@ -77,6 +77,9 @@ const (
 	// Expand: evaluate node's for_each and report how many instances it has
 	// with Expanded.
 	Expand
+	// Gathered: every instance of node, a for_each, has ended; the node
+	// ends as CauseState says (its successors are decided next).
+	Gathered
 )
 
 // State is how a node ended, as its successors see it.
@@ -795,8 +798,9 @@ func (s *Scheduler) Expanded(node, n int, done []bool) []Action {
 		s.state[node] = failed
 		s.failed(node)
 		s.end(node, failed)
-	case n == 0:
-		s.end(node, succeeded) // an empty list: nothing to do
+	case n == 0: // an empty list: nothing to do
+		s.acts = append(s.acts, Action{Kind: Gathered, Node: node, CauseState: StateSucceeded})
+		s.end(node, succeeded)
 	default:
 		s.expand(node, n, done)
 	}
@@ -846,14 +850,16 @@ func (s *Scheduler) expand(node, n int, done []bool) {
 // endForEach ends a for_each node whose instances have all ended.
 func (s *Scheduler) endForEach(g int) {
 	st, ok := s.instFail[g]
+	end := succeeded
 	switch {
 	case !ok:
-		s.end(g, succeeded)
 	case st == StateFailed:
-		s.end(g, failed)
+		end = failed
 	default:
-		s.end(g, notRun)
+		end = notRun
 	}
+	s.acts = append(s.acts, Action{Kind: Gathered, Node: g, CauseState: endState(end)})
+	s.end(g, end)
 }
 
 // Instances returns the first instance of an expanded for_each node and

@@ -400,6 +400,8 @@ func actionString(a scheduler.Action, s *scheduler.Scheduler) string {
 		return "finally"
 	case scheduler.Expand:
 		return fmt.Sprintf("expand %d", a.Node)
+	case scheduler.Gathered:
+		return fmt.Sprintf("gathered %d %s", a.Node, stateName(a.CauseState))
 	}
 	return fmt.Sprintf("unknown action %d on %d", a.Kind, a.Node)
 }

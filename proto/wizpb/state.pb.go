@@ -685,7 +685,15 @@ type ProcessorRun struct {
 	// reason says why a processor is skipped ("skipped: build Failed").
 	Reason string `protobuf:"bytes,16,opt,name=reason,proto3" json:"reason,omitempty"`
 	// finally marks a processor of the pipeline's finally: map.
-	Finally       bool `protobuf:"varint,17,opt,name=finally,proto3" json:"finally,omitempty"`
+	Finally bool `protobuf:"varint,17,opt,name=finally,proto3" json:"finally,omitempty"`
+	// instance_of names the for_each processor this is an instance of
+	// ("NAME[0]", "NAME[key]"); index is its element order; key its map key.
+	InstanceOf string `protobuf:"bytes,18,opt,name=instance_of,json=instanceOf,proto3" json:"instance_of,omitempty"`
+	Index      int64  `protobuf:"varint,19,opt,name=index,proto3" json:"index,omitempty"`
+	Key        string `protobuf:"bytes,20,opt,name=key,proto3" json:"key,omitempty"`
+	// item is the instance's element as compact JSON, so that a resume can
+	// tell whether the same index still has the same element.
+	Item          string `protobuf:"bytes,21,opt,name=item,proto3" json:"item,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -837,6 +845,34 @@ func (x *ProcessorRun) GetFinally() bool {
 		return x.Finally
 	}
 	return false
+}
+
+func (x *ProcessorRun) GetInstanceOf() string {
+	if x != nil {
+		return x.InstanceOf
+	}
+	return ""
+}
+
+func (x *ProcessorRun) GetIndex() int64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ProcessorRun) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ProcessorRun) GetItem() string {
+	if x != nil {
+		return x.Item
+	}
+	return ""
 }
 
 // Event is one recorded event of a run.
@@ -1140,7 +1176,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\rmax_rss_bytes\x18\x04 \x01(\x03R\vmaxRssBytes\x12\x1f\n" +
 	"\vinput_bytes\x18\x05 \x01(\x03R\n" +
 	"inputBytes\x12!\n" +
-	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\x88\x05\n" +
+	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\xe5\x05\n" +
 	"\fProcessorRun\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1160,7 +1196,12 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"reusedFrom\x12\x18\n" +
 	"\askipped\x18\x0f \x01(\bR\askipped\x12\x16\n" +
 	"\x06reason\x18\x10 \x01(\tR\x06reason\x12\x18\n" +
-	"\afinally\x18\x11 \x01(\bR\afinally\x1aH\n" +
+	"\afinally\x18\x11 \x01(\bR\afinally\x12\x1f\n" +
+	"\vinstance_of\x18\x12 \x01(\tR\n" +
+	"instanceOf\x12\x14\n" +
+	"\x05index\x18\x13 \x01(\x03R\x05index\x12\x10\n" +
+	"\x03key\x18\x14 \x01(\tR\x03key\x12\x12\n" +
+	"\x04item\x18\x15 \x01(\tR\x04item\x1aH\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xaa\x01\n" +
