@@ -148,7 +148,9 @@ func run() int {
 
 	home := func(d *DAG) string { return filepath.Join(tmp, d.Name, "wiz-home") }
 	layers10x100 := func(d *DAG) bool { return d.Name == "layers10x100" }
-	tools := []Tool{wizTool(o.wiz, home), wizVariant("wiz+when", o.wiz, whenFile, home, layers10x100)}
+	fanout := func(d *DAG) bool { return strings.HasPrefix(d.Name, "fanout") }
+	tools := []Tool{wizTool(o.wiz, home), wizVariant("wiz+when", o.wiz, whenFile, home, layers10x100),
+		wizVariant("wiz+for_each", o.wiz, forEachFile, home, fanout)}
 	if o.wizBase != "" {
 		base, err := filepath.Abs(o.wizBase)
 		if err != nil {
@@ -246,7 +248,7 @@ func runDAG(o options, d *DAG, dir string, tools []Tool, makeBin string) *DAGRes
 	}
 	var runs []Tool // the tools that run on d
 	for _, t := range tools {
-		if t.Only == nil || t.Only(d) {
+		if (t.Only == nil || t.Only(d)) && (!d.ForEachOnly || t.Name == "wiz+for_each") {
 			runs = append(runs, t)
 		}
 	}

@@ -46,12 +46,13 @@ type Report struct {
 	Kernel  *KernelResult
 }
 
-var toolOrder = []string{"wiz", "wiz+when", "wiz-base", "make", "ninja", "go-exec"}
+var toolOrder = []string{"wiz", "wiz+when", "wiz+for_each", "wiz-base", "make", "ninja", "go-exec"}
 
 // Targets of the issue.
 const (
 	targetRatio   = 1.5  // wiz/make on fanout and layers10x100
 	targetWhen    = 1.2  // a condition on every processor against none
+	targetForEach = 1.2  // a for_each over 1,000 items against 1,000 processors
 	targetBase    = 1.05 // this build against the one before a change
 	targetScale   = 1.1  // wiz time grows at most 1.1× the node count
 	targetStartup = 250 * time.Millisecond
@@ -325,6 +326,18 @@ func (r *Report) printTargets(w io.Writer) {
 		tb.add(label, measured, passMiss(pr <= limit))
 	}
 	pairTarget("wiz+when", "wiz", "layers10x100", targetWhen, "when: inputs.go on every processor")
+	pairTarget("wiz+for_each", "wiz", "fanout1000", targetForEach, "the 1,000 middle processors as one for_each")
+	if small, big := byName["fanout1000"], byName["fanout10000"]; small != nil && big != nil {
+		label := fmt.Sprintf("wiz+for_each time(10,000 items) ≤ %.0f × time(1,000 items)", targetScale*10)
+		sb, okb := big.median("wiz+for_each")
+		ss, oks := small.median("wiz+for_each")
+		if okb && oks {
+			got := sb.Seconds() / ss.Seconds()
+			tb.add(label, fmt.Sprintf("%.1f× (%ss / %ss; load %s→%s)", got, secs(sb), secs(ss), big.Load[0], big.Load[1]), passMiss(got <= targetScale*10))
+		} else {
+			tb.add(label, big.why("wiz+for_each", ""), "MISS")
+		}
+	}
 	for _, d := range r.DAGs {
 		if len(d.Samples["wiz-base"]) > 0 || len(d.Errors["wiz-base"]) > 0 {
 			pairTarget("wiz", "wiz-base", d.DAG.Name, targetBase, "this build against --wiz-base")
