@@ -48,6 +48,7 @@ type CLI struct {
 	Tokens   TokenCmd    `cmd:"" name:"token" help:"Create, list and revoke a daemon's API tokens."`
 	Executor ExecutorCmd `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
 	GC       GCCmd       `cmd:"" name:"gc" help:"Delete old runs and the blobs nothing else refers to; say how much was freed."`
+	Cache    CacheCmd    `cmd:"" help:"List and clear the results runs may reuse (cache: on a processor)."`
 }
 
 // usageError marks an error for exit code 2.

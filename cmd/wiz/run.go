@@ -22,6 +22,7 @@ type RunCmd struct {
 	From     string   `help:"Rerun this processor and everything downstream of it, reusing the other processors' outputs from the newest earlier run of the same pipeline version." placeholder:"PROCESSOR"`
 	Quiet    bool     `short:"q" help:"Print only the run's summary."`
 	KeepTemp bool     `name:"keep-temp" help:"Keep the temporary working directory of a native processor that fails (its log says where)."`
+	NoCache  bool     `name:"no-cache" help:"Run every processor, reusing no cached result (cache: on a processor)."`
 	Output   string   `short:"o" enum:"text,json" default:"text" help:"Summary format: text or json."`
 }
 
@@ -31,7 +32,7 @@ func (c *RunCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	req := manager.RunRequest{Pipeline: c.Pipeline, Inputs: inputs, From: c.From, KeepTemp: c.KeepTemp}
+	req := manager.RunRequest{Pipeline: c.Pipeline, Inputs: inputs, From: c.From, KeepTemp: c.KeepTemp, NoCache: c.NoCache}
 	if src, err := os.ReadFile(c.Pipeline); err == nil {
 		req.File, req.Source = c.Pipeline, src
 	} else if !errors.Is(err, fs.ErrNotExist) || strings.ContainsAny(c.Pipeline, "/.") {

@@ -224,8 +224,11 @@ func (c *RunsShowCmd) Run(env *Env) error {
 			exit = fmt.Sprint(p.ExitCode)
 		}
 		state := procStateName(p)
-		if p.ReusedFrom != "" {
+		switch {
+		case p.ReusedFrom != "":
 			state += " (reused)"
+		case p.CachedFrom != "":
+			state += " (cached)"
 		}
 		name := p.Name
 		if p.Finally {
@@ -361,6 +364,9 @@ func detailJSON(d *manager.RunDetail) map[string]any {
 		}
 		if p.ReusedFrom != "" {
 			pm["reused_from"] = p.ReusedFrom
+		}
+		if p.CachedFrom != "" {
+			pm["cached_from"] = p.CachedFrom
 		}
 		if p.Started != nil {
 			pm["started"] = ts(p.Started)

@@ -74,7 +74,7 @@ func (r *run) expand(i int) bool {
 		// Resume: the same instance with the same element succeeded.
 		if old := r.reuse[in.rec.Name]; old != nil && old.Item == itemText && old.InstanceOf == pr.node.Name {
 			in.rec = proto.Clone(old).(*wizpb.ProcessorRun)
-			in.rec.RunId, in.rec.ReusedFrom = r.rec.Id, old.RunId
+			in.rec.RunId, in.rec.ReusedFrom, in.rec.CachedFrom = r.rec.Id, old.RunId, ""
 			if old.ReusedFrom != "" {
 				in.rec.ReusedFrom = old.ReusedFrom
 			}

@@ -96,6 +96,18 @@ func (m *Manager) GC(req GCRequest) (*GCResult, error) {
 				return nil, err
 			}
 		}
+		// Cache entries keep their outputs' blobs (store.BlobRefs).
+		err := m.store.CacheEntries(func(e *wizpb.CacheEntry) bool {
+			for _, d := range e.Outputs {
+				for _, f := range d.Files {
+					refs[f.Digest] = true
+				}
+			}
+			return true
+		})
+		if err != nil {
+			return nil, err
+		}
 	} else if err := m.store.BlobRefs(func(d string) { refs[d] = true }); err != nil {
 		return nil, err
 	}

@@ -39,6 +39,11 @@ type API interface {
 	Output(id, processor, name string, w io.Writer) error
 	// GC deletes runs beyond a policy and the blobs nothing refers to.
 	GC(req GCRequest) (*GCResult, error)
+	// CacheEntries lists the results runs may reuse (cache:).
+	CacheEntries() ([]*wizpb.CacheEntry, error)
+	// ClearCache deletes the cache entries of a pipeline, or all when
+	// pipeline is empty, and says how many.
+	ClearCache(pipeline string) (int, error)
 }
 
 var _ API = (*Manager)(nil)

@@ -354,7 +354,6 @@ func (r *run) dispatch(i int) {
 		}
 		inputs[b.Name] = d
 	}
-	pr.rec.Attempts++
 	pr.retryWait = false
 	task := &Task{
 		Native: pr.native, RunID: r.rec.Id, Processor: pr.rec.Name, Type: pr.node.Uses, Pack: pr.pack,
@@ -372,11 +371,19 @@ func (r *run) dispatch(i int) {
 			rd, err = pr.node.Render(v)
 		}
 		if err != nil {
+			pr.rec.Attempts++
 			r.fail(i, "config: "+err.Error(), 0)
 			return
 		}
 		task.Config, task.ExprEnv, task.FileEnv = rd.Config, rd.Env, rd.FileEnv
 	}
+	if pr.node.Cache != nil && !r.noCache && pr.rec.Attempts == 0 {
+		pr.cacheKey = r.cacheKey(pr, task)
+		if r.cacheHit(i) {
+			return
+		}
+	}
+	pr.rec.Attempts++
 	pr.taskID = r.rec.Id + "/" + pr.rec.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
 	task.ID = pr.taskID
 	r.tasks[pr.taskID] = i
@@ -480,6 +487,9 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 		pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED
 		pr.rec.Error = ""
 		pr.rec.Outputs = pr.outputs
+		if pr.cacheKey != "" && pr.rec.CachedFrom == "" {
+			r.remember(pr)
+		}
 		_ = r.w.Batch().PutProcessor(pr.rec)
 		r.notify(Update{Processor: pr.rec})
 		return r.act(r.sched.Finished(i, scheduler.Succeeded))

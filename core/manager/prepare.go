@@ -143,7 +143,7 @@ func (r *run) prepare() error {
 		if old := r.reuse[n.Name]; old != nil {
 			pr.rec = proto.Clone(old).(*wizpb.ProcessorRun)
 			// ReusedFrom names the run where the outputs were made.
-			pr.rec.RunId, pr.rec.ReusedFrom = r.rec.Id, old.RunId
+			pr.rec.RunId, pr.rec.ReusedFrom, pr.rec.CachedFrom = r.rec.Id, old.RunId, ""
 			if old.ReusedFrom != "" {
 				pr.rec.ReusedFrom = old.ReusedFrom
 			}

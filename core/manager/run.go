@@ -30,6 +30,8 @@ type RunRequest struct {
 	// KeepTemp keeps the temporary working directory of a native task that
 	// fails, and says where in its log.
 	KeepTemp bool
+	// NoCache runs every processor, reusing no cached result.
+	NoCache bool
 }
 
 // Update reports a change in a run to a watcher.
@@ -98,7 +100,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 	} else if inputs, _, err = m.inputs(p, req.Inputs); err != nil {
 		return nil, err
 	}
-	return m.start(ctx, a, inputs, reuse, base.GetId(), req.KeepTemp, watch)
+	return m.start(ctx, a, inputs, reuse, base.GetId(), req, watch)
 }
 
 // Resume starts a new run of a run's pipeline version with its inputs, which
@@ -130,15 +132,15 @@ func (m *Manager) Resume(ctx context.Context, id string, watch func(Update)) (*w
 		return nil, err
 	}
 	a := &Applied{Pipeline: pl, Version: v, Parsed: p}
-	return m.start(ctx, a, old.Inputs, reuse, old.Id, false, watch)
+	return m.start(ctx, a, old.Inputs, reuse, old.Id, RunRequest{}, watch)
 }
 
 // start creates a run and runs it to the end. reuse holds processors whose
 // outputs are taken from run resumedFrom instead of running them again.
 func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizpb.Data,
-	reuse map[string]*wizpb.ProcessorRun, resumedFrom string, keepTemp bool, watch func(Update)) (*wizpb.Run, error) {
+	reuse map[string]*wizpb.ProcessorRun, resumedFrom string, opts RunRequest, watch func(Update)) (*wizpb.Run, error) {
 	p := a.Parsed
-	r := &run{m: m, p: p, watch: watch, w: m.store.NewWriter(commitGap, flushEvery), tasks: map[string]int{}, reuse: reuse, keepTemp: keepTemp}
+	r := &run{m: m, p: p, watch: watch, w: m.store.NewWriter(commitGap, flushEvery), tasks: map[string]int{}, reuse: reuse, keepTemp: opts.KeepTemp, noCache: opts.NoCache}
 	r.rec = &wizpb.Run{
 		Id: ids.NewString(), PipelineId: a.Pipeline.Id, PipelineName: p.Name,
 		PipelineVersionId: a.Version.Id, PipelineVersion: a.Version.Number,
@@ -200,6 +202,7 @@ type run struct {
 	env        map[string]string
 	skipped    string // the pipeline's when was false: the run's reason
 	keepTemp   bool
+	noCache    bool
 }
 
 // proc is one processor's state in the run.
@@ -226,4 +229,7 @@ type proc struct {
 	// inst is set for an instance of a for_each processor (node is that
 	// processor's).
 	inst *expr.Instance
+	// cacheKey is the digest of what determines its result, when its
+	// result may be reused (cache:).
+	cacheKey string
 }

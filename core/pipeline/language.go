@@ -15,14 +15,14 @@ import (
 )
 
 // defaultsKeys are the keys of `defaults:`.
-var defaultsKeys = []string{"env", "executor", "on_error", "resources", "retry", "timeout"}
+var defaultsKeys = []string{"cache", "env", "executor", "on_error", "resources", "retry", "timeout"}
 
 // retryKeys are the keys of `retry:`.
 var retryKeys = []string{"backoff", "exit_codes", "factor", "jitter", "limit", "max_backoff", "max_duration"}
 
 // processorFields records which defaultable fields a processor sets itself.
 type processorFields struct {
-	retry, timeout, onError, executor, resources bool
+	retry, timeout, onError, executor, resources, cache bool
 }
 
 // processorDefaults are what `defaults:` (and the top-level shorthands
@@ -34,6 +34,7 @@ type processorDefaults struct {
 	executor       string
 	executorConfig map[string]any
 	resources      map[string]any
+	cache          *Cache
 }
 
 // apply fills the fields n does not set.
@@ -54,6 +55,9 @@ func (def *processorDefaults) apply(n *ProcessorNode, set processorFields) {
 	}
 	if !set.resources {
 		n.Resources = def.resources
+	}
+	if !set.cache {
+		n.Cache = def.cache
 	}
 }
 
@@ -79,6 +83,8 @@ func (d *decoder) defaults(p *Pipeline, def *processorDefaults, e entry, executo
 			def.executor, def.executorConfig = d.executor(f)
 		case "resources":
 			def.resources = d.resources(f)
+		case "cache":
+			def.cache = d.cache(f)
 		case "env":
 			p.Env = mergeEnv(p.Env, d.env(f))
 		default:
@@ -206,6 +212,26 @@ func (d *decoder) when(e entry) *Expr {
 		return nil
 	}
 	return &Expr{Src: src, Pos: e.valPos}
+}
+
+// cache reads cache: true, false, or {ttl: DURATION}.
+func (d *decoder) cache(e entry) *Cache {
+	if e.val.Kind == yaml.MappingNode {
+		c := &Cache{}
+		entries, _ := d.mapping(e.val, "cache", "key")
+		for _, f := range entries {
+			if f.key != "ttl" {
+				d.unknownKey(f, "in cache", []string{"ttl"})
+				continue
+			}
+			c.TTL = d.duration(f, true)
+		}
+		return c
+	}
+	if d.boolean(e) {
+		return &Cache{}
+	}
+	return nil
 }
 
 // forEach reads for_each: an expression (bare or one ${{ }}) or a literal

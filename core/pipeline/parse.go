@@ -31,7 +31,7 @@ var (
 var (
 	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "processors", "retries", "timeout", "when"}
 	inputKeys     = []string{"default", "doc", "enum", "max", "min", "pattern", "type"}
-	processorKeys = []string{"after", "executor", "for_each", "inputs", "max_output_size", "max_parallel", "on_error", "resources", "retries", "retry", "timeout", "uses", "when", "with"}
+	processorKeys = []string{"after", "cache", "executor", "for_each", "inputs", "max_output_size", "max_parallel", "on_error", "resources", "retries", "retry", "timeout", "uses", "when", "with"}
 	resourceKeys  = []string{"limits", "requests"}
 )
 
@@ -953,6 +953,9 @@ func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *Proc
 			n.When = d.when(e)
 		case "for_each":
 			n.ForEach = d.forEach(e)
+		case "cache":
+			set.cache = true
+			n.Cache = d.cache(e)
 		case "max_parallel":
 			n.MaxParallel, _ = d.count(e)
 			if n.MaxParallel == 0 {

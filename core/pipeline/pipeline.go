@@ -191,6 +191,12 @@ type ForEach struct {
 	Pos  Position
 }
 
+// Cache is a processor's cache policy.
+type Cache struct {
+	// TTL bounds the age of a reused result; 0: no bound.
+	TTL time.Duration
+}
+
 // MaxInstances bounds the instances of one for_each.
 const MaxInstances = 10000
 
@@ -258,6 +264,9 @@ type ProcessorNode struct {
 	// MaxParallel bounds how many of a for_each's instances run at once; 0:
 	// no bound but the run's.
 	MaxParallel int
+	// Cache lets a run reuse the outputs of an earlier identical execution
+	// instead of running the processor; nil: never (the default).
+	Cache *Cache
 	// Handled says that a failure of this processor is handled by an
 	// after: {NAME: failed|ended} entry somewhere in the file: it is not
 	// fatal (set by Validate).

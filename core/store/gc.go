@@ -64,7 +64,7 @@ func (s *Store) DeleteRun(id string) error {
 }
 
 // BlobRefs calls fn with the digest of every Wiz File the store refers to:
-// runs' file inputs and processors' outputs. A blob it does not name is
+// runs' file inputs, processors' outputs and cache entries' outputs. A blob it does not name is
 // garbage.
 func (s *Store) BlobRefs(fn func(digest string)) error {
 	each := func(d *wizpb.Data) {
@@ -94,6 +94,16 @@ func (s *Store) BlobRefs(fn func(digest string)) error {
 			each(d)
 		}
 		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("find referenced blobs: %w", err)
+	}
+	// Cache entries outlive the runs that made them.
+	err = s.CacheEntries(func(e *wizpb.CacheEntry) bool {
+		for _, d := range e.Outputs {
+			each(d)
+		}
+		return true
 	})
 	if err != nil {
 		return fmt.Errorf("find referenced blobs: %w", err)

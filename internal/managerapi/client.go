@@ -178,7 +178,7 @@ func (c *Client) Run(ctx context.Context, req manager.RunRequest, watch func(man
 			in[k] = &wizrpc.InputValue{Value: &wizrpc.InputValue_Text{Text: v.Text}}
 		}
 	}
-	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp}, watch)
+	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache}, watch)
 }
 
 // inlineFileMax is the largest file input sent inside StartRun; larger ones
@@ -380,4 +380,22 @@ func (c *Client) GC(req manager.GCRequest) (*manager.GCResult, error) {
 		return nil, fromStatus(err)
 	}
 	return &manager.GCResult{Runs: int(r.Runs), Kept: int(r.Kept), Skipped: int(r.Skipped), Blobs: r.Blobs, Bytes: r.Bytes, Swept: r.Swept}, nil
+}
+
+// CacheEntries implements manager.API.
+func (c *Client) CacheEntries() ([]*wizpb.CacheEntry, error) {
+	r, err := c.rpc.ListCache(context.Background(), &wizrpc.ListCacheRequest{})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return r.Entries, nil
+}
+
+// ClearCache implements manager.API.
+func (c *Client) ClearCache(pipeline string) (int, error) {
+	r, err := c.rpc.ClearCache(context.Background(), &wizrpc.ClearCacheRequest{Pipeline: pipeline})
+	if err != nil {
+		return 0, fromStatus(err)
+	}
+	return int(r.Deleted), nil
 }

@@ -144,7 +144,7 @@ func (s *Server) StartRun(req *wizrpc.StartRunRequest, stream wizrpc.Manager_Sta
 				}
 			}
 			_, err = s.m.Run(context.Background(), manager.RunRequest{
-				File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp,
+				File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache,
 			}, watch)
 		}
 		errc <- err
@@ -290,4 +290,20 @@ func (s *Server) GC(_ context.Context, req *wizrpc.GCRequest) (*wizrpc.GCRespons
 		return nil, toStatus(err)
 	}
 	return &wizrpc.GCResponse{Runs: int32(r.Runs), Kept: int32(r.Kept), Skipped: int32(r.Skipped), Blobs: r.Blobs, Bytes: r.Bytes, Swept: r.Swept}, nil
+}
+
+func (s *Server) ListCache(_ context.Context, _ *wizrpc.ListCacheRequest) (*wizrpc.ListCacheResponse, error) {
+	es, err := s.m.CacheEntries()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.ListCacheResponse{Entries: es}, nil
+}
+
+func (s *Server) ClearCache(_ context.Context, req *wizrpc.ClearCacheRequest) (*wizrpc.ClearCacheResponse, error) {
+	n, err := s.m.ClearCache(req.Pipeline)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.ClearCacheResponse{Deleted: int32(n)}, nil
 }

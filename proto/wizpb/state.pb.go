@@ -693,7 +693,9 @@ type ProcessorRun struct {
 	Key        string `protobuf:"bytes,20,opt,name=key,proto3" json:"key,omitempty"`
 	// item is the instance's element as compact JSON, so that a resume can
 	// tell whether the same index still has the same element.
-	Item          string `protobuf:"bytes,21,opt,name=item,proto3" json:"item,omitempty"`
+	Item string `protobuf:"bytes,21,opt,name=item,proto3" json:"item,omitempty"`
+	// cached_from names the run whose outputs a cache hit reused.
+	CachedFrom    string `protobuf:"bytes,22,opt,name=cached_from,json=cachedFrom,proto3" json:"cached_from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -875,6 +877,115 @@ func (x *ProcessorRun) GetItem() string {
 	return ""
 }
 
+func (x *ProcessorRun) GetCachedFrom() string {
+	if x != nil {
+		return x.CachedFrom
+	}
+	return ""
+}
+
+// CacheEntry is a processor result that may be reused: the outputs of a
+// Succeeded processor, under the digest of everything that determined them.
+type CacheEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // hex sha256
+	Pipeline      string                 `protobuf:"bytes,2,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Processor     string                 `protobuf:"bytes,3,opt,name=processor,proto3" json:"processor,omitempty"` // its name in the run ("NAME[KEY]" for an instance)
+	Type          string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	RunId         string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // the run that made the outputs
+	Created       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created,proto3" json:"created,omitempty"`
+	Outputs       map[string]*Data       `protobuf:"bytes,7,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Metrics       *Metrics               `protobuf:"bytes,8,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CacheEntry) Reset() {
+	*x = CacheEntry{}
+	mi := &file_wiz_v1_state_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CacheEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CacheEntry) ProtoMessage() {}
+
+func (x *CacheEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_wiz_v1_state_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CacheEntry.ProtoReflect.Descriptor instead.
+func (*CacheEntry) Descriptor() ([]byte, []int) {
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CacheEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *CacheEntry) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *CacheEntry) GetProcessor() string {
+	if x != nil {
+		return x.Processor
+	}
+	return ""
+}
+
+func (x *CacheEntry) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *CacheEntry) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *CacheEntry) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *CacheEntry) GetOutputs() map[string]*Data {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
+}
+
+func (x *CacheEntry) GetMetrics() *Metrics {
+	if x != nil {
+		return x.Metrics
+	}
+	return nil
+}
+
 // Event is one recorded event of a run.
 type Event struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -890,7 +1001,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_wiz_v1_state_proto_msgTypes[6]
+	mi := &file_wiz_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -902,7 +1013,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[6]
+	mi := &file_wiz_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -915,7 +1026,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Event) GetId() string {
@@ -976,7 +1087,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_wiz_v1_state_proto_msgTypes[7]
+	mi := &file_wiz_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1099,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[7]
+	mi := &file_wiz_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1112,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Token) GetId() string {
@@ -1066,7 +1177,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_wiz_v1_state_proto_msgTypes[8]
+	mi := &file_wiz_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1189,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[8]
+	mi := &file_wiz_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1202,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LogChunk) GetProcessor() string {
@@ -1176,7 +1287,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\rmax_rss_bytes\x18\x04 \x01(\x03R\vmaxRssBytes\x12\x1f\n" +
 	"\vinput_bytes\x18\x05 \x01(\x03R\n" +
 	"inputBytes\x12!\n" +
-	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\xe5\x05\n" +
+	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\x86\x06\n" +
 	"\fProcessorRun\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1201,7 +1312,22 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"instanceOf\x12\x14\n" +
 	"\x05index\x18\x13 \x01(\x03R\x05index\x12\x10\n" +
 	"\x03key\x18\x14 \x01(\tR\x03key\x12\x12\n" +
-	"\x04item\x18\x15 \x01(\tR\x04item\x1aH\n" +
+	"\x04item\x18\x15 \x01(\tR\x04item\x12\x1f\n" +
+	"\vcached_from\x18\x16 \x01(\tR\n" +
+	"cachedFrom\x1aH\n" +
+	"\fOutputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
+	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xe9\x02\n" +
+	"\n" +
+	"CacheEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
+	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12\x1c\n" +
+	"\tprocessor\x18\x03 \x01(\tR\tprocessor\x12\x12\n" +
+	"\x04type\x18\x04 \x01(\tR\x04type\x12\x15\n" +
+	"\x06run_id\x18\x05 \x01(\tR\x05runId\x124\n" +
+	"\acreated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x129\n" +
+	"\aoutputs\x18\a \x03(\v2\x1f.wiz.v1.CacheEntry.OutputsEntryR\aoutputs\x12)\n" +
+	"\ametrics\x18\b \x01(\v2\x0f.wiz.v1.MetricsR\ametrics\x1aH\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xaa\x01\n" +
@@ -1255,7 +1381,7 @@ func file_wiz_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_wiz_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_wiz_v1_state_proto_goTypes = []any{
 	(RunState)(0),                 // 0: wiz.v1.RunState
 	(ProcessorState)(0),           // 1: wiz.v1.ProcessorState
@@ -1266,39 +1392,45 @@ var file_wiz_v1_state_proto_goTypes = []any{
 	(*PluginUse)(nil),             // 6: wiz.v1.PluginUse
 	(*Metrics)(nil),               // 7: wiz.v1.Metrics
 	(*ProcessorRun)(nil),          // 8: wiz.v1.ProcessorRun
-	(*Event)(nil),                 // 9: wiz.v1.Event
-	(*Token)(nil),                 // 10: wiz.v1.Token
-	(*LogChunk)(nil),              // 11: wiz.v1.LogChunk
-	nil,                           // 12: wiz.v1.Run.InputsEntry
-	nil,                           // 13: wiz.v1.ProcessorRun.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*Data)(nil),                  // 15: wiz.v1.Data
+	(*CacheEntry)(nil),            // 9: wiz.v1.CacheEntry
+	(*Event)(nil),                 // 10: wiz.v1.Event
+	(*Token)(nil),                 // 11: wiz.v1.Token
+	(*LogChunk)(nil),              // 12: wiz.v1.LogChunk
+	nil,                           // 13: wiz.v1.Run.InputsEntry
+	nil,                           // 14: wiz.v1.ProcessorRun.OutputsEntry
+	nil,                           // 15: wiz.v1.CacheEntry.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*Data)(nil),                  // 17: wiz.v1.Data
 }
 var file_wiz_v1_state_proto_depIdxs = []int32{
-	14, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
-	14, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
+	16, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
+	16, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
 	0,  // 2: wiz.v1.Run.state:type_name -> wiz.v1.RunState
-	12, // 3: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
-	14, // 4: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
-	14, // 5: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
+	13, // 3: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
+	16, // 4: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
+	16, // 5: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
 	6,  // 6: wiz.v1.Run.plugins:type_name -> wiz.v1.PluginUse
 	1,  // 7: wiz.v1.ProcessorRun.state:type_name -> wiz.v1.ProcessorState
-	14, // 8: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
-	14, // 9: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
-	13, // 10: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
+	16, // 8: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
+	16, // 9: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
+	14, // 10: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
 	7,  // 11: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
-	14, // 12: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
-	2,  // 13: wiz.v1.Token.role:type_name -> wiz.v1.Role
-	14, // 14: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
-	14, // 15: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
-	14, // 16: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
-	15, // 17: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
-	15, // 18: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	16, // 12: wiz.v1.CacheEntry.created:type_name -> google.protobuf.Timestamp
+	15, // 13: wiz.v1.CacheEntry.outputs:type_name -> wiz.v1.CacheEntry.OutputsEntry
+	7,  // 14: wiz.v1.CacheEntry.metrics:type_name -> wiz.v1.Metrics
+	16, // 15: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
+	2,  // 16: wiz.v1.Token.role:type_name -> wiz.v1.Role
+	16, // 17: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
+	16, // 18: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
+	16, // 19: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
+	17, // 20: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
+	17, // 21: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
+	17, // 22: wiz.v1.CacheEntry.OutputsEntry.value:type_name -> wiz.v1.Data
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_wiz_v1_state_proto_init() }
@@ -1313,7 +1445,7 @@ func file_wiz_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wiz_v1_state_proto_rawDesc), len(file_wiz_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

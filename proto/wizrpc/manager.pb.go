@@ -894,6 +894,7 @@ type StartRunRequest struct {
 	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`                          // rerun this processor and what is downstream
 	Resume        string                 `protobuf:"bytes,6,opt,name=resume,proto3" json:"resume,omitempty"`                      // resume this run instead
 	KeepTemp      bool                   `protobuf:"varint,7,opt,name=keep_temp,json=keepTemp,proto3" json:"keep_temp,omitempty"` // keep a failed native task's temporary working dir
+	NoCache       bool                   `protobuf:"varint,8,opt,name=no_cache,json=noCache,proto3" json:"no_cache,omitempty"`    // run every processor, reusing no cached result
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -977,6 +978,181 @@ func (x *StartRunRequest) GetKeepTemp() bool {
 	return false
 }
 
+func (x *StartRunRequest) GetNoCache() bool {
+	if x != nil {
+		return x.NoCache
+	}
+	return false
+}
+
+type ListCacheRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCacheRequest) Reset() {
+	*x = ListCacheRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCacheRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCacheRequest) ProtoMessage() {}
+
+func (x *ListCacheRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCacheRequest.ProtoReflect.Descriptor instead.
+func (*ListCacheRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
+}
+
+type ListCacheResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       []*wizpb.CacheEntry    `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCacheResponse) Reset() {
+	*x = ListCacheResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCacheResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCacheResponse) ProtoMessage() {}
+
+func (x *ListCacheResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCacheResponse.ProtoReflect.Descriptor instead.
+func (*ListCacheResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListCacheResponse) GetEntries() []*wizpb.CacheEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type ClearCacheRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pipeline      string                 `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"` // empty: every pipeline
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearCacheRequest) Reset() {
+	*x = ClearCacheRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearCacheRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearCacheRequest) ProtoMessage() {}
+
+func (x *ClearCacheRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearCacheRequest.ProtoReflect.Descriptor instead.
+func (*ClearCacheRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ClearCacheRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+type ClearCacheResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Deleted       int32                  `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearCacheResponse) Reset() {
+	*x = ClearCacheResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearCacheResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearCacheResponse) ProtoMessage() {}
+
+func (x *ClearCacheResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearCacheResponse.ProtoReflect.Descriptor instead.
+func (*ClearCacheResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ClearCacheResponse) GetDeleted() int32 {
+	if x != nil {
+		return x.Deleted
+	}
+	return 0
+}
+
 // RunUpdate is one change of a run.
 type RunUpdate struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -989,7 +1165,7 @@ type RunUpdate struct {
 
 func (x *RunUpdate) Reset() {
 	*x = RunUpdate{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1177,7 @@ func (x *RunUpdate) String() string {
 func (*RunUpdate) ProtoMessage() {}
 
 func (x *RunUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1190,7 @@ func (x *RunUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUpdate.ProtoReflect.Descriptor instead.
 func (*RunUpdate) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RunUpdate) GetRun() *wizpb.Run {
@@ -1047,7 +1223,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1235,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1248,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WatchRunRequest) GetId() string {
@@ -1091,7 +1267,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1279,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1292,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CancelRunRequest) GetId() string {
@@ -1135,7 +1311,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1323,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1336,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CancelRunResponse) GetRun() *wizpb.Run {
@@ -1179,7 +1355,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1191,7 +1367,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1204,7 +1380,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListRunsRequest) GetLimit() int32 {
@@ -1223,7 +1399,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1235,7 +1411,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1248,7 +1424,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListRunsResponse) GetRuns() []*wizpb.Run {
@@ -1267,7 +1443,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1455,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1468,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetRunRequest) GetId() string {
@@ -1314,7 +1490,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +1502,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +1515,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetRunResponse) GetRun() *wizpb.Run {
@@ -1381,7 +1557,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1569,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1582,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetLogsRequest) GetId() string {
@@ -1441,7 +1617,7 @@ type GetOutputRequest struct {
 
 func (x *GetOutputRequest) Reset() {
 	*x = GetOutputRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1629,7 @@ func (x *GetOutputRequest) String() string {
 func (*GetOutputRequest) ProtoMessage() {}
 
 func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1642,7 @@ func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOutputRequest.ProtoReflect.Descriptor instead.
 func (*GetOutputRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{26}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetOutputRequest) GetId() string {
@@ -1499,7 +1675,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1687,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1700,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{27}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -1589,7 +1765,7 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x05bytes\x18\x05 \x01(\x03R\x05bytes\x12\x14\n" +
 	"\x05swept\x18\x06 \x01(\bR\x05swept\"9\n" +
 	"\x12UploadBlobResponse\x12#\n" +
-	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\xb4\x02\n" +
+	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\xcf\x02\n" +
 	"\x0fStartRunRequest\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12\x1a\n" +
@@ -1597,10 +1773,18 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x06inputs\x18\x04 \x03(\v2&.wizrpc.v1.StartRunRequest.InputsEntryR\x06inputs\x12\x12\n" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12\x16\n" +
 	"\x06resume\x18\x06 \x01(\tR\x06resume\x12\x1b\n" +
-	"\tkeep_temp\x18\a \x01(\bR\bkeepTemp\x1aP\n" +
+	"\tkeep_temp\x18\a \x01(\bR\bkeepTemp\x12\x19\n" +
+	"\bno_cache\x18\b \x01(\bR\anoCache\x1aP\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
-	"\x05value\x18\x02 \x01(\v2\x15.wizrpc.v1.InputValueR\x05value:\x028\x01\"x\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.wizrpc.v1.InputValueR\x05value:\x028\x01\"\x12\n" +
+	"\x10ListCacheRequest\"A\n" +
+	"\x11ListCacheResponse\x12,\n" +
+	"\aentries\x18\x01 \x03(\v2\x12.wiz.v1.CacheEntryR\aentries\"/\n" +
+	"\x11ClearCacheRequest\x12\x1a\n" +
+	"\bpipeline\x18\x01 \x01(\tR\bpipeline\".\n" +
+	"\x12ClearCacheResponse\x12\x18\n" +
+	"\adeleted\x18\x01 \x01(\x05R\adeleted\"x\n" +
 	"\tRunUpdate\x12\x1d\n" +
 	"\x03run\x18\x01 \x01(\v2\v.wiz.v1.RunR\x03run\x122\n" +
 	"\tprocessor\x18\x02 \x01(\v2\x14.wiz.v1.ProcessorRunR\tprocessor\x12\x18\n" +
@@ -1633,7 +1817,7 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\tprocessor\x18\x02 \x01(\tR\tprocessor\x12\x12\n" +
 	"\x04name\x18\x03 \x01(\tR\x04name\"!\n" +
 	"\vOutputChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data2\xc1\x06\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data2\xd4\a\n" +
 	"\aManager\x12R\n" +
 	"\rApplyPipeline\x12\x1f.wizrpc.v1.ApplyPipelineRequest\x1a .wizrpc.v1.ApplyPipelineResponse\x12R\n" +
 	"\rListPipelines\x12\x1f.wizrpc.v1.ListPipelinesRequest\x1a .wizrpc.v1.ListPipelinesResponse\x12L\n" +
@@ -1647,7 +1831,10 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\tGetOutput\x12\x1b.wizrpc.v1.GetOutputRequest\x1a\x16.wizrpc.v1.OutputChunk0\x01\x12C\n" +
 	"\n" +
 	"UploadBlob\x12\x14.wizrpc.v1.BlobChunk\x1a\x1d.wizrpc.v1.UploadBlobResponse(\x01\x121\n" +
-	"\x02GC\x12\x14.wizrpc.v1.GCRequest\x1a\x15.wizrpc.v1.GCResponse2\xef\x01\n" +
+	"\x02GC\x12\x14.wizrpc.v1.GCRequest\x1a\x15.wizrpc.v1.GCResponse\x12F\n" +
+	"\tListCache\x12\x1b.wizrpc.v1.ListCacheRequest\x1a\x1c.wizrpc.v1.ListCacheResponse\x12I\n" +
+	"\n" +
+	"ClearCache\x12\x1c.wizrpc.v1.ClearCacheRequest\x1a\x1d.wizrpc.v1.ClearCacheResponse2\xef\x01\n" +
 	"\x06Tokens\x12L\n" +
 	"\vCreateToken\x12\x1d.wizrpc.v1.CreateTokenRequest\x1a\x1e.wizrpc.v1.CreateTokenResponse\x12I\n" +
 	"\n" +
@@ -1666,7 +1853,7 @@ func file_wizrpc_v1_manager_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_manager_proto_rawDescData
 }
 
-var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*CreateTokenRequest)(nil),    // 0: wizrpc.v1.CreateTokenRequest
 	(*CreateTokenResponse)(nil),   // 1: wizrpc.v1.CreateTokenResponse
@@ -1685,86 +1872,96 @@ var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*GCResponse)(nil),            // 14: wizrpc.v1.GCResponse
 	(*UploadBlobResponse)(nil),    // 15: wizrpc.v1.UploadBlobResponse
 	(*StartRunRequest)(nil),       // 16: wizrpc.v1.StartRunRequest
-	(*RunUpdate)(nil),             // 17: wizrpc.v1.RunUpdate
-	(*WatchRunRequest)(nil),       // 18: wizrpc.v1.WatchRunRequest
-	(*CancelRunRequest)(nil),      // 19: wizrpc.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 20: wizrpc.v1.CancelRunResponse
-	(*ListRunsRequest)(nil),       // 21: wizrpc.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 22: wizrpc.v1.ListRunsResponse
-	(*GetRunRequest)(nil),         // 23: wizrpc.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 24: wizrpc.v1.GetRunResponse
-	(*GetLogsRequest)(nil),        // 25: wizrpc.v1.GetLogsRequest
-	(*GetOutputRequest)(nil),      // 26: wizrpc.v1.GetOutputRequest
-	(*OutputChunk)(nil),           // 27: wizrpc.v1.OutputChunk
-	nil,                           // 28: wizrpc.v1.StartRunRequest.InputsEntry
-	(wizpb.Role)(0),               // 29: wiz.v1.Role
-	(*wizpb.Token)(nil),           // 30: wiz.v1.Token
-	(*wizpb.Pipeline)(nil),        // 31: wiz.v1.Pipeline
-	(*wizpb.PipelineVersion)(nil), // 32: wiz.v1.PipelineVersion
-	(*wizpb.FileRef)(nil),         // 33: wiz.v1.FileRef
-	(*wizpb.Run)(nil),             // 34: wiz.v1.Run
-	(*wizpb.ProcessorRun)(nil),    // 35: wiz.v1.ProcessorRun
-	(*wizpb.Event)(nil),           // 36: wiz.v1.Event
-	(*BlobChunk)(nil),             // 37: wizrpc.v1.BlobChunk
-	(*wizpb.LogChunk)(nil),        // 38: wiz.v1.LogChunk
+	(*ListCacheRequest)(nil),      // 17: wizrpc.v1.ListCacheRequest
+	(*ListCacheResponse)(nil),     // 18: wizrpc.v1.ListCacheResponse
+	(*ClearCacheRequest)(nil),     // 19: wizrpc.v1.ClearCacheRequest
+	(*ClearCacheResponse)(nil),    // 20: wizrpc.v1.ClearCacheResponse
+	(*RunUpdate)(nil),             // 21: wizrpc.v1.RunUpdate
+	(*WatchRunRequest)(nil),       // 22: wizrpc.v1.WatchRunRequest
+	(*CancelRunRequest)(nil),      // 23: wizrpc.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 24: wizrpc.v1.CancelRunResponse
+	(*ListRunsRequest)(nil),       // 25: wizrpc.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 26: wizrpc.v1.ListRunsResponse
+	(*GetRunRequest)(nil),         // 27: wizrpc.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 28: wizrpc.v1.GetRunResponse
+	(*GetLogsRequest)(nil),        // 29: wizrpc.v1.GetLogsRequest
+	(*GetOutputRequest)(nil),      // 30: wizrpc.v1.GetOutputRequest
+	(*OutputChunk)(nil),           // 31: wizrpc.v1.OutputChunk
+	nil,                           // 32: wizrpc.v1.StartRunRequest.InputsEntry
+	(wizpb.Role)(0),               // 33: wiz.v1.Role
+	(*wizpb.Token)(nil),           // 34: wiz.v1.Token
+	(*wizpb.Pipeline)(nil),        // 35: wiz.v1.Pipeline
+	(*wizpb.PipelineVersion)(nil), // 36: wiz.v1.PipelineVersion
+	(*wizpb.FileRef)(nil),         // 37: wiz.v1.FileRef
+	(*wizpb.CacheEntry)(nil),      // 38: wiz.v1.CacheEntry
+	(*wizpb.Run)(nil),             // 39: wiz.v1.Run
+	(*wizpb.ProcessorRun)(nil),    // 40: wiz.v1.ProcessorRun
+	(*wizpb.Event)(nil),           // 41: wiz.v1.Event
+	(*BlobChunk)(nil),             // 42: wizrpc.v1.BlobChunk
+	(*wizpb.LogChunk)(nil),        // 43: wiz.v1.LogChunk
 }
 var file_wizrpc_v1_manager_proto_depIdxs = []int32{
-	29, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
-	30, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
-	30, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
-	30, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
-	31, // 4: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	32, // 5: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
-	31, // 6: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
-	31, // 7: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	32, // 8: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
-	33, // 9: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
-	33, // 10: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
-	28, // 11: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
-	34, // 12: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
-	35, // 13: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
-	34, // 14: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
-	34, // 15: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
-	34, // 16: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
-	32, // 17: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
-	35, // 18: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
-	36, // 19: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
-	12, // 20: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
-	6,  // 21: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
-	8,  // 22: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
-	10, // 23: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
-	16, // 24: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
-	18, // 25: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
-	19, // 26: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
-	21, // 27: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
-	23, // 28: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
-	25, // 29: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
-	26, // 30: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
-	37, // 31: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
-	13, // 32: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
-	0,  // 33: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
-	2,  // 34: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
-	4,  // 35: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
-	7,  // 36: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
-	9,  // 37: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
-	11, // 38: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
-	17, // 39: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
-	17, // 40: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
-	20, // 41: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
-	22, // 42: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
-	24, // 43: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
-	38, // 44: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
-	27, // 45: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
-	15, // 46: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
-	14, // 47: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
-	1,  // 48: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
-	3,  // 49: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
-	5,  // 50: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
-	36, // [36:51] is the sub-list for method output_type
-	21, // [21:36] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	33, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
+	34, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
+	34, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
+	34, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
+	35, // 4: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	36, // 5: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
+	35, // 6: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
+	35, // 7: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	36, // 8: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
+	37, // 9: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
+	37, // 10: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
+	32, // 11: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
+	38, // 12: wizrpc.v1.ListCacheResponse.entries:type_name -> wiz.v1.CacheEntry
+	39, // 13: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
+	40, // 14: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
+	39, // 15: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
+	39, // 16: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
+	39, // 17: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
+	36, // 18: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
+	40, // 19: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
+	41, // 20: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
+	12, // 21: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
+	6,  // 22: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
+	8,  // 23: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
+	10, // 24: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
+	16, // 25: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
+	22, // 26: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
+	23, // 27: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
+	25, // 28: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
+	27, // 29: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
+	29, // 30: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
+	30, // 31: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
+	42, // 32: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
+	13, // 33: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
+	17, // 34: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
+	19, // 35: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
+	0,  // 36: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
+	2,  // 37: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
+	4,  // 38: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
+	7,  // 39: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
+	9,  // 40: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
+	11, // 41: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
+	21, // 42: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
+	21, // 43: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
+	24, // 44: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
+	26, // 45: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
+	28, // 46: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
+	43, // 47: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
+	31, // 48: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
+	15, // 49: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
+	14, // 50: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
+	18, // 51: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
+	20, // 52: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
+	1,  // 53: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
+	3,  // 54: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
+	5,  // 55: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
+	39, // [39:56] is the sub-list for method output_type
+	22, // [22:39] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_manager_proto_init() }
@@ -1784,7 +1981,7 @@ func file_wizrpc_v1_manager_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_manager_proto_rawDesc), len(file_wizrpc_v1_manager_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

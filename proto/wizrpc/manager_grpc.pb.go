@@ -32,6 +32,8 @@ const (
 	Manager_GetOutput_FullMethodName     = "/wizrpc.v1.Manager/GetOutput"
 	Manager_UploadBlob_FullMethodName    = "/wizrpc.v1.Manager/UploadBlob"
 	Manager_GC_FullMethodName            = "/wizrpc.v1.Manager/GC"
+	Manager_ListCache_FullMethodName     = "/wizrpc.v1.Manager/ListCache"
+	Manager_ClearCache_FullMethodName    = "/wizrpc.v1.Manager/ClearCache"
 )
 
 // ManagerClient is the client API for Manager service.
@@ -65,6 +67,10 @@ type ManagerClient interface {
 	UploadBlob(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[BlobChunk, UploadBlobResponse], error)
 	// GC deletes runs beyond a policy and the blobs nothing refers to (admin).
 	GC(ctx context.Context, in *GCRequest, opts ...grpc.CallOption) (*GCResponse, error)
+	// ListCache lists the cache's entries; ClearCache deletes them (of one
+	// pipeline, or all).
+	ListCache(ctx context.Context, in *ListCacheRequest, opts ...grpc.CallOption) (*ListCacheResponse, error)
+	ClearCache(ctx context.Context, in *ClearCacheRequest, opts ...grpc.CallOption) (*ClearCacheResponse, error)
 }
 
 type managerClient struct {
@@ -234,6 +240,26 @@ func (c *managerClient) GC(ctx context.Context, in *GCRequest, opts ...grpc.Call
 	return out, nil
 }
 
+func (c *managerClient) ListCache(ctx context.Context, in *ListCacheRequest, opts ...grpc.CallOption) (*ListCacheResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCacheResponse)
+	err := c.cc.Invoke(ctx, Manager_ListCache_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *managerClient) ClearCache(ctx context.Context, in *ClearCacheRequest, opts ...grpc.CallOption) (*ClearCacheResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClearCacheResponse)
+	err := c.cc.Invoke(ctx, Manager_ClearCache_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ManagerServer is the server API for Manager service.
 // All implementations must embed UnimplementedManagerServer
 // for forward compatibility.
@@ -265,6 +291,10 @@ type ManagerServer interface {
 	UploadBlob(grpc.ClientStreamingServer[BlobChunk, UploadBlobResponse]) error
 	// GC deletes runs beyond a policy and the blobs nothing refers to (admin).
 	GC(context.Context, *GCRequest) (*GCResponse, error)
+	// ListCache lists the cache's entries; ClearCache deletes them (of one
+	// pipeline, or all).
+	ListCache(context.Context, *ListCacheRequest) (*ListCacheResponse, error)
+	ClearCache(context.Context, *ClearCacheRequest) (*ClearCacheResponse, error)
 	mustEmbedUnimplementedManagerServer()
 }
 
@@ -310,6 +340,12 @@ func (UnimplementedManagerServer) UploadBlob(grpc.ClientStreamingServer[BlobChun
 }
 func (UnimplementedManagerServer) GC(context.Context, *GCRequest) (*GCResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GC not implemented")
+}
+func (UnimplementedManagerServer) ListCache(context.Context, *ListCacheRequest) (*ListCacheResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListCache not implemented")
+}
+func (UnimplementedManagerServer) ClearCache(context.Context, *ClearCacheRequest) (*ClearCacheResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ClearCache not implemented")
 }
 func (UnimplementedManagerServer) mustEmbedUnimplementedManagerServer() {}
 func (UnimplementedManagerServer) testEmbeddedByValue()                 {}
@@ -509,6 +545,42 @@ func _Manager_GC_Handler(srv interface{}, ctx context.Context, dec func(interfac
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Manager_ListCache_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCacheRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ManagerServer).ListCache(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Manager_ListCache_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ManagerServer).ListCache(ctx, req.(*ListCacheRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Manager_ClearCache_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClearCacheRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ManagerServer).ClearCache(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Manager_ClearCache_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ManagerServer).ClearCache(ctx, req.(*ClearCacheRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Manager_ServiceDesc is the grpc.ServiceDesc for Manager service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -543,6 +615,14 @@ var Manager_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GC",
 			Handler:    _Manager_GC_Handler,
+		},
+		{
+			MethodName: "ListCache",
+			Handler:    _Manager_ListCache_Handler,
+		},
+		{
+			MethodName: "ClearCache",
+			Handler:    _Manager_ClearCache_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
