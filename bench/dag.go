@@ -104,8 +104,11 @@ const (
 	// forEachFile is a fanout DAG's pipeline with the middle nodes written
 	// as one for_each processor: what expansion costs.
 	forEachFile = "pipeline-for-each.yaml"
-	makeFile    = "Makefile"
-	ninjaFile   = "build.ninja"
+	// cacheFile is the pipeline with cache: true on every processor: run
+	// again, nothing runs.
+	cacheFile = "pipeline-cache.yaml"
+	makeFile  = "Makefile"
+	ninjaFile = "build.ninja"
 )
 
 // writeAll writes the wiz pipeline, the Makefile and the build.ninja of d
@@ -118,8 +121,12 @@ func (d *DAG) writeAll(dir string) error {
 		pipelineFile: func(w *bufio.Writer) { d.writePipeline(w, false) },
 		whenFile:     func(w *bufio.Writer) { d.writePipeline(w, true) },
 		forEachFile:  d.writeForEach,
-		makeFile:     d.writeMakefile,
-		ninjaFile:    d.writeNinja,
+		cacheFile: func(w *bufio.Writer) {
+			d.writePipeline(w, false)
+			w.WriteString("defaults: {cache: true}\n")
+		},
+		makeFile:  d.writeMakefile,
+		ninjaFile: d.writeNinja,
 	} {
 		if err := writeFile(filepath.Join(dir, name), write); err != nil {
 			return err

@@ -46,13 +46,14 @@ type Report struct {
 	Kernel  *KernelResult
 }
 
-var toolOrder = []string{"wiz", "wiz+when", "wiz+for_each", "wiz-base", "make", "ninja", "go-exec"}
+var toolOrder = []string{"wiz", "wiz+when", "wiz+for_each", "wiz+cache", "wiz-base", "make", "ninja", "go-exec"}
 
 // Targets of the issue.
 const (
 	targetRatio   = 1.5  // wiz/make on fanout and layers10x100
 	targetWhen    = 1.2  // a condition on every processor against none
 	targetForEach = 1.2  // a for_each over 1,000 items against 1,000 processors
+	targetCache   = 0.2  // a run whose every processor is cached against one that runs them
 	targetBase    = 1.05 // this build against the one before a change
 	targetScale   = 1.1  // wiz time grows at most 1.1× the node count
 	targetStartup = 250 * time.Millisecond
@@ -327,6 +328,7 @@ func (r *Report) printTargets(w io.Writer) {
 	}
 	pairTarget("wiz+when", "wiz", "layers10x100", targetWhen, "when: inputs.go on every processor")
 	pairTarget("wiz+for_each", "wiz", "fanout1000", targetForEach, "the 1,000 middle processors as one for_each")
+	pairTarget("wiz+cache", "wiz", "layers10x100", targetCache, "every processor's result cached, against running them")
 	if small, big := byName["fanout1000"], byName["fanout10000"]; small != nil && big != nil {
 		label := fmt.Sprintf("wiz+for_each time(10,000 items) ≤ %.0f × time(1,000 items)", targetScale*10)
 		sb, okb := big.median("wiz+for_each")
