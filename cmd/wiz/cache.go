@@ -5,6 +5,8 @@ import (
 	"os"
 	"text/tabwriter"
 	"time"
+
+	"github.com/wiz-run/wiz/proto/wizpb"
 )
 
 // CacheCmd is `wiz cache`: the results runs may reuse (cache: on a
@@ -32,32 +34,30 @@ func (c *CacheListCmd) Run(env *Env) error {
 	if c.Output == "json" {
 		out := []map[string]any{}
 		for _, e := range es {
-			var size int64
-			for _, d := range e.Outputs {
-				size += int64(len(d.Inline))
-				for _, f := range d.Files {
-					size += f.Size
-				}
-			}
 			out = append(out, map[string]any{"key": e.Key, "pipeline": e.Pipeline, "processor": e.Processor, "type": e.Type,
-				"run": e.RunId, "created": ts(e.Created), "size": size})
+				"run": e.RunId, "created": ts(e.Created), "size": entrySize(e)})
 		}
 		return printJSON(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PIPELINE\tPROCESSOR\tTYPE\tRUN\tAGE\tSIZE\tKEY")
 	for _, e := range es {
-		var size int64
-		for _, d := range e.Outputs {
-			size += int64(len(d.Inline))
-			for _, f := range d.Files {
-				size += f.Size
-			}
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Pipeline, e.Processor, e.Type, e.RunId,
-			fmtDuration(time.Since(e.Created.AsTime()).Round(time.Second)), fmtBytes(size), e.Key[:12])
+			fmtDuration(time.Since(e.Created.AsTime()).Round(time.Second)), fmtBytes(entrySize(e)), e.Key[:12])
 	}
 	return tw.Flush()
+}
+
+// entrySize is the size of a cache entry's outputs.
+func entrySize(e *wizpb.CacheEntry) int64 {
+	var size int64
+	for _, d := range e.Outputs {
+		size += int64(len(d.Inline))
+		for _, f := range d.Files {
+			size += f.Size
+		}
+	}
+	return size
 }
 
 // CacheClearCmd is `wiz cache clear`.

@@ -46,9 +46,7 @@ func (r *run) ruleSpec(spec *scheduler.Spec) {
 			if spec.Retry == nil {
 				spec.Retry = make([]scheduler.Retry, n)
 			}
-			rt := nd.Retry
-			spec.Retry[i] = scheduler.Retry{Limit: rt.Limit, Backoff: rt.Backoff, Factor: rt.Factor, MaxBackoff: rt.MaxBackoff,
-				Jitter: rt.Jitter, MaxDuration: rt.MaxDuration, ExitCodes: rt.ExitCodes}
+			spec.Retry[i] = nd.Retry
 		}
 		if nd.Finally {
 			if spec.Finally == nil {

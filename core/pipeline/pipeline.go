@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wiz-run/wiz/core/expr"
+	"github.com/wiz-run/wiz/core/scheduler"
 	"gonum.org/v1/gonum/graph"
 	"gonum.org/v1/gonum/graph/simple"
 )
@@ -162,23 +163,10 @@ const (
 	OutcomeEnded     = "ended"     // it ended, however
 )
 
-// Retry is a processor's retry policy.
-type Retry struct {
-	// Limit counts retries: at most Limit+1 attempts.
-	Limit int
-	// Backoff is the wait before the first retry; each next one is Factor
-	// times longer, up to MaxBackoff, spread by ± Jitter (a fraction).
-	Backoff    time.Duration
-	Factor     float64
-	MaxBackoff time.Duration
-	Jitter     float64
-	// MaxDuration bounds the time from the first attempt's start after
-	// which no retry starts.
-	MaxDuration time.Duration
-	// ExitCodes, when not empty, retries only failures with these exit
-	// codes (failures without one are not retried).
-	ExitCodes []int
-}
+// Retry is a processor's retry policy: the scheduler's, which decides
+// retries (limit, backoff, factor, max_backoff, jitter, max_duration,
+// exit_codes).
+type Retry = scheduler.Retry
 
 // DefaultRetry is the policy of retries: N and of retry: fields not given.
 var DefaultRetry = Retry{Backoff: time.Second, Factor: 2, MaxBackoff: 30 * time.Second, Jitter: 0.1, MaxDuration: 10 * time.Minute}
