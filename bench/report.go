@@ -271,7 +271,7 @@ func (r *Report) printTargets(w io.Writer) {
 		switch {
 		case strings.HasPrefix(d.DAG.Name, "layers"):
 			layers = append(layers, d)
-		case strings.HasPrefix(d.DAG.Name, "fanout"):
+		case strings.HasPrefix(d.DAG.Name, "fanout") && !d.DAG.ForEachOnly:
 			fan = d
 		}
 	}
