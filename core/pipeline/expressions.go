@@ -69,6 +69,13 @@ var filesExprRE = regexp.MustCompile(`^files\.([A-Za-z0-9_.-]+)$`)
 // and each processor's when and `with`. specs are the processors' type
 // specs (nil entries when unknown).
 func (p *Pipeline) compileExprs(specs []*TypeSpec, errorf func(Position, string, ...any)) {
+	p.Exprs, p.EnvTemplates = nil, nil
+	for _, n := range p.Processors {
+		n.Templates = nil
+	}
+	if !p.hasExprs() {
+		return // a CEL environment costs milliseconds and megabytes: none is made
+	}
 	types := make(map[string]string, len(p.Inputs))
 	for _, in := range p.Inputs {
 		types[in.Name] = in.Type
@@ -138,6 +145,24 @@ func (p *Pipeline) compileExprs(specs []*TypeSpec, errorf func(Position, string,
 			n.compileWith(env, scope, spec, errorf)
 		}
 	}
+}
+
+// hasExprs reports whether the pipeline holds any expression.
+func (p *Pipeline) hasExprs() bool {
+	if p.When != nil {
+		return true
+	}
+	for _, v := range p.Env {
+		if expr.HasExpr(v) {
+			return true
+		}
+	}
+	for _, n := range p.Processors {
+		if n.When != nil || n.ForEach != nil && n.ForEach.Expr != nil || hasRef(n.With) {
+			return true
+		}
+	}
+	return false
 }
 
 // upstream returns a test of whether a processor is upstream of n: an
