@@ -18,6 +18,7 @@
 package scheduler
 
 import (
+	"container/heap"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -279,6 +280,7 @@ type Scheduler struct {
 	fopen    int // finally nodes not yet ended
 	now      time.Duration
 	woken    time.Duration // the At of the last Wake, or -1
+	retries  retryHeap     // retrying nodes by due time (stale entries skipped)
 	rng      *rand.Rand
 
 	failing   bool // nothing new starts in this phase
@@ -500,6 +502,7 @@ func (s *Scheduler) retry(node int, e End) bool {
 	s.state[node] = retrying
 	s.waiting++
 	s.due[node] = at
+	heap.Push(&s.retries, retryEntry{at: at, node: node})
 	s.acts = append(s.acts, Action{Kind: Retrying, Node: node, At: at})
 	return true
 }
@@ -550,17 +553,53 @@ func (s *Scheduler) Advance(now time.Duration) []Action {
 			s.cancelAll()
 		}
 	}
-	if s.waiting > 0 && !s.failing {
-		for i, st := range s.state {
-			if st == retrying && s.due[i] <= s.now {
-				s.waiting--
-				s.state[i] = ready
-				s.ready.push(i)
-			}
+	for !s.failing {
+		e, ok := s.nextRetry()
+		if !ok || e.at > s.now {
+			break
 		}
+		heap.Pop(&s.retries)
+		s.waiting--
+		s.state[e.node] = ready
+		s.ready.push(e.node)
 	}
 	s.step()
 	return s.acts
+}
+
+// retryEntry is a retrying node and when it is due.
+type retryEntry struct {
+	at   time.Duration
+	node int
+}
+
+// retryHeap orders retrying nodes by due time, then node.
+type retryHeap []retryEntry
+
+func (h retryHeap) Len() int { return len(h) }
+func (h retryHeap) Less(i, j int) bool {
+	return h[i].at < h[j].at || h[i].at == h[j].at && h[i].node < h[j].node
+}
+func (h retryHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *retryHeap) Push(x any)   { *h = append(*h, x.(retryEntry)) }
+func (h *retryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// nextRetry returns the earliest retry still waiting, dropping entries of
+// nodes that no longer wait (cancelled meanwhile).
+func (s *Scheduler) nextRetry() (retryEntry, bool) {
+	for len(s.retries) > 0 {
+		e := s.retries[0]
+		if s.state[e.node] == retrying && s.due[e.node] == e.at {
+			return e, true
+		}
+		heap.Pop(&s.retries)
+	}
+	return retryEntry{}, false
 }
 
 // Cancel fails the run: tasks in flight are cancelled, nothing new starts.
@@ -908,11 +947,9 @@ func (s *Scheduler) wake() {
 	if s.spec.Timeout > 0 && !s.timedOut && !s.done {
 		next = s.spec.Timeout
 	}
-	if s.waiting > 0 && !s.failing {
-		for i, st := range s.state {
-			if st == retrying && (next < 0 || s.due[i] < next) {
-				next = s.due[i]
-			}
+	if !s.failing {
+		if e, ok := s.nextRetry(); ok && (next < 0 || e.at < next) {
+			next = e.at
 		}
 	}
 	if next >= 0 && next != s.woken {
