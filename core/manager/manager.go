@@ -455,7 +455,11 @@ func (m *Manager) inputs(p *pipeline.Pipeline, given map[string]InputValue) (map
 		v, ok := given[decl.Name]
 		if !ok {
 			if decl.Default == nil {
-				return nil, nil, fmt.Errorf("%w: missing input %q of pipeline %s; pass --input %s=VALUE (or %s=@PATH for a file)", ErrUsage, decl.Name, p.Name, decl.Name, decl.Name)
+				how := fmt.Sprintf("--input %s=VALUE (a %s; or %s=@PATH to read it from a file)", decl.Name, decl.Type, decl.Name)
+				if decl.Type == pipeline.InputFile {
+					how = fmt.Sprintf("--input %s=@PATH", decl.Name)
+				}
+				return nil, nil, usagef("%s: missing input %q of pipeline %s (declared here, without a default); pass %s", decl.Pos, decl.Name, p.Name, how)
 			}
 			v = InputValue{Text: *decl.Default}
 		}
