@@ -135,6 +135,15 @@ func processJSON(ctx context.Context, req *processor.Request, emit processor.Emi
 			}
 		}
 		if !c.Lines {
+			// One value: a second one is an error, not silently dropped.
+			var extra any
+			switch err := dec.Decode(&extra); {
+			case err == io.EOF:
+			case err == nil:
+				return fmt.Errorf("std/json: input %q holds more than one JSON value; set lines: true to transform each of them (one result per line)", name)
+			default:
+				return fmt.Errorf("std/json: input %q is not valid JSON after its first value: %w", name, err)
+			}
 			break
 		}
 	}

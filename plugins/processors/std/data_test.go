@@ -62,6 +62,9 @@ func TestJSON(t *testing.T) {
 			err: `std/json: input "in" is 28 bytes, more than max_document_size (10) to hold whole in memory; use lines: true for a stream of JSON values, or raise max_document_size`},
 		{name: "lines ignore max_document_size", cfg: map[string]any{"max_document_size": 10, "lines": true, "filter": ".id"}, in: "{\"id\": 1}\n{\"id\": 2}\n", want: "1\n2\n"},
 		{name: "not JSON", cfg: map[string]any{"lines": true}, in: "{\"id\": 1}\n{nope\n", err: `std/json: input "in" is not valid JSON (value 2)`},
+		{name: "several values without lines", cfg: map[string]any{"filter": ".id"}, in: "{\"id\": 1}\n{\"id\": 2}\n",
+			err: `std/json: input "in" holds more than one JSON value; set lines: true to transform each of them (one result per line)`},
+		{name: "text after the value", cfg: map[string]any{}, in: "2 hello\n", err: `std/json: input "in" is not valid JSON after its first value`},
 		{name: "empty", in: "", err: `std/json: input "in" is empty; it must hold JSON`},
 	}
 	for _, tt := range tests {
