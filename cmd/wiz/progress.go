@@ -173,6 +173,8 @@ func stateText(pr *wizpb.ProcessorRun) string {
 	switch {
 	case pr.Skipped:
 		return "Idle (skipped)  " + pr.Reason
+	case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING && pr.Reason != "":
+		return fmt.Sprintf("%-9s %s", s, pr.Reason) // waiting to retry
 	case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING:
 		return fmt.Sprintf("%-9s %s", s, fmtDuration(d))
 	case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_IDLE:

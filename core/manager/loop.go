@@ -384,6 +384,9 @@ func (r *run) dispatch(i int) {
 		}
 	}
 	pr.rec.Attempts++
+	if !pr.rec.Skipped {
+		pr.rec.Reason = "" // a retry's, now that it runs again
+	}
 	pr.taskID = r.rec.Id + "/" + pr.rec.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
 	task.ID = pr.taskID
 	r.tasks[pr.taskID] = i

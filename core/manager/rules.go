@@ -262,6 +262,9 @@ func (r *run) retrying(a scheduler.Action) {
 	pr.retryWait = true
 	wait := max(a.At-r.now(), 0).Round(time.Millisecond)
 	pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_RUNNING
+	// The reason says why it is Running with nothing running, until the
+	// next attempt starts (dispatch clears it).
+	pr.rec.Reason = fmt.Sprintf("retrying in %s: attempt %d failed: %s", wait, pr.rec.Attempts, firstLine(pr.rec.Error))
 	_ = r.w.Batch().PutProcessor(pr.rec)
 	r.event(pr.rec.Name, "retry", fmt.Sprintf("attempt %d failed: %s; retrying in %s", pr.rec.Attempts, pr.rec.Error, wait))
 	r.notify(Update{Processor: pr.rec})
@@ -330,4 +333,10 @@ func exprInputs(p *pipeline.Pipeline, in map[string]*wizpb.Data) (map[string]any
 		out[d.Name] = x
 	}
 	return out, nil
+}
+
+// firstLine returns s up to its first line break.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
