@@ -453,35 +453,31 @@ func checkScriptQuoting(s string) error {
 			i += len(m[0]) - 1
 		case c == '\n':
 			line++
+			// The here-docs opened on the line just ended: their bodies
+			// follow, one after the other, each up to its delimiter line.
+			pos := i + 1 // start of the next body line
 			for _, h := range pending {
-				// The body: the lines up to the delimiter.
-				start := i + 1
-				for {
-					nl := strings.IndexByte(s[start:], '\n')
-					text := s[start:]
-					if nl >= 0 {
-						text = s[start : start+nl]
-					}
+				for pos < len(s) {
+					text, _, _ := strings.Cut(s[pos:], "\n")
+					next := pos + len(text) + 1 // past the line's break
 					cmp := text
 					if h.strip {
 						cmp = strings.TrimLeft(text, "\t")
 					}
 					if cmp == h.word {
-						i = start + len(text) - 1
+						line++
+						pos = next
 						break
 					}
 					if h.quoted && exprIndex(text) >= 0 {
 						return fmt.Errorf("line %d of the script: ${{ }} inside a here-doc with a quoted delimiter would be passed as a literal $WIZ_EXPR_n%s", line, hint)
 					}
 					line++
-					if nl < 0 {
-						i = len(s)
-						break
-					}
-					start += nl + 1
+					pos = next
 				}
 			}
 			pending = pending[:0]
+			i = min(pos, len(s)) - 1 // the loop's i++ moves to pos
 		}
 	}
 	return nil

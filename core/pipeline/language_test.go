@@ -22,6 +22,8 @@ func TestLanguageErrors(t *testing.T) {
 			"p.yaml:4:31: with.script of a: line 1 of the script: ${{ }} inside single quotes"},
 		{"quoted heredoc", "name: t\ninputs: {x: {}}\nprocessors:\n  a:\n    uses: std/shell\n    with:\n      script: |\n        cat <<'EOF'\n        ${{ inputs.x }}\n        EOF\n",
 			"p.yaml:7:7: with.script of a: line 2 of the script: ${{ }} inside a here-doc with a quoted delimiter"},
+		{"second here-doc quoted", "name: t\ninputs: {x: {}}\nprocessors:\n  a:\n    uses: std/shell\n    with:\n      script: |\n        cat <<A <<'B'\n        a\n        A\n        ${{ inputs.x }}\n        B\n",
+			"line 4 of the script: ${{ }} inside a here-doc with a quoted delimiter"},
 		{"not a posix shell", "name: t\ninputs: {x: {}}\nprocessors:\n  a: {uses: std/shell, with: {shell: python3, script: \"print('${{ inputs.x }}')\"}}\n",
 			`shell "python3" is not one`},
 		{"files of a missing input", procs("  a: {uses: std/exec, with: {command: [cat, \"${{ files.nope }}\"]}}\n"),
