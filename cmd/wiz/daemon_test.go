@@ -556,7 +556,12 @@ func TestDaemonGrpcurl(t *testing.T) {
 			}
 		}
 	}
-	r := e.exec(grpcurl, append(bearer(admin), d.addr, "list", "wizrpc.v1.Manager")...)
+	// RFC 7235: the scheme is case-insensitive.
+	r := e.exec(grpcurl, "-insecure", "-H", "authorization: bearer "+viewer, d.addr, "list")
+	if r.code != 0 {
+		t.Errorf("grpcurl list with a lower-case bearer scheme: %s", r)
+	}
+	r = e.exec(grpcurl, append(bearer(admin), d.addr, "list", "wizrpc.v1.Manager")...)
 	if r.code != 0 || !strings.Contains(r.stdout, "wizrpc.v1.Manager.StartRun") {
 		t.Errorf("grpcurl list wizrpc.v1.Manager: %s", r)
 	}

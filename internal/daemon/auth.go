@@ -82,8 +82,10 @@ func (a *auth) check(ctx context.Context, method string) (*wizpb.Token, error) {
 	if len(vals) == 0 {
 		return nil, status.Error(codes.Unauthenticated, "no token: every call needs a bearer token")
 	}
-	secret, ok := strings.CutPrefix(vals[0], "Bearer ")
-	if !ok {
+	// RFC 7235: the scheme is case-insensitive ("bearer TOKEN" too).
+	scheme, secret, ok := strings.Cut(vals[0], " ")
+	secret = strings.TrimLeft(secret, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || secret == "" {
 		return nil, status.Error(codes.Unauthenticated, "the authorization header is not \"Bearer TOKEN\"")
 	}
 	h := Hash(secret)

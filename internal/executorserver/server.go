@@ -181,7 +181,9 @@ func (s *Server) checkToken(ctx context.Context) error {
 	if len(vals) == 0 {
 		return status.Error(codes.Unauthenticated, "no bearer token")
 	}
-	got, ok := strings.CutPrefix(vals[0], "Bearer ")
+	scheme, got, ok := strings.Cut(vals[0], " ") // RFC 7235: the scheme is case-insensitive
+	got = strings.TrimLeft(got, " ")
+	ok = ok && strings.EqualFold(scheme, "Bearer")
 	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) != 1 {
 		return status.Error(codes.Unauthenticated, "wrong bearer token")
 	}
