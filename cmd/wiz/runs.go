@@ -235,8 +235,11 @@ func (c *RunsShowCmd) Run(env *Env) error {
 			name += " (finally)"
 		}
 		msg := p.Error
-		if p.Skipped {
+		switch {
+		case p.Skipped:
 			msg = p.Reason
+		case msg == "" && p.ChildRun != "":
+			msg = "sub-pipeline run " + p.ChildRun
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, p.Type, state, fmtDuration(procDuration(p)),
 			cpu, rss, exit, fmtBytes(mt.GetInputBytes()), fmtBytes(mt.GetOutputBytes()), len(p.Warnings), firstLine(msg))
@@ -333,6 +336,10 @@ func runJSON(r *wizpb.Run) map[string]any {
 	if r.ResumedFrom != "" {
 		out["resumed_from"] = r.ResumedFrom
 	}
+	if r.Parent != "" {
+		out["parent"] = r.Parent
+		out["parent_processor"] = r.ParentProcessor
+	}
 	if r.Ended != nil {
 		out["ended"] = ts(r.Ended)
 		out["duration_ns"] = runDuration(r).Nanoseconds()
@@ -367,6 +374,9 @@ func detailJSON(d *manager.RunDetail) map[string]any {
 		}
 		if p.CachedFrom != "" {
 			pm["cached_from"] = p.CachedFrom
+		}
+		if p.ChildRun != "" {
+			pm["child_run"] = p.ChildRun
 		}
 		if p.Started != nil {
 			pm["started"] = ts(p.Started)

@@ -66,7 +66,7 @@ func (r *run) expand(i int) bool {
 			itemText = ""
 		}
 		in := &proc{
-			node: pr.node, config: pr.config, pack: pr.pack, native: pr.native, exec: pr.exec, backend: pr.backend, excfg: pr.excfg,
+			node: pr.node, config: pr.config, pack: pr.pack, native: pr.native, exec: pr.exec, backend: pr.backend, excfg: pr.excfg, child: pr.child,
 			outputs: map[string]*wizpb.Data{}, inst: &expr.Instance{Item: item, Index: int64(k), Key: key},
 			rec: &wizpb.ProcessorRun{RunId: r.rec.Id, Name: pr.node.Name + "[" + label + "]", Type: pr.node.Uses,
 				InstanceOf: pr.node.Name, Index: int64(k), Key: key, Item: itemText, Finally: pr.node.Finally},

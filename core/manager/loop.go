@@ -50,7 +50,7 @@ func (r *run) loop(ctx context.Context) error {
 	need := map[string]bool{} // executors that will run something
 	for i, pr := range r.procs {
 		spec.Done[i] = pr.reused
-		if !pr.reused {
+		if !pr.reused && pr.child == nil {
 			need[pr.exec] = true
 		}
 	}
@@ -183,6 +183,13 @@ func (r *run) loop(ctx context.Context) error {
 			if r.act(r.sched.SetWindow(r.window(r.resize(part)))) {
 				return r.finish(r.sched.Result(), r.reason)
 			}
+		case ev := <-r.childEvents:
+			if ev.Kind == EventFinished && ev.Started {
+				r.childEnded()
+			}
+			if r.handle(ev) || r.over {
+				return r.finish(r.sched.Result(), r.reason)
+			}
 		case <-r.wakeC():
 			if r.act(r.sched.Advance(r.now())) {
 				return r.finish(r.sched.Result(), r.reason)
@@ -262,6 +269,9 @@ func (r *run) resize(part int) int {
 // max_parallel caps it. No slots: nothing is dispatched until the run gets
 // some.
 func (r *run) window(slots int) int {
+	if len(r.execs) == 0 {
+		return 0 // only sub-pipelines: their runs have their own executors
+	}
 	if slots == 0 {
 		return scheduler.Hold
 	}
@@ -297,6 +307,10 @@ func (r *run) act(acts []scheduler.Action) bool {
 		case scheduler.CancelTask:
 			pr := r.procs[a.Node]
 			switch {
+			case pr.taskID != "" && pr.child != nil:
+				if pr.childCancel != nil {
+					pr.childCancel() // the sub-pipeline's run ends cancelled, and then its processor
+				} // else its end is already on its way (it failed to start)
 			case pr.taskID != "":
 				_ = r.execs[pr.exec].Cancel(pr.taskID, r.reason)
 			case !pr.retryWait:
@@ -377,6 +391,14 @@ func (r *run) dispatch(i int) {
 		}
 		task.Config, task.ExprEnv, task.FileEnv = rd.Config, rd.Env, rd.FileEnv
 	}
+	if pr.child != nil {
+		pr.rec.Attempts++
+		pr.taskID = r.rec.Id + "/" + pr.rec.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
+		task.ID = pr.taskID
+		r.tasks[pr.taskID] = i
+		r.startChild(pr, task)
+		return
+	}
 	if pr.node.Cache != nil && !r.noCache && pr.rec.Attempts == 0 {
 		pr.cacheKey = r.cacheKey(pr, task)
 		if r.cacheHit(i) {
@@ -445,7 +467,7 @@ func (r *run) handle(ev *TaskEvent) bool {
 		if pr.running {
 			pr.running = false
 			r.setRunning(r.running - 1)
-		} else if ev.Started {
+		} else if ev.Started && pr.child == nil {
 			r.startedLate(pr, ev)
 		}
 		for name, d := range ev.Outputs {

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"cmp"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -107,17 +106,27 @@ type Applied struct {
 	Version  *wizpb.PipelineVersion
 	Parsed   *pipeline.Pipeline
 	Changed  bool // a new version was stored
+	// Children are the sub-pipelines its processors run, by processor.
+	Children map[string]*Applied
 }
 
 // Apply parses and validates a pipeline file and stores it as the pipeline's
 // newest version unless it is unchanged.
 func (m *Manager) Apply(file string, src []byte) (*Applied, error) {
+	return m.apply(file, src, nil)
+}
+
+// apply is Apply of a file that pipelines in stack run (a sub-pipeline).
+func (m *Manager) apply(file string, src []byte, stack []string) (*Applied, error) {
 	p, err := m.parse(file, src)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(src)
-	digest := hex.EncodeToString(sum[:])
+	kids, pins, err := m.children(file, p, nil, stack)
+	if err != nil {
+		return nil, err
+	}
+	digest := pinsDigest(src, pins)
 	pl, err := m.store.Pipeline(p.Name)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
@@ -129,21 +138,21 @@ func (m *Manager) Apply(file string, src []byte) (*Applied, error) {
 			return nil, err
 		}
 		if cur.Digest == digest {
-			return &Applied{Pipeline: pl, Version: cur, Parsed: p}, nil
+			return &Applied{Pipeline: pl, Version: cur, Parsed: p, Children: kids}, nil
 		}
 	} else {
 		pl = &wizpb.Pipeline{Id: ids.NewString(), Name: p.Name, Created: now}
 	}
 	v := &wizpb.PipelineVersion{
 		Id: ids.NewString(), PipelineId: pl.Id, PipelineName: pl.Name,
-		Number: pl.VersionCount + 1, Source: src, File: file, Digest: digest, Created: now,
+		Number: pl.VersionCount + 1, Source: src, File: file, Digest: digest, Created: now, Children: pins,
 	}
 	pl.LatestVersionId = v.Id
 	pl.VersionCount = v.Number
 	if err := m.store.PutPipelineVersion(pl, v); err != nil {
 		return nil, fmt.Errorf("store pipeline %s: %w", pl.Name, err)
 	}
-	return &Applied{Pipeline: pl, Version: v, Parsed: p, Changed: true}, nil
+	return &Applied{Pipeline: pl, Version: v, Parsed: p, Changed: true, Children: kids}, nil
 }
 
 func (m *Manager) parse(file string, src []byte) (*pipeline.Pipeline, error) {
@@ -189,15 +198,7 @@ func (m *Manager) Resolve(name string) (*Applied, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := m.store.PipelineVersion(pl.Id, pl.LatestVersionId)
-	if err != nil {
-		return nil, err
-	}
-	p, err := m.parse(v.File, v.Source)
-	if err != nil {
-		return nil, err
-	}
-	return &Applied{Pipeline: pl, Version: v, Parsed: p}, nil
+	return m.pinned(pl.Id+"/"+pl.LatestVersionId, nil)
 }
 
 // ReasonManagerExited is the reason given to runs whose Manager died.
@@ -333,14 +334,21 @@ func (m *Manager) RunDetail(id string) (*RunDetail, error) {
 
 func (m *Manager) findRun(id string) (*wizpb.Run, error) {
 	if id == "last" {
-		rs, err := m.store.Runs(1)
-		if err != nil {
-			return nil, err
+		// The newest top-level run: a sub-pipeline's run is never last.
+		for limit := 8; ; limit *= 8 {
+			rs, err := m.store.Runs(limit)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range rs {
+				if r.Parent == "" {
+					return r, nil
+				}
+			}
+			if len(rs) < limit {
+				return nil, fmt.Errorf("%w: there are no runs yet", ErrUsage)
+			}
 		}
-		if len(rs) == 0 {
-			return nil, fmt.Errorf("%w: there are no runs yet", ErrUsage)
-		}
-		return rs[0], nil
 	}
 	r, err := m.store.Run(id)
 	if errors.Is(err, store.ErrNotFound) {

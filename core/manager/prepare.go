@@ -119,6 +119,31 @@ func (r *run) prepare() error {
 	}
 	seen := map[string]bool{}
 	for _, n := range r.p.Processors {
+		if n.Child != nil {
+			// A sub-pipeline: the Manager runs it; no pack, no executor.
+			pr := &proc{node: n, child: r.kids[n.Name], outputs: map[string]*wizpb.Data{},
+				rec: &wizpb.ProcessorRun{RunId: r.rec.Id, Name: n.Name, Type: n.Uses, Finally: n.Finally}}
+			if n.Templates == nil { // its with: the child's inputs
+				rd, err := n.Render(nil)
+				if err != nil {
+					return fmt.Errorf("%s: processor %s: with: %w", n.Pos, n.Name, err)
+				}
+				pr.config = rd.Config
+			}
+			if pr.child == nil {
+				return fmt.Errorf("%s: processor %s: sub-pipeline %s was not resolved", n.Pos, n.Name, n.Uses)
+			}
+			if old := r.reuse[n.Name]; old != nil {
+				pr.rec = proto.Clone(old).(*wizpb.ProcessorRun)
+				pr.rec.RunId, pr.rec.ReusedFrom, pr.rec.CachedFrom = r.rec.Id, old.RunId, ""
+				pr.outputs, pr.reused = pr.rec.Outputs, true
+				if err := r.w.Batch().PutProcessor(pr.rec); err != nil {
+					return err
+				}
+			}
+			r.procs = append(r.procs, pr)
+			continue
+		}
 		ref, native, err := r.m.catalog.Pack(n.Uses, n.UsesVersion)
 		if err != nil {
 			return fmt.Errorf("%w: %s: processor %s: %v", ErrUsage, n.Pos, n.Name, err)

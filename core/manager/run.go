@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -32,6 +33,10 @@ type RunRequest struct {
 	KeepTemp bool
 	// NoCache runs every processor, reusing no cached result.
 	NoCache bool
+
+	// For a sub-pipeline's run (set by the Manager): its ID, chosen by the
+	// parent, and the parent run and processor.
+	runID, parent, parentProcessor string
 }
 
 // Update reports a change in a run to a watcher.
@@ -115,15 +120,10 @@ func (m *Manager) Resume(ctx context.Context, id string, watch func(Update)) (*w
 	if old.State == wizpb.RunState_RUN_STATE_RUNNING {
 		return nil, fmt.Errorf("%w: run %s is still Running; resume it once it has ended", ErrUsage, old.Id)
 	}
-	pl, err := m.store.Pipeline(old.PipelineName)
-	if err != nil {
-		return nil, err
+	if old.Parent != "" {
+		return nil, fmt.Errorf("%w: run %s is a sub-pipeline of run %s; resume the parent, which resumes it", ErrUsage, old.Id, old.Parent)
 	}
-	v, err := m.store.PipelineVersion(old.PipelineId, old.PipelineVersionId)
-	if err != nil {
-		return nil, err
-	}
-	p, err := m.parse(v.File, v.Source)
+	a, err := m.pinned(old.PipelineId+"/"+old.PipelineVersionId, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,6 @@ func (m *Manager) Resume(ctx context.Context, id string, watch func(Update)) (*w
 	if err != nil {
 		return nil, err
 	}
-	a := &Applied{Pipeline: pl, Version: v, Parsed: p}
 	return m.start(ctx, a, old.Inputs, reuse, old.Id, RunRequest{}, watch)
 }
 
@@ -140,9 +139,10 @@ func (m *Manager) Resume(ctx context.Context, id string, watch func(Update)) (*w
 func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizpb.Data,
 	reuse map[string]*wizpb.ProcessorRun, resumedFrom string, opts RunRequest, watch func(Update)) (*wizpb.Run, error) {
 	p := a.Parsed
-	r := &run{m: m, p: p, watch: watch, w: m.store.NewWriter(commitGap, flushEvery), tasks: map[string]int{}, reuse: reuse, keepTemp: opts.KeepTemp, noCache: opts.NoCache}
+	r := &run{m: m, p: p, watch: watch, w: m.store.NewWriter(commitGap, flushEvery), tasks: map[string]int{}, reuse: reuse, keepTemp: opts.KeepTemp, noCache: opts.NoCache, kids: a.Children,
+		childEvents: make(chan *TaskEvent, 16)}
 	r.rec = &wizpb.Run{
-		Id: ids.NewString(), PipelineId: a.Pipeline.Id, PipelineName: p.Name,
+		Id: cmp.Or(opts.runID, ids.NewString()), Parent: opts.parent, ParentProcessor: opts.parentProcessor, PipelineId: a.Pipeline.Id, PipelineName: p.Name,
 		PipelineVersionId: a.Version.Id, PipelineVersion: a.Version.Number,
 		State: wizpb.RunState_RUN_STATE_RUNNING, Inputs: inputs, Started: timestamppb.Now(),
 		Executor: p.Executor, ProcessorCount: int32(len(p.Processors)), ResumedFrom: resumedFrom,
@@ -170,6 +170,7 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	r.ctx = ctx
 	r.live = m.register(r.rec.Id, cancel)
 	r.notify(Update{Run: r.rec})
 	err := r.loop(ctx)
@@ -203,6 +204,11 @@ type run struct {
 	skipped    string // the pipeline's when was false: the run's reason
 	keepTemp   bool
 	noCache    bool
+
+	ctx         context.Context     // the run's: sub-pipeline runs are cancelled with it
+	kids        map[string]*Applied // the sub-pipelines its processors run
+	childEvents chan *TaskEvent     // the ends of sub-pipeline runs
+	children    int                 // sub-pipeline runs in progress
 }
 
 // proc is one processor's state in the run.
@@ -232,4 +238,7 @@ type proc struct {
 	// cacheKey is the digest of what determines its result, when its
 	// result may be reused (cache:).
 	cacheKey string
+	// child is the sub-pipeline it runs; childCancel cancels that run.
+	child       *Applied
+	childCancel context.CancelFunc
 }

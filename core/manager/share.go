@@ -26,6 +26,7 @@ type share struct {
 }
 
 type shareRun struct {
+	lent    int      // sub-pipeline runs it waits for: it lends them its part
 	want    int      // most slots the run can use; 0: no limit
 	part    int      // fair part
 	slots   int      // what the run may use now (≤ part)
@@ -50,6 +51,20 @@ func (s *share) join(id string, want int) (int, <-chan int) {
 	s.runs[id] = sr
 	s.rebalance(id)
 	return sr.slots, sr.ch
+}
+
+// lend records that a run starts (n = 1) or no longer waits for (n = -1) a
+// sub-pipeline run: while it waits for one, its part is 0, so the slots
+// the children need are never held by the parent waiting for them.
+func (s *share) lend(id string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sr := s.runs[id]
+	if sr == nil {
+		return
+	}
+	sr.lent += n
+	s.rebalance("")
 }
 
 // leave removes a run and gives its slots to the others.
@@ -102,10 +117,25 @@ func (s *share) rebalance(skip string) {
 	sort.SliceStable(ids, func(i, j int) bool {
 		return demand(s.runs[ids[i]].want, s.capacity) < demand(s.runs[ids[j]].want, s.capacity)
 	})
+	lending := 0
+	for _, id := range ids {
+		if s.runs[id].lent > 0 {
+			lending++
+		}
+	}
 	left := s.capacity
-	for i, id := range ids {
+	k := 0 // runs given a part so far
+	for _, id := range ids {
 		sr := s.runs[id]
-		part := min(max(left/(len(ids)-i), 1), demand(sr.want, s.capacity))
+		if sr.lent > 0 {
+			sr.part = 0
+			if sr.slots > 0 {
+				s.set(id, sr, 0, skip)
+			}
+			continue
+		}
+		part := min(max(left/(len(ids)-lending-k), 1), demand(sr.want, s.capacity))
+		k++
 		left = max(left-part, 0)
 		sr.part = part
 		if sr.slots > part {

@@ -214,6 +214,31 @@ func (d *decoder) when(e entry) *Expr {
 	return &Expr{Src: src, Pos: e.valPos}
 }
 
+// outputs reads a pipeline's outputs: NAME: PROCESSOR.OUTPUT (or PROCESSOR
+// for its output "out").
+func (d *decoder) outputs(e entry) []OutputDecl {
+	entries, _ := d.mapping(e.val, "outputs", "output")
+	var out []OutputDecl
+	for _, f := range entries {
+		if !bindingNameRE.MatchString(f.key) {
+			d.errorf(f.keyPos, "invalid output name %q: use letters, digits, \"_\", \".\" and \"-\"", f.key)
+			continue
+		}
+		s, ok := d.str(f)
+		if !ok {
+			continue
+		}
+		ref, ok := parseRef(s)
+		if !ok || ref.Input != "" {
+			d.errorf(f.valPos, "invalid output reference %q (want PROCESSOR or PROCESSOR.OUTPUT)", s)
+			continue
+		}
+		ref.Pos = f.valPos
+		out = append(out, OutputDecl{Name: f.key, From: ref, Pos: f.keyPos})
+	}
+	return out
+}
+
 // cache reads cache: true, false, or {ttl: DURATION}.
 func (d *decoder) cache(e entry) *Cache {
 	if e.val.Kind == yaml.MappingNode {

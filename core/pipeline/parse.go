@@ -29,7 +29,7 @@ var (
 
 // Keys of the mappings of a pipeline file.
 var (
-	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "processors", "retries", "timeout", "when"}
+	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "outputs", "processors", "retries", "timeout", "when"}
 	inputKeys     = []string{"default", "doc", "enum", "max", "min", "pattern", "type"}
 	processorKeys = []string{"after", "cache", "executor", "for_each", "inputs", "max_output_size", "max_parallel", "on_error", "resources", "retries", "retry", "timeout", "uses", "when", "with"}
 	resourceKeys  = []string{"limits", "requests"}
@@ -815,6 +815,8 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 			p.Timeout = d.timeout(e)
 		case "env":
 			p.Env = mergeEnv(p.Env, d.env(e))
+		case "outputs":
+			p.Outputs = d.outputs(e)
 		default:
 			d.unknownKey(e, "in pipeline", topKeys)
 		}
@@ -995,8 +997,29 @@ func (d *decoder) uses(n *ProcessorNode, e entry) {
 		return
 	}
 	n.usesPos = e.valPos
+	if strings.HasPrefix(s, "./") || strings.HasPrefix(s, "../") {
+		if !strings.HasSuffix(s, ".yaml") && !strings.HasSuffix(s, ".yml") {
+			d.errorf(e.valPos, "uses %q: a sub-pipeline file ends in .yaml or .yml", s)
+		}
+		n.Uses, n.Child = s, &ChildRef{File: s, Pos: e.valPos}
+		return
+	}
 	typ, version, hasVersion := strings.Cut(s, "@")
 	n.Uses, n.UsesVersion = typ, version
+	if pack, name, _ := strings.Cut(typ, "/"); pack == ChildPack {
+		n.Child = &ChildRef{Pipeline: name, Pos: e.valPos}
+		if hasVersion {
+			v, err := strconv.Atoi(version)
+			if err != nil || v < 1 {
+				d.errorf(e.valPos, "uses %q: a sub-pipeline's version is a number, pipeline/NAME@N", s)
+			}
+			n.Child.Version = v
+		}
+		if !pipelineNameRE.MatchString(name) {
+			d.errorf(e.valPos, "uses %q: %q is not a pipeline name", s, name)
+		}
+		return
+	}
 	if !processorTypeRE.MatchString(typ) {
 		d.errorf(e.valPos, "invalid processor type %q: want PACK/NAME, like std/exec", s)
 	}

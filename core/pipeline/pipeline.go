@@ -179,6 +179,29 @@ type ForEach struct {
 	Pos  Position
 }
 
+// ChildRef names the pipeline a processor runs as a sub-pipeline.
+type ChildRef struct {
+	// Pipeline is a stored pipeline's name (uses: pipeline/NAME), and
+	// Version its version number (@N; 0: the newest at each run).
+	Pipeline string
+	Version  int
+	// File is a pipeline file relative to this one (uses: ./child.yaml),
+	// applied with it.
+	File string
+	Pos  Position
+}
+
+// ChildPack is the pack name of sub-pipelines, reserved: "pipeline/NAME".
+const ChildPack = "pipeline"
+
+// OutputDecl is one output a pipeline returns to a parent that runs it:
+// `outputs: {NAME: PROCESSOR.OUTPUT}`.
+type OutputDecl struct {
+	Name string
+	From Ref
+	Pos  Position
+}
+
 // Cache is a processor's cache policy.
 type Cache struct {
 	// TTL bounds the age of a reused result; 0: no bound.
@@ -255,6 +278,9 @@ type ProcessorNode struct {
 	// Cache lets a run reuse the outputs of an earlier identical execution
 	// instead of running the processor; nil: never (the default).
 	Cache *Cache
+	// Child is set when the processor runs another pipeline (uses:
+	// pipeline/NAME[@N] or ./FILE.yaml); nil for a processor type.
+	Child *ChildRef
 	// Handled says that a failure of this processor is handled by an
 	// after: {NAME: failed|ended} entry somewhere in the file: it is not
 	// fatal (set by Validate).
@@ -311,6 +337,9 @@ type Pipeline struct {
 	EnvTemplates map[string]*Template
 	// Exprs compiles the pipeline's expressions; set by Validate.
 	Exprs *expr.Env
+	// Outputs are what the pipeline returns when it runs as a
+	// sub-pipeline, in file order.
+	Outputs []OutputDecl
 	// Graph holds the processors as nodes. An edge u->v means v depends on
 	// u, for data (v's inputs name u) or order (v's after names u).
 	Graph *simple.DirectedGraph

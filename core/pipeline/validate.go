@@ -93,7 +93,7 @@ func (p *Pipeline) Validate(cat Catalog) error {
 	specs := make([]*TypeSpec, len(p.Processors))
 	for i, n := range p.Processors {
 		n.Handled = false
-		if cat != nil {
+		if cat != nil && n.Child == nil { // a sub-pipeline's with is its inputs, checked by the Manager
 			specs[i] = p.checkConfig(n, cat, errorf)
 		}
 		for _, b := range n.Inputs {
@@ -126,6 +126,15 @@ func (p *Pipeline) Validate(cat Catalog) error {
 		}
 	}
 
+	for _, o := range p.Outputs {
+		u, ok := p.byName[o.From.Processor]
+		switch {
+		case !ok:
+			errorf(o.From.Pos, "output %s: unknown processor %q (%s)", o.Name, o.From.Processor, processors())
+		case u.Finally:
+			errorf(o.From.Pos, "output %s: %s is a finally processor; a pipeline returns what its main processors make", o.Name, o.From.Processor)
+		}
+	}
 	for _, n := range p.Processors {
 		if selfCycle[n] {
 			errs = append(errs, cycleError(n, []*ProcessorNode{n, n}))

@@ -260,15 +260,19 @@ func (x *Pipeline) GetVersionCount() int32 {
 
 // PipelineVersion is one immutable version of a pipeline's source.
 type PipelineVersion struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // KSUID
-	PipelineId    string                 `protobuf:"bytes,2,opt,name=pipeline_id,json=pipelineId,proto3" json:"pipeline_id,omitempty"`
-	PipelineName  string                 `protobuf:"bytes,3,opt,name=pipeline_name,json=pipelineName,proto3" json:"pipeline_name,omitempty"`
-	Number        int32                  `protobuf:"varint,4,opt,name=number,proto3" json:"number,omitempty"` // 1, 2, 3, … per pipeline
-	Source        []byte                 `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`  // the pipeline file as applied
-	File          string                 `protobuf:"bytes,6,opt,name=file,proto3" json:"file,omitempty"`      // the file name it was applied from
-	Digest        string                 `protobuf:"bytes,7,opt,name=digest,proto3" json:"digest,omitempty"`  // sha256 of source
-	Created       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"` // KSUID
+	PipelineId   string                 `protobuf:"bytes,2,opt,name=pipeline_id,json=pipelineId,proto3" json:"pipeline_id,omitempty"`
+	PipelineName string                 `protobuf:"bytes,3,opt,name=pipeline_name,json=pipelineName,proto3" json:"pipeline_name,omitempty"`
+	Number       int32                  `protobuf:"varint,4,opt,name=number,proto3" json:"number,omitempty"` // 1, 2, 3, … per pipeline
+	Source       []byte                 `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`  // the pipeline file as applied
+	File         string                 `protobuf:"bytes,6,opt,name=file,proto3" json:"file,omitempty"`      // the file name it was applied from
+	Digest       string                 `protobuf:"bytes,7,opt,name=digest,proto3" json:"digest,omitempty"`  // sha256 of source and of the child pins
+	Created      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created,proto3" json:"created,omitempty"`
+	// children pins, per processor that runs a sub-pipeline applied with this
+	// version (uses: ./child.yaml or pipeline/NAME@N), the child version as
+	// "PIPELINE_ID/VERSION_ID". pipeline/NAME without @N is not pinned.
+	Children      map[string]string `protobuf:"bytes,9,rep,name=children,proto3" json:"children,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +363,13 @@ func (x *PipelineVersion) GetCreated() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PipelineVersion) GetChildren() map[string]string {
+	if x != nil {
+		return x.Children
+	}
+	return nil
+}
+
 // Run is one run of a pipeline version with one set of inputs.
 type Run struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -377,8 +388,12 @@ type Run struct {
 	Plugins           []*PluginUse           `protobuf:"bytes,13,rep,name=plugins,proto3" json:"plugins,omitempty"`   // exact plugins the run used
 	ProcessorCount    int32                  `protobuf:"varint,14,opt,name=processor_count,json=processorCount,proto3" json:"processor_count,omitempty"`
 	ResumedFrom       string                 `protobuf:"bytes,15,opt,name=resumed_from,json=resumedFrom,proto3" json:"resumed_from,omitempty"` // the run this one resumed, reusing its successes
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// parent is the run whose processor parent_processor ran this one as a
+	// sub-pipeline; empty for a top-level run.
+	Parent          string `protobuf:"bytes,16,opt,name=parent,proto3" json:"parent,omitempty"`
+	ParentProcessor string `protobuf:"bytes,17,opt,name=parent_processor,json=parentProcessor,proto3" json:"parent_processor,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -512,6 +527,20 @@ func (x *Run) GetProcessorCount() int32 {
 func (x *Run) GetResumedFrom() string {
 	if x != nil {
 		return x.ResumedFrom
+	}
+	return ""
+}
+
+func (x *Run) GetParent() string {
+	if x != nil {
+		return x.Parent
+	}
+	return ""
+}
+
+func (x *Run) GetParentProcessor() string {
+	if x != nil {
+		return x.ParentProcessor
 	}
 	return ""
 }
@@ -695,7 +724,9 @@ type ProcessorRun struct {
 	// tell whether the same index still has the same element.
 	Item string `protobuf:"bytes,21,opt,name=item,proto3" json:"item,omitempty"`
 	// cached_from names the run whose outputs a cache hit reused.
-	CachedFrom    string `protobuf:"bytes,22,opt,name=cached_from,json=cachedFrom,proto3" json:"cached_from,omitempty"`
+	CachedFrom string `protobuf:"bytes,22,opt,name=cached_from,json=cachedFrom,proto3" json:"cached_from,omitempty"`
+	// child_run is the run of the sub-pipeline this processor ran.
+	ChildRun      string `protobuf:"bytes,23,opt,name=child_run,json=childRun,proto3" json:"child_run,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,6 +911,13 @@ func (x *ProcessorRun) GetItem() string {
 func (x *ProcessorRun) GetCachedFrom() string {
 	if x != nil {
 		return x.CachedFrom
+	}
+	return ""
+}
+
+func (x *ProcessorRun) GetChildRun() string {
+	if x != nil {
+		return x.ChildRun
 	}
 	return ""
 }
@@ -1243,7 +1281,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
 	"\x11latest_version_id\x18\x03 \x01(\tR\x0flatestVersionId\x124\n" +
 	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12#\n" +
-	"\rversion_count\x18\x05 \x01(\x05R\fversionCount\"\xf9\x01\n" +
+	"\rversion_count\x18\x05 \x01(\x05R\fversionCount\"\xf9\x02\n" +
 	"\x0fPipelineVersion\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vpipeline_id\x18\x02 \x01(\tR\n" +
@@ -1253,7 +1291,11 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x06source\x18\x05 \x01(\fR\x06source\x12\x12\n" +
 	"\x04file\x18\x06 \x01(\tR\x04file\x12\x16\n" +
 	"\x06digest\x18\a \x01(\tR\x06digest\x124\n" +
-	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\"\x89\x05\n" +
+	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12A\n" +
+	"\bchildren\x18\t \x03(\v2%.wiz.v1.PipelineVersion.ChildrenEntryR\bchildren\x1a;\n" +
+	"\rChildrenEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x05\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vpipeline_id\x18\x02 \x01(\tR\n" +
@@ -1271,7 +1313,9 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\bexecutor\x18\f \x01(\tR\bexecutor\x12+\n" +
 	"\aplugins\x18\r \x03(\v2\x11.wiz.v1.PluginUseR\aplugins\x12'\n" +
 	"\x0fprocessor_count\x18\x0e \x01(\x05R\x0eprocessorCount\x12!\n" +
-	"\fresumed_from\x18\x0f \x01(\tR\vresumedFrom\x1aG\n" +
+	"\fresumed_from\x18\x0f \x01(\tR\vresumedFrom\x12\x16\n" +
+	"\x06parent\x18\x10 \x01(\tR\x06parent\x12)\n" +
+	"\x10parent_processor\x18\x11 \x01(\tR\x0fparentProcessor\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"Q\n" +
@@ -1287,7 +1331,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\rmax_rss_bytes\x18\x04 \x01(\x03R\vmaxRssBytes\x12\x1f\n" +
 	"\vinput_bytes\x18\x05 \x01(\x03R\n" +
 	"inputBytes\x12!\n" +
-	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\x86\x06\n" +
+	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\xa3\x06\n" +
 	"\fProcessorRun\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -1314,7 +1358,8 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x03key\x18\x14 \x01(\tR\x03key\x12\x12\n" +
 	"\x04item\x18\x15 \x01(\tR\x04item\x12\x1f\n" +
 	"\vcached_from\x18\x16 \x01(\tR\n" +
-	"cachedFrom\x1aH\n" +
+	"cachedFrom\x12\x1b\n" +
+	"\tchild_run\x18\x17 \x01(\tR\bchildRun\x1aH\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xe9\x02\n" +
@@ -1381,7 +1426,7 @@ func file_wiz_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_wiz_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_wiz_v1_state_proto_goTypes = []any{
 	(RunState)(0),                 // 0: wiz.v1.RunState
 	(ProcessorState)(0),           // 1: wiz.v1.ProcessorState
@@ -1396,41 +1441,43 @@ var file_wiz_v1_state_proto_goTypes = []any{
 	(*Event)(nil),                 // 10: wiz.v1.Event
 	(*Token)(nil),                 // 11: wiz.v1.Token
 	(*LogChunk)(nil),              // 12: wiz.v1.LogChunk
-	nil,                           // 13: wiz.v1.Run.InputsEntry
-	nil,                           // 14: wiz.v1.ProcessorRun.OutputsEntry
-	nil,                           // 15: wiz.v1.CacheEntry.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*Data)(nil),                  // 17: wiz.v1.Data
+	nil,                           // 13: wiz.v1.PipelineVersion.ChildrenEntry
+	nil,                           // 14: wiz.v1.Run.InputsEntry
+	nil,                           // 15: wiz.v1.ProcessorRun.OutputsEntry
+	nil,                           // 16: wiz.v1.CacheEntry.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*Data)(nil),                  // 18: wiz.v1.Data
 }
 var file_wiz_v1_state_proto_depIdxs = []int32{
-	16, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
-	16, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
-	0,  // 2: wiz.v1.Run.state:type_name -> wiz.v1.RunState
-	13, // 3: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
-	16, // 4: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
-	16, // 5: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
-	6,  // 6: wiz.v1.Run.plugins:type_name -> wiz.v1.PluginUse
-	1,  // 7: wiz.v1.ProcessorRun.state:type_name -> wiz.v1.ProcessorState
-	16, // 8: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
-	16, // 9: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
-	14, // 10: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
-	7,  // 11: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
-	16, // 12: wiz.v1.CacheEntry.created:type_name -> google.protobuf.Timestamp
-	15, // 13: wiz.v1.CacheEntry.outputs:type_name -> wiz.v1.CacheEntry.OutputsEntry
-	7,  // 14: wiz.v1.CacheEntry.metrics:type_name -> wiz.v1.Metrics
-	16, // 15: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
-	2,  // 16: wiz.v1.Token.role:type_name -> wiz.v1.Role
-	16, // 17: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
-	16, // 18: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
-	16, // 19: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
-	17, // 20: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
-	17, // 21: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
-	17, // 22: wiz.v1.CacheEntry.OutputsEntry.value:type_name -> wiz.v1.Data
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	17, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
+	17, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
+	13, // 2: wiz.v1.PipelineVersion.children:type_name -> wiz.v1.PipelineVersion.ChildrenEntry
+	0,  // 3: wiz.v1.Run.state:type_name -> wiz.v1.RunState
+	14, // 4: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
+	17, // 5: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
+	17, // 6: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
+	6,  // 7: wiz.v1.Run.plugins:type_name -> wiz.v1.PluginUse
+	1,  // 8: wiz.v1.ProcessorRun.state:type_name -> wiz.v1.ProcessorState
+	17, // 9: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
+	17, // 10: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
+	15, // 11: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
+	7,  // 12: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
+	17, // 13: wiz.v1.CacheEntry.created:type_name -> google.protobuf.Timestamp
+	16, // 14: wiz.v1.CacheEntry.outputs:type_name -> wiz.v1.CacheEntry.OutputsEntry
+	7,  // 15: wiz.v1.CacheEntry.metrics:type_name -> wiz.v1.Metrics
+	17, // 16: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
+	2,  // 17: wiz.v1.Token.role:type_name -> wiz.v1.Role
+	17, // 18: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
+	17, // 19: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
+	17, // 20: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
+	18, // 21: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
+	18, // 22: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
+	18, // 23: wiz.v1.CacheEntry.OutputsEntry.value:type_name -> wiz.v1.Data
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_wiz_v1_state_proto_init() }
@@ -1445,7 +1492,7 @@ func file_wiz_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wiz_v1_state_proto_rawDesc), len(file_wiz_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
