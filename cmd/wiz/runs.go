@@ -154,9 +154,27 @@ func (c *RunsListCmd) Run(env *Env) error {
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tPIPELINE\tVERSION\tSTATE\tSTARTED\tDURATION\tWARNINGS")
+	// Top-level runs newest first, each followed by its sub-pipeline runs,
+	// indented.
+	kids := map[string][]*wizpb.Run{}
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\tv%d\t%s\t%s\t%s\t%d\n", r.Id, r.PipelineName, r.PipelineVersion, runStateName(r.State),
+		if r.Parent != "" {
+			kids[r.Parent] = append(kids[r.Parent], r)
+		}
+	}
+	var row func(r *wizpb.Run, depth int)
+	row = func(r *wizpb.Run, depth int) {
+		fmt.Fprintf(tw, "%s%s\t%s\tv%d\t%s\t%s\t%s\t%d\n", strings.Repeat("  ", depth), r.Id, r.PipelineName, r.PipelineVersion, runStateName(r.State),
 			r.Started.AsTime().Local().Format("2006-01-02 15:04:05"), fmtDuration(runDuration(r)), r.Warnings)
+		ks := kids[r.Id]
+		for i := len(ks) - 1; i >= 0; i-- { // oldest child first, under its parent
+			row(ks[i], depth+1)
+		}
+	}
+	for _, r := range rs {
+		if r.Parent == "" {
+			row(r, 0)
+		}
 	}
 	return tw.Flush()
 }

@@ -281,7 +281,58 @@ func (m *Manager) PipelineVersions(name string) (*wizpb.Pipeline, []*wizpb.Pipel
 }
 
 // Runs lists runs, newest first.
-func (m *Manager) Runs(limit int) ([]*wizpb.Run, error) { return m.store.Runs(limit) }
+// Runs lists runs newest first: limit top-level runs (0: all) and every
+// sub-pipeline run under them, whatever their number.
+func (m *Manager) Runs(limit int) ([]*wizpb.Run, error) {
+	if limit <= 0 {
+		return m.store.Runs(0)
+	}
+	for fetch := 2 * limit; ; fetch *= 4 {
+		rs, err := m.store.Runs(fetch)
+		if err != nil {
+			return nil, err
+		}
+		// A child run is newer than its parent: it comes first. Keep the
+		// first limit top-level runs and the children of those.
+		top := map[string]bool{}
+		var tops []*wizpb.Run
+		for _, r := range rs {
+			if r.Parent == "" && len(tops) < limit {
+				top[r.Id] = true
+				tops = append(tops, r)
+			}
+		}
+		if len(tops) < limit && len(rs) == fetch {
+			continue // more runs than fetched: fetch more
+		}
+		out := make([]*wizpb.Run, 0, len(rs))
+		for _, r := range rs {
+			if top[r.Id] || r.Parent != "" && underAny(r, rs, top) {
+				out = append(out, r)
+			}
+		}
+		return out, nil
+	}
+}
+
+// underAny reports whether run r descends from one of the runs in top.
+func underAny(r *wizpb.Run, rs []*wizpb.Run, top map[string]bool) bool {
+	byID := make(map[string]*wizpb.Run, len(rs))
+	for _, x := range rs {
+		byID[x.Id] = x
+	}
+	for p := r.Parent; p != ""; {
+		if top[p] {
+			return true
+		}
+		parent := byID[p]
+		if parent == nil {
+			return false
+		}
+		p = parent.Parent
+	}
+	return false
+}
 
 // RunDetail is a run with every processor of its pipeline version, in file
 // order; processors that never started are Idle.
