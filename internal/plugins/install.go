@@ -65,6 +65,9 @@ func (r *Registry) Install(ctx context.Context, src string) (*Plugin, bool, erro
 	if !validName(p.Name) {
 		return nil, false, fmt.Errorf("%s calls itself %q, which is not a valid plugin name ([a-z0-9][a-z0-9_-]*)", src, p.Name)
 	}
+	if p.Name == "pipeline" && p.Kind == sdk.PackPluginName {
+		return nil, false, fmt.Errorf("%s calls itself \"pipeline\", the name reserved for sub-pipelines (uses: pipeline/NAME); rename the pack", src)
+	}
 	dir := filepath.Join(r.pluginsDir(), p.Name, p.Version)
 	if b, err := os.ReadFile(filepath.Join(dir, "manifest.json")); err == nil {
 		old := &Plugin{}
