@@ -146,9 +146,19 @@ func (c *RunsListCmd) Run(env *Env) error {
 		return err
 	}
 	if c.Output == "json" {
+		children := map[string][]string{}
+		for i := len(rs) - 1; i >= 0; i-- { // oldest child first
+			if p := rs[i].Parent; p != "" {
+				children[p] = append(children[p], rs[i].Id)
+			}
+		}
 		out := make([]map[string]any, 0, len(rs))
 		for _, r := range rs {
-			out = append(out, runJSON(r))
+			rj := runJSON(r)
+			if ks := children[r.Id]; len(ks) > 0 {
+				rj["children"] = ks
+			}
+			out = append(out, rj)
 		}
 		return printJSON(out)
 	}
@@ -427,5 +437,14 @@ func detailJSON(d *manager.RunDetail) map[string]any {
 		procs = append(procs, pm)
 	}
 	out["processors"] = procs
+	var children []string
+	for _, p := range d.Processors {
+		if p.ChildRun != "" {
+			children = append(children, p.ChildRun)
+		}
+	}
+	if len(children) > 0 {
+		out["children"] = children
+	}
 	return out
 }
