@@ -241,15 +241,18 @@ func pinsDigest(src []byte, pins map[string]string) string {
 // values its with gives (t.Config) and the data its inputs: give, on its
 // own goroutine; its end comes back to the run's loop on childEvents. While
 // it runs, the parent lends the child its part of the machine's slots.
-func (r *run) startChild(pr *proc, t *Task) {
+func (r *run) startChild(i int, pr *proc, t *Task) {
 	c := pr.child
-	id := ids.NewString()
-	pr.rec.ChildRun = id
 	inputs, err := childInputs(c.Parsed, t)
 	if err != nil {
-		r.childEvents <- &TaskEvent{TaskID: t.ID, Kind: EventFinished, Outcome: OutcomeFailed, Message: err.Error()}
+		// Failed here, on the loop's goroutine: never through childEvents,
+		// which this goroutine itself drains.
+		delete(r.tasks, t.ID)
+		r.fail(i, err.Error(), 0)
 		return
 	}
+	id := ids.NewString()
+	pr.rec.ChildRun = id
 	// A resumed parent resumes the child run of its earlier run that failed.
 	var reuse map[string]*wizpb.ProcessorRun
 	resumed := ""

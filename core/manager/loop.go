@@ -396,7 +396,7 @@ func (r *run) dispatch(i int) {
 		pr.taskID = r.rec.Id + "/" + pr.rec.Name + "/" + strconv.Itoa(int(pr.rec.Attempts))
 		task.ID = pr.taskID
 		r.tasks[pr.taskID] = i
-		r.startChild(pr, task)
+		r.startChild(i, pr, task)
 		return
 	}
 	if pr.node.Cache != nil && !r.noCache && pr.rec.Attempts == 0 {
