@@ -217,24 +217,9 @@ func (d *decoder) when(e entry) *Expr {
 // outputs reads a pipeline's outputs: NAME: PROCESSOR.OUTPUT (or PROCESSOR
 // for its output "out").
 func (d *decoder) outputs(e entry) []OutputDecl {
-	entries, _ := d.mapping(e.val, "outputs", "output")
 	var out []OutputDecl
-	for _, f := range entries {
-		if !bindingNameRE.MatchString(f.key) {
-			d.errorf(f.keyPos, "invalid output name %q: use letters, digits, \"_\", \".\" and \"-\"", f.key)
-			continue
-		}
-		s, ok := d.str(f)
-		if !ok {
-			continue
-		}
-		ref, ok := parseRef(s)
-		if !ok || ref.Input != "" {
-			d.errorf(f.valPos, "invalid output reference %q (want PROCESSOR or PROCESSOR.OUTPUT)", s)
-			continue
-		}
-		ref.Pos = f.valPos
-		out = append(out, OutputDecl{Name: f.key, From: ref, Pos: f.keyPos})
+	for _, r := range d.namedRefs(e, "output", "PROCESSOR or PROCESSOR.OUTPUT", false) {
+		out = append(out, OutputDecl{Name: r.name, From: r.ref, Pos: r.namePos})
 	}
 	return out
 }

@@ -36,6 +36,10 @@ func TestLanguageErrors(t *testing.T) {
 		{"enum on bool", "name: t\ninputs: {n: {type: bool, enum: [true]}}\nprocessors:\n  a: {uses: std/json}\n", "enum applies to string, int and number inputs, not bool"},
 		{"main after finally", "name: t\nprocessors:\n  a: {uses: std/json, after: [f]}\nfinally:\n  f: {uses: std/json}\n", "a finally processor"},
 		{"run.status outside finally", procs("  a: {uses: std/json, when: run.status == 'Failed'}\n"), "only finally processors see"},
+		{"output from an input", "name: t\ninputs: {x: {}}\noutputs: {o: inputs.x}\nprocessors:\n  a: {uses: std/json}\n",
+			`p.yaml:3:14: invalid output reference "inputs.x" (want PROCESSOR or PROCESSOR.OUTPUT)`},
+		{"output of an unknown processor", "name: t\noutputs: {o: b.out}\nprocessors:\n  a: {uses: std/json}\n",
+			`p.yaml:2:14: output o: unknown processor "b" (processors: a)`},
 		{"bad jitter", procs("  a: {uses: std/json, retry: {jitter: 2}}\n"), "retry.jitter must be a fraction from 0 to 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1097,11 +1097,32 @@ func (d *decoder) enter(n *yaml.Node) {
 }
 
 func (d *decoder) bindings(e entry) []InputBinding {
-	entries, _ := d.mapping(e.val, "inputs", "input")
-	bindings := make([]InputBinding, 0, len(entries))
+	refs := d.namedRefs(e, "input", "inputs.NAME, PROCESSOR or PROCESSOR.OUTPUT", true)
+	bindings := make([]InputBinding, len(refs))
+	for i, r := range refs {
+		bindings[i] = InputBinding{Name: r.name, From: r.ref}
+	}
+	slices.SortFunc(bindings, func(a, b InputBinding) int { return strings.Compare(a.Name, b.Name) })
+	return bindings
+}
+
+// namedRef is one NAME: REFERENCE entry of inputs: or outputs:.
+type namedRef struct {
+	name    string
+	namePos Position
+	ref     Ref
+}
+
+// namedRefs reads a mapping of names to references (a processor's inputs:,
+// a pipeline's outputs:), in file order; kind names the keys in errors,
+// want the valid references; a reference to a pipeline input is valid
+// only with allowInputs.
+func (d *decoder) namedRefs(e entry, kind, want string, allowInputs bool) []namedRef {
+	entries, _ := d.mapping(e.val, e.key, kind)
+	out := make([]namedRef, 0, len(entries))
 	for _, f := range entries {
 		if !bindingNameRE.MatchString(f.key) {
-			d.errorf(f.keyPos, "invalid input name %q: use letters, digits, \"_\", \".\" and \"-\"", f.key)
+			d.errorf(f.keyPos, "invalid %s name %q: use letters, digits, \"_\", \".\" and \"-\"", kind, f.key)
 			continue
 		}
 		s, ok := d.str(f)
@@ -1109,15 +1130,18 @@ func (d *decoder) bindings(e entry) []InputBinding {
 			continue
 		}
 		ref, ok := parseRef(s)
-		if !ok {
-			d.errorf(f.valPos, "invalid reference %q (want inputs.NAME, PROCESSOR or PROCESSOR.OUTPUT)", s)
+		if !ok || ref.Input != "" && !allowInputs {
+			what := "reference"
+			if !allowInputs {
+				what = kind + " reference"
+			}
+			d.errorf(f.valPos, "invalid %s %q (want %s)", what, s, want)
 			continue
 		}
 		ref.Pos = f.valPos
-		bindings = append(bindings, InputBinding{Name: f.key, From: ref})
+		out = append(out, namedRef{name: f.key, namePos: f.keyPos, ref: ref})
 	}
-	slices.SortFunc(bindings, func(a, b InputBinding) int { return strings.Compare(a.Name, b.Name) })
-	return bindings
+	return out
 }
 
 // parseRef parses "inputs.NAME", "PROCESSOR" or "PROCESSOR.OUTPUT".
