@@ -185,15 +185,39 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		_ = v
 	}
 	dir := p.Dir
-	if dir == "" {
+	// releaseDir gives a pooled working dir back. It runs before the
+	// task's Finished is sent (see end): the Manager's next task then finds
+	// it free, where a put deferred past the Finished would have it make a
+	// new one almost every time.
+	var releaseDir func()
+	defer func() {
+		if releaseDir != nil {
+			releaseDir()
+		}
+	}()
+	// A task that places no input files in its dir takes a pooled one only
+	// once it has a slot: tasks queued for a slot then hold none, and the
+	// pool keeps about as many dirs as there are slots.
+	lateDir := false
+	if dir == "" && !t.KeepTemp {
+		lateDir = true
+		for name := range t.Inputs {
+			if name != p.StdinInput || refs[name] {
+				lateDir = false
+				break
+			}
+		}
+	}
+	if dir == "" && !lateDir {
 		// Every task gets a fresh working dir, never the executor's own. One
 		// that may be kept is made outside the executor's work dir, which
 		// goes when the executor does.
 		var d string
+		var td *taskDir
 		if t.KeepTemp {
 			d, err = os.MkdirTemp(os.TempDir(), "task-*")
-		} else {
-			d, err = s.dirs.get()
+		} else if td, err = s.dirs.get(); err == nil {
+			d = td.path
 		}
 		if err != nil {
 			fail(fmt.Sprintf("make working dir: %v", err), false)
@@ -218,18 +242,20 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 				}
 			}()
 		} else {
-			defer s.dirs.put(d)
+			releaseDir = func() { s.dirs.put(td) }
 		}
 		dir = d
-	} else if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		why := "does not exist"
-		if err == nil {
-			why = "is not a directory"
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			why = "cannot be used: " + err.Error()
+	} else if dir != "" {
+		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+			why := "does not exist"
+			if err == nil {
+				why = "is not a directory"
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				why = "cannot be used: " + err.Error()
+			}
+			fail(fmt.Sprintf("working directory %s (with.dir) %s on the executor's host: create it first, or leave dir out for a fresh temporary directory", dir, why), false)
+			return
 		}
-		fail(fmt.Sprintf("working directory %s (with.dir) %s on the executor's host: create it first, or leave dir out for a fresh temporary directory", dir, why), false)
-		return
 	}
 	env := cp.env
 	if len(t.Env) > 0 {
@@ -374,6 +400,15 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	}
 	defer stopTimeout()
 	defer releaseSlot()
+	if lateDir {
+		td, err := s.dirs.get()
+		if err != nil {
+			abort(fmt.Sprintf("make working dir: %v", err))
+			return
+		}
+		releaseDir = func() { s.dirs.put(td) }
+		dir = td.path
+	}
 	start := time.Now()
 	pid, err := syscall.ForkExec(cp.path, argv, &syscall.ProcAttr{
 		Dir: dir, Env: env,
@@ -525,6 +560,10 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		ev := finished(o, code, msg, true)
 		ev.GetFinished().Metrics = m
 		ev.GetFinished().Outputs = outs
+		if releaseDir != nil {
+			releaseDir()
+			releaseDir = nil
+		}
 		emit(ev)
 	}
 	// A bad input (a blob changed on disk) or an output that could not be
