@@ -31,8 +31,10 @@ const cacheKeyVersion = "wiz-cache-v1"
 // declared env (the pipeline's env and defaults.env; with.env and clean_env
 // are in the config) and the values of a script's expressions, never the
 // executor's inherited environment; the output limits; and each input's
-// digest. Files a program reads that are not inputs are not in it, nor the
-// program binary a native plan names (see docs/pipelines.md).
+// digest. Files a program reads that are not inputs are not in it (see
+// docs/pipelines.md). The program a native plan runs is resolved on the
+// executor: its sha256 is kept with the result, and a hit needs the executor
+// to find it unchanged (dispatch).
 func (r *run) cacheKey(pr *proc, t *Task) string {
 	h := sha256.New()
 	put := func(s string) {
@@ -82,40 +84,46 @@ func putData(h hash.Hash, put func(string), d *wizpb.Data) {
 	}
 }
 
-// cacheHit ends processor i with the outputs of a cached result, when there
-// is one young enough whose files are all still in the blob store.
-func (r *run) cacheHit(i int) bool {
-	pr := r.procs[i]
+// cacheEntry returns the cached result under pr's key, when there is one
+// young enough whose files are all still in the blob store.
+func (r *run) cacheEntry(pr *proc) *wizpb.CacheEntry {
 	e, err := r.m.store.Cache(pr.cacheKey)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			r.m.log.Warn("read the cache", "processor", pr.rec.Name, "error", err)
 		}
-		return false
+		return nil
 	}
 	if ttl := pr.node.Cache.TTL; ttl > 0 && time.Since(e.Created.AsTime()) > ttl {
-		return false
+		return nil
 	}
 	for _, d := range e.Outputs {
 		for _, f := range d.Files {
 			if !r.m.blobs.Has(f.Digest) {
-				return false
+				return nil
 			}
 		}
 	}
+	return e
+}
+
+// cacheHit ends processor i, a pack-run type, with the outputs of cached
+// result e. (A native program's hit is confirmed by its executor first,
+// which checks that the program is unchanged: see dispatch.)
+func (r *run) cacheHit(i int, e *wizpb.CacheEntry) {
+	pr := r.procs[i]
 	pr.rec.CachedFrom = e.RunId
 	id := "cache/" + pr.rec.Name
 	r.tasks[id] = i
 	pr.taskID = id
 	r.handle(&TaskEvent{TaskID: id, Kind: EventFinished, Outcome: OutcomeSucceeded, Outputs: e.Outputs, Metrics: e.Metrics})
-	return true
 }
 
 // remember stores a succeeded processor's result under its cache key.
 func (r *run) remember(pr *proc) {
 	_ = r.w.Batch().PutCache(&wizpb.CacheEntry{
 		Key: pr.cacheKey, Pipeline: r.p.Name, Processor: pr.rec.Name, Type: pr.node.Uses, RunId: r.rec.Id,
-		Created: timestamppb.Now(), Outputs: pr.outputs, Metrics: pr.rec.Metrics,
+		Created: timestamppb.Now(), Outputs: pr.outputs, Metrics: pr.rec.Metrics, ProgramSha256: pr.program,
 	})
 }
 

@@ -44,6 +44,12 @@ type Task struct {
 	Env, ExprEnv, FileEnv map[string]string
 	// KeepTemp keeps a failed task's temporary working directory.
 	KeepTemp bool
+	// ReportProgram asks for the native program's sha256 in the
+	// EventFinished (Program). ReuseProgram, when set, is a cached result's
+	// program sha256: an executor that finds the program unchanged ends the
+	// task Succeeded with Reused, without running it.
+	ReportProgram bool
+	ReuseProgram  string
 }
 
 // EventKind says what a TaskEvent reports.
@@ -86,6 +92,8 @@ type TaskEvent struct {
 	Code    int                    // EventFinished: exit code
 	Started bool                   // EventFinished: false when it never started
 	Lost    bool                   // EventFinished: the executor went away mid-task
+	Program string                 // EventFinished: the native program's sha256, when asked
+	Reused  bool                   // EventFinished: a cached result stands; nothing ran
 }
 
 // Executor is one provisioned `wiz executor`, as the Manager sees it. Submit

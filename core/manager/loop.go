@@ -401,9 +401,17 @@ func (r *run) dispatch(i int) {
 	}
 	if pr.node.Cache != nil && !r.noCache && pr.rec.Attempts == 0 {
 		pr.cacheKey = r.cacheKey(pr, task)
-		if r.cacheHit(i) {
-			return
+		if e := r.cacheEntry(pr); e != nil {
+			if !pr.native {
+				r.cacheHit(i, e)
+				return
+			}
+			// The executor confirms that the program is unchanged.
+			if e.ProgramSha256 != "" {
+				pr.cached, task.ReuseProgram = e, e.ProgramSha256
+			}
 		}
+		task.ReportProgram = pr.native
 	}
 	pr.rec.Attempts++
 	if !pr.rec.Skipped {
@@ -464,6 +472,15 @@ func (r *run) handle(ev *TaskEvent) bool {
 	case EventFinished:
 		delete(r.tasks, ev.TaskID)
 		pr.taskID = ""
+		pr.program = ev.Program
+		if e := pr.cached; e != nil {
+			pr.cached = nil
+			if ev.Reused && ev.Outcome == OutcomeSucceeded {
+				pr.rec.Attempts-- // it did not run
+				pr.rec.CachedFrom = e.RunId
+				ev.Outputs, ev.Metrics = e.Outputs, e.Metrics
+			}
+		}
 		if pr.running {
 			pr.running = false
 			r.setRunning(r.running - 1)

@@ -236,8 +236,12 @@ type proc struct {
 	// processor's).
 	inst *expr.Instance
 	// cacheKey is the digest of what determines its result, when its
-	// result may be reused (cache:).
+	// result may be reused (cache:). cached is the entry under that key a
+	// native task asks its executor to confirm (its program unchanged);
+	// program is the program's sha256 its executor reported.
 	cacheKey string
+	cached   *wizpb.CacheEntry
+	program  string
 	// child is the sub-pipeline it runs; childCancel cancels that run.
 	child       *Applied
 	childCancel context.CancelFunc

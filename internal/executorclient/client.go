@@ -187,6 +187,7 @@ func (c *Client) Submit(t *manager.Task) error {
 		ConfigJson: t.Config, Inputs: t.Inputs, TimeoutNs: t.Timeout.Nanoseconds(), Kind: kind(t.Native),
 		Env: t.Env, ExprEnv: t.ExprEnv, FileEnv: t.FileEnv, KeepTemp: t.KeepTemp,
 		InlineMaxBytes: t.InlineMax, MaxOutputBytes: t.MaxOutput,
+		ReportProgram: t.ReportProgram, ReuseProgramSha256: t.ReuseProgram,
 	}
 	if c.remote != nil {
 		// The pack and input blobs go first, off the run's goroutine.
@@ -297,6 +298,7 @@ func (c *Client) recv() {
 		case *wizrpc.ExecuteEvent_Finished:
 			out.Kind, out.Message, out.Code, out.Started = manager.EventFinished, e.Finished.Error, int(e.Finished.ExitCode), e.Finished.Started
 			out.Metrics = e.Finished.Metrics
+			out.Program, out.Reused = e.Finished.ProgramSha256, e.Finished.Reused
 			if len(e.Finished.Outputs) > 0 {
 				out.Outputs = make(map[string]*wizpb.Data, len(e.Finished.Outputs))
 				for _, o := range e.Finished.Outputs {

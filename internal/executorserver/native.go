@@ -168,6 +168,23 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	fail := func(msg string, started bool) {
 		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, msg, started))
 	}
+	// A cached result's task: reused when its program is unchanged; either
+	// way the program's digest goes back with the Finished.
+	var program string
+	if t.ReportProgram || t.ReuseProgramSha256 != "" {
+		sum, err := s.progs.digest(cp.path, p.Dir)
+		if err != nil {
+			fail(err.Error(), false)
+			return
+		}
+		program = sum
+		if sum == t.ReuseProgramSha256 {
+			ev := finished(wizrpc.Outcome_OUTCOME_SUCCEEDED, 0, "", false)
+			ev.GetFinished().ProgramSha256, ev.GetFinished().Reused = sum, true
+			emit(ev)
+			return
+		}
+	}
 	refs, err := fileRefs(p, t.Inputs)
 	if err != nil {
 		fail(err.Error(), false)
@@ -560,6 +577,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		ev := finished(o, code, msg, true)
 		ev.GetFinished().Metrics = m
 		ev.GetFinished().Outputs = outs
+		ev.GetFinished().ProgramSha256 = program
 		if releaseDir != nil {
 			releaseDir()
 			releaseDir = nil

@@ -66,6 +66,7 @@ type Server struct {
 	devNull *os.File  // stdin of native programs that read no input
 	workers *workers  // goroutines of tasks and their output copies
 	dirs    *taskDirs // native tasks' working directories
+	progs   programs  // native programs' digests, for cached results
 
 	mu       sync.Mutex
 	packs    map[string]*packEntry // by sha256

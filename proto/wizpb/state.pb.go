@@ -925,15 +925,19 @@ func (x *ProcessorRun) GetChildRun() string {
 // CacheEntry is a processor result that may be reused: the outputs of a
 // Succeeded processor, under the digest of everything that determined them.
 type CacheEntry struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // hex sha256
-	Pipeline      string                 `protobuf:"bytes,2,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
-	Processor     string                 `protobuf:"bytes,3,opt,name=processor,proto3" json:"processor,omitempty"` // its name in the run ("NAME[KEY]" for an instance)
-	Type          string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
-	RunId         string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // the run that made the outputs
-	Created       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created,proto3" json:"created,omitempty"`
-	Outputs       map[string]*Data       `protobuf:"bytes,7,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Metrics       *Metrics               `protobuf:"bytes,8,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // hex sha256
+	Pipeline  string                 `protobuf:"bytes,2,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Processor string                 `protobuf:"bytes,3,opt,name=processor,proto3" json:"processor,omitempty"` // its name in the run ("NAME[KEY]" for an instance)
+	Type      string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	RunId     string                 `protobuf:"bytes,5,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // the run that made the outputs
+	Created   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created,proto3" json:"created,omitempty"`
+	Outputs   map[string]*Data       `protobuf:"bytes,7,rep,name=outputs,proto3" json:"outputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Metrics   *Metrics               `protobuf:"bytes,8,opt,name=metrics,proto3" json:"metrics,omitempty"`
+	// program_sha256 is the native program's digest as the executor resolved
+	// it (argv[0]); a hit needs the executor to find it unchanged. Empty for a
+	// pack-run type.
+	ProgramSha256 string `protobuf:"bytes,9,opt,name=program_sha256,json=programSha256,proto3" json:"program_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1022,6 +1026,13 @@ func (x *CacheEntry) GetMetrics() *Metrics {
 		return x.Metrics
 	}
 	return nil
+}
+
+func (x *CacheEntry) GetProgramSha256() string {
+	if x != nil {
+		return x.ProgramSha256
+	}
+	return ""
 }
 
 // Event is one recorded event of a run.
@@ -1362,7 +1373,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\tchild_run\x18\x17 \x01(\tR\bchildRun\x1aH\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
-	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xe9\x02\n" +
+	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\x90\x03\n" +
 	"\n" +
 	"CacheEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1a\n" +
@@ -1372,7 +1383,8 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x06run_id\x18\x05 \x01(\tR\x05runId\x124\n" +
 	"\acreated\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x129\n" +
 	"\aoutputs\x18\a \x03(\v2\x1f.wiz.v1.CacheEntry.OutputsEntryR\aoutputs\x12)\n" +
-	"\ametrics\x18\b \x01(\v2\x0f.wiz.v1.MetricsR\ametrics\x1aH\n" +
+	"\ametrics\x18\b \x01(\v2\x0f.wiz.v1.MetricsR\ametrics\x12%\n" +
+	"\x0eprogram_sha256\x18\t \x01(\tR\rprogramSha256\x1aH\n" +
 	"\fOutputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"\xaa\x01\n" +

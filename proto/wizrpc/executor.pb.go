@@ -529,9 +529,18 @@ type Task struct {
 	// directory the variable holds (a script's ${{ files.NAME }}).
 	FileEnv map[string]string `protobuf:"bytes,14,rep,name=file_env,json=fileEnv,proto3" json:"file_env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// keep_temp keeps the task's temporary working directory when it fails.
-	KeepTemp      bool `protobuf:"varint,15,opt,name=keep_temp,json=keepTemp,proto3" json:"keep_temp,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	KeepTemp bool `protobuf:"varint,15,opt,name=keep_temp,json=keepTemp,proto3" json:"keep_temp,omitempty"`
+	// report_program asks for the sha256 of the native program (argv[0] as
+	// resolved on the executor) in Finished.program_sha256: the Manager keeps
+	// it with a cached result.
+	ReportProgram bool `protobuf:"varint,16,opt,name=report_program,json=reportProgram,proto3" json:"report_program,omitempty"`
+	// reuse_program_sha256, when set, is the program digest of a cached
+	// result of this task: if the native program still has that sha256, the
+	// executor does not run it and ends the task Succeeded with
+	// Finished.reused; else it runs the task as usual.
+	ReuseProgramSha256 string `protobuf:"bytes,17,opt,name=reuse_program_sha256,json=reuseProgramSha256,proto3" json:"reuse_program_sha256,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -667,6 +676,20 @@ func (x *Task) GetKeepTemp() bool {
 		return x.KeepTemp
 	}
 	return false
+}
+
+func (x *Task) GetReportProgram() bool {
+	if x != nil {
+		return x.ReportProgram
+	}
+	return false
+}
+
+func (x *Task) GetReuseProgramSha256() string {
+	if x != nil {
+		return x.ReuseProgramSha256
+	}
+	return ""
 }
 
 type ExecuteRequest struct {
@@ -1254,13 +1277,20 @@ func (x *Output) GetData() *wizpb.Data {
 }
 
 type Finished struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Outcome       Outcome                `protobuf:"varint,1,opt,name=outcome,proto3,enum=wizrpc.v1.Outcome" json:"outcome,omitempty"`
-	ExitCode      int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
-	Started       bool                   `protobuf:"varint,4,opt,name=started,proto3" json:"started,omitempty"` // false when cancelled before it started
-	Metrics       *wizpb.Metrics         `protobuf:"bytes,5,opt,name=metrics,proto3" json:"metrics,omitempty"`  // when not sent as a Metrics event
-	Outputs       []*Output              `protobuf:"bytes,6,rep,name=outputs,proto3" json:"outputs,omitempty"`  // outputs not sent as Output events
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Outcome  Outcome                `protobuf:"varint,1,opt,name=outcome,proto3,enum=wizrpc.v1.Outcome" json:"outcome,omitempty"`
+	ExitCode int32                  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	Error    string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	Started  bool                   `protobuf:"varint,4,opt,name=started,proto3" json:"started,omitempty"` // false when cancelled before it started
+	Metrics  *wizpb.Metrics         `protobuf:"bytes,5,opt,name=metrics,proto3" json:"metrics,omitempty"`  // when not sent as a Metrics event
+	Outputs  []*Output              `protobuf:"bytes,6,rep,name=outputs,proto3" json:"outputs,omitempty"`  // outputs not sent as Output events
+	// program_sha256 is the hex sha256 of the native program, when the task
+	// asked (report_program or reuse_program_sha256); "input" when the program
+	// is a file of the task's own working directory (one of its inputs).
+	ProgramSha256 string `protobuf:"bytes,7,opt,name=program_sha256,json=programSha256,proto3" json:"program_sha256,omitempty"`
+	// reused: the program matched reuse_program_sha256 and did not run; the
+	// Manager takes the cached result's outputs and metrics.
+	Reused        bool `protobuf:"varint,8,opt,name=reused,proto3" json:"reused,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1337,6 +1367,20 @@ func (x *Finished) GetOutputs() []*Output {
 	return nil
 }
 
+func (x *Finished) GetProgramSha256() string {
+	if x != nil {
+		return x.ProgramSha256
+	}
+	return ""
+}
+
+func (x *Finished) GetReused() bool {
+	if x != nil {
+		return x.Reused
+	}
+	return false
+}
+
 var File_wizrpc_v1_executor_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_executor_proto_rawDesc = "" +
@@ -1365,7 +1409,7 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xad\x06\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\x86\a\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1c\n" +
@@ -1384,7 +1428,9 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x03env\x18\f \x03(\v2\x18.wizrpc.v1.Task.EnvEntryR\x03env\x127\n" +
 	"\bexpr_env\x18\r \x03(\v2\x1c.wizrpc.v1.Task.ExprEnvEntryR\aexprEnv\x127\n" +
 	"\bfile_env\x18\x0e \x03(\v2\x1c.wizrpc.v1.Task.FileEnvEntryR\afileEnv\x12\x1b\n" +
-	"\tkeep_temp\x18\x0f \x01(\bR\bkeepTemp\x1aG\n" +
+	"\tkeep_temp\x18\x0f \x01(\bR\bkeepTemp\x12%\n" +
+	"\x0ereport_program\x18\x10 \x01(\bR\rreportProgram\x120\n" +
+	"\x14reuse_program_sha256\x18\x11 \x01(\tR\x12reuseProgramSha256\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\x1a6\n" +
@@ -1426,14 +1472,16 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\">\n" +
 	"\x06Output\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\x04data\x18\x02 \x01(\v2\f.wiz.v1.DataR\x04data\"\xdd\x01\n" +
+	"\x04data\x18\x02 \x01(\v2\f.wiz.v1.DataR\x04data\"\x9c\x02\n" +
 	"\bFinished\x12,\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x12.wizrpc.v1.OutcomeR\aoutcome\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x18\n" +
 	"\astarted\x18\x04 \x01(\bR\astarted\x12)\n" +
 	"\ametrics\x18\x05 \x01(\v2\x0f.wiz.v1.MetricsR\ametrics\x12+\n" +
-	"\aoutputs\x18\x06 \x03(\v2\x11.wizrpc.v1.OutputR\aoutputs*d\n" +
+	"\aoutputs\x18\x06 \x03(\v2\x11.wizrpc.v1.OutputR\aoutputs\x12%\n" +
+	"\x0eprogram_sha256\x18\a \x01(\tR\rprogramSha256\x12\x16\n" +
+	"\x06reused\x18\b \x01(\bR\x06reused*d\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n" +
