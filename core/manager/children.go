@@ -14,8 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,7 +37,7 @@ func invalid(pos pipeline.Position, format string, args ...any) error {
 // "PIPELINE_ID/VERSION_ID" for each file child and pipeline/NAME@N. pins,
 // when not nil, are a stored version's: they are used instead of files.
 // stack holds the names of the pipelines being resolved, outermost first.
-func (m *Manager) children(file string, p *pipeline.Pipeline, pins map[string]string, stack []string) (map[string]*Applied, map[string]string, error) {
+func (m *Manager) children(file string, p *pipeline.Pipeline, pins map[string]string, read func(string) ([]byte, error), stack []string) (map[string]*Applied, map[string]string, error) {
 	var out map[string]*Applied
 	var newPins map[string]string
 	stack = append(slices.Clone(stack), p.Name)
@@ -54,8 +52,8 @@ func (m *Manager) children(file string, p *pipeline.Pipeline, pins map[string]st
 		case pinned:
 			a, err = m.pinned(pin, stack)
 		case c.File != "":
-			path := filepath.Join(filepath.Dir(file), c.File)
-			src, rerr := os.ReadFile(path)
+			path := pipeline.ChildPath(file, c.File)
+			src, rerr := read(path)
 			if rerr != nil {
 				return nil, nil, invalid(c.Pos, "uses %s: cannot read the sub-pipeline %s: %v", c.File, path, rerr)
 			}
@@ -67,7 +65,7 @@ func (m *Manager) children(file string, p *pipeline.Pipeline, pins map[string]st
 			if slices.Contains(stack, cp.Name) {
 				return nil, nil, invalid(c.Pos, "%v: %s -> %s", errCycle, strings.Join(stack, " -> "), cp.Name)
 			}
-			a, err = m.apply(path, src, stack)
+			a, err = m.apply(path, src, read, stack)
 		default:
 			a, err = m.stored(c.Pipeline, c.Version, stack)
 		}
@@ -93,6 +91,12 @@ func (m *Manager) children(file string, p *pipeline.Pipeline, pins map[string]st
 		}
 	}
 	return out, newPins, nil
+}
+
+// storedOnly is the file reader of a stored version: its file children are
+// pinned, so it reads no file.
+func storedOnly(path string) ([]byte, error) {
+	return nil, fmt.Errorf("a stored version reads no file; apply %s with its parent again", path)
 }
 
 // errCycle is a cycle of pipelines running each other.
@@ -148,7 +152,7 @@ func (m *Manager) pinned(pin string, stack []string) (*Applied, error) {
 	if err != nil {
 		return nil, err
 	}
-	kids, _, err := m.children(v.File, p, v.Children, stack)
+	kids, _, err := m.children(v.File, p, v.Children, storedOnly, stack)
 	if err != nil {
 		return nil, err
 	}

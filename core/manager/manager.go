@@ -111,18 +111,37 @@ type Applied struct {
 }
 
 // Apply parses and validates a pipeline file and stores it as the pipeline's
-// newest version unless it is unchanged.
+// newest version unless it is unchanged. The sub-pipeline files it uses are
+// read from this host.
 func (m *Manager) Apply(file string, src []byte) (*Applied, error) {
-	return m.apply(file, src, nil)
+	return m.apply(file, src, os.ReadFile, nil)
 }
 
-// apply is Apply of a file that pipelines in stack run (a sub-pipeline).
-func (m *Manager) apply(file string, src []byte, stack []string) (*Applied, error) {
+// ApplySent is Apply of a pipeline a client sent with the sub-pipeline files
+// it uses, keyed by pipeline.ChildPath (see pipeline.ChildFiles): no file of
+// this host is read.
+func (m *Manager) ApplySent(file string, src []byte, files map[string][]byte) (*Applied, error) {
+	return m.apply(file, src, sentFiles(files), nil)
+}
+
+// sentFiles reads the sub-pipeline files a client sent.
+func sentFiles(files map[string][]byte) func(string) ([]byte, error) {
+	return func(path string) ([]byte, error) {
+		if b, ok := files[path]; ok {
+			return b, nil
+		}
+		return nil, errors.New("the client did not send it (a client sends the files its pipeline uses; use a wiz of this version or newer)")
+	}
+}
+
+// apply is Apply of a file that pipelines in stack run (a sub-pipeline),
+// reading the sub-pipeline files it uses with read.
+func (m *Manager) apply(file string, src []byte, read func(string) ([]byte, error), stack []string) (*Applied, error) {
 	p, err := m.parse(file, src)
 	if err != nil {
 		return nil, err
 	}
-	kids, pins, err := m.children(file, p, nil, stack)
+	kids, pins, err := m.children(file, p, nil, read, stack)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -722,5 +724,30 @@ processors:
 		if string(p.Outputs["out"].GetInline()) != "a" {
 			t.Errorf("a's output = %v, want the one in its Finished", p.Outputs)
 		}
+	}
+}
+
+// A client's pipeline brings its sub-pipeline files (ApplySent): they are
+// read from what it sent, never from the Manager's host, even when the host
+// has a file at that path.
+func TestApplySentReadsNoHostFile(t *testing.T) {
+	t.Parallel()
+	m, _ := newManager(t, 2)
+	dir := t.TempDir()
+	parent := filepath.Join(dir, "parent.yaml")
+	src := []byte("name: parent\nprocessors:\n  kid: {uses: ./kid.yaml}\n")
+	kid := []byte("name: kid\nprocessors:\n  a: {uses: t/run}\n")
+	if err := os.WriteFile(filepath.Join(dir, "kid.yaml"), kid, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.ApplySent(parent, src, nil); err == nil || !strings.Contains(err.Error(), "parent.yaml:3:15: uses ./kid.yaml: cannot read the sub-pipeline") || !strings.Contains(err.Error(), "the client did not send it") {
+		t.Fatalf("ApplySent without the child = %v, want the child not sent, at its position", err)
+	}
+	a, err := m.ApplySent(parent, src, map[string][]byte{filepath.Join(dir, "kid.yaml"): kid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Children["kid"].Parsed.Name; got != "kid" {
+		t.Fatalf("child = %s, want kid", got)
 	}
 }

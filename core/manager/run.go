@@ -23,7 +23,12 @@ type RunRequest struct {
 	File     string
 	Source   []byte
 	Pipeline string
-	Inputs   map[string]InputValue
+	// Sent says File and Source came from a client with the sub-pipeline
+	// files they use in Files (see ApplySent); else those are read from this
+	// host.
+	Sent   bool
+	Files  map[string][]byte
+	Inputs map[string]InputValue
 	// From reruns this processor and everything downstream of it, reusing the
 	// outputs of the others from the newest earlier run of the same pipeline
 	// version (and its inputs, when Inputs is empty).
@@ -67,9 +72,12 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 		a   *Applied
 		err error
 	)
-	if req.Source != nil {
+	switch {
+	case req.Source != nil && req.Sent:
+		a, err = m.ApplySent(req.File, req.Source, req.Files)
+	case req.Source != nil:
 		a, err = m.Apply(req.File, req.Source)
-	} else {
+	default:
 		a, err = m.Resolve(req.Pipeline)
 	}
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/core/pipeline"
 	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk"
@@ -141,8 +142,13 @@ func fromStatus(err error) error {
 	return errors.New(msg)
 }
 
+// Apply sends the pipeline file with the sub-pipeline files it uses.
 func (c *Client) Apply(file string, src []byte) (*manager.Applied, error) {
-	r, err := c.rpc.ApplyPipeline(context.Background(), &wizrpc.ApplyPipelineRequest{File: file, Source: src})
+	files, err := childFiles(file, src)
+	if err != nil {
+		return nil, err
+	}
+	r, err := c.rpc.ApplyPipeline(context.Background(), &wizrpc.ApplyPipelineRequest{File: file, Source: src, Files: files})
 	if err != nil {
 		return nil, fromStatus(err)
 	}
@@ -165,7 +171,25 @@ func (c *Client) PipelineVersions(name string) (*wizpb.Pipeline, []*wizpb.Pipeli
 	return r.Pipeline, r.Versions, nil
 }
 
+// childFiles reads the sub-pipeline files a pipeline file uses; one that
+// cannot be read is a validation error at its position.
+func childFiles(file string, src []byte) (map[string][]byte, error) {
+	files, err := pipeline.ChildFiles(file, src)
+	var el pipeline.ErrorList
+	if errors.As(err, &el) {
+		return nil, &manager.ValidationError{Errs: el}
+	}
+	return files, err
+}
+
 func (c *Client) Run(ctx context.Context, req manager.RunRequest, watch func(manager.Update)) (*wizpb.Run, error) {
+	var files map[string][]byte
+	if req.Source != nil {
+		var err error
+		if files, err = childFiles(req.File, req.Source); err != nil {
+			return nil, err
+		}
+	}
 	in := map[string]*wizrpc.InputValue{}
 	for k, v := range req.Inputs {
 		if v.Path != "" {
@@ -178,7 +202,7 @@ func (c *Client) Run(ctx context.Context, req manager.RunRequest, watch func(man
 			in[k] = &wizrpc.InputValue{Value: &wizrpc.InputValue_Text{Text: v.Text}}
 		}
 	}
-	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache}, watch)
+	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Files: files, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache}, watch)
 }
 
 // inlineFileMax is the largest file input sent inside StartRun; larger ones

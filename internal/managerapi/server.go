@@ -92,7 +92,7 @@ func toStatus(err error) error {
 }
 
 func (s *Server) ApplyPipeline(_ context.Context, req *wizrpc.ApplyPipelineRequest) (*wizrpc.ApplyPipelineResponse, error) {
-	a, err := s.m.Apply(req.File, req.Source)
+	a, err := s.m.ApplySent(req.File, req.Source, req.Files)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -144,7 +144,7 @@ func (s *Server) StartRun(req *wizrpc.StartRunRequest, stream wizrpc.Manager_Sta
 				}
 			}
 			_, err = s.m.Run(context.Background(), manager.RunRequest{
-				File: req.File, Source: req.Source, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache,
+				File: req.File, Source: req.Source, Sent: true, Files: req.Files, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache,
 			}, watch)
 		}
 		errc <- err

@@ -303,9 +303,13 @@ func (x *RevokeTokenResponse) GetToken() *wizpb.Token {
 }
 
 type ApplyPipelineRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	File          string                 `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
-	Source        []byte                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	File   string                 `protobuf:"bytes,1,opt,name=file,proto3" json:"file,omitempty"`
+	Source []byte                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
+	// The sub-pipeline files the pipeline uses (uses: ./child.yaml), and theirs,
+	// by path: the file's path joined to the directory of the file that uses it.
+	// The Manager reads no file of its own host for a client's pipeline.
+	Files         map[string][]byte `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -350,6 +354,13 @@ func (x *ApplyPipelineRequest) GetFile() string {
 func (x *ApplyPipelineRequest) GetSource() []byte {
 	if x != nil {
 		return x.Source
+	}
+	return nil
+}
+
+func (x *ApplyPipelineRequest) GetFiles() map[string][]byte {
+	if x != nil {
+		return x.Files
 	}
 	return nil
 }
@@ -891,10 +902,11 @@ type StartRunRequest struct {
 	Source        []byte                 `protobuf:"bytes,2,opt,name=source,proto3" json:"source,omitempty"`
 	Pipeline      string                 `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"` // else: a stored pipeline's name
 	Inputs        map[string]*InputValue `protobuf:"bytes,4,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`                          // rerun this processor and what is downstream
-	Resume        string                 `protobuf:"bytes,6,opt,name=resume,proto3" json:"resume,omitempty"`                      // resume this run instead
-	KeepTemp      bool                   `protobuf:"varint,7,opt,name=keep_temp,json=keepTemp,proto3" json:"keep_temp,omitempty"` // keep a failed native task's temporary working dir
-	NoCache       bool                   `protobuf:"varint,8,opt,name=no_cache,json=noCache,proto3" json:"no_cache,omitempty"`    // run every processor, reusing no cached result
+	From          string                 `protobuf:"bytes,5,opt,name=from,proto3" json:"from,omitempty"`                                                                             // rerun this processor and what is downstream
+	Resume        string                 `protobuf:"bytes,6,opt,name=resume,proto3" json:"resume,omitempty"`                                                                         // resume this run instead
+	KeepTemp      bool                   `protobuf:"varint,7,opt,name=keep_temp,json=keepTemp,proto3" json:"keep_temp,omitempty"`                                                    // keep a failed native task's temporary working dir
+	NoCache       bool                   `protobuf:"varint,8,opt,name=no_cache,json=noCache,proto3" json:"no_cache,omitempty"`                                                       // run every processor, reusing no cached result
+	Files         map[string][]byte      `protobuf:"bytes,9,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // with source: the sub-pipeline files it uses, as in ApplyPipelineRequest
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -983,6 +995,13 @@ func (x *StartRunRequest) GetNoCache() bool {
 		return x.NoCache
 	}
 	return false
+}
+
+func (x *StartRunRequest) GetFiles() map[string][]byte {
+	if x != nil {
+		return x.Files
+	}
+	return nil
 }
 
 type ListCacheRequest struct {
@@ -1729,10 +1748,15 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\n" +
 	"id_or_name\x18\x01 \x01(\tR\bidOrName\":\n" +
 	"\x13RevokeTokenResponse\x12#\n" +
-	"\x05token\x18\x01 \x01(\v2\r.wiz.v1.TokenR\x05token\"B\n" +
+	"\x05token\x18\x01 \x01(\v2\r.wiz.v1.TokenR\x05token\"\xbe\x01\n" +
 	"\x14ApplyPipelineRequest\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x16\n" +
-	"\x06source\x18\x02 \x01(\fR\x06source\"\x92\x01\n" +
+	"\x06source\x18\x02 \x01(\fR\x06source\x12@\n" +
+	"\x05files\x18\x03 \x03(\v2*.wizrpc.v1.ApplyPipelineRequest.FilesEntryR\x05files\x1a8\n" +
+	"\n" +
+	"FilesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x92\x01\n" +
 	"\x15ApplyPipelineResponse\x12,\n" +
 	"\bpipeline\x18\x01 \x01(\v2\x10.wiz.v1.PipelineR\bpipeline\x121\n" +
 	"\aversion\x18\x02 \x01(\v2\x17.wiz.v1.PipelineVersionR\aversion\x12\x18\n" +
@@ -1765,7 +1789,7 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x05bytes\x18\x05 \x01(\x03R\x05bytes\x12\x14\n" +
 	"\x05swept\x18\x06 \x01(\bR\x05swept\"9\n" +
 	"\x12UploadBlobResponse\x12#\n" +
-	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\xcf\x02\n" +
+	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\xc6\x03\n" +
 	"\x0fStartRunRequest\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12\x1a\n" +
@@ -1774,10 +1798,15 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x04from\x18\x05 \x01(\tR\x04from\x12\x16\n" +
 	"\x06resume\x18\x06 \x01(\tR\x06resume\x12\x1b\n" +
 	"\tkeep_temp\x18\a \x01(\bR\bkeepTemp\x12\x19\n" +
-	"\bno_cache\x18\b \x01(\bR\anoCache\x1aP\n" +
+	"\bno_cache\x18\b \x01(\bR\anoCache\x12;\n" +
+	"\x05files\x18\t \x03(\v2%.wizrpc.v1.StartRunRequest.FilesEntryR\x05files\x1aP\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
-	"\x05value\x18\x02 \x01(\v2\x15.wizrpc.v1.InputValueR\x05value:\x028\x01\"\x12\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.wizrpc.v1.InputValueR\x05value:\x028\x01\x1a8\n" +
+	"\n" +
+	"FilesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x12\n" +
 	"\x10ListCacheRequest\"A\n" +
 	"\x11ListCacheResponse\x12,\n" +
 	"\aentries\x18\x01 \x03(\v2\x12.wiz.v1.CacheEntryR\aentries\"/\n" +
@@ -1853,7 +1882,7 @@ func file_wizrpc_v1_manager_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_manager_proto_rawDescData
 }
 
-var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*CreateTokenRequest)(nil),    // 0: wizrpc.v1.CreateTokenRequest
 	(*CreateTokenResponse)(nil),   // 1: wizrpc.v1.CreateTokenResponse
@@ -1887,81 +1916,85 @@ var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*GetLogsRequest)(nil),        // 29: wizrpc.v1.GetLogsRequest
 	(*GetOutputRequest)(nil),      // 30: wizrpc.v1.GetOutputRequest
 	(*OutputChunk)(nil),           // 31: wizrpc.v1.OutputChunk
-	nil,                           // 32: wizrpc.v1.StartRunRequest.InputsEntry
-	(wizpb.Role)(0),               // 33: wiz.v1.Role
-	(*wizpb.Token)(nil),           // 34: wiz.v1.Token
-	(*wizpb.Pipeline)(nil),        // 35: wiz.v1.Pipeline
-	(*wizpb.PipelineVersion)(nil), // 36: wiz.v1.PipelineVersion
-	(*wizpb.FileRef)(nil),         // 37: wiz.v1.FileRef
-	(*wizpb.CacheEntry)(nil),      // 38: wiz.v1.CacheEntry
-	(*wizpb.Run)(nil),             // 39: wiz.v1.Run
-	(*wizpb.ProcessorRun)(nil),    // 40: wiz.v1.ProcessorRun
-	(*wizpb.Event)(nil),           // 41: wiz.v1.Event
-	(*BlobChunk)(nil),             // 42: wizrpc.v1.BlobChunk
-	(*wizpb.LogChunk)(nil),        // 43: wiz.v1.LogChunk
+	nil,                           // 32: wizrpc.v1.ApplyPipelineRequest.FilesEntry
+	nil,                           // 33: wizrpc.v1.StartRunRequest.InputsEntry
+	nil,                           // 34: wizrpc.v1.StartRunRequest.FilesEntry
+	(wizpb.Role)(0),               // 35: wiz.v1.Role
+	(*wizpb.Token)(nil),           // 36: wiz.v1.Token
+	(*wizpb.Pipeline)(nil),        // 37: wiz.v1.Pipeline
+	(*wizpb.PipelineVersion)(nil), // 38: wiz.v1.PipelineVersion
+	(*wizpb.FileRef)(nil),         // 39: wiz.v1.FileRef
+	(*wizpb.CacheEntry)(nil),      // 40: wiz.v1.CacheEntry
+	(*wizpb.Run)(nil),             // 41: wiz.v1.Run
+	(*wizpb.ProcessorRun)(nil),    // 42: wiz.v1.ProcessorRun
+	(*wizpb.Event)(nil),           // 43: wiz.v1.Event
+	(*BlobChunk)(nil),             // 44: wizrpc.v1.BlobChunk
+	(*wizpb.LogChunk)(nil),        // 45: wiz.v1.LogChunk
 }
 var file_wizrpc_v1_manager_proto_depIdxs = []int32{
-	33, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
-	34, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
-	34, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
-	34, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
-	35, // 4: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	36, // 5: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
-	35, // 6: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
-	35, // 7: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	36, // 8: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
-	37, // 9: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
-	37, // 10: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
-	32, // 11: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
-	38, // 12: wizrpc.v1.ListCacheResponse.entries:type_name -> wiz.v1.CacheEntry
-	39, // 13: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
-	40, // 14: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
-	39, // 15: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
-	39, // 16: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
-	39, // 17: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
-	36, // 18: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
-	40, // 19: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
-	41, // 20: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
-	12, // 21: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
-	6,  // 22: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
-	8,  // 23: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
-	10, // 24: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
-	16, // 25: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
-	22, // 26: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
-	23, // 27: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
-	25, // 28: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
-	27, // 29: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
-	29, // 30: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
-	30, // 31: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
-	42, // 32: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
-	13, // 33: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
-	17, // 34: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
-	19, // 35: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
-	0,  // 36: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
-	2,  // 37: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
-	4,  // 38: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
-	7,  // 39: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
-	9,  // 40: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
-	11, // 41: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
-	21, // 42: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
-	21, // 43: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
-	24, // 44: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
-	26, // 45: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
-	28, // 46: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
-	43, // 47: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
-	31, // 48: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
-	15, // 49: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
-	14, // 50: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
-	18, // 51: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
-	20, // 52: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
-	1,  // 53: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
-	3,  // 54: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
-	5,  // 55: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
-	39, // [39:56] is the sub-list for method output_type
-	22, // [22:39] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	35, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
+	36, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
+	36, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
+	36, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
+	32, // 4: wizrpc.v1.ApplyPipelineRequest.files:type_name -> wizrpc.v1.ApplyPipelineRequest.FilesEntry
+	37, // 5: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	38, // 6: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
+	37, // 7: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
+	37, // 8: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	38, // 9: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
+	39, // 10: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
+	39, // 11: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
+	33, // 12: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
+	34, // 13: wizrpc.v1.StartRunRequest.files:type_name -> wizrpc.v1.StartRunRequest.FilesEntry
+	40, // 14: wizrpc.v1.ListCacheResponse.entries:type_name -> wiz.v1.CacheEntry
+	41, // 15: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
+	42, // 16: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
+	41, // 17: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
+	41, // 18: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
+	41, // 19: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
+	38, // 20: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
+	42, // 21: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
+	43, // 22: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
+	12, // 23: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
+	6,  // 24: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
+	8,  // 25: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
+	10, // 26: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
+	16, // 27: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
+	22, // 28: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
+	23, // 29: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
+	25, // 30: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
+	27, // 31: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
+	29, // 32: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
+	30, // 33: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
+	44, // 34: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
+	13, // 35: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
+	17, // 36: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
+	19, // 37: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
+	0,  // 38: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
+	2,  // 39: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
+	4,  // 40: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
+	7,  // 41: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
+	9,  // 42: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
+	11, // 43: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
+	21, // 44: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
+	21, // 45: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
+	24, // 46: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
+	26, // 47: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
+	28, // 48: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
+	45, // 49: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
+	31, // 50: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
+	15, // 51: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
+	14, // 52: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
+	18, // 53: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
+	20, // 54: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
+	1,  // 55: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
+	3,  // 56: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
+	5,  // 57: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
+	41, // [41:58] is the sub-list for method output_type
+	24, // [24:41] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_manager_proto_init() }
@@ -1981,7 +2014,7 @@ func file_wizrpc_v1_manager_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_manager_proto_rawDesc), len(file_wizrpc_v1_manager_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
