@@ -219,7 +219,7 @@ func measureDaemon(o options, tmp string) *DaemonResult {
 		}
 		defer c.Close()
 		// Connect (TCP, TLS, token) before the clock starts.
-		if _, err := c.Runs(1); err != nil {
+		if _, err := c.Runs(manager.RunFilter{Limit: 1}); err != nil {
 			return fail("client %d: list runs: %v", i, err)
 		}
 		clients[i] = c

@@ -383,7 +383,9 @@ func ensureTools() (makeBin, ninjaBin string) {
 		prefix = []string{"sudo"}
 	}
 	apt := func(args ...string) error {
-		argv := append(append(append([]string{}, prefix...), "apt-get"), args...)
+		// -o DPkg::Lock::Timeout: wait for the package lock (another
+		// install) instead of failing at once.
+		argv := append(append(append([]string{}, prefix...), "apt-get", "-o", "DPkg::Lock::Timeout=600"), args...)
 		fmt.Printf("  $ %s\n", strings.Join(argv, " "))
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr

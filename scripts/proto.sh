@@ -11,7 +11,10 @@ mkdir -p "$TOOLS"
 if ! command -v protoc >/dev/null 2>&1; then
   echo "proto: installing protoc from Debian's protobuf-compiler" >&2
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq protobuf-compiler >/dev/null
+  # Wait for the package lock (another install, unattended upgrades) instead
+  # of failing at once.
+  APT="apt-get -o DPkg::Lock::Timeout=600"
+  $SUDO $APT update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive $APT install -y -qq protobuf-compiler >/dev/null
 fi
 want() { [ -x "$TOOLS/$1" ] && [ "$(cat "$TOOLS/$1.version" 2>/dev/null)" = "$2" ]; }
 if ! want protoc-gen-go $PROTOC_GEN_GO; then

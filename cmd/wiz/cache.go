@@ -18,7 +18,7 @@ type CacheCmd struct {
 
 // CacheListCmd is `wiz cache list`.
 type CacheListCmd struct {
-	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	Format `embed:""`
 }
 
 // Run implements the command.
@@ -31,13 +31,13 @@ func (c *CacheListCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	if c.Output == "json" {
+	if c.Data() {
 		out := []map[string]any{}
 		for _, e := range es {
 			out = append(out, map[string]any{"key": e.Key, "pipeline": e.Pipeline, "processor": e.Processor, "type": e.Type,
 				"run": e.RunId, "created": ts(e.Created), "size": entrySize(e)})
 		}
-		return printJSON(out)
+		return c.Print(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PIPELINE\tPROCESSOR\tTYPE\tRUN\tAGE\tSIZE\tKEY")

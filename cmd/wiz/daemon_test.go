@@ -529,6 +529,16 @@ func TestDaemonAuth(t *testing.T) {
 	}
 	r = e.exec(filepath.Join(binDir, "wiz"), "--server", d.addr, "--token", viewer, "runs", "list")
 	daemonRefused(t, "no --ca and no --insecure-skip-verify", r, "wiz: cannot reach the Manager: ", "certificate")
+	if !strings.Contains(r.stderr, "with --ca FILE or WIZ_CA") {
+		t.Errorf("an untrusted certificate: want the --ca hint: %s", r)
+	}
+	// WIZ_CA is --ca.
+	withCA := *e
+	withCA.env = append(slices.Clone(e.env), "WIZ_CA="+ca)
+	r = withCA.exec(filepath.Join(binDir, "wiz"), "--server", d.addr, "--token", viewer, "runs", "list", "-o", "json")
+	if r.code != 0 || !strings.Contains(r.stdout, runID) {
+		t.Errorf("WIZ_CA=%s: want the runs: %s", ca, r)
+	}
 }
 
 // TestDaemonGrpcurl: grpcurl lists the services through reflection with a

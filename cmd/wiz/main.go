@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/alecthomas/kong"
+	"github.com/posener/complete"
+	"github.com/willabides/kongplete"
 
 	"github.com/wiz-run/wiz/core/manager"
 )
@@ -32,23 +34,24 @@ type CLI struct {
 	LogLevel string `env:"WIZ_LOG_LEVEL" default:"warn" enum:"trace,debug,info,warn,error,off" help:"Log level (${enum})."`
 	Server   string `env:"WIZ_SERVER" placeholder:"URL" help:"Talk to the wiz daemon at this address (host:port) instead of the wiz home."`
 	Token    string `env:"WIZ_TOKEN" help:"Bearer token for --server."`
-	CA       string `name:"ca" type:"existingfile" placeholder:"FILE" help:"Trust this certificate (the daemon's, or its CA) for --server."`
+	CA       string `name:"ca" env:"WIZ_CA" type:"existingfile" placeholder:"FILE" help:"Trust this certificate (the daemon's, or its CA) for --server."`
 	Insecure bool   `name:"insecure-skip-verify" help:"Do not verify the daemon's TLS certificate (self-signed, not copied)."`
 	Capacity int    `env:"WIZ_CAPACITY" placeholder:"N" help:"Tasks run at once on this machine, shared fairly by concurrent runs (default: number of CPUs)."`
 	// KubeContext reaches executor backend plugins as WIZ_KUBE_CONTEXT (they
 	// inherit wiz's environment); the kubernetes backend reads it.
 	KubeContext string `name:"kube-context" env:"WIZ_KUBE_CONTEXT" placeholder:"NAME" help:"Kubeconfig context the kubernetes executor uses (default: the current context)."`
 
-	Run      RunCmd      `cmd:"" help:"Run a pipeline file or a stored pipeline."`
-	Pipeline PipelineCmd `cmd:"" help:"Apply, list and show pipelines."`
-	Runs     RunsCmd     `cmd:"" help:"List and inspect runs."`
-	Plugin   PluginCmd   `cmd:"" help:"Install, list, inspect and remove plugins."`
-	Version  VersionCmd  `cmd:"" help:"Print the version of wiz and of each plugin."`
-	Daemon   DaemonCmd   `cmd:"" help:"Serve the Manager API over TLS with token authentication, for many clients."`
-	Tokens   TokenCmd    `cmd:"" name:"token" help:"Create, list and revoke a daemon's API tokens."`
-	Executor ExecutorCmd `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
-	GC       GCCmd       `cmd:"" name:"gc" help:"Delete old runs and the blobs nothing else refers to; say how much was freed."`
-	Cache    CacheCmd    `cmd:"" help:"List and clear the results runs may reuse (cache: on a processor)."`
+	Run      RunCmd        `cmd:"" help:"Run a pipeline file or a stored pipeline."`
+	Pipeline PipelineCmd   `cmd:"" help:"Apply, list and show pipelines."`
+	Runs     RunsCmd       `cmd:"" help:"List and inspect runs."`
+	Plugin   PluginCmd     `cmd:"" help:"Install, list, inspect and remove plugins."`
+	Version  VersionCmd    `cmd:"" help:"Print the version of wiz and of each plugin."`
+	Daemon   DaemonCmd     `cmd:"" help:"Serve the Manager API over TLS with token authentication, for many clients."`
+	Tokens   TokenCmd      `cmd:"" name:"token" help:"Create, list and revoke a daemon's API tokens."`
+	Executor ExecutorCmd   `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
+	GC       GCCmd         `cmd:"" name:"gc" help:"Delete old runs and the blobs nothing else refers to; say how much was freed."`
+	Cache    CacheCmd      `cmd:"" help:"List and clear the results runs may reuse (cache: on a processor)."`
+	Complete CompletionCmd `cmd:"" name:"completion" help:"Print the shell completion script for bash, zsh or fish."`
 }
 
 // usageError marks an error for exit code 2.
@@ -130,6 +133,7 @@ func run(args []string) int {
 		kong.Description("wiz runs pipelines: DAGs of processors, with their state kept in a store."),
 		kong.UsageOnError(),
 		kong.Exit(func(code int) { panic(exitError{code}) }),
+		kong.Help(helpPrinter),
 	)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "wiz: %v\n", err)
@@ -146,6 +150,20 @@ func run(args []string) int {
 				code = e.code
 			}
 		}()
+		if os.Getenv("COMP_LINE") != "" {
+			// A shell asks for completions: print them and exit.
+			kongplete.Complete(parser, kongplete.WithPredictor("yaml", complete.PredictFiles("*.y*ml")))
+		}
+		switch {
+		case len(args) == 0:
+			printUsage(os.Stdout, parser.Model)
+			return
+		case args[0] == "--version":
+			// Before the parser: `pipeline show --version N` is a flag of
+			// its own.
+			fmt.Printf("wiz %s\n", version)
+			return
+		}
 		ctx, err := parser.Parse(args)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "wiz: error: %v\n", err)
@@ -182,6 +200,8 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &ee):
 		return ee.code
+	case errors.Is(err, manager.ErrNotFound):
+		return exitFailed // the named thing does not exist
 	case errors.As(err, &ve), errors.As(err, &ue), errors.Is(err, manager.ErrUsage):
 		return exitUsage
 	}

@@ -3,7 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"text/tabwriter"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/proto/wizpb"
 )
 
 // PipelineCmd is `wiz pipeline`.
@@ -15,7 +21,7 @@ type PipelineCmd struct {
 
 // PipelineApplyCmd is `wiz pipeline apply`.
 type PipelineApplyCmd struct {
-	File string `arg:"" type:"existingfile" help:"Pipeline file."`
+	File string `arg:"" type:"existingfile" predictor:"yaml" help:"Pipeline file."`
 }
 
 // Run implements the command.
@@ -41,7 +47,9 @@ func (c *PipelineApplyCmd) Run(env *Env) error {
 }
 
 // PipelineListCmd is `wiz pipeline list`.
-type PipelineListCmd struct{}
+type PipelineListCmd struct {
+	Format `embed:""`
+}
 
 // Run implements the command.
 func (c *PipelineListCmd) Run(env *Env) error {
@@ -53,6 +61,14 @@ func (c *PipelineListCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
+	if c.Data() {
+		out := []map[string]any{}
+		for _, p := range ps {
+			out = append(out, map[string]any{"name": p.Name, "id": p.Id, "versions": p.VersionCount,
+				"latest_version_id": p.LatestVersionId, "created": ts(p.Created)})
+		}
+		return c.Print(out)
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tVERSION\tID\tCREATED")
 	for _, p := range ps {
@@ -63,8 +79,9 @@ func (c *PipelineListCmd) Run(env *Env) error {
 
 // PipelineShowCmd is `wiz pipeline show`.
 type PipelineShowCmd struct {
-	Name    string `arg:"" help:"Pipeline name."`
-	Version int    `help:"Show this version's source instead of the newest." default:"0"`
+	Name    string `arg:"" help:"Pipeline name, or NAME@N for version N." placeholder:"NAME[@N]"`
+	Version int    `help:"Show this version's source instead of the newest (the same as NAME@N)." default:"0"`
+	Format  `embed:""`
 }
 
 // Run implements the command.
@@ -73,24 +90,57 @@ func (c *PipelineShowCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	p, vs, err := m.PipelineVersions(c.Name)
+	name, want, err := nameAtVersion(c.Name, c.Version)
 	if err != nil {
 		return err
+	}
+	p, vs, err := m.PipelineVersions(name)
+	if err != nil {
+		return err
+	}
+	show := vs[len(vs)-1]
+	if want != 0 {
+		i := slices.IndexFunc(vs, func(v *wizpb.PipelineVersion) bool { return int(v.Number) == want })
+		if i < 0 {
+			return manager.NotFound(fmt.Sprintf("pipeline %s has no version %d (it has 1 to %d)", p.Name, want, len(vs)))
+		}
+		show = vs[i]
+	}
+	if c.Data() {
+		var versions []map[string]any
+		for _, v := range vs {
+			versions = append(versions, map[string]any{"version": v.Number, "id": v.Id, "file": v.File, "created": ts(v.Created)})
+		}
+		return c.Print(map[string]any{"name": p.Name, "id": p.Id, "versions": versions,
+			"shown_version": show.Number, "source": string(show.Source)})
 	}
 	fmt.Printf("pipeline %s (%s)\n\nVERSIONS\n", p.Name, p.Id)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tID\tFILE\tCREATED")
-	show := vs[len(vs)-1]
 	for _, v := range vs {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", v.Number, v.Id, v.File, v.Created.AsTime().Local().Format("2006-01-02 15:04:05"))
-		if int(v.Number) == c.Version {
-			show = v
-		}
 	}
 	tw.Flush()
-	if c.Version != 0 && int(show.Number) != c.Version {
-		return usageError{fmt.Errorf("pipeline %s has no version %d (it has 1 to %d)", p.Name, c.Version, len(vs))}
-	}
 	fmt.Printf("\nSOURCE (version %d)\n%s", show.Number, show.Source)
 	return nil
+}
+
+// nameAtVersion splits NAME@N; version, when not 0, is the --version flag,
+// which must agree.
+func nameAtVersion(arg string, version int) (string, int, error) {
+	name, n, hasAt := strings.Cut(arg, "@")
+	if !hasAt {
+		if version < 0 {
+			return "", 0, usageError{fmt.Errorf("--version %d: a version is a number from 1", version)}
+		}
+		return name, version, nil
+	}
+	v, err := strconv.Atoi(n)
+	if err != nil || v < 1 || name == "" {
+		return "", 0, usageError{fmt.Errorf("%q: write NAME@N, N a version number from 1", arg)}
+	}
+	if version != 0 && version != v {
+		return "", 0, usageError{fmt.Errorf("%q and --version %d name different versions; give one", arg, version)}
+	}
+	return name, v, nil
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/internal/plugins"
 	"github.com/wiz-run/wiz/proto/wizrpc"
 )
@@ -46,7 +49,9 @@ func (c *PluginInstallCmd) Run(env *Env) error {
 }
 
 // PluginListCmd is `wiz plugin list`.
-type PluginListCmd struct{}
+type PluginListCmd struct {
+	Format `embed:""`
+}
 
 // Run implements the command.
 func (c *PluginListCmd) Run(env *Env) error {
@@ -57,6 +62,13 @@ func (c *PluginListCmd) Run(env *Env) error {
 	all, err := reg.All()
 	if err != nil {
 		return err
+	}
+	if c.Data() {
+		out := []map[string]any{}
+		for _, p := range all {
+			out = append(out, pluginJSON(p))
+		}
+		return c.Print(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tVERSION\tTYPES\tSOURCE")
@@ -72,7 +84,8 @@ func (c *PluginListCmd) Run(env *Env) error {
 
 // PluginInfoCmd is `wiz plugin info`.
 type PluginInfoCmd struct {
-	Name string `arg:"" help:"Plugin name."`
+	Name   string `arg:"" help:"Plugin name."`
+	Format `embed:""`
 }
 
 // Run implements the command.
@@ -86,11 +99,16 @@ func (c *PluginInfoCmd) Run(env *Env) error {
 		return err
 	}
 	found := false
+	var data []map[string]any
 	for _, p := range all {
 		if p.Name != c.Name {
 			continue
 		}
 		found = true
+		if c.Data() {
+			data = append(data, pluginJSON(p))
+			continue
+		}
 		fmt.Printf("%s %s (%s)\n", p.Name, p.Version, kindText(p.Kind))
 		fmt.Printf("  protocol  %d\n  sha256    %s\n  path      %s\n  source    %s\n", p.ProtocolVersion, p.SHA256, p.Path, p.Source)
 		if p.Desc != nil {
@@ -114,8 +132,11 @@ func (c *PluginInfoCmd) Run(env *Env) error {
 		}
 		fmt.Println()
 	}
+	if found && c.Data() {
+		return c.Print(data)
+	}
 	if !found {
-		return usageError{fmt.Errorf("no plugin named %q is installed; `wiz plugin list` shows the installed ones", c.Name)}
+		return manager.NotFound(fmt.Sprintf("no plugin named %q is installed; `wiz plugin list` shows the installed ones", c.Name))
 	}
 	return nil
 }
@@ -133,6 +154,9 @@ func (c *PluginRemoveCmd) Run(env *Env) error {
 	}
 	name, ver, _ := strings.Cut(c.Plugin, "@")
 	removed, err := reg.Remove(name, ver)
+	if errors.Is(err, plugins.ErrNotInstalled) {
+		return manager.NotFound(err.Error())
+	}
 	if err != nil {
 		return usageError{err}
 	}
@@ -140,6 +164,37 @@ func (c *PluginRemoveCmd) Run(env *Env) error {
 		fmt.Printf("removed %s %s\n", p.Name, p.Version)
 	}
 	return nil
+}
+
+// pluginJSON is a plugin in -o json and yaml: its manifest and, for a pack,
+// its types with their config fields.
+func pluginJSON(p *plugins.Plugin) map[string]any {
+	out := map[string]any{"name": p.Name, "kind": kindText(p.Kind), "version": p.Version,
+		"protocol_version": p.ProtocolVersion, "sha256": p.SHA256, "path": p.Path, "source": p.Source}
+	types := []map[string]any{}
+	if p.Desc != nil {
+		for _, t := range p.Desc.Types {
+			kind := "data"
+			if t.Kind == wizrpc.TypeKind_TYPE_KIND_NATIVE {
+				kind = "native"
+			}
+			fields := []map[string]any{}
+			for _, f := range t.Fields {
+				fm := map[string]any{"name": f.Name, "type": f.Type, "required": f.Required, "doc": f.Doc}
+				if f.DefaultJson != "" {
+					fm["default"] = json.RawMessage(f.DefaultJson)
+				}
+				fields = append(fields, fm)
+			}
+			types = append(types, map[string]any{"name": p.Name + "/" + t.Name, "kind": kind, "doc": t.Doc, "fields": fields})
+		}
+	} else {
+		for _, t := range p.Types {
+			types = append(types, map[string]any{"name": t})
+		}
+	}
+	out["types"] = types
+	return out
 }
 
 func kindText(k string) string {

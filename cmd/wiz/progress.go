@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/term"
 
@@ -15,19 +15,21 @@ import (
 	"github.com/wiz-run/wiz/proto/wizpb"
 )
 
-// maxLines is how many processors the live display lists on a terminal;
-// larger runs show counts and the running processors.
-const maxLines = 30
-
-// progress shows a run's progress: on a terminal, one redrawn line per
-// processor with its state and duration; elsewhere, one plain line per change.
+// progress shows a run's progress. On a terminal it redraws a block in
+// place: a summary line (the run, counts by state, what is left, elapsed),
+// then every processor when they all fit the terminal, else the failed and
+// running ones; the block never grows past the terminal's height and no line
+// wraps, so a redraw always covers the last one. Elsewhere it prints one
+// plain line per change.
 type progress struct {
 	w     io.Writer
+	fd    int
 	tty   bool
 	quiet bool
+	now   func() time.Time
 
 	mu    sync.Mutex
-	runID string
+	run   *wizpb.Run
 	order []string
 	procs map[string]*wizpb.ProcessorRun
 	drawn int
@@ -37,7 +39,8 @@ type progress struct {
 }
 
 func newProgress(w *os.File, quiet bool) *progress {
-	p := &progress{w: w, quiet: quiet, tty: term.IsTerminal(int(w.Fd())), procs: map[string]*wizpb.ProcessorRun{}, stop: make(chan struct{})}
+	p := &progress{w: w, fd: int(w.Fd()), quiet: quiet, tty: term.IsTerminal(int(w.Fd())), now: time.Now,
+		procs: map[string]*wizpb.ProcessorRun{}, stop: make(chan struct{})}
 	if p.tty && !quiet {
 		p.wg.Add(1)
 		go p.ticker()
@@ -68,11 +71,11 @@ func (p *progress) update(u manager.Update) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if u.Run != nil && p.runID == "" {
-		p.runID = u.Run.Id
-		if !p.tty {
+	if u.Run != nil {
+		if p.run == nil && !p.tty {
 			fmt.Fprintf(p.w, "run %s started (pipeline %s v%d)\n", u.Run.Id, u.Run.PipelineName, u.Run.PipelineVersion)
 		}
+		p.run = u.Run
 	}
 	if u.Processor != nil {
 		pr := u.Processor
@@ -95,27 +98,33 @@ func (p *progress) close() {
 	p.wg.Wait()
 	if p.tty && !p.quiet {
 		p.mu.Lock()
+		p.dirty = true
 		p.draw()
 		p.mu.Unlock()
 	}
 }
 
-// draw redraws the display; the caller holds mu.
+// draw redraws the block over the last one; the caller holds mu.
 func (p *progress) draw() {
 	if !p.dirty && p.drawn > 0 && !p.anyRunning() {
 		return
 	}
 	p.dirty = false
+	width, height, err := term.GetSize(p.fd)
+	if err != nil || width < 20 || height < 4 {
+		width, height = 80, 24
+	}
 	var b strings.Builder
 	if p.drawn > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA", p.drawn)
+		fmt.Fprintf(&b, "\r\x1b[%dA", p.drawn)
 	}
-	lines := p.lines()
+	lines := p.lines(width, height)
 	for _, l := range lines {
 		b.WriteString("\x1b[2K")
 		b.WriteString(l)
 		b.WriteByte('\n')
 	}
+	b.WriteString("\x1b[J") // what the last block had below this one
 	p.drawn = len(lines)
 	io.WriteString(p.w, b.String())
 }
@@ -129,33 +138,86 @@ func (p *progress) anyRunning() bool {
 	return false
 }
 
-func (p *progress) lines() []string {
-	names := p.order
-	if len(names) > maxLines {
-		counts := map[wizpb.ProcessorState]int{}
-		var running []string
-		for _, n := range names {
-			counts[p.procs[n].State]++
-			if p.procs[n].State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
-				running = append(running, n)
-			}
+// counts are a run's processors by what the display says of them.
+type counts struct{ succeeded, failed, running, skipped, left int }
+
+func (p *progress) counts() counts {
+	var c counts
+	for _, n := range p.order {
+		pr := p.procs[n]
+		switch {
+		case pr.Skipped:
+			c.skipped++
+		case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED:
+			c.succeeded++
+		case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_FAILED:
+			c.failed++
+		case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING:
+			c.running++
 		}
-		sort.Strings(running)
-		if len(running) > maxLines-1 {
-			running = running[:maxLines-1]
+	}
+	total := len(p.order)
+	if p.run != nil {
+		total = max(total, int(p.run.ProcessorCount))
+	}
+	c.left = max(total-c.succeeded-c.failed-c.running-c.skipped, 0)
+	return c
+}
+
+// lines is the block for a terminal of width x height: at most height-1
+// lines (the cursor's row stays free), none wider than width-1.
+func (p *progress) lines(width, height int) []string {
+	c := p.counts()
+	head := fmt.Sprintf("%d succeeded, %d failed, %d running, %d left", c.succeeded, c.failed, c.running, c.left)
+	if c.skipped > 0 {
+		head += fmt.Sprintf(", %d skipped", c.skipped)
+	}
+	if r := p.run; r != nil {
+		var elapsed time.Duration
+		switch {
+		case r.Started == nil:
+		case r.Ended != nil:
+			elapsed = r.Ended.AsTime().Sub(r.Started.AsTime())
+		default:
+			elapsed = p.now().Sub(r.Started.AsTime())
 		}
-		out := []string{fmt.Sprintf("%d running, %d succeeded, %d failed", counts[wizpb.ProcessorState_PROCESSOR_STATE_RUNNING],
-			counts[wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED], counts[wizpb.ProcessorState_PROCESSOR_STATE_FAILED])}
-		for _, n := range running {
+		head = fmt.Sprintf("run %s (%s v%d): %s  %s", r.Id, r.PipelineName, r.PipelineVersion, head, fmtDuration(elapsed.Round(time.Millisecond)))
+	}
+	out := []string{head}
+	room := height - 2
+	if len(p.order) <= room {
+		for _, n := range p.order {
 			out = append(out, fmt.Sprintf("  %-20s %s", n, stateText(p.procs[n])))
 		}
-		return out
+	} else {
+		// Failed first, then running, each in the order they were seen.
+		var body []string
+		for _, st := range []wizpb.ProcessorState{wizpb.ProcessorState_PROCESSOR_STATE_FAILED, wizpb.ProcessorState_PROCESSOR_STATE_RUNNING} {
+			for _, n := range p.order {
+				if pr := p.procs[n]; pr.State == st && !pr.Skipped {
+					body = append(body, fmt.Sprintf("  %-20s %s", n, stateText(pr)))
+				}
+			}
+		}
+		if len(body) > room {
+			more := len(body) - (room - 1)
+			body = append(body[:room-1], fmt.Sprintf("  … and %d more failed or running", more))
+		}
+		out = append(out, body...)
 	}
-	out := make([]string, 0, len(names))
-	for _, n := range names {
-		out = append(out, fmt.Sprintf("%-20s %s", n, stateText(p.procs[n])))
+	for i, l := range out {
+		out[i] = clip(l, width-1)
 	}
 	return out
+}
+
+// clip cuts s to at most n runes.
+func clip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
 
 // procStateName is a processor's state as the CLI shows it: one of the four
@@ -175,6 +237,8 @@ func stateText(pr *wizpb.ProcessorRun) string {
 		return "Idle (skipped)  " + pr.Reason
 	case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING && pr.Reason != "":
 		return fmt.Sprintf("%-9s %s", s, pr.Reason) // waiting to retry
+	case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING && pr.Attempts > 1:
+		return fmt.Sprintf("%-9s %s  attempt %d", s, fmtDuration(d), pr.Attempts)
 	case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING:
 		return fmt.Sprintf("%-9s %s", s, fmtDuration(d))
 	case pr.State == wizpb.ProcessorState_PROCESSOR_STATE_IDLE:

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,13 +16,13 @@ import (
 
 // RunCmd is `wiz run`.
 type RunCmd struct {
-	Pipeline string   `arg:"" help:"Pipeline file, or the name of a stored pipeline." placeholder:"FILE|PIPELINE"`
+	Pipeline string   `arg:"" predictor:"yaml" help:"Pipeline file, or the name of a stored pipeline (NAME, or NAME@N for version N)." placeholder:"FILE|PIPELINE"`
 	Input    []string `short:"i" sep:"none" help:"Run input as NAME=VALUE, or NAME=@PATH to read a file." placeholder:"NAME=VALUE"`
 	From     string   `help:"Rerun this processor and everything downstream of it, reusing the other processors' outputs from the newest earlier run of the same pipeline version." placeholder:"PROCESSOR"`
 	Quiet    bool     `short:"q" help:"Print only the run's summary."`
 	KeepTemp bool     `name:"keep-temp" help:"Keep the temporary working directory of a native processor that fails (its log says where)."`
 	NoCache  bool     `name:"no-cache" help:"Run every processor, reusing no cached result (cache: on a processor)."`
-	Output   string   `short:"o" enum:"text,json" default:"text" help:"Summary format: text or json."`
+	Format   `embed:""`
 }
 
 // Run implements the command.
@@ -44,7 +43,7 @@ func (c *RunCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	return watchRun(m, c.Quiet, c.Output, func(ctx context.Context, watch func(manager.Update)) (*wizpb.Run, error) {
+	return watchRun(m, c.Quiet, c.Format, func(ctx context.Context, watch func(manager.Update)) (*wizpb.Run, error) {
 		return m.Run(ctx, req, watch)
 	})
 }
@@ -53,26 +52,27 @@ func (c *RunCmd) Run(env *Env) error {
 // run's state into the exit code. The first Ctrl-C (or SIGTERM) cancels the
 // run gracefully and waits; a second one gets the default action and ends wiz
 // at once.
-func watchRun(m manager.API, quiet bool, output string, start func(context.Context, func(manager.Update)) (*wizpb.Run, error)) error {
+func watchRun(m manager.API, quiet bool, f Format, start func(context.Context, func(manager.Update)) (*wizpb.Run, error)) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
 		<-ctx.Done()
 		stop()
 	}()
-	prog := newProgress(os.Stderr, quiet || output == "json")
+	prog := newProgress(os.Stderr, quiet || f.Data())
 	r, err := start(ctx, prog.update)
 	prog.close()
 	if err != nil {
 		return err
 	}
-	if output == "json" {
+	if f.Data() {
 		d, err := m.RunDetail(r.Id)
 		if err != nil {
 			return err
 		}
-		b, _ := json.MarshalIndent(detailJSON(d), "", "  ")
-		fmt.Println(string(b))
+		if err := f.Print(detailJSON(d)); err != nil {
+			return err
+		}
 	} else {
 		printSummary(os.Stdout, r)
 	}

@@ -1,17 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/term"
 
 	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/proto/wizpb"
@@ -81,7 +86,7 @@ func (c *RunsWatchCmd) Run(env *Env) error {
 type RunsResumeCmd struct {
 	ID     string `arg:"" help:"Run ID, or \"last\"."`
 	Quiet  bool   `short:"q" help:"Print only the run's summary."`
-	Output string `short:"o" enum:"text,json" default:"text" help:"Summary format: text or json."`
+	Format `embed:""`
 }
 
 // Run implements the command.
@@ -90,7 +95,7 @@ func (c *RunsResumeCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	return watchRun(m, c.Quiet, c.Output, func(ctx context.Context, watch func(manager.Update)) (*wizpb.Run, error) {
+	return watchRun(m, c.Quiet, c.Format, func(ctx context.Context, watch func(manager.Update)) (*wizpb.Run, error) {
 		return m.Resume(ctx, c.ID, watch)
 	})
 }
@@ -99,18 +104,27 @@ func (c *RunsResumeCmd) Run(env *Env) error {
 type RunsOutputCmd struct {
 	ID        string `arg:"" help:"Run ID, or \"last\"."`
 	Processor string `arg:"" help:"Processor name."`
-	Name      string `arg:"" optional:"" default:"out" help:"Output name (default: out)."`
-	To        string `short:"o" name:"output-file" placeholder:"PATH" help:"Write to this file instead of stdout."`
+	Name      string `arg:"" optional:"" help:"Output name (default: out, or the processor's only output)."`
+	To        string `name:"output-file" placeholder:"PATH" help:"Write to this file instead of stdout."`
+	// Format is refused: the output's bytes are written as they are.
+	Format string `short:"o" hidden:"" help:"Not for this command: it writes the output's bytes as they are."`
 }
 
 // Run implements the command.
 func (c *RunsOutputCmd) Run(env *Env) error {
+	if c.Format != "" {
+		return usageError{fmt.Errorf("-o %s: runs output writes the output's bytes as they are, and -o is an output format elsewhere; write to a file with --output-file PATH", c.Format)}
+	}
 	m, err := env.Client()
 	if err != nil {
 		return err
 	}
 	if c.To == "" {
-		return m.Output(c.ID, c.Processor, c.Name, os.Stdout)
+		var w io.Writer = os.Stdout
+		if term.IsTerminal(int(os.Stdout.Fd())) {
+			w = &textOnly{w: os.Stdout}
+		}
+		return m.Output(c.ID, c.Processor, c.Name, w)
 	}
 	// Written next to the target and renamed into place once whole, so that
 	// a failed read (a corrupted blob) leaves no partial file behind.
@@ -131,21 +145,32 @@ func (c *RunsOutputCmd) Run(env *Env) error {
 
 // RunsListCmd is `wiz runs list`.
 type RunsListCmd struct {
-	Limit  int    `short:"n" default:"20" help:"Show at most this many runs (0: all)."`
-	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	Limit    int    `short:"n" default:"20" help:"Show at most this many top-level runs, each with its sub-pipeline runs (0: all)."`
+	Pipeline string `help:"Only runs of this pipeline." placeholder:"NAME"`
+	State    string `help:"Only runs in this state: running, failed or succeeded." placeholder:"STATE"`
+	Since    string `help:"Only runs started since then: a duration back from now (90m, 12h, 7d) or a time (2026-12-01, 2026-12-01T10:00:00Z)." placeholder:"WHEN"`
+	Format   `embed:""`
 }
 
 // Run implements the command.
 func (c *RunsListCmd) Run(env *Env) error {
+	var err error
+	f := manager.RunFilter{Limit: c.Limit, Pipeline: c.Pipeline}
+	if f.State, err = parseRunState(c.State); err != nil {
+		return err
+	}
+	if f.Since, err = parseSince(c.Since, time.Now()); err != nil {
+		return err
+	}
 	m, err := env.Client()
 	if err != nil {
 		return err
 	}
-	rs, err := m.Runs(c.Limit)
+	rs, err := m.Runs(f)
 	if err != nil {
 		return err
 	}
-	if c.Output == "json" {
+	if c.Data() {
 		children := map[string][]string{}
 		for i := len(rs) - 1; i >= 0; i-- { // oldest child first
 			if p := rs[i].Parent; p != "" {
@@ -160,7 +185,7 @@ func (c *RunsListCmd) Run(env *Env) error {
 			}
 			out = append(out, rj)
 		}
-		return printJSON(out)
+		return c.Print(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tPIPELINE\tVERSION\tSTATE\tSTARTED\tDURATION\tWARNINGS")
@@ -200,7 +225,7 @@ func runDuration(r *wizpb.Run) time.Duration {
 // RunsShowCmd is `wiz runs show`.
 type RunsShowCmd struct {
 	ID     string `arg:"" help:"Run ID, or \"last\"."`
-	Output string `short:"o" enum:"text,json" default:"text" help:"Output format: text or json."`
+	Format `embed:""`
 }
 
 // Run implements the command.
@@ -213,8 +238,8 @@ func (c *RunsShowCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	if c.Output == "json" {
-		return printJSON(detailJSON(d))
+	if c.Data() {
+		return c.Print(detailJSON(d))
 	}
 	r := d.Run
 	fmt.Printf("run       %s\n", r.Id)
@@ -300,7 +325,9 @@ func (c *RunsLogsCmd) Run(env *Env) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return m.Logs(ctx, c.ID, c.Processor, c.Follow, func(l *wizpb.LogChunk) error {
+	printed := false
+	err = m.Logs(ctx, c.ID, c.Processor, c.Follow, func(l *wizpb.LogChunk) error {
+		printed = printed || len(l.Data) > 0
 		for _, line := range strings.SplitAfter(string(l.Data), "\n") {
 			if line == "" {
 				continue
@@ -316,6 +343,10 @@ func (c *RunsLogsCmd) Run(env *Env) error {
 		}
 		return nil
 	})
+	if err == nil && !printed {
+		fmt.Fprintf(os.Stderr, "wiz: no logs: a processor's log is what it writes to stderr; what a program writes to stdout is its output `out` (`wiz runs output %s PROCESSOR`)\n", c.ID)
+	}
+	return err
 }
 
 func short(s string) string {
@@ -337,15 +368,6 @@ func fmtBytes(n int64) string {
 		return fmt.Sprintf("%.1fMiB", float64(n)/(1<<20))
 	}
 	return fmt.Sprintf("%.2fGiB", float64(n)/(1<<30))
-}
-
-func printJSON(v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Println(string(b))
-	return err
 }
 
 func ts(t interface{ AsTime() time.Time }) any {
@@ -447,4 +469,68 @@ func detailJSON(d *manager.RunDetail) map[string]any {
 		out["children"] = children
 	}
 	return out
+}
+
+// parseRunState reads --state: running, failed or succeeded, in any case;
+// "" is any state.
+func parseRunState(s string) (wizpb.RunState, error) {
+	switch strings.ToLower(s) {
+	case "":
+		return wizpb.RunState_RUN_STATE_UNSPECIFIED, nil
+	case "running":
+		return wizpb.RunState_RUN_STATE_RUNNING, nil
+	case "failed":
+		return wizpb.RunState_RUN_STATE_FAILED, nil
+	case "succeeded":
+		return wizpb.RunState_RUN_STATE_SUCCEEDED, nil
+	}
+	return 0, usageError{fmt.Errorf("--state %q: a run is running, failed or succeeded", s)}
+}
+
+// parseSince reads --since: a duration back from now (90m, 12h, 7d), a date
+// (2026-12-01, local midnight) or an RFC 3339 time; "" is any time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(d); err == nil && n >= 0 {
+			return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.ParseInLocation("2006-01-02", s, time.Local); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, usageError{fmt.Errorf("--since %q: write a duration back from now (90m, 12h, 7d), a date (2026-12-01) or a time (2026-12-01T10:00:00Z)", s)}
+}
+
+// textOnly writes to a terminal what is text: output whose first bytes hold a
+// NUL or are not UTF-8 is refused, not dumped raw to the terminal.
+type textOnly struct {
+	w       io.Writer
+	checked bool
+}
+
+// errBinary is binary output refused by a terminal.
+var errBinary = errors.New("the output is binary, not shown on a terminal; write it to a file with --output-file PATH, or pipe it")
+
+func (t *textOnly) Write(b []byte) (int, error) {
+	if !t.checked && len(b) > 0 {
+		t.checked = true
+		head := b[:min(len(b), 8<<10)]
+		// A multi-byte rune cut at the end of head is not a reason.
+		for i := 0; i < 3 && len(head) > 0 && !utf8.Valid(head); i++ {
+			head = head[:len(head)-1]
+		}
+		if bytes.IndexByte(head, 0) >= 0 || !utf8.Valid(head) {
+			return 0, errBinary
+		}
+	}
+	return t.w.Write(b)
 }

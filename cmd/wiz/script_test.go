@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
+	"github.com/hinshun/vt10x"
 	"github.com/rogpeppe/go-internal/testscript"
 )
 
@@ -107,6 +110,7 @@ func TestScript(t *testing.T) {
 			"inrange":     cmdInrange,
 			"killproc":    cmdKillproc,
 			"procs":       cmdProcs,
+			"ptyscreen":   cmdPtyscreen,
 			"waitfile":    cmdWaitfile,
 		},
 	})
@@ -423,4 +427,79 @@ func cmdInrange(ts *testscript.TestScript, neg bool, args []string) {
 	case !in && !neg:
 		ts.Fatalf("%d is not in [%d, %d]", v[0], v[1], v[2])
 	}
+}
+
+// cmdPtyscreen is `ptyscreen ROWS COLS FILE PROGRAM [ARGS...]`: it runs
+// PROGRAM (found in PATH) in a pseudo-terminal of that size, with its stdin,
+// stdout and stderr on it, renders everything it writes with a terminal
+// emulator (vt10x), and writes the final screen, one line per row with
+// trailing spaces cut, to FILE. With !, PROGRAM must fail.
+func cmdPtyscreen(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 4 {
+		ts.Fatalf("usage: ptyscreen ROWS COLS FILE PROGRAM [ARGS...]")
+	}
+	rows, err1 := strconv.Atoi(args[0])
+	cols, err2 := strconv.Atoi(args[1])
+	if err1 != nil || err2 != nil || rows < 1 || cols < 1 {
+		ts.Fatalf("ptyscreen: bad size %s x %s", args[0], args[1])
+	}
+	prog, err := exec.LookPath(args[3])
+	if filepath.Base(args[3]) == args[3] {
+		// testscript's PATH, not the test process's.
+		for _, dir := range filepath.SplitList(ts.Getenv("PATH")) {
+			if p := filepath.Join(dir, args[3]); fileExecutable(p) {
+				prog, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		ts.Fatalf("ptyscreen: %v", err)
+	}
+	cmd := exec.Command(prog, args[4:]...)
+	cmd.Dir = ts.MkAbs(".")
+	cmd.Env = scriptEnv(ts)
+	vt := vt10x.New(vt10x.WithSize(cols, rows))
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: uint16(rows), Cols: uint16(cols)})
+	if err != nil {
+		ts.Fatalf("ptyscreen: start %s: %v", args[3], err)
+	}
+	// Read until the program and everything holding the terminal are gone
+	// (EIO on Linux).
+	_, copyErr := io.Copy(vt, f)
+	werr := cmd.Wait()
+	f.Close()
+	if copyErr != nil && !errors.Is(copyErr, syscall.EIO) {
+		ts.Fatalf("ptyscreen: read the terminal: %v", copyErr)
+	}
+	var screen strings.Builder
+	for _, line := range strings.Split(vt.String(), "\n") {
+		screen.WriteString(strings.TrimRight(line, " "))
+		screen.WriteByte('\n')
+	}
+	if err := os.WriteFile(ts.MkAbs(args[2]), []byte(screen.String()), 0o644); err != nil {
+		ts.Fatalf("ptyscreen: %v", err)
+	}
+	switch {
+	case werr != nil && !neg:
+		ts.Fatalf("%s: %v; screen:\n%s", args[3], werr, screen.String())
+	case werr == nil && neg:
+		ts.Fatalf("%s succeeded unexpectedly; screen:\n%s", args[3], screen.String())
+	}
+}
+
+// scriptEnv is the environment of the script's commands.
+func scriptEnv(ts *testscript.TestScript) []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "WIZ_HOME", "WIZ_BIN", "WIZ_CAPACITY", "WIZ_LOG_LEVEL", "WORK", "TMPDIR", "GOCOVERDIR"} {
+		if v := ts.Getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return append(env, "TERM=xterm")
+}
+
+func fileExecutable(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
 }

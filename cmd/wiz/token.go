@@ -60,7 +60,9 @@ func (c *TokenCreateCmd) Run(env *Env) error {
 }
 
 // TokenListCmd is `wiz token list`.
-type TokenListCmd struct{}
+type TokenListCmd struct {
+	Format `embed:""`
+}
 
 // Run implements the command.
 func (c *TokenListCmd) Run(env *Env) error {
@@ -71,6 +73,17 @@ func (c *TokenListCmd) Run(env *Env) error {
 	r, err := tc.ListTokens(context.Background(), &wizrpc.ListTokensRequest{})
 	if err != nil {
 		return managerapi.FromStatus(err)
+	}
+	if c.Data() {
+		out := []map[string]any{}
+		for _, t := range r.Tokens {
+			tm := map[string]any{"id": t.Id, "name": t.Name, "role": daemon.RoleName(t.Role), "created": ts(t.Created), "revoked": t.Revoked}
+			if t.Expires != nil {
+				tm["expires"] = ts(t.Expires)
+			}
+			out = append(out, tm)
+		}
+		return c.Print(out)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tNAME\tROLE\tCREATED\tEXPIRES\tSTATE")

@@ -9,11 +9,12 @@ import (
 )
 
 // VersionCmd is `wiz version`.
-type VersionCmd struct{}
+type VersionCmd struct {
+	Format `embed:""`
+}
 
 // Run implements the command.
 func (c *VersionCmd) Run(env *Env) error {
-	fmt.Printf("wiz %s (plugin protocol %d)\n", version, sdk.ProtocolVersion)
 	reg, err := env.Registry()
 	if err != nil {
 		return err
@@ -22,6 +23,14 @@ func (c *VersionCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
+	if c.Data() {
+		ps := []map[string]any{}
+		for _, p := range all {
+			ps = append(ps, map[string]any{"name": p.Name, "kind": kindText(p.Kind), "version": p.Version, "source": p.Source})
+		}
+		return c.Print(map[string]any{"version": version, "plugin_protocol": sdk.ProtocolVersion, "plugins": ps})
+	}
+	fmt.Printf("wiz %s (plugin protocol %d)\n", version, sdk.ProtocolVersion)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PLUGIN\tKIND\tVERSION\tSOURCE")
 	for _, p := range all {

@@ -128,7 +128,7 @@ func (m *Manager) stored(name string, version int, stack []string) (*Applied, er
 			}
 		}
 		if id == "" {
-			return nil, fmt.Errorf("pipeline %s has no version %d (it has 1 to %d)", name, version, pl.VersionCount)
+			return nil, notFoundf("pipeline %s has no version %d (it has 1 to %d)", name, version, pl.VersionCount)
 		}
 	}
 	return m.pinned(pl.Id+"/"+id, stack)

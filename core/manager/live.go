@@ -31,7 +31,7 @@ type API interface {
 	Watch(ctx context.Context, id string, watch func(Update)) (*wizpb.Run, error)
 	// Cancel cancels a running run; it ends Failed, "cancelled".
 	Cancel(id string) (*wizpb.Run, error)
-	Runs(limit int) ([]*wizpb.Run, error)
+	Runs(f RunFilter) ([]*wizpb.Run, error)
 	RunDetail(id string) (*RunDetail, error)
 	// Logs calls fn for a run's logs; with follow, it waits for more until
 	// the run ends.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +40,23 @@ func (e *usage) Error() string        { return e.msg }
 func (e *usage) Is(target error) bool { return target == ErrUsage }
 
 func usagef(format string, args ...any) error { return &usage{fmt.Sprintf(format, args...)} }
+
+// ErrNotFound marks a run, pipeline, version, processor, instance or output
+// that the user named and that does not exist: the CLI exits 1 for it (2 is
+// for a malformed command line or file).
+var ErrNotFound = errors.New("not found")
+
+// notFound is an ErrNotFound whose text names what was not found.
+type notFound struct{ msg string }
+
+func (e *notFound) Error() string        { return e.msg }
+func (e *notFound) Is(target error) bool { return target == ErrNotFound }
+
+func notFoundf(format string, args ...any) error { return &notFound{fmt.Sprintf(format, args...)} }
+
+// NotFound is an ErrNotFound with the text msg (a client's, from the
+// Manager's message).
+func NotFound(msg string) error { return &notFound{msg} }
 
 // ValidationError is a pipeline file that failed validation.
 type ValidationError struct {
@@ -207,15 +225,27 @@ func (m *Manager) parse(file string, src []byte) (*pipeline.Pipeline, error) {
 // validated Pipeline is read-only, so runs share it.
 const parsedMax = 32
 
-// Resolve returns the current version of a stored pipeline, validated
-// against the installed plugins.
+// Resolve returns the current version of a stored pipeline (NAME), or
+// version N (NAME@N), validated against the installed plugins.
 func (m *Manager) Resolve(name string) (*Applied, error) {
+	name, n, hasAt := strings.Cut(name, "@")
+	version := 0
+	if hasAt {
+		v, err := strconv.Atoi(n)
+		if err != nil || v < 1 {
+			return nil, usagef("pipeline %s@%s: write NAME@N, N a version number from 1", name, n)
+		}
+		version = v
+	}
 	pl, err := m.store.Pipeline(name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: no pipeline named %q and no such file; apply one with `wiz pipeline apply FILE` or run a file", ErrUsage, name)
+		return nil, notFoundf("no pipeline named %q and no such file; apply one with `wiz pipeline apply FILE` or run a file", name)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if version > 0 {
+		return m.stored(name, version, nil)
 	}
 	return m.pinned(pl.Id+"/"+pl.LatestVersionId, nil)
 }
@@ -290,7 +320,7 @@ func (m *Manager) Pipelines() ([]*wizpb.Pipeline, error) { return m.store.Pipeli
 func (m *Manager) PipelineVersions(name string) (*wizpb.Pipeline, []*wizpb.PipelineVersion, error) {
 	pl, err := m.store.Pipeline(name)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, fmt.Errorf("%w: no pipeline named %q; `wiz pipeline list` shows the stored ones", ErrUsage, name)
+		return nil, nil, notFoundf("no pipeline named %q; `wiz pipeline list` shows the stored ones", name)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -299,34 +329,54 @@ func (m *Manager) PipelineVersions(name string) (*wizpb.Pipeline, []*wizpb.Pipel
 	return pl, vs, err
 }
 
-// Runs lists runs, newest first.
-// Runs lists runs newest first: limit top-level runs (0: all) and every
+// RunFilter selects the runs Runs lists: top-level runs that match every
+// field set, each with its sub-pipeline runs.
+type RunFilter struct {
+	Limit    int            // at most this many top-level runs; 0: all
+	Pipeline string         // of this pipeline
+	State    wizpb.RunState // in this state; 0: any
+	Since    time.Time      // started at or after this; zero: any
+}
+
+func (f RunFilter) match(r *wizpb.Run) bool {
+	return (f.Pipeline == "" || r.PipelineName == f.Pipeline) &&
+		(f.State == wizpb.RunState_RUN_STATE_UNSPECIFIED || r.State == f.State) &&
+		(f.Since.IsZero() || !r.Started.AsTime().Before(f.Since))
+}
+
+// Runs lists runs newest first: the top-level runs f selects and every
 // sub-pipeline run under them, whatever their number.
-func (m *Manager) Runs(limit int) ([]*wizpb.Run, error) {
-	if limit <= 0 {
-		return m.store.Runs(0)
+func (m *Manager) Runs(f RunFilter) ([]*wizpb.Run, error) {
+	fetch := 0
+	if f.Limit > 0 {
+		fetch = 2 * f.Limit
 	}
-	for fetch := 2 * limit; ; fetch *= 4 {
+	for ; ; fetch *= 4 {
 		rs, err := m.store.Runs(fetch)
 		if err != nil {
 			return nil, err
 		}
 		// A child run is newer than its parent: it comes first. Keep the
-		// first limit top-level runs and the children of those.
+		// first Limit top-level runs that match and the children of those.
 		top := map[string]bool{}
-		var tops []*wizpb.Run
+		n := 0
 		for _, r := range rs {
-			if r.Parent == "" && len(tops) < limit {
+			if r.Parent == "" && f.match(r) && (f.Limit <= 0 || n < f.Limit) {
 				top[r.Id] = true
-				tops = append(tops, r)
+				n++
 			}
 		}
-		if len(tops) < limit && len(rs) == fetch {
+		older := !f.Since.IsZero() && len(rs) > 0 && rs[len(rs)-1].Started.AsTime().Before(f.Since)
+		if fetch > 0 && n < f.Limit && len(rs) == fetch && !older {
 			continue // more runs than fetched: fetch more
 		}
-		out := make([]*wizpb.Run, 0, len(rs))
+		byID := make(map[string]*wizpb.Run, len(rs))
 		for _, r := range rs {
-			if top[r.Id] || r.Parent != "" && underAny(r, rs, top) {
+			byID[r.Id] = r
+		}
+		out := make([]*wizpb.Run, 0, n)
+		for _, r := range rs {
+			if top[r.Id] || r.Parent != "" && underAny(r, byID, top) {
 				out = append(out, r)
 			}
 		}
@@ -334,12 +384,9 @@ func (m *Manager) Runs(limit int) ([]*wizpb.Run, error) {
 	}
 }
 
-// underAny reports whether run r descends from one of the runs in top.
-func underAny(r *wizpb.Run, rs []*wizpb.Run, top map[string]bool) bool {
-	byID := make(map[string]*wizpb.Run, len(rs))
-	for _, x := range rs {
-		byID[x.Id] = x
-	}
+// underAny reports whether r is a sub-pipeline run, at any depth, of a run
+// in top.
+func underAny(r *wizpb.Run, byID map[string]*wizpb.Run, top map[string]bool) bool {
 	for p := r.Parent; p != ""; {
 		if top[p] {
 			return true
@@ -416,13 +463,13 @@ func (m *Manager) findRun(id string) (*wizpb.Run, error) {
 				}
 			}
 			if len(rs) < limit {
-				return nil, fmt.Errorf("%w: there are no runs yet", ErrUsage)
+				return nil, notFoundf("there are no runs yet")
 			}
 		}
 	}
 	r, err := m.store.Run(id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, fmt.Errorf("%w: no run %q; `wiz runs list` shows the runs", ErrUsage, id)
+		return nil, notFoundf("no run %q; `wiz runs list` shows the runs", id)
 	}
 	return r, err
 }
@@ -441,7 +488,7 @@ func (m *Manager) checkProcessor(r *wizpb.Run, processor string) error {
 				for _, n := range p.Processors {
 					names = append(names, n.Name)
 				}
-				return fmt.Errorf("%w: run %s has no processor %q (processors: %s)", ErrUsage, r.Id, processor, strings.Join(names, ", "))
+				return notFoundf("run %s has no processor %q (processors: %s)", r.Id, processor, strings.Join(names, ", "))
 			}
 		}
 	}
@@ -461,7 +508,7 @@ func (m *Manager) Output(id, processor, name string, w io.Writer) error {
 	}
 	p := procs[processor]
 	if base, _, isInstance := strings.Cut(processor, "["); p == nil && isInstance {
-		// An instance that does not exist: not a usage error (exit 1).
+		// An instance that does not exist: say which do.
 		var names []*wizpb.ProcessorRun
 		for _, rec := range procs {
 			if rec.InstanceOf == base {
@@ -480,14 +527,23 @@ func (m *Manager) Output(id, processor, name string, w io.Writer) error {
 				list += fmt.Sprintf(" and %d more", len(names)-5)
 			}
 		}
-		return fmt.Errorf("run %s has no instance %s (instances of %s: %s)", r.Id, processor, base, list)
+		return notFoundf("run %s has no instance %s (instances of %s: %s)", r.Id, processor, base, list)
 	}
 	if p == nil {
-		return fmt.Errorf("%w: run %s has no processor %q that ran", ErrUsage, r.Id, processor)
+		return notFoundf("run %s has no processor %q that ran", r.Id, processor)
+	}
+	if name == "" {
+		// The default: "out", or the processor's only output.
+		name = "out"
+		if _, ok := p.Outputs[name]; !ok && len(p.Outputs) == 1 {
+			for only := range p.Outputs {
+				name = only
+			}
+		}
 	}
 	d := p.Outputs[name]
 	if d == nil {
-		return fmt.Errorf("%w: processor %s of run %s has no output %q (outputs: %s)", ErrUsage, processor, r.Id, name, keys(p.Outputs))
+		return notFoundf("processor %s of run %s has no output %q (outputs: %s)", processor, r.Id, name, keys(p.Outputs))
 	}
 	if len(d.Files) == 0 {
 		_, err := w.Write(d.Inline)

@@ -92,7 +92,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 	if req.From != "" {
 		from, ok := p.Node(req.From)
 		if !ok {
-			return nil, fmt.Errorf("%w: --from %s: pipeline %s has no processor %q", ErrUsage, req.From, p.Name, req.From)
+			return nil, notFoundf("--from %s: pipeline %s has no processor %q", req.From, p.Name, req.From)
 		}
 		if base, err = m.latestRun(a.Version.Id); err != nil {
 			return nil, err

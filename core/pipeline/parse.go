@@ -222,7 +222,8 @@ func (d *decoder) syntaxError(err error) {
 		return
 	}
 	if slices.ContainsFunc(yamlReaderProblems, func(p string) bool { return strings.HasPrefix(msg, p) }) {
-		d.errorf(d.badCharPos(), "YAML syntax error: %s", escapeControl(msg))
+		pos := d.badCharPos()
+		d.errorf(pos, "YAML syntax error: %s%s", escapeControl(msg), d.tabHint(pos.Line))
 		return
 	}
 	switch {
@@ -257,7 +258,24 @@ func (d *decoder) syntaxError(err error) {
 			msg = "found unexpected end of file in the quoted string that starts here"
 		}
 	}
-	d.errorf(pos, "YAML syntax error: %s", escapeControl(msg))
+	d.errorf(pos, "YAML syntax error: %s%s", escapeControl(msg), d.tabHint(pos.Line))
+}
+
+// tabHint is the hint for an error on a line, or just before a line, that a
+// tab indents: YAML indents with spaces only.
+func (d *decoder) tabHint(line int) string {
+	starts := d.lineStarts()
+	for l := line; l <= line+1 && l >= 1 && l <= len(starts); l++ {
+		for _, c := range d.src[starts[l-1]:] {
+			if c == '\t' {
+				return fmt.Sprintf(" (line %d is indented with a tab: indent with spaces)", l)
+			}
+			if c != ' ' {
+				break
+			}
+		}
+	}
+	return ""
 }
 
 // maxLocate bounds the size of the files in which locate looks for a

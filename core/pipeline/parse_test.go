@@ -25,7 +25,7 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"unclosed quote", procs("  a:\n    uses: std/exec\n    with:\n      command: \"ls\n  b:\n    uses: std/exec\n"),
 			`p.yaml:6:16: YAML syntax error: found unexpected end of file in the quoted string that starts here`},
 		{"tab in indentation", procs("  a:\n    uses: std/exec\n\twith: 1\n"),
-			`p.yaml:5:1: YAML syntax error: found a tab character that violates indentation`},
+			`p.yaml:5:1: YAML syntax error: found a tab character that violates indentation (line 5 is indented with a tab: indent with spaces)`},
 		{"missing colon", procs("  a:\n    uses: std/exec\n  b\n  c: {uses: std/json}\n"),
 			`p.yaml:5:3: YAML syntax error: could not find expected ':'`},
 		{"two colons", procs("  a:\n    uses: std/exec\n    with: command: [ls]\n"),

@@ -272,7 +272,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty", "", `p.yaml:1:1: empty pipeline file: want a mapping with name and processors`},
 		{"comment only", "# nothing\n", `p.yaml:1:1: empty pipeline file: want a mapping with name and processors`},
 		{"syntax", "name: t\nprocessors: [a\n", `p.yaml:2:13: YAML syntax error: did not find expected ',' or ']' in the list that starts here`},
-		{"tab", "name: t\nprocessors:\n\ta: 1\n", `p.yaml:3:1: YAML syntax error: found character '\t' that cannot start any token`},
+		{"tab", "name: t\nprocessors:\n\ta: 1\n", `p.yaml:3:1: YAML syntax error: found character '\t' that cannot start any token (line 3 is indented with a tab: indent with spaces)`},
 		{"two documents", "name: t\n---\nname: u\n", `p.yaml:3:1: a pipeline file holds one YAML document; found a second one`},
 		{"not a mapping", "- a\n", `p.yaml:1:1: a pipeline file must be a mapping, got a list`},
 		{"missing name and processors", "executor: local\n", "p.yaml:1:1: missing required key \"name\"\np.yaml:1:1: missing required key \"processors\""},

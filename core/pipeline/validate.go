@@ -190,14 +190,23 @@ func nameList(names []string) string {
 	return strings.Join(names, ", ")
 }
 
+// cycleShown is how many processors of a long cycle its error names at each
+// end: a cycle through thousands of processors is still one readable line.
+const cycleShown = 5
+
 func cycleError(at *ProcessorNode, path []*ProcessorNode) *Error {
 	names := make([]string, len(path))
 	for i, n := range path {
 		names[i] = n.Name
 	}
+	text := strings.Join(names, " -> ")
+	if len(names) > 2*cycleShown+1 {
+		text = fmt.Sprintf("%s -> ... (%d more) -> %s (a cycle of %d processors)",
+			strings.Join(names[:cycleShown], " -> "), len(names)-2*cycleShown, strings.Join(names[len(names)-cycleShown:], " -> "), len(names)-1)
+	}
 	return &Error{
 		Pos: at.Pos,
-		Msg: ErrCycle.Error() + ": " + strings.Join(names, " -> "),
+		Msg: ErrCycle.Error() + ": " + text,
 		Err: ErrCycle,
 	}
 }
@@ -269,6 +278,11 @@ func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Positi
 		installed := "no processor types are installed"
 		if len(types) > 0 {
 			installed = "installed: " + strings.Join(types, ", ")
+		}
+		pack, _, _ := strings.Cut(n.Uses, "/")
+		if !slices.ContainsFunc(types, func(t string) bool { return strings.HasPrefix(t, pack+"/") }) {
+			errorf(n.usesPos, "unknown processor type %q: no pack named %q is installed; install it with `wiz plugin install PATH` (%s)", n.Uses, pack, installed)
+			return nil
 		}
 		errorf(n.usesPos, "unknown processor type %q (%s)", n.Uses, installed)
 		return nil

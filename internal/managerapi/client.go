@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/core/pipeline"
@@ -131,12 +132,17 @@ func fromStatus(err error) error {
 	case codes.FailedPrecondition:
 		return fmt.Errorf("%w: %s", manager.ErrNotRunning, strings.TrimPrefix(msg, manager.ErrNotRunning.Error()+": "))
 	case codes.Unavailable:
+		if strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") {
+			return fmt.Errorf("cannot reach the Manager: %s; trust the daemon's certificate (or its CA) with --ca FILE or WIZ_CA", msg)
+		}
 		return fmt.Errorf("cannot reach the Manager: %s; check --server and that the daemon runs", msg)
 	case codes.Unauthenticated:
 		return fmt.Errorf("%w: %s; pass a valid token with --token or WIZ_TOKEN (an admin makes one with `wiz token create`)", ErrUnauthenticated, msg)
 	case codes.PermissionDenied:
 		return fmt.Errorf("%w: %s; ask an admin for a token with that role (`wiz token create --role ROLE`)", ErrPermissionDenied, msg)
-	case codes.NotFound, codes.AlreadyExists:
+	case codes.NotFound:
+		return manager.NotFound(msg)
+	case codes.AlreadyExists:
 		return fmt.Errorf("%w: %s", manager.ErrUsage, msg)
 	}
 	return errors.New(msg)
@@ -340,8 +346,12 @@ func (c *Client) Cancel(id string) (*wizpb.Run, error) {
 	return r.Run, nil
 }
 
-func (c *Client) Runs(limit int) ([]*wizpb.Run, error) {
-	r, err := c.rpc.ListRuns(context.Background(), &wizrpc.ListRunsRequest{Limit: int32(limit)})
+func (c *Client) Runs(f manager.RunFilter) ([]*wizpb.Run, error) {
+	req := &wizrpc.ListRunsRequest{Limit: int32(f.Limit), Pipeline: f.Pipeline, State: f.State}
+	if !f.Since.IsZero() {
+		req.Since = timestamppb.New(f.Since)
+	}
+	r, err := c.rpc.ListRuns(context.Background(), req)
 	if err != nil {
 		return nil, fromStatus(err)
 	}

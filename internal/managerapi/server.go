@@ -79,6 +79,8 @@ func toStatus(err error) error {
 	switch {
 	case errors.As(err, &ve):
 		return status.Error(codes.InvalidArgument, "validation:"+err.Error())
+	case errors.Is(err, manager.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, manager.ErrUsage):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, manager.ErrNotRunning):
@@ -193,7 +195,11 @@ func (s *Server) CancelRun(_ context.Context, req *wizrpc.CancelRunRequest) (*wi
 }
 
 func (s *Server) ListRuns(_ context.Context, req *wizrpc.ListRunsRequest) (*wizrpc.ListRunsResponse, error) {
-	rs, err := s.m.Runs(int(req.Limit))
+	f := manager.RunFilter{Limit: int(req.Limit), Pipeline: req.Pipeline, State: req.State}
+	if req.Since != nil {
+		f.Since = req.Since.AsTime()
+	}
+	rs, err := s.m.Runs(f)
 	return &wizrpc.ListRunsResponse{Runs: rs}, toStatus(err)
 }
 

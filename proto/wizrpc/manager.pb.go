@@ -10,6 +10,7 @@ import (
 	wizpb "github.com/wiz-run/wiz/proto/wizpb"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1365,9 +1366,14 @@ func (x *CancelRunResponse) GetRun() *wizpb.Run {
 	return nil
 }
 
+// ListRunsRequest selects top-level runs that match every field set, newest
+// first; each comes with its sub-pipeline runs.
 type ListRunsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`                      // at most this many top-level runs; 0: all
+	Pipeline      string                 `protobuf:"bytes,2,opt,name=pipeline,proto3" json:"pipeline,omitempty"`                 // of this pipeline
+	State         wizpb.RunState         `protobuf:"varint,3,opt,name=state,proto3,enum=wiz.v1.RunState" json:"state,omitempty"` // in this state
+	Since         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=since,proto3" json:"since,omitempty"`                       // started at or after this
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1407,6 +1413,27 @@ func (x *ListRunsRequest) GetLimit() int32 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListRunsRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *ListRunsRequest) GetState() wizpb.RunState {
+	if x != nil {
+		return x.State
+	}
+	return wizpb.RunState(0)
+}
+
+func (x *ListRunsRequest) GetSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Since
+	}
+	return nil
 }
 
 type ListRunsResponse struct {
@@ -1733,7 +1760,7 @@ var File_wizrpc_v1_manager_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\n" +
-	"\x17wizrpc/v1/manager.proto\x12\twizrpc.v1\x1a\x12wiz/v1/state.proto\x1a\x11wiz/v1/data.proto\x1a\x18wizrpc/v1/executor.proto\"x\n" +
+	"\x17wizrpc/v1/manager.proto\x12\twizrpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12wiz/v1/state.proto\x1a\x11wiz/v1/data.proto\x1a\x18wizrpc/v1/executor.proto\"x\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.wiz.v1.RoleR\x04role\x12,\n" +
@@ -1823,9 +1850,12 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x10CancelRunRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"2\n" +
 	"\x11CancelRunResponse\x12\x1d\n" +
-	"\x03run\x18\x01 \x01(\v2\v.wiz.v1.RunR\x03run\"'\n" +
+	"\x03run\x18\x01 \x01(\v2\v.wiz.v1.RunR\x03run\"\x9d\x01\n" +
 	"\x0fListRunsRequest\x12\x14\n" +
-	"\x05limit\x18\x01 \x01(\x05R\x05limit\"3\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\x12\x1a\n" +
+	"\bpipeline\x18\x02 \x01(\tR\bpipeline\x12&\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x10.wiz.v1.RunStateR\x05state\x120\n" +
+	"\x05since\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\"3\n" +
 	"\x10ListRunsResponse\x12\x1f\n" +
 	"\x04runs\x18\x01 \x03(\v2\v.wiz.v1.RunR\x04runs\"\x1f\n" +
 	"\rGetRunRequest\x12\x0e\n" +
@@ -1927,9 +1957,11 @@ var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*wizpb.CacheEntry)(nil),      // 40: wiz.v1.CacheEntry
 	(*wizpb.Run)(nil),             // 41: wiz.v1.Run
 	(*wizpb.ProcessorRun)(nil),    // 42: wiz.v1.ProcessorRun
-	(*wizpb.Event)(nil),           // 43: wiz.v1.Event
-	(*BlobChunk)(nil),             // 44: wizrpc.v1.BlobChunk
-	(*wizpb.LogChunk)(nil),        // 45: wiz.v1.LogChunk
+	(wizpb.RunState)(0),           // 43: wiz.v1.RunState
+	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
+	(*wizpb.Event)(nil),           // 45: wiz.v1.Event
+	(*BlobChunk)(nil),             // 46: wizrpc.v1.BlobChunk
+	(*wizpb.LogChunk)(nil),        // 47: wiz.v1.LogChunk
 }
 var file_wizrpc_v1_manager_proto_depIdxs = []int32{
 	35, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
@@ -1950,51 +1982,53 @@ var file_wizrpc_v1_manager_proto_depIdxs = []int32{
 	41, // 15: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
 	42, // 16: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
 	41, // 17: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
-	41, // 18: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
-	41, // 19: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
-	38, // 20: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
-	42, // 21: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
-	43, // 22: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
-	12, // 23: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
-	6,  // 24: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
-	8,  // 25: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
-	10, // 26: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
-	16, // 27: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
-	22, // 28: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
-	23, // 29: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
-	25, // 30: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
-	27, // 31: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
-	29, // 32: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
-	30, // 33: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
-	44, // 34: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
-	13, // 35: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
-	17, // 36: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
-	19, // 37: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
-	0,  // 38: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
-	2,  // 39: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
-	4,  // 40: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
-	7,  // 41: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
-	9,  // 42: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
-	11, // 43: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
-	21, // 44: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
-	21, // 45: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
-	24, // 46: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
-	26, // 47: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
-	28, // 48: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
-	45, // 49: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
-	31, // 50: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
-	15, // 51: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
-	14, // 52: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
-	18, // 53: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
-	20, // 54: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
-	1,  // 55: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
-	3,  // 56: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
-	5,  // 57: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
-	41, // [41:58] is the sub-list for method output_type
-	24, // [24:41] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	43, // 18: wizrpc.v1.ListRunsRequest.state:type_name -> wiz.v1.RunState
+	44, // 19: wizrpc.v1.ListRunsRequest.since:type_name -> google.protobuf.Timestamp
+	41, // 20: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
+	41, // 21: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
+	38, // 22: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
+	42, // 23: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
+	45, // 24: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
+	12, // 25: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
+	6,  // 26: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
+	8,  // 27: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
+	10, // 28: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
+	16, // 29: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
+	22, // 30: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
+	23, // 31: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
+	25, // 32: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
+	27, // 33: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
+	29, // 34: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
+	30, // 35: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
+	46, // 36: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
+	13, // 37: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
+	17, // 38: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
+	19, // 39: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
+	0,  // 40: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
+	2,  // 41: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
+	4,  // 42: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
+	7,  // 43: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
+	9,  // 44: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
+	11, // 45: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
+	21, // 46: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
+	21, // 47: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
+	24, // 48: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
+	26, // 49: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
+	28, // 50: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
+	47, // 51: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
+	31, // 52: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
+	15, // 53: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
+	14, // 54: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
+	18, // 55: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
+	20, // 56: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
+	1,  // 57: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
+	3,  // 58: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
+	5,  // 59: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
+	43, // [43:60] is the sub-list for method output_type
+	26, // [26:43] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_manager_proto_init() }
