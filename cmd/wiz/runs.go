@@ -386,6 +386,11 @@ func runJSON(r *wizpb.Run) map[string]any {
 	if r.ResumedFrom != "" {
 		out["resumed_from"] = r.ResumedFrom
 	}
+	plugins := []map[string]any{}
+	for _, p := range r.Plugins {
+		plugins = append(plugins, map[string]any{"name": p.Name, "version": p.Version, "sha256": p.Sha256})
+	}
+	out["plugins"] = plugins
 	if r.Parent != "" {
 		out["parent"] = r.Parent
 		out["parent_processor"] = r.ParentProcessor

@@ -25,6 +25,13 @@ type Catalog interface {
 	Pack(typ, constraint string) (ref PackRef, native bool, err error)
 }
 
+// BackendRefs is implemented by a Catalog that knows the installed executor
+// backends: a run then records each backend it uses beside its packs.
+type BackendRefs interface {
+	// BackendRef returns the executor backend binary that serves name.
+	BackendRef(name string) (PackRef, error)
+}
+
 // Task is one attempt at one processor of a run, as sent to an executor.
 type Task struct {
 	ID        string

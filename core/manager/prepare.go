@@ -183,6 +183,14 @@ func (r *run) prepare() error {
 			seen[key] = true
 			r.rec.Plugins = append(r.rec.Plugins, &wizpb.PluginUse{Name: ref.Name, Version: ref.Version, Sha256: ref.SHA256})
 		}
+		if br, ok := r.m.catalog.(BackendRefs); ok && !seen["backend "+backend] {
+			seen["backend "+backend] = true
+			bref, err := br.BackendRef(backend)
+			if err != nil {
+				return fmt.Errorf("%w: %s: processor %s: %v", ErrUsage, n.Pos, n.Name, err)
+			}
+			r.rec.Plugins = append(r.rec.Plugins, &wizpb.PluginUse{Name: bref.Name, Version: bref.Version, Sha256: bref.SHA256})
+		}
 	}
 	return nil
 }

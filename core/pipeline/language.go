@@ -33,6 +33,7 @@ type processorDefaults struct {
 	onError        string
 	executor       string
 	executorConfig map[string]any
+	executorPos    Position
 	resources      map[string]any
 	cache          *Cache
 }
@@ -51,7 +52,7 @@ func (def *processorDefaults) apply(n *ProcessorNode, set processorFields) {
 	if !set.executor && (def.executor != DefaultExecutor || def.executorConfig != nil) {
 		// The pipeline's own executor is the fallback already (executorOf);
 		// only a defaults.executor needs copying.
-		n.Executor, n.ExecutorConfig = def.executor, def.executorConfig
+		n.Executor, n.ExecutorConfig, n.executorPos = def.executor, def.executorConfig, def.executorPos
 	}
 	if !set.resources {
 		n.Resources = def.resources
@@ -81,6 +82,7 @@ func (d *decoder) defaults(p *Pipeline, def *processorDefaults, e entry, executo
 				d.errorf(f.keyPos, "defaults.executor and the top-level executor both set (line %d): executor: is short for defaults.executor; keep one", executor.keyPos.Line)
 			}
 			def.executor, def.executorConfig = d.executor(f)
+			def.executorPos = f.valPos
 		case "resources":
 			def.resources = d.resources(f)
 		case "cache":

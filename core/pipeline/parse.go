@@ -808,6 +808,7 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 		case "executor":
 			executorSet = &e
 			p.Executor, p.ExecutorConfig = d.executor(e)
+			p.executorPos = e.valPos
 		case "inline_max_size":
 			p.InlineMax = d.size(e)
 		case "max_output_size":
@@ -839,7 +840,7 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 			d.unknownKey(e, "in pipeline", topKeys)
 		}
 	}
-	def := &processorDefaults{retry: DefaultRetry, executor: p.Executor, executorConfig: p.ExecutorConfig}
+	def := &processorDefaults{retry: DefaultRetry, executor: p.Executor, executorConfig: p.ExecutorConfig, executorPos: p.executorPos}
 	def.retry.Limit = p.Retries
 	if defaults != nil {
 		d.defaults(p, def, *defaults, executorSet, retriesSet)
@@ -991,6 +992,7 @@ func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *Proc
 		case "executor":
 			set.executor = true
 			n.Executor, n.ExecutorConfig = d.executor(e)
+			n.executorPos = e.valPos
 		case "resources":
 			set.resources = true
 			n.Resources = d.resources(e)

@@ -245,6 +245,9 @@ type ProcessorNode struct {
 	After   []string       // order-only dependencies, in file order
 	Timeout time.Duration  // 0 when none
 	OnError string         // OnErrorFail or OnErrorWarn
+	// executorPos is where the processor's executor is named (its own
+	// `executor:`, or defaults.executor).
+	executorPos Position
 	// Executor overrides the pipeline's executor; empty means the
 	// pipeline's.
 	Executor string
@@ -307,12 +310,13 @@ var _ graph.Node = (*ProcessorNode)(nil)
 // Pipeline is not safe for concurrent use while Validate runs; afterwards it
 // may be read concurrently.
 type Pipeline struct {
-	File       string
-	Source     []byte
-	Name       string
-	Inputs     []InputDecl      // in file order
-	Processors []*ProcessorNode // in file order; Processors[i].ID() == int64(i)
-	Executor   string           // default "local"
+	File        string
+	Source      []byte
+	Name        string
+	Inputs      []InputDecl      // in file order
+	Processors  []*ProcessorNode // in file order; Processors[i].ID() == int64(i)
+	Executor    string           // default "local"
+	executorPos Position
 	// ExecutorConfig holds the settings of the pipeline's `executor:` mapping
 	// other than backend; nil when it names a backend only.
 	ExecutorConfig map[string]any
@@ -405,4 +409,11 @@ type Catalog interface {
 	Lookup(typ string) (*TypeSpec, bool)
 	// Types returns the installed types, sorted, for error messages.
 	Types() []string
+}
+
+// BackendCatalog is implemented by a Catalog that also knows the installed
+// executor backends: Validate then refuses a backend that is not installed.
+type BackendCatalog interface {
+	// Backends returns the installed executor backends' names, sorted.
+	Backends() []string
 }

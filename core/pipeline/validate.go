@@ -126,6 +126,10 @@ func (p *Pipeline) Validate(cat Catalog) error {
 		}
 	}
 
+	if bc, ok := cat.(BackendCatalog); ok {
+		p.checkBackends(bc.Backends(), errorf)
+	}
+
 	for _, o := range p.Outputs {
 		u, ok := p.byName[o.From.Processor]
 		switch {
@@ -193,6 +197,29 @@ func nameList(names []string) string {
 // cycleShown is how many processors of a long cycle its error names at each
 // end: a cycle through thousands of processors is still one readable line.
 const cycleShown = 5
+
+// checkBackends refuses an executor backend named in the file that is not
+// installed, at the position that names it (the pipeline's, defaults' or
+// the processor's `executor:`). An executor the file does not name is the
+// bundled "local".
+func (p *Pipeline) checkBackends(installed []string, errorf func(Position, string, ...any)) {
+	seen := map[Position]bool{}
+	check := func(name string, pos Position) {
+		if name == "" || pos.Line == 0 || seen[pos] || slices.Contains(installed, name) {
+			return
+		}
+		seen[pos] = true
+		have := "none is installed"
+		if len(installed) > 0 {
+			have = "installed: " + strings.Join(installed, ", ")
+		}
+		errorf(pos, "unknown executor backend %q (%s); install it with `wiz plugin install PATH`", name, have)
+	}
+	check(p.Executor, p.executorPos)
+	for _, n := range p.Processors {
+		check(n.Executor, n.executorPos)
+	}
+}
 
 func cycleError(at *ProcessorNode, path []*ProcessorNode) *Error {
 	names := make([]string, len(path))

@@ -402,6 +402,30 @@ func (r *Registry) Backend(name string) (*Plugin, error) {
 	return ps[0], nil
 }
 
+// BackendRef implements manager.BackendRefs: the binary of the executor
+// backend a run uses.
+func (r *Registry) BackendRef(name string) (manager.PackRef, error) {
+	p, err := r.Backend(name)
+	if err != nil {
+		return manager.PackRef{}, err
+	}
+	return p.Ref(), nil
+}
+
+// Backends implements pipeline.BackendCatalog: the installed executor
+// backends' names, sorted.
+func (r *Registry) Backends() []string {
+	if r.load() != nil {
+		return nil
+	}
+	names := make([]string, 0, len(r.backends))
+	for n := range r.backends {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
 // liveBackend returns the running plugin process of backend bp, starting it
 // (and checking its digest) when there is none or it has exited.
 func (r *Registry) liveBackend(bp *Plugin, name string) (*pluginhost.Backend, error) {
