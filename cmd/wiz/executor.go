@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -35,6 +36,7 @@ func (c *ExecutorCmd) Run(env *Env) error {
 	if c.TLSCert == "" && !strings.HasPrefix(c.Listen, "unix://") {
 		return usageError{fmt.Errorf("wiz executor on TCP needs --tls-cert and --tls-key; executor backends pass them")}
 	}
+	inheritedCloseOnExec()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := hclog.New(&hclog.LoggerOptions{Name: "executor", Level: hclog.LevelFromString(env.CLI.LogLevel), Output: os.Stderr})
@@ -43,4 +45,20 @@ func (c *ExecutorCmd) Run(env *Env) error {
 		BlobDir: c.BlobDir, WorkDir: c.WorkDir, CacheDir: c.CacheDir, TaskDir: c.TaskDir, Slots: c.Slots, Version: version, Logger: log.With("run", c.RunID),
 		Ready: func(addr string) { fmt.Printf("WIZ_EXECUTOR_LISTENING %s\n", addr) },
 	})
+}
+
+// inheritedCloseOnExec keeps the files `wiz executor` inherited beyond
+// stdin, stdout and stderr (the local backend's lock on the executor's
+// directory, held for as long as the executor lives) from reaching the
+// programs it runs.
+func inheritedCloseOnExec() {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range fds {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }

@@ -45,6 +45,7 @@ type backend struct {
 type child struct {
 	cmd  *exec.Cmd
 	dir  string
+	lock *os.File // the lock on dir, held while this backend or the executor lives
 	done chan struct{}
 }
 
@@ -63,10 +64,21 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	if err != nil {
 		return nil, err
 	}
+	sweepStale(os.TempDir(), b.log)
 	dir, err := os.MkdirTemp("", "wiz-executor-*")
 	if err != nil {
 		return nil, fmt.Errorf("local executor: make temp dir: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	defer func() {
+		if lock != nil { // not handed to a child: Provision failed
+			lock.Close()
+		}
+	}()
 	token, err := randomToken()
 	if err != nil {
 		os.RemoveAll(dir)
@@ -122,6 +134,9 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	// The executor dies with this backend, and this backend with its host, so
 	// no executor outlives the wiz process that wanted it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// The executor holds the directory's lock too: when both are gone (a
+	// kill -9 of wiz takes them all), the next Provision removes it.
+	cmd.ExtraFiles = []*os.File{lock}
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -132,7 +147,8 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("local executor: start %s executor: %w", req.WizBinary, err)
 	}
-	c := &child{cmd: cmd, dir: dir, done: make(chan struct{})}
+	c := &child{cmd: cmd, dir: dir, lock: lock, done: make(chan struct{})}
+	lock = nil // c's now
 	addrCh := make(chan string, 1)
 	go func() { // owns stdout until the executor exits
 		sc := bufio.NewScanner(stdout)
@@ -157,6 +173,7 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	case addr = <-addrCh:
 	case <-c.done:
 		os.RemoveAll(dir)
+		c.lock.Close()
 		return nil, fmt.Errorf("local executor: `wiz executor` exited before listening (%v); run `%s executor --help` to check the binary", cmd.ProcessState, req.WizBinary)
 	case <-time.After(readyTimeout):
 		b.stop(c)
@@ -226,6 +243,50 @@ func (b *backend) stop(c *child) {
 		<-c.done
 	}
 	os.RemoveAll(c.dir)
+	c.lock.Close()
+}
+
+// lockName is the file in an executor's directory whose flock says that
+// the directory is in use.
+const lockName = "lock"
+
+// lockDir locks dir for this backend and its executor: the lock is taken on
+// a file that only then gets its name, so a sweep never sees it unlocked.
+func lockDir(dir string) (*os.File, error) {
+	tmp := filepath.Join(dir, lockName+".new")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_RDWR|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("local executor: lock %s: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("local executor: lock %s: %w", dir, err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, lockName)); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("local executor: lock %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// sweepStale removes the executor directories under tmp that no backend or
+// executor holds any more: those a kill -9 of wiz left behind. A directory
+// without a lock file (being made, or made by another version) is left.
+func sweepStale(tmp string, log hclog.Logger) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, "wiz-executor-*"))
+	for _, d := range dirs {
+		f, err := os.Open(filepath.Join(d, lockName))
+		if err != nil {
+			continue
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			log.Debug("removing the directory of an executor that is gone", "dir", d)
+			if err := os.RemoveAll(d); err != nil {
+				log.Warn("remove a gone executor's directory", "dir", d, "error", err)
+			}
+		}
+		f.Close()
+	}
 }
 
 func randomToken() (string, error) {
