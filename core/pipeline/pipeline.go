@@ -399,6 +399,33 @@ type FieldSpec struct {
 type TypeSpec struct {
 	Type   string // "std/exec"
 	Fields []FieldSpec
+	// Validates says that the type's pack checks its configs (a
+	// ConfigValidator asks it).
+	Validates bool
+	// DeclaresInputs says that Inputs are all the inputs the type reads.
+	DeclaresInputs bool
+	Inputs         []InputSpec
+}
+
+// InputSpec is an input a processor type declares.
+type InputSpec struct {
+	Name     string
+	Required bool
+}
+
+// ConfigValidator is implemented by a Catalog that can have a type's pack
+// check a config (TypeSpec.Validates) when a pipeline is validated.
+type ConfigValidator interface {
+	// ValidateConfig returns the pack's diagnostics of config, the
+	// processor's literal `with` (fields holding expressions left out).
+	ValidateConfig(typ string, config map[string]any) ([]Diagnostic, error)
+}
+
+// Diagnostic is one problem a pack found in a config: Path names the field
+// (its name, then indexes or keys within it).
+type Diagnostic struct {
+	Path    []string
+	Message string
 }
 
 // Catalog is what Validate needs to know about the installed processor types.

@@ -344,7 +344,86 @@ func (p *Pipeline) checkConfig(n *ProcessorNode, cat Catalog, errorf func(Positi
 			errorf(pos, "missing required field %q for %s", f.Name, n.Uses)
 		}
 	}
+	checkDeclaredInputs(n, spec, errorf)
+	if cv, ok := cat.(ConfigValidator); ok && spec.Validates {
+		p.packValidates(n, uses, cv, errorf)
+	}
 	return spec
+}
+
+// checkDeclaredInputs checks a processor's input bindings against the
+// inputs its type declares, when it declares them.
+func checkDeclaredInputs(n *ProcessorNode, spec *TypeSpec, errorf func(Position, string, ...any)) {
+	if !spec.DeclaresInputs {
+		return
+	}
+	declared := make([]string, len(spec.Inputs))
+	for i, in := range spec.Inputs {
+		declared[i] = in.Name
+	}
+	have := "it declares no inputs"
+	if len(declared) > 0 {
+		have = "its inputs: " + strings.Join(declared, ", ")
+	}
+	bound := map[string]bool{}
+	for _, b := range n.Inputs {
+		bound[b.Name] = true
+		if !slices.Contains(declared, b.Name) {
+			errorf(b.From.Pos, "%s has no input %q (%s)", n.Uses, b.Name, have)
+		}
+	}
+	for _, in := range spec.Inputs {
+		if in.Required && !bound[in.Name] {
+			errorf(n.Pos, "processor %s does not bind the input %q that %s requires: add `inputs: {%s: PROCESSOR}`", n.Name, in.Name, n.Uses, in.Name)
+		}
+	}
+}
+
+// packValidates has the type's pack check the processor's config: its
+// literal fields (those holding ${{ }} are known only when the task runs).
+// Each diagnostic is reported at the field it names.
+func (p *Pipeline) packValidates(n *ProcessorNode, uses string, cv ConfigValidator, errorf func(Position, string, ...any)) {
+	cfg := make(map[string]any, len(n.With))
+	for k, v := range n.With {
+		if !holdsExpr(v) {
+			cfg[k] = v
+		}
+	}
+	ds, err := cv.ValidateConfig(uses, cfg)
+	if err != nil {
+		errorf(n.usesPos, "%s cannot check its config: %v", n.Uses, err)
+		return
+	}
+	for _, d := range ds {
+		pos, where := n.Pos, "config of "+n.Uses
+		if n.withPos != nil {
+			pos = *n.withPos
+		}
+		if len(d.Path) > 0 {
+			if fp, ok := n.WithPos[d.Path[0]]; ok {
+				pos = fp
+			}
+			where = fmt.Sprintf("field %q of %s", strings.Join(d.Path, "."), n.Uses)
+		}
+		errorf(pos, "%s: %s", where, d.Message)
+	}
+}
+
+// holdsExpr reports whether a `with` value holds a ${{ }} anywhere.
+func holdsExpr(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.Contains(x, "${{")
+	case []any:
+		return slices.ContainsFunc(x, holdsExpr)
+	case map[string]any:
+		for _, e := range x {
+			if holdsExpr(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkType reports whether v has the field type typ; if not, it returns the

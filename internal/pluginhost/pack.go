@@ -189,6 +189,16 @@ func (p *Pack) Plan(ctx context.Context, typ string, configJSON []byte) (*wizrpc
 	return resp.Plan, nil
 }
 
+// ValidateConfig has the pack check a config of typ (a type whose TypeSpec
+// says validates).
+func (p *Pack) ValidateConfig(ctx context.Context, typ string, configJSON []byte) ([]*wizrpc.Diagnostic, error) {
+	resp, err := p.rpc.ValidateConfig(ctx, &wizrpc.ValidateConfigRequest{Type: typ, ConfigJson: configJSON})
+	if err != nil {
+		return nil, p.callError("validate the config of "+typ, err)
+	}
+	return resp.Diagnostics, nil
+}
+
 // Process runs a data processor and calls on for each event it emits. It
 // returns an error when the pack could not be reached or died mid-task.
 func (p *Pack) Process(ctx context.Context, req *wizrpc.ProcessRequest, on func(*wizrpc.ProcessEvent)) error {

@@ -87,6 +87,11 @@ type Registry struct {
 	liveMu sync.Mutex
 	live   map[string]*pluginhost.Backend
 	warm   sync.WaitGroup // Prewarm's launches, waited for by Close
+
+	// Pack processes started to check configs at apply (ValidateConfig),
+	// by binary digest, kept until Close.
+	packsMu   sync.Mutex
+	livePacks map[string]*pluginhost.Pack
 }
 
 var (
@@ -348,7 +353,10 @@ func (r *Registry) Lookup(typ string) (*pipeline.TypeSpec, bool) {
 	if err != nil {
 		return nil, false
 	}
-	spec := &pipeline.TypeSpec{Type: t}
+	spec := &pipeline.TypeSpec{Type: t, Validates: ts.Validates, DeclaresInputs: ts.DeclaresInputs}
+	for _, in := range ts.Inputs {
+		spec.Inputs = append(spec.Inputs, pipeline.InputSpec{Name: in.Name, Required: in.Required})
+	}
 	for _, f := range ts.Fields {
 		spec.Fields = append(spec.Fields, pipeline.FieldSpec{Name: f.Name, Type: f.Type, Required: f.Required, Doc: f.Doc})
 	}
@@ -468,16 +476,73 @@ func (r *Registry) Prewarm(name string) {
 	}()
 }
 
-// Close stops the executor backend plugins the Registry started. Call it
-// after every executor they provisioned is torn down.
+// Close stops the executor backend plugins the Registry started, and the
+// packs it asked to check configs. Call it after every executor they
+// provisioned is torn down.
 func (r *Registry) Close() {
 	r.warm.Wait()
 	r.liveMu.Lock()
-	defer r.liveMu.Unlock()
 	for k, b := range r.live {
 		b.Kill()
 		delete(r.live, k)
 	}
+	r.liveMu.Unlock()
+	r.packsMu.Lock()
+	for k, p := range r.livePacks {
+		p.Kill()
+		delete(r.livePacks, k)
+	}
+	r.packsMu.Unlock()
+}
+
+// validateTimeout bounds a pack's config check at apply.
+const validateTimeout = 10 * time.Second
+
+// ValidateConfig implements pipeline.ConfigValidator: the pack that serves
+// typ (which may carry a version constraint) checks config. The pack's
+// process is started once and kept until Close.
+func (r *Registry) ValidateConfig(typ string, config map[string]any) ([]pipeline.Diagnostic, error) {
+	t, constraint, _ := strings.Cut(typ, "@")
+	p, ts, err := r.resolve(t, constraint)
+	if err != nil {
+		return nil, err
+	}
+	if !ts.Validates {
+		return nil, nil
+	}
+	b, err := json.Marshal(config)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	r.packsMu.Lock()
+	pack := r.livePacks[p.SHA256]
+	if pack == nil || pack.Exited() {
+		if pack != nil {
+			pack.Kill() // reap it
+		}
+		pack, err = pluginhost.Launch(pluginhost.Config{Name: p.Name + "@" + p.Version, Path: p.Path, SHA256: p.SHA256,
+			Logger: r.log.Named(p.Name), VerifiedFile: filepath.Join(r.home, "cache", "verified.json")})
+		if err != nil {
+			r.packsMu.Unlock()
+			return nil, err
+		}
+		if r.livePacks == nil {
+			r.livePacks = map[string]*pluginhost.Pack{}
+		}
+		r.livePacks[p.SHA256] = pack
+	}
+	r.packsMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), validateTimeout)
+	defer cancel()
+	ds, err := pack.ValidateConfig(ctx, ts.Name, b)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]pipeline.Diagnostic, len(ds))
+	for i, d := range ds {
+		out[i] = pipeline.Diagnostic{Path: d.Path, Message: d.Message}
+	}
+	return out, nil
 }
 
 // Provision implements manager.Backends: it starts the backend plugin, asks

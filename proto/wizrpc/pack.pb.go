@@ -177,13 +177,19 @@ func (x *DescribeResponse) GetTypes() []*TypeSpec {
 }
 
 type TypeSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // "exec"; the full type is "<pack>/<name>"
-	Kind          TypeKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=wizrpc.v1.TypeKind" json:"kind,omitempty"`
-	Doc           string                 `protobuf:"bytes,3,opt,name=doc,proto3" json:"doc,omitempty"`
-	Fields        []*FieldSpec           `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // "exec"; the full type is "<pack>/<name>"
+	Kind      TypeKind               `protobuf:"varint,2,opt,name=kind,proto3,enum=wizrpc.v1.TypeKind" json:"kind,omitempty"`
+	Doc       string                 `protobuf:"bytes,3,opt,name=doc,proto3" json:"doc,omitempty"`
+	Fields    []*FieldSpec           `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`
+	Validates bool                   `protobuf:"varint,5,opt,name=validates,proto3" json:"validates,omitempty"` // ValidateConfig checks its configs
+	// The inputs the type reads, when it declares them (declares_inputs):
+	// a pipeline binding an input not declared, or not binding a required
+	// one, is refused at apply.
+	DeclaresInputs bool         `protobuf:"varint,6,opt,name=declares_inputs,json=declaresInputs,proto3" json:"declares_inputs,omitempty"`
+	Inputs         []*InputSpec `protobuf:"bytes,7,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TypeSpec) Reset() {
@@ -244,6 +250,237 @@ func (x *TypeSpec) GetFields() []*FieldSpec {
 	return nil
 }
 
+func (x *TypeSpec) GetValidates() bool {
+	if x != nil {
+		return x.Validates
+	}
+	return false
+}
+
+func (x *TypeSpec) GetDeclaresInputs() bool {
+	if x != nil {
+		return x.DeclaresInputs
+	}
+	return false
+}
+
+func (x *TypeSpec) GetInputs() []*InputSpec {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+type InputSpec struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Required      bool                   `protobuf:"varint,2,opt,name=required,proto3" json:"required,omitempty"`
+	Doc           string                 `protobuf:"bytes,3,opt,name=doc,proto3" json:"doc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InputSpec) Reset() {
+	*x = InputSpec{}
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InputSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InputSpec) ProtoMessage() {}
+
+func (x *InputSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InputSpec.ProtoReflect.Descriptor instead.
+func (*InputSpec) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *InputSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *InputSpec) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *InputSpec) GetDoc() string {
+	if x != nil {
+		return x.Doc
+	}
+	return ""
+}
+
+type ValidateConfigRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`
+	ConfigJson    []byte                 `protobuf:"bytes,2,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the processor's with, defaults filled in
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateConfigRequest) Reset() {
+	*x = ValidateConfigRequest{}
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateConfigRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateConfigRequest) ProtoMessage() {}
+
+func (x *ValidateConfigRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateConfigRequest.ProtoReflect.Descriptor instead.
+func (*ValidateConfigRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ValidateConfigRequest) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *ValidateConfigRequest) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+type ValidateConfigResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Diagnostics   []*Diagnostic          `protobuf:"bytes,1,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateConfigResponse) Reset() {
+	*x = ValidateConfigResponse{}
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateConfigResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateConfigResponse) ProtoMessage() {}
+
+func (x *ValidateConfigResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateConfigResponse.ProtoReflect.Descriptor instead.
+func (*ValidateConfigResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ValidateConfigResponse) GetDiagnostics() []*Diagnostic {
+	if x != nil {
+		return x.Diagnostics
+	}
+	return nil
+}
+
+// Diagnostic is one problem in a config, at a path: the field's name, then
+// list indexes or map keys within it. An empty path is the whole config.
+type Diagnostic struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          []string               `protobuf:"bytes,1,rep,name=path,proto3" json:"path,omitempty"`
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Diagnostic) Reset() {
+	*x = Diagnostic{}
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Diagnostic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Diagnostic) ProtoMessage() {}
+
+func (x *Diagnostic) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Diagnostic.ProtoReflect.Descriptor instead.
+func (*Diagnostic) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Diagnostic) GetPath() []string {
+	if x != nil {
+		return x.Path
+	}
+	return nil
+}
+
+func (x *Diagnostic) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type FieldSpec struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -257,7 +494,7 @@ type FieldSpec struct {
 
 func (x *FieldSpec) Reset() {
 	*x = FieldSpec{}
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +506,7 @@ func (x *FieldSpec) String() string {
 func (*FieldSpec) ProtoMessage() {}
 
 func (x *FieldSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +519,7 @@ func (x *FieldSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FieldSpec.ProtoReflect.Descriptor instead.
 func (*FieldSpec) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{3}
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FieldSpec) GetName() string {
@@ -330,7 +567,7 @@ type PlanRequest struct {
 
 func (x *PlanRequest) Reset() {
 	*x = PlanRequest{}
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +579,7 @@ func (x *PlanRequest) String() string {
 func (*PlanRequest) ProtoMessage() {}
 
 func (x *PlanRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +592,7 @@ func (x *PlanRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanRequest.ProtoReflect.Descriptor instead.
 func (*PlanRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{4}
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PlanRequest) GetType() string {
@@ -382,7 +619,7 @@ type PlanResponse struct {
 
 func (x *PlanResponse) Reset() {
 	*x = PlanResponse{}
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -394,7 +631,7 @@ func (x *PlanResponse) String() string {
 func (*PlanResponse) ProtoMessage() {}
 
 func (x *PlanResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -407,7 +644,7 @@ func (x *PlanResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanResponse.ProtoReflect.Descriptor instead.
 func (*PlanResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{5}
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PlanResponse) GetPlan() *Plan {
@@ -440,7 +677,7 @@ type Plan struct {
 
 func (x *Plan) Reset() {
 	*x = Plan{}
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +689,7 @@ func (x *Plan) String() string {
 func (*Plan) ProtoMessage() {}
 
 func (x *Plan) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +702,7 @@ func (x *Plan) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Plan.ProtoReflect.Descriptor instead.
 func (*Plan) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{6}
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Plan) GetArgv() []string {
@@ -527,7 +764,7 @@ type PlanOutput struct {
 
 func (x *PlanOutput) Reset() {
 	*x = PlanOutput{}
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +776,7 @@ func (x *PlanOutput) String() string {
 func (*PlanOutput) ProtoMessage() {}
 
 func (x *PlanOutput) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +789,7 @@ func (x *PlanOutput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanOutput.ProtoReflect.Descriptor instead.
 func (*PlanOutput) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{7}
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PlanOutput) GetName() string {
@@ -583,7 +820,7 @@ type ProcessRequest struct {
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +832,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +845,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{8}
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ProcessRequest) GetType() string {
@@ -668,7 +905,7 @@ type ProcessEvent struct {
 
 func (x *ProcessEvent) Reset() {
 	*x = ProcessEvent{}
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +917,7 @@ func (x *ProcessEvent) String() string {
 func (*ProcessEvent) ProtoMessage() {}
 
 func (x *ProcessEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +930,7 @@ func (x *ProcessEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessEvent.ProtoReflect.Descriptor instead.
 func (*ProcessEvent) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{9}
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ProcessEvent) GetEvent() isProcessEvent_Event {
@@ -777,7 +1014,7 @@ type LogLine struct {
 
 func (x *LogLine) Reset() {
 	*x = LogLine{}
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +1026,7 @@ func (x *LogLine) String() string {
 func (*LogLine) ProtoMessage() {}
 
 func (x *LogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +1039,7 @@ func (x *LogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogLine.ProtoReflect.Descriptor instead.
 func (*LogLine) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{10}
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LogLine) GetStream() string {
@@ -829,7 +1066,7 @@ type NamedData struct {
 
 func (x *NamedData) Reset() {
 	*x = NamedData{}
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -841,7 +1078,7 @@ func (x *NamedData) String() string {
 func (*NamedData) ProtoMessage() {}
 
 func (x *NamedData) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_pack_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_pack_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -854,7 +1091,7 @@ func (x *NamedData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NamedData.ProtoReflect.Descriptor instead.
 func (*NamedData) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{11}
+	return file_wizrpc_v1_pack_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NamedData) GetName() string {
@@ -881,12 +1118,29 @@ const file_wizrpc_v1_pack_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x12)\n" +
-	"\x05types\x18\x04 \x03(\v2\x13.wizrpc.v1.TypeSpecR\x05types\"\x87\x01\n" +
+	"\x05types\x18\x04 \x03(\v2\x13.wizrpc.v1.TypeSpecR\x05types\"\xfc\x01\n" +
 	"\bTypeSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x13.wizrpc.v1.TypeKindR\x04kind\x12\x10\n" +
 	"\x03doc\x18\x03 \x01(\tR\x03doc\x12,\n" +
-	"\x06fields\x18\x04 \x03(\v2\x14.wizrpc.v1.FieldSpecR\x06fields\"\x84\x01\n" +
+	"\x06fields\x18\x04 \x03(\v2\x14.wizrpc.v1.FieldSpecR\x06fields\x12\x1c\n" +
+	"\tvalidates\x18\x05 \x01(\bR\tvalidates\x12'\n" +
+	"\x0fdeclares_inputs\x18\x06 \x01(\bR\x0edeclaresInputs\x12,\n" +
+	"\x06inputs\x18\a \x03(\v2\x14.wizrpc.v1.InputSpecR\x06inputs\"M\n" +
+	"\tInputSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\brequired\x18\x02 \x01(\bR\brequired\x12\x10\n" +
+	"\x03doc\x18\x03 \x01(\tR\x03doc\"L\n" +
+	"\x15ValidateConfigRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x1f\n" +
+	"\vconfig_json\x18\x02 \x01(\fR\n" +
+	"configJson\"Q\n" +
+	"\x16ValidateConfigResponse\x127\n" +
+	"\vdiagnostics\x18\x01 \x03(\v2\x15.wizrpc.v1.DiagnosticR\vdiagnostics\":\n" +
+	"\n" +
+	"Diagnostic\x12\x12\n" +
+	"\x04path\x18\x01 \x03(\tR\x04path\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x84\x01\n" +
 	"\tFieldSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
@@ -943,11 +1197,12 @@ const file_wizrpc_v1_pack_proto_rawDesc = "" +
 	"\bTypeKind\x12\x19\n" +
 	"\x15TYPE_KIND_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTYPE_KIND_DATA\x10\x01\x12\x14\n" +
-	"\x10TYPE_KIND_NATIVE\x10\x022\xce\x01\n" +
+	"\x10TYPE_KIND_NATIVE\x10\x022\xa5\x02\n" +
 	"\rProcessorPack\x12C\n" +
 	"\bDescribe\x12\x1a.wizrpc.v1.DescribeRequest\x1a\x1b.wizrpc.v1.DescribeResponse\x127\n" +
 	"\x04Plan\x12\x16.wizrpc.v1.PlanRequest\x1a\x17.wizrpc.v1.PlanResponse\x12?\n" +
-	"\aProcess\x12\x19.wizrpc.v1.ProcessRequest\x1a\x17.wizrpc.v1.ProcessEvent0\x01B%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
+	"\aProcess\x12\x19.wizrpc.v1.ProcessRequest\x1a\x17.wizrpc.v1.ProcessEvent0\x01\x12U\n" +
+	"\x0eValidateConfig\x12 .wizrpc.v1.ValidateConfigRequest\x1a!.wizrpc.v1.ValidateConfigResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
 
 var (
 	file_wizrpc_v1_pack_proto_rawDescOnce sync.Once
@@ -962,48 +1217,56 @@ func file_wizrpc_v1_pack_proto_rawDescGZIP() []byte {
 }
 
 var file_wizrpc_v1_pack_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wizrpc_v1_pack_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_wizrpc_v1_pack_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_wizrpc_v1_pack_proto_goTypes = []any{
-	(TypeKind)(0),            // 0: wizrpc.v1.TypeKind
-	(*DescribeRequest)(nil),  // 1: wizrpc.v1.DescribeRequest
-	(*DescribeResponse)(nil), // 2: wizrpc.v1.DescribeResponse
-	(*TypeSpec)(nil),         // 3: wizrpc.v1.TypeSpec
-	(*FieldSpec)(nil),        // 4: wizrpc.v1.FieldSpec
-	(*PlanRequest)(nil),      // 5: wizrpc.v1.PlanRequest
-	(*PlanResponse)(nil),     // 6: wizrpc.v1.PlanResponse
-	(*Plan)(nil),             // 7: wizrpc.v1.Plan
-	(*PlanOutput)(nil),       // 8: wizrpc.v1.PlanOutput
-	(*ProcessRequest)(nil),   // 9: wizrpc.v1.ProcessRequest
-	(*ProcessEvent)(nil),     // 10: wizrpc.v1.ProcessEvent
-	(*LogLine)(nil),          // 11: wizrpc.v1.LogLine
-	(*NamedData)(nil),        // 12: wizrpc.v1.NamedData
-	nil,                      // 13: wizrpc.v1.Plan.EnvEntry
-	nil,                      // 14: wizrpc.v1.ProcessRequest.InputsEntry
-	(*wizpb.Data)(nil),       // 15: wiz.v1.Data
+	(TypeKind)(0),                  // 0: wizrpc.v1.TypeKind
+	(*DescribeRequest)(nil),        // 1: wizrpc.v1.DescribeRequest
+	(*DescribeResponse)(nil),       // 2: wizrpc.v1.DescribeResponse
+	(*TypeSpec)(nil),               // 3: wizrpc.v1.TypeSpec
+	(*InputSpec)(nil),              // 4: wizrpc.v1.InputSpec
+	(*ValidateConfigRequest)(nil),  // 5: wizrpc.v1.ValidateConfigRequest
+	(*ValidateConfigResponse)(nil), // 6: wizrpc.v1.ValidateConfigResponse
+	(*Diagnostic)(nil),             // 7: wizrpc.v1.Diagnostic
+	(*FieldSpec)(nil),              // 8: wizrpc.v1.FieldSpec
+	(*PlanRequest)(nil),            // 9: wizrpc.v1.PlanRequest
+	(*PlanResponse)(nil),           // 10: wizrpc.v1.PlanResponse
+	(*Plan)(nil),                   // 11: wizrpc.v1.Plan
+	(*PlanOutput)(nil),             // 12: wizrpc.v1.PlanOutput
+	(*ProcessRequest)(nil),         // 13: wizrpc.v1.ProcessRequest
+	(*ProcessEvent)(nil),           // 14: wizrpc.v1.ProcessEvent
+	(*LogLine)(nil),                // 15: wizrpc.v1.LogLine
+	(*NamedData)(nil),              // 16: wizrpc.v1.NamedData
+	nil,                            // 17: wizrpc.v1.Plan.EnvEntry
+	nil,                            // 18: wizrpc.v1.ProcessRequest.InputsEntry
+	(*wizpb.Data)(nil),             // 19: wiz.v1.Data
 }
 var file_wizrpc_v1_pack_proto_depIdxs = []int32{
 	3,  // 0: wizrpc.v1.DescribeResponse.types:type_name -> wizrpc.v1.TypeSpec
 	0,  // 1: wizrpc.v1.TypeSpec.kind:type_name -> wizrpc.v1.TypeKind
-	4,  // 2: wizrpc.v1.TypeSpec.fields:type_name -> wizrpc.v1.FieldSpec
-	7,  // 3: wizrpc.v1.PlanResponse.plan:type_name -> wizrpc.v1.Plan
-	13, // 4: wizrpc.v1.Plan.env:type_name -> wizrpc.v1.Plan.EnvEntry
-	8,  // 5: wizrpc.v1.Plan.outputs:type_name -> wizrpc.v1.PlanOutput
-	14, // 6: wizrpc.v1.ProcessRequest.inputs:type_name -> wizrpc.v1.ProcessRequest.InputsEntry
-	11, // 7: wizrpc.v1.ProcessEvent.log:type_name -> wizrpc.v1.LogLine
-	12, // 8: wizrpc.v1.ProcessEvent.output:type_name -> wizrpc.v1.NamedData
-	15, // 9: wizrpc.v1.NamedData.data:type_name -> wiz.v1.Data
-	15, // 10: wizrpc.v1.ProcessRequest.InputsEntry.value:type_name -> wiz.v1.Data
-	1,  // 11: wizrpc.v1.ProcessorPack.Describe:input_type -> wizrpc.v1.DescribeRequest
-	5,  // 12: wizrpc.v1.ProcessorPack.Plan:input_type -> wizrpc.v1.PlanRequest
-	9,  // 13: wizrpc.v1.ProcessorPack.Process:input_type -> wizrpc.v1.ProcessRequest
-	2,  // 14: wizrpc.v1.ProcessorPack.Describe:output_type -> wizrpc.v1.DescribeResponse
-	6,  // 15: wizrpc.v1.ProcessorPack.Plan:output_type -> wizrpc.v1.PlanResponse
-	10, // 16: wizrpc.v1.ProcessorPack.Process:output_type -> wizrpc.v1.ProcessEvent
-	14, // [14:17] is the sub-list for method output_type
-	11, // [11:14] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	8,  // 2: wizrpc.v1.TypeSpec.fields:type_name -> wizrpc.v1.FieldSpec
+	4,  // 3: wizrpc.v1.TypeSpec.inputs:type_name -> wizrpc.v1.InputSpec
+	7,  // 4: wizrpc.v1.ValidateConfigResponse.diagnostics:type_name -> wizrpc.v1.Diagnostic
+	11, // 5: wizrpc.v1.PlanResponse.plan:type_name -> wizrpc.v1.Plan
+	17, // 6: wizrpc.v1.Plan.env:type_name -> wizrpc.v1.Plan.EnvEntry
+	12, // 7: wizrpc.v1.Plan.outputs:type_name -> wizrpc.v1.PlanOutput
+	18, // 8: wizrpc.v1.ProcessRequest.inputs:type_name -> wizrpc.v1.ProcessRequest.InputsEntry
+	15, // 9: wizrpc.v1.ProcessEvent.log:type_name -> wizrpc.v1.LogLine
+	16, // 10: wizrpc.v1.ProcessEvent.output:type_name -> wizrpc.v1.NamedData
+	19, // 11: wizrpc.v1.NamedData.data:type_name -> wiz.v1.Data
+	19, // 12: wizrpc.v1.ProcessRequest.InputsEntry.value:type_name -> wiz.v1.Data
+	1,  // 13: wizrpc.v1.ProcessorPack.Describe:input_type -> wizrpc.v1.DescribeRequest
+	9,  // 14: wizrpc.v1.ProcessorPack.Plan:input_type -> wizrpc.v1.PlanRequest
+	13, // 15: wizrpc.v1.ProcessorPack.Process:input_type -> wizrpc.v1.ProcessRequest
+	5,  // 16: wizrpc.v1.ProcessorPack.ValidateConfig:input_type -> wizrpc.v1.ValidateConfigRequest
+	2,  // 17: wizrpc.v1.ProcessorPack.Describe:output_type -> wizrpc.v1.DescribeResponse
+	10, // 18: wizrpc.v1.ProcessorPack.Plan:output_type -> wizrpc.v1.PlanResponse
+	14, // 19: wizrpc.v1.ProcessorPack.Process:output_type -> wizrpc.v1.ProcessEvent
+	6,  // 20: wizrpc.v1.ProcessorPack.ValidateConfig:output_type -> wizrpc.v1.ValidateConfigResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_pack_proto_init() }
@@ -1011,7 +1274,7 @@ func file_wizrpc_v1_pack_proto_init() {
 	if File_wizrpc_v1_pack_proto != nil {
 		return
 	}
-	file_wizrpc_v1_pack_proto_msgTypes[9].OneofWrappers = []any{
+	file_wizrpc_v1_pack_proto_msgTypes[13].OneofWrappers = []any{
 		(*ProcessEvent_Log)(nil),
 		(*ProcessEvent_Warning)(nil),
 		(*ProcessEvent_Output)(nil),
@@ -1023,7 +1286,7 @@ func file_wizrpc_v1_pack_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_pack_proto_rawDesc), len(file_wizrpc_v1_pack_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,9 +19,10 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ProcessorPack_Describe_FullMethodName = "/wizrpc.v1.ProcessorPack/Describe"
-	ProcessorPack_Plan_FullMethodName     = "/wizrpc.v1.ProcessorPack/Plan"
-	ProcessorPack_Process_FullMethodName  = "/wizrpc.v1.ProcessorPack/Process"
+	ProcessorPack_Describe_FullMethodName       = "/wizrpc.v1.ProcessorPack/Describe"
+	ProcessorPack_Plan_FullMethodName           = "/wizrpc.v1.ProcessorPack/Plan"
+	ProcessorPack_Process_FullMethodName        = "/wizrpc.v1.ProcessorPack/Process"
+	ProcessorPack_ValidateConfig_FullMethodName = "/wizrpc.v1.ProcessorPack/ValidateConfig"
 )
 
 // ProcessorPackClient is the client API for ProcessorPack service.
@@ -37,6 +38,9 @@ type ProcessorPackClient interface {
 	Plan(ctx context.Context, in *PlanRequest, opts ...grpc.CallOption) (*PlanResponse, error)
 	// Process runs a data processor inside the pack.
 	Process(ctx context.Context, in *ProcessRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ProcessEvent], error)
+	// ValidateConfig checks a config beyond its fields' types, when the
+	// pipeline is applied; asked only of types whose TypeSpec says validates.
+	ValidateConfig(ctx context.Context, in *ValidateConfigRequest, opts ...grpc.CallOption) (*ValidateConfigResponse, error)
 }
 
 type processorPackClient struct {
@@ -86,6 +90,16 @@ func (c *processorPackClient) Process(ctx context.Context, in *ProcessRequest, o
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ProcessorPack_ProcessClient = grpc.ServerStreamingClient[ProcessEvent]
 
+func (c *processorPackClient) ValidateConfig(ctx context.Context, in *ValidateConfigRequest, opts ...grpc.CallOption) (*ValidateConfigResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateConfigResponse)
+	err := c.cc.Invoke(ctx, ProcessorPack_ValidateConfig_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ProcessorPackServer is the server API for ProcessorPack service.
 // All implementations must embed UnimplementedProcessorPackServer
 // for forward compatibility.
@@ -99,6 +113,9 @@ type ProcessorPackServer interface {
 	Plan(context.Context, *PlanRequest) (*PlanResponse, error)
 	// Process runs a data processor inside the pack.
 	Process(*ProcessRequest, grpc.ServerStreamingServer[ProcessEvent]) error
+	// ValidateConfig checks a config beyond its fields' types, when the
+	// pipeline is applied; asked only of types whose TypeSpec says validates.
+	ValidateConfig(context.Context, *ValidateConfigRequest) (*ValidateConfigResponse, error)
 	mustEmbedUnimplementedProcessorPackServer()
 }
 
@@ -117,6 +134,9 @@ func (UnimplementedProcessorPackServer) Plan(context.Context, *PlanRequest) (*Pl
 }
 func (UnimplementedProcessorPackServer) Process(*ProcessRequest, grpc.ServerStreamingServer[ProcessEvent]) error {
 	return status.Errorf(codes.Unimplemented, "method Process not implemented")
+}
+func (UnimplementedProcessorPackServer) ValidateConfig(context.Context, *ValidateConfigRequest) (*ValidateConfigResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ValidateConfig not implemented")
 }
 func (UnimplementedProcessorPackServer) mustEmbedUnimplementedProcessorPackServer() {}
 func (UnimplementedProcessorPackServer) testEmbeddedByValue()                       {}
@@ -186,6 +206,24 @@ func _ProcessorPack_Process_Handler(srv interface{}, stream grpc.ServerStream) e
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ProcessorPack_ProcessServer = grpc.ServerStreamingServer[ProcessEvent]
 
+func _ProcessorPack_ValidateConfig_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateConfigRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ProcessorPackServer).ValidateConfig(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ProcessorPack_ValidateConfig_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ProcessorPackServer).ValidateConfig(ctx, req.(*ValidateConfigRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ProcessorPack_ServiceDesc is the grpc.ServiceDesc for ProcessorPack service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -200,6 +238,10 @@ var ProcessorPack_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Plan",
 			Handler:    _ProcessorPack_Plan_Handler,
+		},
+		{
+			MethodName: "ValidateConfig",
+			Handler:    _ProcessorPack_ValidateConfig_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/wiz-run/wiz/sdk/processor"
@@ -221,4 +222,28 @@ func ExampleCreateFiles() {
 		return w.Close() // output "pages": pages/1.txt, pages/2.txt
 	})
 	_ = split
+}
+
+// A type may check its config when a pipeline is applied, before anything
+// runs: wiz shows each diagnostic at the position of the field it names
+// (FILE:LINE:COL) and refuses the file with exit 2. It may also declare the
+// inputs it reads; wiz then refuses bindings of other names.
+func ExampleType_validate() {
+	grep := processor.Type{
+		Name:   "grep",
+		Fields: []processor.Field{{Name: "pattern", Type: "string", Required: true, Doc: "a Go regexp"}},
+		Validate: func(cfg map[string]any) []processor.Diagnostic {
+			if _, err := regexp.Compile(cfg["pattern"].(string)); err != nil {
+				return []processor.Diagnostic{{Path: []string{"pattern"}, Message: err.Error()}}
+			}
+			return nil
+		},
+		Inputs:    []processor.Input{{Name: "in", Required: true, Doc: "the text to search"}},
+		Processor: upper, // the processor itself, as for any type
+	}
+	fmt.Println(grep.Validate(map[string]any{"pattern": "a(b"}))
+	fmt.Println(grep.Validate(map[string]any{"pattern": "^ab+$"}))
+	// Output:
+	// [{[pattern] error parsing regexp: missing closing ): `a(b`}]
+	// []
 }

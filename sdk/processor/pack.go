@@ -25,10 +25,39 @@ type Type struct {
 	// Fields describe the config the type takes in a pipeline's `with`. wiz
 	// validates pipelines against them before a run starts, and fills in defaults.
 	Fields []Field
+	// Validate, when set, checks a config beyond its fields' types when a
+	// pipeline is applied, before anything runs: a pattern that does not
+	// compile, fields that exclude each other. wiz shows each Diagnostic at
+	// the position of the field its Path names (FILE:LINE:COL) and refuses
+	// the file. The config has the type's defaults filled in. A field whose
+	// value is an expression (${{ }}) is known only when the task runs: it is
+	// left out of the config Validate sees.
+	Validate func(config map[string]any) []Diagnostic
+	// Inputs, when not nil, declares the inputs the type reads (the names
+	// of Request.Inputs, or of a native plan's inputs): wiz refuses, at
+	// apply, a pipeline that binds an input not declared or leaves a
+	// required one unbound. Nil declares nothing: any inputs are accepted.
+	Inputs []Input
 	// Processor runs a data processor inside the pack.
 	Processor Processor
 	// Native plans a native program for the executor to run.
 	Native Native
+}
+
+// Diagnostic is one problem Validate finds in a config.
+type Diagnostic struct {
+	// Path names the field: its name, then list indexes or map keys within
+	// it ("pattern"; "rules", "2", "regexp"). Empty: the config as a whole.
+	Path []string
+	// Message says what is wrong and, where it can, how to fix it.
+	Message string
+}
+
+// Input declares one input a processor type reads.
+type Input struct {
+	Name     string
+	Required bool
+	Doc      string
 }
 
 // Field describes one config field.

@@ -12,6 +12,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/proto/wizrpc"
@@ -151,9 +153,13 @@ func (s *packServer) Describe(context.Context, *wizrpc.DescribeRequest) (*wizrpc
 func Describe(p *Pack) (*wizrpc.DescribeResponse, error) {
 	resp := &wizrpc.DescribeResponse{Name: p.Name, Version: p.Version, ProtocolVersion: sdk.ProtocolVersion}
 	for _, t := range p.Types {
-		ts := &wizrpc.TypeSpec{Name: t.Name, Doc: t.Doc, Kind: wizrpc.TypeKind_TYPE_KIND_DATA}
+		ts := &wizrpc.TypeSpec{Name: t.Name, Doc: t.Doc, Kind: wizrpc.TypeKind_TYPE_KIND_DATA,
+			Validates: t.Validate != nil, DeclaresInputs: t.Inputs != nil}
 		if t.Native != nil {
 			ts.Kind = wizrpc.TypeKind_TYPE_KIND_NATIVE
+		}
+		for _, in := range t.Inputs {
+			ts.Inputs = append(ts.Inputs, &wizrpc.InputSpec{Name: in.Name, Required: in.Required, Doc: in.Doc})
 		}
 		for _, f := range t.Fields {
 			fs := &wizrpc.FieldSpec{Name: f.Name, Type: f.Type, Required: f.Required, Doc: f.Doc}
@@ -250,6 +256,36 @@ func safeProcess(ctx context.Context, p Processor, req *Request, em Emitter) (er
 }
 
 // safePlan calls Plan and turns a panic into an error.
+// ValidateConfig implements wizrpc.ProcessorPackServer.
+func (s *packServer) ValidateConfig(_ context.Context, req *wizrpc.ValidateConfigRequest) (*wizrpc.ValidateConfigResponse, error) {
+	t, ok := s.pack.lookup(req.Type)
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "pack %s has no type %q", s.pack.Name, req.Type)
+	}
+	cfg, err := t.config(req.ConfigJson)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	resp := &wizrpc.ValidateConfigResponse{}
+	for _, d := range safeValidate(t, cfg) {
+		resp.Diagnostics = append(resp.Diagnostics, &wizrpc.Diagnostic{Path: d.Path, Message: d.Message})
+	}
+	return resp, nil
+}
+
+// safeValidate runs t's Validate; a panic is a diagnostic of its own.
+func safeValidate(t *Type, cfg map[string]any) (ds []Diagnostic) {
+	if t.Validate == nil {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			ds = append(ds, Diagnostic{Message: fmt.Sprintf("%s panicked while validating its config: %v", t.Name, r)})
+		}
+	}()
+	return t.Validate(cfg)
+}
+
 func safePlan(ctx context.Context, n Native, req *PlanRequest) (plan *Plan, err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -53,8 +53,26 @@ func jsonType() processor.Type {
 			{Name: "raw", Type: "bool", Default: false, Doc: "write string results without quotes, like jq -r"},
 			{Name: "max_document_size", Type: "int", Default: defaultMaxDocument, Doc: "largest input in bytes read as one JSON value (lines: false), since gojq needs it whole in memory"},
 		},
+		Validate:  validateJSON,
 		Processor: processor.ProcessorFunc(processJSON),
 	}
+}
+
+// validateJSON checks the jq filter when the pipeline is applied: a filter
+// that does not parse or compile fails there, before anything runs.
+func validateJSON(cfg map[string]any) []processor.Diagnostic {
+	filter, ok := cfg["filter"].(string)
+	if !ok {
+		return nil // its type is checked by wiz
+	}
+	q, err := gojq.Parse(filter)
+	if err == nil {
+		_, err = gojq.Compile(q)
+	}
+	if err != nil {
+		return []processor.Diagnostic{{Path: []string{"filter"}, Message: fmt.Sprintf("the jq filter %q does not compile: %v", filter, err)}}
+	}
+	return nil
 }
 
 func processJSON(ctx context.Context, req *processor.Request, emit processor.Emitter) error {
