@@ -34,6 +34,7 @@ type processorDefaults struct {
 	executor       string
 	executorConfig map[string]any
 	executorPos    Position
+	executorKeys   map[string]Position
 	resources      map[string]any
 	cache          *Cache
 }
@@ -52,7 +53,7 @@ func (def *processorDefaults) apply(n *ProcessorNode, set processorFields) {
 	if !set.executor && (def.executor != DefaultExecutor || def.executorConfig != nil) {
 		// The pipeline's own executor is the fallback already (executorOf);
 		// only a defaults.executor needs copying.
-		n.Executor, n.ExecutorConfig, n.executorPos = def.executor, def.executorConfig, def.executorPos
+		n.Executor, n.ExecutorConfig, n.executorPos, n.executorKeys = def.executor, def.executorConfig, def.executorPos, def.executorKeys
 	}
 	if !set.resources {
 		n.Resources = def.resources
@@ -81,7 +82,7 @@ func (d *decoder) defaults(p *Pipeline, def *processorDefaults, e entry, executo
 			if executor != nil {
 				d.errorf(f.keyPos, "defaults.executor and the top-level executor both set (line %d): executor: is short for defaults.executor; keep one", executor.keyPos.Line)
 			}
-			def.executor, def.executorConfig = d.executor(f)
+			def.executor, def.executorConfig, def.executorKeys = d.executorAt(f)
 			def.executorPos = f.valPos
 		case "resources":
 			def.resources = d.resources(f)

@@ -27,6 +27,17 @@ func (c *checkingCatalog) ValidateConfig(typ string, cfg map[string]any) ([]pipe
 
 func (c *checkingCatalog) Backends() []string { return []string{"kubernetes", "local"} }
 
+// ValidateSettings knows one setting of kubernetes, namespace.
+func (c *checkingCatalog) ValidateSettings(backend string, settings map[string]any) ([]pipeline.Diagnostic, error) {
+	var ds []pipeline.Diagnostic
+	for k := range settings {
+		if backend != "kubernetes" || k != "namespace" {
+			ds = append(ds, pipeline.Diagnostic{Path: []string{k}, Message: "unknown setting " + k})
+		}
+	}
+	return ds, nil
+}
+
 func newCheckingCatalog() *checkingCatalog {
 	c := &checkingCatalog{fakeCatalog: fakeCatalog{}}
 	for k, v := range catalog {
@@ -67,6 +78,17 @@ processors:
   a: {uses: std/exec, with: {command: [echo]}, executor: {backend: kubernetes}}
   b: {uses: std/exec, with: {command: [echo]}}
 `, "p.yaml:2:11: unknown executor backend \"nomad\" (installed: kubernetes, local); install it with `wiz plugin install PATH`"},
+		{"a backend's setting it does not take, at the setting; a defaults.executor checked once", `name: p
+defaults:
+  executor:
+    backend: kubernetes
+    namespace: ci
+    namespaec: x
+processors:
+  a: {uses: std/exec, with: {command: [echo]}}
+  b: {uses: std/exec, with: {command: [echo]}}
+  c: {uses: std/exec, with: {command: [echo]}, executor: {backend: kubernetes, namespace: "${{ 'x' }}"}}
+`, "p.yaml:6:5: setting \"namespaec\" of executor kubernetes: unknown setting namespaec"},
 		{"fine", `name: p
 processors:
   src: {uses: std/exec, with: {command: [echo]}}

@@ -807,7 +807,7 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 			}
 		case "executor":
 			executorSet = &e
-			p.Executor, p.ExecutorConfig = d.executor(e)
+			p.Executor, p.ExecutorConfig, p.executorKeys = d.executorAt(e)
 			p.executorPos = e.valPos
 		case "inline_max_size":
 			p.InlineMax = d.size(e)
@@ -840,7 +840,7 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 			d.unknownKey(e, "in pipeline", topKeys)
 		}
 	}
-	def := &processorDefaults{retry: DefaultRetry, executor: p.Executor, executorConfig: p.ExecutorConfig, executorPos: p.executorPos}
+	def := &processorDefaults{retry: DefaultRetry, executor: p.Executor, executorConfig: p.ExecutorConfig, executorPos: p.executorPos, executorKeys: p.executorKeys}
 	def.retry.Limit = p.Retries
 	if defaults != nil {
 		d.defaults(p, def, *defaults, executorSet, retriesSet)
@@ -991,7 +991,7 @@ func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *Proc
 			n.OnError = d.onError(e)
 		case "executor":
 			set.executor = true
-			n.Executor, n.ExecutorConfig = d.executor(e)
+			n.Executor, n.ExecutorConfig, n.executorKeys = d.executorAt(e)
 			n.executorPos = e.valPos
 		case "resources":
 			set.resources = true
@@ -1223,16 +1223,23 @@ func (d *decoder) after(n *ProcessorNode, e entry) {
 // executor reads `executor:`, either a backend name ("kubernetes") or a
 // mapping with `backend` and the backend's own settings.
 func (d *decoder) executor(e entry) (string, map[string]any) {
+	name, cfg, _ := d.executorAt(e)
+	return name, cfg
+}
+
+// executorAt reads an `executor:` with the position of each setting's key.
+func (d *decoder) executorAt(e entry) (string, map[string]any, map[string]Position) {
 	if isString(e.val) {
 		if !executorNameRE.MatchString(e.val.Value) {
 			d.errorf(e.valPos, "invalid executor name %q", e.val.Value)
 		}
-		return e.val.Value, nil
+		return e.val.Value, nil, nil
 	}
 	if e.val.Kind != yaml.MappingNode {
 		d.errorf(e.valPos, "executor must be a backend name like \"local\" or a mapping with \"backend\" and its settings, got %s", kindOf(e.val))
-		return "", nil
+		return "", nil, nil
 	}
+	keyPos := map[string]Position{}
 	entries, _ := d.mapping(e.val, "executor", "key")
 	name := ""
 	cfg := map[string]any{}
@@ -1248,12 +1255,13 @@ func (d *decoder) executor(e entry) (string, map[string]any) {
 		}
 		if v, ok := d.value(f.val); ok {
 			cfg[f.key] = v
+			keyPos[f.key] = f.keyPos
 		}
 	}
 	if name == "" {
 		d.errorf(e.valPos, "executor settings need \"backend\", the executor backend's name (for example backend: kubernetes)")
 	}
-	return name, cfg
+	return name, cfg, keyPos
 }
 
 // resources reads a processor's `resources:` (requests and limits of cpu,

@@ -247,7 +247,8 @@ type ProcessorNode struct {
 	OnError string         // OnErrorFail or OnErrorWarn
 	// executorPos is where the processor's executor is named (its own
 	// `executor:`, or defaults.executor).
-	executorPos Position
+	executorPos  Position
+	executorKeys map[string]Position // position of each setting's key
 	// Executor overrides the pipeline's executor; empty means the
 	// pipeline's.
 	Executor string
@@ -310,13 +311,14 @@ var _ graph.Node = (*ProcessorNode)(nil)
 // Pipeline is not safe for concurrent use while Validate runs; afterwards it
 // may be read concurrently.
 type Pipeline struct {
-	File        string
-	Source      []byte
-	Name        string
-	Inputs      []InputDecl      // in file order
-	Processors  []*ProcessorNode // in file order; Processors[i].ID() == int64(i)
-	Executor    string           // default "local"
-	executorPos Position
+	File         string
+	Source       []byte
+	Name         string
+	Inputs       []InputDecl      // in file order
+	Processors   []*ProcessorNode // in file order; Processors[i].ID() == int64(i)
+	Executor     string           // default "local"
+	executorPos  Position
+	executorKeys map[string]Position
 	// ExecutorConfig holds the settings of the pipeline's `executor:` mapping
 	// other than backend; nil when it names a backend only.
 	ExecutorConfig map[string]any
@@ -443,4 +445,13 @@ type Catalog interface {
 type BackendCatalog interface {
 	// Backends returns the installed executor backends' names, sorted.
 	Backends() []string
+}
+
+// SettingsValidator is implemented by a Catalog that can have an executor
+// backend check the settings of an `executor:` when a pipeline is
+// validated.
+type SettingsValidator interface {
+	// ValidateSettings returns the backend's diagnostics of settings (those
+	// holding ${{ }} left out); paths start at a setting's name.
+	ValidateSettings(backend string, settings map[string]any) ([]Diagnostic, error)
 }

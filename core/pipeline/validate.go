@@ -128,6 +128,9 @@ func (p *Pipeline) Validate(cat Catalog) error {
 
 	if bc, ok := cat.(BackendCatalog); ok {
 		p.checkBackends(bc.Backends(), errorf)
+		if sv, ok := cat.(SettingsValidator); ok && len(errs) == 0 {
+			p.checkSettings(sv, errorf)
+		}
 	}
 
 	for _, o := range p.Outputs {
@@ -218,6 +221,43 @@ func (p *Pipeline) checkBackends(installed []string, errorf func(Position, strin
 	check(p.Executor, p.executorPos)
 	for _, n := range p.Processors {
 		check(n.Executor, n.executorPos)
+	}
+}
+
+// checkSettings has each backend check the settings the file gives it, once
+// per `executor:` (a defaults.executor shared by processors is checked once).
+func (p *Pipeline) checkSettings(sv SettingsValidator, errorf func(Position, string, ...any)) {
+	seen := map[Position]bool{}
+	check := func(backend string, settings map[string]any, pos Position, keys map[string]Position) {
+		if settings == nil || pos.Line == 0 || seen[pos] {
+			return
+		}
+		seen[pos] = true
+		literal := make(map[string]any, len(settings))
+		for k, v := range settings {
+			if !holdsExpr(v) {
+				literal[k] = v
+			}
+		}
+		ds, err := sv.ValidateSettings(backend, literal)
+		if err != nil {
+			errorf(pos, "executor backend %s cannot check its settings: %v", backend, err)
+			return
+		}
+		for _, d := range ds {
+			at, where := pos, "executor "+backend
+			if len(d.Path) > 0 {
+				if kp, ok := keys[d.Path[0]]; ok {
+					at = kp
+				}
+				where = fmt.Sprintf("setting %q of executor %s", strings.Join(d.Path, "."), backend)
+			}
+			errorf(at, "%s: %s", where, d.Message)
+		}
+	}
+	check(p.Executor, p.ExecutorConfig, p.executorPos, p.executorKeys)
+	for _, n := range p.Processors {
+		check(n.Executor, n.ExecutorConfig, n.executorPos, n.executorKeys)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk"
@@ -66,6 +68,19 @@ func (b *Backend) Diagnose(ctx context.Context, id string) string {
 		return ""
 	}
 	return resp.Reason
+}
+
+// ValidateSettings has the backend check a pipeline's settings for it. A
+// backend built before settings checks existed takes any: no diagnostics.
+func (b *Backend) ValidateSettings(ctx context.Context, configJSON []byte) ([]*wizrpc.Diagnostic, error) {
+	resp, err := b.rpc.ValidateSettings(ctx, &wizrpc.ValidateSettingsRequest{ConfigJson: configJSON})
+	if status.Code(err) == codes.Unimplemented {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, b.callError("validate settings", err)
+	}
+	return resp.Diagnostics, nil
 }
 
 // Kill stops the plugin process and reaps it.

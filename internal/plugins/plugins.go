@@ -434,6 +434,36 @@ func (r *Registry) Backends() []string {
 	return names
 }
 
+// ValidateSettings implements pipeline.SettingsValidator: the executor
+// backend checks the settings of a pipeline's `executor:`. Its process is
+// the one runs use (kept until Close). A backend built before the SDK had
+// settings checks takes any settings.
+func (r *Registry) ValidateSettings(backend string, settings map[string]any) ([]pipeline.Diagnostic, error) {
+	bp, err := r.Backend(backend)
+	if err != nil {
+		return nil, err
+	}
+	b, err := r.liveBackend(bp, backend)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := json.Marshal(settings)
+	if err != nil {
+		return nil, fmt.Errorf("encode settings: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), validateTimeout)
+	defer cancel()
+	ds, err := b.ValidateSettings(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]pipeline.Diagnostic, len(ds))
+	for i, d := range ds {
+		out[i] = pipeline.Diagnostic{Path: d.Path, Message: d.Message}
+	}
+	return out, nil
+}
+
 // liveBackend returns the running plugin process of backend bp, starting it
 // (and checking its digest) when there is none or it has exited.
 func (r *Registry) liveBackend(bp *Plugin, name string) (*pluginhost.Backend, error) {

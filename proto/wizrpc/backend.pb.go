@@ -21,6 +21,94 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ValidateSettingsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConfigJson    []byte                 `protobuf:"bytes,1,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the settings, as ProvisionRequest.config_json
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateSettingsRequest) Reset() {
+	*x = ValidateSettingsRequest{}
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateSettingsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateSettingsRequest) ProtoMessage() {}
+
+func (x *ValidateSettingsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateSettingsRequest.ProtoReflect.Descriptor instead.
+func (*ValidateSettingsRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ValidateSettingsRequest) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+type ValidateSettingsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Diagnostics   []*Diagnostic          `protobuf:"bytes,1,rep,name=diagnostics,proto3" json:"diagnostics,omitempty"` // paths start at a setting's name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ValidateSettingsResponse) Reset() {
+	*x = ValidateSettingsResponse{}
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ValidateSettingsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ValidateSettingsResponse) ProtoMessage() {}
+
+func (x *ValidateSettingsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ValidateSettingsResponse.ProtoReflect.Descriptor instead.
+func (*ValidateSettingsResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ValidateSettingsResponse) GetDiagnostics() []*Diagnostic {
+	if x != nil {
+		return x.Diagnostics
+	}
+	return nil
+}
+
 type DiagnoseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ExecutorId    string                 `protobuf:"bytes,1,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
@@ -30,7 +118,7 @@ type DiagnoseRequest struct {
 
 func (x *DiagnoseRequest) Reset() {
 	*x = DiagnoseRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +130,7 @@ func (x *DiagnoseRequest) String() string {
 func (*DiagnoseRequest) ProtoMessage() {}
 
 func (x *DiagnoseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +143,7 @@ func (x *DiagnoseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiagnoseRequest.ProtoReflect.Descriptor instead.
 func (*DiagnoseRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{0}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *DiagnoseRequest) GetExecutorId() string {
@@ -74,7 +162,7 @@ type DiagnoseResponse struct {
 
 func (x *DiagnoseResponse) Reset() {
 	*x = DiagnoseResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -86,7 +174,7 @@ func (x *DiagnoseResponse) String() string {
 func (*DiagnoseResponse) ProtoMessage() {}
 
 func (x *DiagnoseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -99,7 +187,7 @@ func (x *DiagnoseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiagnoseResponse.ProtoReflect.Descriptor instead.
 func (*DiagnoseResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{1}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DiagnoseResponse) GetReason() string {
@@ -117,7 +205,7 @@ type BackendDescribeRequest struct {
 
 func (x *BackendDescribeRequest) Reset() {
 	*x = BackendDescribeRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -129,7 +217,7 @@ func (x *BackendDescribeRequest) String() string {
 func (*BackendDescribeRequest) ProtoMessage() {}
 
 func (x *BackendDescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -142,21 +230,22 @@ func (x *BackendDescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendDescribeRequest.ProtoReflect.Descriptor instead.
 func (*BackendDescribeRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{2}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{4}
 }
 
 type BackendDescribeResponse struct {
-	state           protoimpl.MessageState `protogen:"open.v1"`
-	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version         string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	ProtocolVersion int32                  `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Name              string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version           string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	ProtocolVersion   int32                  `protobuf:"varint,3,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	ValidatesSettings bool                   `protobuf:"varint,4,opt,name=validates_settings,json=validatesSettings,proto3" json:"validates_settings,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *BackendDescribeResponse) Reset() {
 	*x = BackendDescribeResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -168,7 +257,7 @@ func (x *BackendDescribeResponse) String() string {
 func (*BackendDescribeResponse) ProtoMessage() {}
 
 func (x *BackendDescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -181,7 +270,7 @@ func (x *BackendDescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendDescribeResponse.ProtoReflect.Descriptor instead.
 func (*BackendDescribeResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{3}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BackendDescribeResponse) GetName() string {
@@ -205,6 +294,13 @@ func (x *BackendDescribeResponse) GetProtocolVersion() int32 {
 	return 0
 }
 
+func (x *BackendDescribeResponse) GetValidatesSettings() bool {
+	if x != nil {
+		return x.ValidatesSettings
+	}
+	return false
+}
+
 type ProvisionRequest struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	RunId      string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
@@ -223,7 +319,7 @@ type ProvisionRequest struct {
 
 func (x *ProvisionRequest) Reset() {
 	*x = ProvisionRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +331,7 @@ func (x *ProvisionRequest) String() string {
 func (*ProvisionRequest) ProtoMessage() {}
 
 func (x *ProvisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +344,7 @@ func (x *ProvisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionRequest.ProtoReflect.Descriptor instead.
 func (*ProvisionRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{4}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProvisionRequest) GetRunId() string {
@@ -322,7 +418,7 @@ type ProvisionResponse struct {
 
 func (x *ProvisionResponse) Reset() {
 	*x = ProvisionResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -334,7 +430,7 @@ func (x *ProvisionResponse) String() string {
 func (*ProvisionResponse) ProtoMessage() {}
 
 func (x *ProvisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -347,7 +443,7 @@ func (x *ProvisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionResponse.ProtoReflect.Descriptor instead.
 func (*ProvisionResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{5}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ProvisionResponse) GetExecutorId() string {
@@ -384,7 +480,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +492,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +505,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{6}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -449,7 +545,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +557,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +570,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{7}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *TeardownRequest) GetExecutorId() string {
@@ -492,7 +588,7 @@ type TeardownResponse struct {
 
 func (x *TeardownResponse) Reset() {
 	*x = TeardownResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -504,7 +600,7 @@ func (x *TeardownResponse) String() string {
 func (*TeardownResponse) ProtoMessage() {}
 
 func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -517,24 +613,30 @@ func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownResponse.ProtoReflect.Descriptor instead.
 func (*TeardownResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{8}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{10}
 }
 
 var File_wizrpc_v1_backend_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\n" +
-	"\x17wizrpc/v1/backend.proto\x12\twizrpc.v1\"2\n" +
+	"\x17wizrpc/v1/backend.proto\x12\twizrpc.v1\x1a\x14wizrpc/v1/pack.proto\":\n" +
+	"\x17ValidateSettingsRequest\x12\x1f\n" +
+	"\vconfig_json\x18\x01 \x01(\fR\n" +
+	"configJson\"S\n" +
+	"\x18ValidateSettingsResponse\x127\n" +
+	"\vdiagnostics\x18\x01 \x03(\v2\x15.wizrpc.v1.DiagnosticR\vdiagnostics\"2\n" +
 	"\x0fDiagnoseRequest\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\"*\n" +
 	"\x10DiagnoseResponse\x12\x16\n" +
 	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x18\n" +
-	"\x16BackendDescribeRequest\"r\n" +
+	"\x16BackendDescribeRequest\"\xa1\x01\n" +
 	"\x17BackendDescribeResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
-	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\"\xef\x01\n" +
+	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x12-\n" +
+	"\x12validates_settings\x18\x04 \x01(\bR\x11validatesSettings\"\xef\x01\n" +
 	"\x10ProvisionRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1d\n" +
 	"\n" +
@@ -560,12 +662,13 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\x0fTeardownRequest\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\"\x12\n" +
-	"\x10TeardownResponse2\xb6\x02\n" +
+	"\x10TeardownResponse2\x93\x03\n" +
 	"\x0fExecutorBackend\x12Q\n" +
 	"\bDescribe\x12!.wizrpc.v1.BackendDescribeRequest\x1a\".wizrpc.v1.BackendDescribeResponse\x12F\n" +
 	"\tProvision\x12\x1b.wizrpc.v1.ProvisionRequest\x1a\x1c.wizrpc.v1.ProvisionResponse\x12C\n" +
 	"\bTeardown\x12\x1a.wizrpc.v1.TeardownRequest\x1a\x1b.wizrpc.v1.TeardownResponse\x12C\n" +
-	"\bDiagnose\x12\x1a.wizrpc.v1.DiagnoseRequest\x1a\x1b.wizrpc.v1.DiagnoseResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
+	"\bDiagnose\x12\x1a.wizrpc.v1.DiagnoseRequest\x1a\x1b.wizrpc.v1.DiagnoseResponse\x12[\n" +
+	"\x10ValidateSettings\x12\".wizrpc.v1.ValidateSettingsRequest\x1a#.wizrpc.v1.ValidateSettingsResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
 
 var (
 	file_wizrpc_v1_backend_proto_rawDescOnce sync.Once
@@ -579,33 +682,39 @@ func file_wizrpc_v1_backend_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_backend_proto_rawDescData
 }
 
-var file_wizrpc_v1_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_wizrpc_v1_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_wizrpc_v1_backend_proto_goTypes = []any{
-	(*DiagnoseRequest)(nil),         // 0: wizrpc.v1.DiagnoseRequest
-	(*DiagnoseResponse)(nil),        // 1: wizrpc.v1.DiagnoseResponse
-	(*BackendDescribeRequest)(nil),  // 2: wizrpc.v1.BackendDescribeRequest
-	(*BackendDescribeResponse)(nil), // 3: wizrpc.v1.BackendDescribeResponse
-	(*ProvisionRequest)(nil),        // 4: wizrpc.v1.ProvisionRequest
-	(*ProvisionResponse)(nil),       // 5: wizrpc.v1.ProvisionResponse
-	(*Endpoint)(nil),                // 6: wizrpc.v1.Endpoint
-	(*TeardownRequest)(nil),         // 7: wizrpc.v1.TeardownRequest
-	(*TeardownResponse)(nil),        // 8: wizrpc.v1.TeardownResponse
+	(*ValidateSettingsRequest)(nil),  // 0: wizrpc.v1.ValidateSettingsRequest
+	(*ValidateSettingsResponse)(nil), // 1: wizrpc.v1.ValidateSettingsResponse
+	(*DiagnoseRequest)(nil),          // 2: wizrpc.v1.DiagnoseRequest
+	(*DiagnoseResponse)(nil),         // 3: wizrpc.v1.DiagnoseResponse
+	(*BackendDescribeRequest)(nil),   // 4: wizrpc.v1.BackendDescribeRequest
+	(*BackendDescribeResponse)(nil),  // 5: wizrpc.v1.BackendDescribeResponse
+	(*ProvisionRequest)(nil),         // 6: wizrpc.v1.ProvisionRequest
+	(*ProvisionResponse)(nil),        // 7: wizrpc.v1.ProvisionResponse
+	(*Endpoint)(nil),                 // 8: wizrpc.v1.Endpoint
+	(*TeardownRequest)(nil),          // 9: wizrpc.v1.TeardownRequest
+	(*TeardownResponse)(nil),         // 10: wizrpc.v1.TeardownResponse
+	(*Diagnostic)(nil),               // 11: wizrpc.v1.Diagnostic
 }
 var file_wizrpc_v1_backend_proto_depIdxs = []int32{
-	6, // 0: wizrpc.v1.ProvisionResponse.endpoint:type_name -> wizrpc.v1.Endpoint
-	2, // 1: wizrpc.v1.ExecutorBackend.Describe:input_type -> wizrpc.v1.BackendDescribeRequest
-	4, // 2: wizrpc.v1.ExecutorBackend.Provision:input_type -> wizrpc.v1.ProvisionRequest
-	7, // 3: wizrpc.v1.ExecutorBackend.Teardown:input_type -> wizrpc.v1.TeardownRequest
-	0, // 4: wizrpc.v1.ExecutorBackend.Diagnose:input_type -> wizrpc.v1.DiagnoseRequest
-	3, // 5: wizrpc.v1.ExecutorBackend.Describe:output_type -> wizrpc.v1.BackendDescribeResponse
-	5, // 6: wizrpc.v1.ExecutorBackend.Provision:output_type -> wizrpc.v1.ProvisionResponse
-	8, // 7: wizrpc.v1.ExecutorBackend.Teardown:output_type -> wizrpc.v1.TeardownResponse
-	1, // 8: wizrpc.v1.ExecutorBackend.Diagnose:output_type -> wizrpc.v1.DiagnoseResponse
-	5, // [5:9] is the sub-list for method output_type
-	1, // [1:5] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	11, // 0: wizrpc.v1.ValidateSettingsResponse.diagnostics:type_name -> wizrpc.v1.Diagnostic
+	8,  // 1: wizrpc.v1.ProvisionResponse.endpoint:type_name -> wizrpc.v1.Endpoint
+	4,  // 2: wizrpc.v1.ExecutorBackend.Describe:input_type -> wizrpc.v1.BackendDescribeRequest
+	6,  // 3: wizrpc.v1.ExecutorBackend.Provision:input_type -> wizrpc.v1.ProvisionRequest
+	9,  // 4: wizrpc.v1.ExecutorBackend.Teardown:input_type -> wizrpc.v1.TeardownRequest
+	2,  // 5: wizrpc.v1.ExecutorBackend.Diagnose:input_type -> wizrpc.v1.DiagnoseRequest
+	0,  // 6: wizrpc.v1.ExecutorBackend.ValidateSettings:input_type -> wizrpc.v1.ValidateSettingsRequest
+	5,  // 7: wizrpc.v1.ExecutorBackend.Describe:output_type -> wizrpc.v1.BackendDescribeResponse
+	7,  // 8: wizrpc.v1.ExecutorBackend.Provision:output_type -> wizrpc.v1.ProvisionResponse
+	10, // 9: wizrpc.v1.ExecutorBackend.Teardown:output_type -> wizrpc.v1.TeardownResponse
+	3,  // 10: wizrpc.v1.ExecutorBackend.Diagnose:output_type -> wizrpc.v1.DiagnoseResponse
+	1,  // 11: wizrpc.v1.ExecutorBackend.ValidateSettings:output_type -> wizrpc.v1.ValidateSettingsResponse
+	7,  // [7:12] is the sub-list for method output_type
+	2,  // [2:7] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_backend_proto_init() }
@@ -613,13 +722,14 @@ func file_wizrpc_v1_backend_proto_init() {
 	if File_wizrpc_v1_backend_proto != nil {
 		return
 	}
+	file_wizrpc_v1_pack_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_backend_proto_rawDesc), len(file_wizrpc_v1_backend_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

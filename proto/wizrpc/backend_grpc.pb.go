@@ -19,10 +19,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ExecutorBackend_Describe_FullMethodName  = "/wizrpc.v1.ExecutorBackend/Describe"
-	ExecutorBackend_Provision_FullMethodName = "/wizrpc.v1.ExecutorBackend/Provision"
-	ExecutorBackend_Teardown_FullMethodName  = "/wizrpc.v1.ExecutorBackend/Teardown"
-	ExecutorBackend_Diagnose_FullMethodName  = "/wizrpc.v1.ExecutorBackend/Diagnose"
+	ExecutorBackend_Describe_FullMethodName         = "/wizrpc.v1.ExecutorBackend/Describe"
+	ExecutorBackend_Provision_FullMethodName        = "/wizrpc.v1.ExecutorBackend/Provision"
+	ExecutorBackend_Teardown_FullMethodName         = "/wizrpc.v1.ExecutorBackend/Teardown"
+	ExecutorBackend_Diagnose_FullMethodName         = "/wizrpc.v1.ExecutorBackend/Diagnose"
+	ExecutorBackend_ValidateSettings_FullMethodName = "/wizrpc.v1.ExecutorBackend/ValidateSettings"
 )
 
 // ExecutorBackendClient is the client API for ExecutorBackend service.
@@ -41,6 +42,10 @@ type ExecutorBackendClient interface {
 	// (a process killed by a signal, a pod OOMKilled or evicted). The Manager
 	// asks when it loses an executor, to tell the user the cause.
 	Diagnose(ctx context.Context, in *DiagnoseRequest, opts ...grpc.CallOption) (*DiagnoseResponse, error)
+	// ValidateSettings checks the settings of a pipeline's `executor:` when
+	// the pipeline is applied; asked only of backends whose Describe says
+	// validates_settings.
+	ValidateSettings(ctx context.Context, in *ValidateSettingsRequest, opts ...grpc.CallOption) (*ValidateSettingsResponse, error)
 }
 
 type executorBackendClient struct {
@@ -91,6 +96,16 @@ func (c *executorBackendClient) Diagnose(ctx context.Context, in *DiagnoseReques
 	return out, nil
 }
 
+func (c *executorBackendClient) ValidateSettings(ctx context.Context, in *ValidateSettingsRequest, opts ...grpc.CallOption) (*ValidateSettingsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ValidateSettingsResponse)
+	err := c.cc.Invoke(ctx, ExecutorBackend_ValidateSettings_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutorBackendServer is the server API for ExecutorBackend service.
 // All implementations must embed UnimplementedExecutorBackendServer
 // for forward compatibility.
@@ -107,6 +122,10 @@ type ExecutorBackendServer interface {
 	// (a process killed by a signal, a pod OOMKilled or evicted). The Manager
 	// asks when it loses an executor, to tell the user the cause.
 	Diagnose(context.Context, *DiagnoseRequest) (*DiagnoseResponse, error)
+	// ValidateSettings checks the settings of a pipeline's `executor:` when
+	// the pipeline is applied; asked only of backends whose Describe says
+	// validates_settings.
+	ValidateSettings(context.Context, *ValidateSettingsRequest) (*ValidateSettingsResponse, error)
 	mustEmbedUnimplementedExecutorBackendServer()
 }
 
@@ -128,6 +147,9 @@ func (UnimplementedExecutorBackendServer) Teardown(context.Context, *TeardownReq
 }
 func (UnimplementedExecutorBackendServer) Diagnose(context.Context, *DiagnoseRequest) (*DiagnoseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Diagnose not implemented")
+}
+func (UnimplementedExecutorBackendServer) ValidateSettings(context.Context, *ValidateSettingsRequest) (*ValidateSettingsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ValidateSettings not implemented")
 }
 func (UnimplementedExecutorBackendServer) mustEmbedUnimplementedExecutorBackendServer() {}
 func (UnimplementedExecutorBackendServer) testEmbeddedByValue()                         {}
@@ -222,6 +244,24 @@ func _ExecutorBackend_Diagnose_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutorBackend_ValidateSettings_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ValidateSettingsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutorBackendServer).ValidateSettings(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutorBackend_ValidateSettings_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutorBackendServer).ValidateSettings(ctx, req.(*ValidateSettingsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecutorBackend_ServiceDesc is the grpc.ServiceDesc for ExecutorBackend service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -244,6 +284,10 @@ var ExecutorBackend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Diagnose",
 			Handler:    _ExecutorBackend_Diagnose_Handler,
+		},
+		{
+			MethodName: "ValidateSettings",
+			Handler:    _ExecutorBackend_ValidateSettings_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -3,6 +3,10 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
 )
 
 // Info names and versions a backend.
@@ -22,6 +26,24 @@ type Backend interface {
 	// Teardown stops the executor Provision started and removes what it made.
 	// Tearing down an unknown or already stopped executor is not an error.
 	Teardown(ctx context.Context, req *TeardownRequest) (*TeardownResponse, error)
+}
+
+// SettingsValidator is implemented by a Backend that checks the settings of
+// a pipeline's `executor:` when the pipeline is applied, before anything
+// runs: unknown settings, values it cannot use. wiz shows each Diagnostic at
+// the setting its Path names (FILE:LINE:COL) and refuses the file (exit 2).
+// Backends that do not implement it get any settings, as before.
+type SettingsValidator interface {
+	ValidateSettings(settings map[string]any) []Diagnostic
+}
+
+// Diagnostic is one problem in a backend's settings.
+type Diagnostic struct {
+	// Path names the setting, then list indexes or map keys within it
+	// ("namespace"; "resources", "limits"). Empty: the settings as a whole.
+	Path []string
+	// Message says what is wrong and, where it can, how to fix it.
+	Message string
 }
 
 // ProvisionRequest asks for one executor.
@@ -98,4 +120,43 @@ type DiagnoseRequest struct {
 type DiagnoseResponse struct {
 	// Reason is one line in the backend's words; empty when nothing is known.
 	Reason string
+}
+
+// CheckSettings is a ValidateSettings for a backend that knows the names of
+// its settings and how to parse them: a name not in names is a Diagnostic at
+// that setting; then each setting is parsed alone with parse (its JSON
+// object of that one setting), and an error is a Diagnostic at it; last,
+// all of them are parsed together, for problems between settings.
+func CheckSettings(settings map[string]any, names []string, parse func(settingsJSON []byte) error) []Diagnostic {
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var ds []Diagnostic
+	for _, k := range keys {
+		if !slices.Contains(names, k) {
+			ds = append(ds, Diagnostic{Path: []string{k}, Message: fmt.Sprintf("unknown setting %q (valid: %s)", k, strings.Join(names, ", "))})
+			continue
+		}
+		one, err := json.Marshal(map[string]any{k: settings[k]})
+		if err != nil {
+			ds = append(ds, Diagnostic{Path: []string{k}, Message: err.Error()})
+			continue
+		}
+		if err := parse(one); err != nil {
+			ds = append(ds, Diagnostic{Path: []string{k}, Message: err.Error()})
+		}
+	}
+	if len(ds) > 0 {
+		return ds
+	}
+	all, err := json.Marshal(settings)
+	if err == nil {
+		err = parse(all)
+	}
+	if err != nil {
+		return []Diagnostic{{Message: err.Error()}}
+	}
+	return nil
 }

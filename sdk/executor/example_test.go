@@ -2,6 +2,7 @@ package executor_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"sync"
@@ -109,4 +110,23 @@ func ExampleNewServer() {
 	// local 0.1.0 (protocol 1)
 	// executor local-run1 at 127.0.0.1:7443
 	// torn down
+}
+
+// A backend that knows its settings checks them when a pipeline is applied
+// (it implements SettingsValidator); CheckSettings does it from the names of
+// the settings and the backend's own parser.
+func ExampleCheckSettings() {
+	parse := func(raw []byte) error {
+		var s struct {
+			Namespace string `json:"namespace"`
+			Replicas  int    `json:"replicas"`
+		}
+		return json.Unmarshal(raw, &s)
+	}
+	for _, d := range executor.CheckSettings(map[string]any{"namespace": "ci", "replicaz": 2, "replicas": "two"}, []string{"namespace", "replicas"}, parse) {
+		fmt.Printf("%v: %s\n", d.Path, d.Message)
+	}
+	// Output:
+	// [replicas]: json: cannot unmarshal string into Go struct field .replicas of type int
+	// [replicaz]: unknown setting "replicaz" (valid: namespace, replicas)
 }

@@ -2,6 +2,7 @@ package executor
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 
@@ -66,7 +67,32 @@ type backendServer struct {
 }
 
 func (s *backendServer) Describe(context.Context, *wizrpc.BackendDescribeRequest) (*wizrpc.BackendDescribeResponse, error) {
-	return &wizrpc.BackendDescribeResponse{Name: s.info.Name, Version: s.info.Version, ProtocolVersion: sdk.ProtocolVersion}, nil
+	_, validates := s.b.(SettingsValidator)
+	return &wizrpc.BackendDescribeResponse{Name: s.info.Name, Version: s.info.Version, ProtocolVersion: sdk.ProtocolVersion, ValidatesSettings: validates}, nil
+}
+
+func (s *backendServer) ValidateSettings(_ context.Context, req *wizrpc.ValidateSettingsRequest) (_ *wizrpc.ValidateSettingsResponse, err error) {
+	resp := &wizrpc.ValidateSettingsResponse{}
+	v, ok := s.b.(SettingsValidator)
+	if !ok {
+		return resp, nil
+	}
+	settings := map[string]any{}
+	if len(req.ConfigJson) > 0 {
+		if err := json.Unmarshal(req.ConfigJson, &settings); err != nil {
+			return nil, fmt.Errorf("executor backend %s: settings are not a JSON object: %w", s.info.Name, err)
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			resp.Diagnostics = append(resp.Diagnostics, &wizrpc.Diagnostic{Message: fmt.Sprintf("executor backend %s panicked while validating its settings: %v", s.info.Name, r)})
+			err = nil
+		}
+	}()
+	for _, d := range v.ValidateSettings(settings) {
+		resp.Diagnostics = append(resp.Diagnostics, &wizrpc.Diagnostic{Path: d.Path, Message: d.Message})
+	}
+	return resp, nil
 }
 
 func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequest) (_ *wizrpc.ProvisionResponse, err error) {

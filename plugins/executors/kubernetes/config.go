@@ -11,6 +11,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/wiz-run/wiz/sdk/executor"
 )
 
 // defaultReadyTimeout bounds how long Provision waits for a pod to be Ready.
@@ -190,4 +192,14 @@ func lowerFirst(s string) string {
 		return s
 	}
 	return strings.ToLower(s[:1]) + s[1:]
+}
+
+// ValidateSettings implements executor.SettingsValidator: wiz asks it when
+// a pipeline is applied, so that a misspelt setting or a bad value fails
+// there, at its position, not when a run starts.
+func (b *backend) ValidateSettings(settings map[string]any) []executor.Diagnostic {
+	return executor.CheckSettings(settings, settingNames, func(raw []byte) error {
+		_, err := parseConfig(raw, "wiz:"+b.version)
+		return err
+	})
 }

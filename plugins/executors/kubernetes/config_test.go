@@ -70,3 +70,22 @@ func TestParseConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// ValidateSettings reports each setting the backend does not take, or
+// cannot use, at that setting: wiz shows them when the pipeline is applied.
+func TestValidateSettings(t *testing.T) {
+	b := &backend{version: "1.0.0"}
+	ds := b.ValidateSettings(map[string]any{"namespace": "ci", "namespaec": "x", "readyTimeout": "soon"})
+	if len(ds) != 2 {
+		t.Fatalf("diagnostics %+v, want 2", ds)
+	}
+	if ds[0].Path[0] != "namespaec" || !strings.Contains(ds[0].Message, `unknown setting "namespaec"`) {
+		t.Errorf("first: %+v, want namespaec unknown", ds[0])
+	}
+	if ds[1].Path[0] != "readyTimeout" {
+		t.Errorf("second: %+v, want readyTimeout", ds[1])
+	}
+	if ds := b.ValidateSettings(map[string]any{"namespace": "ci", "readyTimeout": "30s"}); len(ds) != 0 {
+		t.Errorf("valid settings: %+v", ds)
+	}
+}

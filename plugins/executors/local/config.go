@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/wiz-run/wiz/sdk/executor"
 )
 
 // config is what a pipeline may set under `executor:` for the local backend.
@@ -29,9 +31,22 @@ func parseConfig(raw []byte) (config, error) {
 	if err := dec.Decode(&c); err != nil {
 		msg := err.Error()
 		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-			return c, fmt.Errorf("local executor: unknown setting %s under executor (valid: isolated, resources)", f)
+			return c, fmt.Errorf("local executor: unknown setting %s under executor (valid: %s)", f, strings.Join(settingNames, ", "))
 		}
 		return c, fmt.Errorf("local executor: settings under executor: %s", msg)
 	}
 	return c, nil
+}
+
+// settingNames are the settings the local backend takes.
+var settingNames = []string{"isolated", "resources"}
+
+// ValidateSettings implements executor.SettingsValidator: wiz asks it when
+// a pipeline is applied, so that a misspelt setting fails there, at its
+// position, not when a run starts.
+func (b *backend) ValidateSettings(settings map[string]any) []executor.Diagnostic {
+	return executor.CheckSettings(settings, settingNames, func(raw []byte) error {
+		_, err := parseConfig(raw)
+		return err
+	})
 }
