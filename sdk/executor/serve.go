@@ -39,6 +39,12 @@ func Serve(info Info, b Backend) {
 	})
 }
 
+// PluginSet is the go-plugin plugin set that serves b, as Serve does: for
+// test harnesses that serve a backend in-process (executortest).
+func PluginSet(info Info, b Backend) plugin.PluginSet {
+	return plugin.PluginSet{sdk.BackendPluginName: &backendPlugin{info: info, b: b}}
+}
+
 type backendPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
 	info Info

@@ -122,6 +122,12 @@ func (p *Pack) lookup(name string) (*Type, bool) {
 	return nil, false
 }
 
+// PluginSet is the go-plugin plugin set that serves p, as Serve does: for
+// hosts and test harnesses that serve a pack in-process (processortest).
+func PluginSet(p *Pack) plugin.PluginSet {
+	return plugin.PluginSet{sdk.PackPluginName: &packPlugin{pack: p}}
+}
+
 // packPlugin is the plugin side of the go-plugin plugin: it only serves.
 type packPlugin struct {
 	plugin.NetRPCUnsupportedPlugin
