@@ -182,13 +182,14 @@ func (r *run) fanIn(insts []*proc, name string) (*wizpb.Data, error) {
 			label = in.rec.Key
 		}
 		labels = append(labels, label)
-		dir = dir || len(d.Files) > 1 || len(d.Files) == 1 && strings.Contains(d.Files[0].Name, "/")
+		dir = dir || d.Directory || len(d.Files) > 1 || len(d.Files) == 1 && strings.Contains(d.Files[0].Name, "/")
 	}
 	out := &wizpb.Data{ContentType: "application/octet-stream"}
 	if len(ds) > 0 {
 		out.ContentType = ds[0].ContentType
 	}
 	if dir {
+		out.Directory = true
 		for k, d := range ds {
 			if len(d.Inline) > 0 {
 				digest, size, err := r.m.blobs.Put(bytes.NewReader(d.Inline))

@@ -795,7 +795,7 @@ func (m *multiCloser) Close() error {
 // place writes an input into the working dir: a file named after the input,
 // or a directory of its files, and returns its path.
 func (s *Server) place(dir, name string, d *wizpb.Data) (string, error) {
-	if len(d.GetFiles()) <= 1 {
+	if len(d.GetFiles()) <= 1 && !d.GetDirectory() {
 		path := filepath.Join(dir, name)
 		r, err := s.open(d)
 		if err != nil {
@@ -805,6 +805,9 @@ func (s *Server) place(dir, name string, d *wizpb.Data) (string, error) {
 		return path, writeFile(path, r)
 	}
 	root := filepath.Join(dir, name)
+	if err := os.MkdirAll(root, 0o755); err != nil { // an empty directory too
+		return "", err
+	}
 	for _, f := range d.Files {
 		rel := filepath.Clean(filepath.FromSlash(f.Name))
 		if rel == "." || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
@@ -845,6 +848,7 @@ func writeFile(path string, r io.Reader) error {
 func (s *Server) collect(dir, rel string, max int64) (*wizpb.Data, error) {
 	type file struct{ path, name string }
 	var files []file
+	isDir := strings.ContainsAny(rel, "*?[") // a glob's files are a directory
 	add := func(path, name string) error {
 		st, err := os.Stat(path)
 		if err != nil {
@@ -902,6 +906,7 @@ func (s *Server) collect(dir, rel string, max int64) (*wizpb.Data, error) {
 		if !st.IsDir() {
 			name = filepath.Base(path)
 		}
+		isDir = st.IsDir()
 		if err := add(path, name); err != nil {
 			return nil, fmt.Errorf("declared output %s: %w", rel, err)
 		}
@@ -919,7 +924,7 @@ func (s *Server) collect(dir, rel string, max int64) (*wizpb.Data, error) {
 	if max > 0 && total > max {
 		return nil, fmt.Errorf("%s is %s, %w: max_output_size is %s", rel, blob.Size(total), blob.ErrTooLarge, blob.Size(max))
 	}
-	d := &wizpb.Data{ContentType: "application/octet-stream"}
+	d := &wizpb.Data{ContentType: "application/octet-stream", Directory: isDir}
 	for _, f := range files {
 		digest, size, err := s.blobs.PutFile(f.path)
 		if err != nil {

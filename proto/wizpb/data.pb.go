@@ -37,7 +37,11 @@ type Data struct {
 	// Free-form metadata set by the producing processor.
 	Metadata map[string]string `protobuf:"bytes,3,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Files, when the value is one file or a directory of files.
-	Files         []*FileRef `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"`
+	Files []*FileRef `protobuf:"bytes,4,rep,name=files,proto3" json:"files,omitempty"`
+	// Directory says the files are a directory (a directory or glob output),
+	// even when it holds one file or none: a processor taking it as an input
+	// gets a directory.
+	Directory     bool `protobuf:"varint,5,opt,name=directory,proto3" json:"directory,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -98,6 +102,13 @@ func (x *Data) GetFiles() []*FileRef {
 		return x.Files
 	}
 	return nil
+}
+
+func (x *Data) GetDirectory() bool {
+	if x != nil {
+		return x.Directory
+	}
+	return false
 }
 
 // FileRef is a Wiz File: a file held in a content-addressed blob store.
@@ -168,12 +179,13 @@ var File_wiz_v1_data_proto protoreflect.FileDescriptor
 
 const file_wiz_v1_data_proto_rawDesc = "" +
 	"\n" +
-	"\x11wiz/v1/data.proto\x12\x06wiz.v1\"\xdd\x01\n" +
+	"\x11wiz/v1/data.proto\x12\x06wiz.v1\"\xfb\x01\n" +
 	"\x04Data\x12\x16\n" +
 	"\x06inline\x18\x01 \x01(\fR\x06inline\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x126\n" +
 	"\bmetadata\x18\x03 \x03(\v2\x1a.wiz.v1.Data.MetadataEntryR\bmetadata\x12%\n" +
-	"\x05files\x18\x04 \x03(\v2\x0f.wiz.v1.FileRefR\x05files\x1a;\n" +
+	"\x05files\x18\x04 \x03(\v2\x0f.wiz.v1.FileRefR\x05files\x12\x1c\n" +
+	"\tdirectory\x18\x05 \x01(\bR\tdirectory\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +

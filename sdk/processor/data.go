@@ -20,6 +20,9 @@ type Data struct {
 	Metadata map[string]string
 	// Files hold the value when it is one file or a directory of files.
 	Files []File
+	// Directory says Files are a directory, even with one file or none
+	// (CreateFiles sets it): a native program taking it gets a directory.
+	Directory bool
 }
 
 // File is a Wiz File as a processor sees it. A program that needs a path

@@ -91,7 +91,7 @@ func (w *FilesWriter) Close() error {
 		return fmt.Errorf("output %s: already closed or aborted", w.name)
 	}
 	w.done = true
-	return w.emit.Output(w.name, &Data{ContentType: "application/octet-stream", Files: w.files})
+	return w.emit.Output(w.name, &Data{ContentType: "application/octet-stream", Files: w.files, Directory: true})
 }
 
 // Abort discards the output. It does nothing after Close.

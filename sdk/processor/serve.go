@@ -391,7 +391,7 @@ func FromProto(d *wizpb.Data, blobDir string) *Data {
 	if d == nil {
 		return &Data{}
 	}
-	out := &Data{Bytes: d.Inline, ContentType: d.ContentType, Metadata: d.Metadata}
+	out := &Data{Bytes: d.Inline, ContentType: d.ContentType, Metadata: d.Metadata, Directory: d.Directory}
 	for _, f := range d.Files {
 		out.Files = append(out.Files, File{Digest: f.Digest, Size: f.Size, Name: f.Name, Path: blob.Path(blobDir, f.Digest)})
 	}
@@ -403,7 +403,7 @@ func ToProto(d *Data) *wizpb.Data {
 	if d == nil {
 		return &wizpb.Data{}
 	}
-	out := &wizpb.Data{Inline: d.Bytes, ContentType: d.ContentType, Metadata: d.Metadata}
+	out := &wizpb.Data{Inline: d.Bytes, ContentType: d.ContentType, Metadata: d.Metadata, Directory: d.Directory}
 	for _, f := range d.Files {
 		out.Files = append(out.Files, &wizpb.FileRef{Digest: f.Digest, Size: f.Size, Name: f.Name})
 	}
