@@ -23,6 +23,9 @@ const (
 	// FieldCode is program text of another language (a jq filter): "${{ }}"
 	// is refused in it, since a value spliced into code becomes code.
 	FieldCode = "code"
+	// FieldOutputs is a map whose keys name outputs the processor makes
+	// (std/exec's outputs: {NAME: PATH}).
+	FieldOutputs = "outputs"
 )
 
 // MaxValue is the largest value one expression may give: the kernel's

@@ -407,6 +407,10 @@ type TypeSpec struct {
 	// DeclaresInputs says that Inputs are all the inputs the type reads.
 	DeclaresInputs bool
 	Inputs         []InputSpec
+	// DeclaresOutputs says that Outputs, with the keys of any field of type
+	// FieldOutputs, are all the outputs the type makes.
+	DeclaresOutputs bool
+	Outputs         []string
 }
 
 // InputSpec is an input a processor type declares.

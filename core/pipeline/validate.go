@@ -126,6 +126,7 @@ func (p *Pipeline) Validate(cat Catalog) error {
 		}
 	}
 
+	p.checkOutputRefs(specs, errorf)
 	if bc, ok := cat.(BackendCatalog); ok {
 		p.checkBackends(bc.Backends(), errorf)
 		if sv, ok := cat.(SettingsValidator); ok && len(errs) == 0 {
@@ -200,6 +201,58 @@ func nameList(names []string) string {
 // cycleShown is how many processors of a long cycle its error names at each
 // end: a cycle through thousands of processors is still one readable line.
 const cycleShown = 5
+
+// checkOutputRefs refuses a reference to an output that the upstream's type
+// declares it does not make (`report.reprt`), in inputs: and in the
+// pipeline's outputs:. specs are the processors' types (nil: unknown).
+func (p *Pipeline) checkOutputRefs(specs []*TypeSpec, errorf func(Position, string, ...any)) {
+	check := func(r Ref) {
+		u, ok := p.byName[r.Processor]
+		if r.Processor == "" || !ok || int(u.id) >= len(specs) {
+			return
+		}
+		names, declared := outputsOf(u, specs[u.id])
+		if declared && !slices.Contains(names, r.Output) {
+			errorf(r.Pos, "%s (%s) has no output %q (its outputs: %s)", u.Name, u.Uses, r.Output, strings.Join(names, ", "))
+		}
+	}
+	for _, n := range p.Processors {
+		for _, b := range n.Inputs {
+			check(b.From)
+		}
+	}
+	for _, o := range p.Outputs {
+		check(o.From)
+	}
+}
+
+// outputsOf returns the outputs processor n makes, sorted, and whether its
+// type declares them: its Outputs and the keys of its fields of type
+// FieldOutputs. A field whose value is an expression makes them unknown.
+func outputsOf(n *ProcessorNode, spec *TypeSpec) ([]string, bool) {
+	if spec == nil {
+		return nil, false
+	}
+	declared := spec.DeclaresOutputs
+	names := slices.Clone(spec.Outputs)
+	for _, f := range spec.Fields {
+		if f.Type != FieldOutputs {
+			continue
+		}
+		declared = true
+		switch v := n.With[f.Name].(type) {
+		case nil:
+		case map[string]any:
+			for k := range v {
+				names = append(names, k)
+			}
+		default:
+			return nil, false // an expression: known when the task runs
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names), declared
+}
 
 // checkBackends refuses an executor backend named in the file that is not
 // installed, at the position that names it (the pipeline's, defaults' or
@@ -510,7 +563,7 @@ func checkType(typ string, v any) (string, bool) {
 			}
 		}
 		return want, true
-	case "map":
+	case "map", FieldOutputs:
 		_, ok := v.(map[string]any)
 		return "a map", ok
 	case "duration":

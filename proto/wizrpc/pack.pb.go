@@ -188,8 +188,13 @@ type TypeSpec struct {
 	// one, is refused at apply.
 	DeclaresInputs bool         `protobuf:"varint,6,opt,name=declares_inputs,json=declaresInputs,proto3" json:"declares_inputs,omitempty"`
 	Inputs         []*InputSpec `protobuf:"bytes,7,rep,name=inputs,proto3" json:"inputs,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The outputs the type makes, when it declares them (declares_outputs),
+	// besides the keys of any field of type "outputs": a reference to another
+	// output of it is refused at apply.
+	DeclaresOutputs bool     `protobuf:"varint,8,opt,name=declares_outputs,json=declaresOutputs,proto3" json:"declares_outputs,omitempty"`
+	Outputs         []string `protobuf:"bytes,9,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TypeSpec) Reset() {
@@ -267,6 +272,20 @@ func (x *TypeSpec) GetDeclaresInputs() bool {
 func (x *TypeSpec) GetInputs() []*InputSpec {
 	if x != nil {
 		return x.Inputs
+	}
+	return nil
+}
+
+func (x *TypeSpec) GetDeclaresOutputs() bool {
+	if x != nil {
+		return x.DeclaresOutputs
+	}
+	return false
+}
+
+func (x *TypeSpec) GetOutputs() []string {
+	if x != nil {
+		return x.Outputs
 	}
 	return nil
 }
@@ -1118,7 +1137,7 @@ const file_wizrpc_v1_pack_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x12)\n" +
-	"\x05types\x18\x04 \x03(\v2\x13.wizrpc.v1.TypeSpecR\x05types\"\xfc\x01\n" +
+	"\x05types\x18\x04 \x03(\v2\x13.wizrpc.v1.TypeSpecR\x05types\"\xc1\x02\n" +
 	"\bTypeSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x13.wizrpc.v1.TypeKindR\x04kind\x12\x10\n" +
@@ -1126,7 +1145,9 @@ const file_wizrpc_v1_pack_proto_rawDesc = "" +
 	"\x06fields\x18\x04 \x03(\v2\x14.wizrpc.v1.FieldSpecR\x06fields\x12\x1c\n" +
 	"\tvalidates\x18\x05 \x01(\bR\tvalidates\x12'\n" +
 	"\x0fdeclares_inputs\x18\x06 \x01(\bR\x0edeclaresInputs\x12,\n" +
-	"\x06inputs\x18\a \x03(\v2\x14.wizrpc.v1.InputSpecR\x06inputs\"M\n" +
+	"\x06inputs\x18\a \x03(\v2\x14.wizrpc.v1.InputSpecR\x06inputs\x12)\n" +
+	"\x10declares_outputs\x18\b \x01(\bR\x0fdeclaresOutputs\x12\x18\n" +
+	"\aoutputs\x18\t \x03(\tR\aoutputs\"M\n" +
 	"\tInputSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\brequired\x18\x02 \x01(\bR\brequired\x12\x10\n" +

@@ -38,6 +38,11 @@ type Type struct {
 	// apply, a pipeline that binds an input not declared or leaves a
 	// required one unbound. Nil declares nothing: any inputs are accepted.
 	Inputs []Input
+	// Outputs, when not nil, declares the outputs the type makes: wiz
+	// refuses, at apply, a pipeline that references another output of it
+	// (`report.reprt`). The keys of a field of type "outputs" are outputs
+	// too. Nil, with no such field, declares nothing.
+	Outputs []string
 	// Processor runs a data processor inside the pack.
 	Processor Processor
 	// Native plans a native program for the executor to run.
@@ -77,6 +82,10 @@ type Field struct {
 	// filter, a template), in which ${{ }} is refused when the pipeline is
 	// applied. A native type's plan receives the rewritten script; the
 	// variables are set by the executor.
+	//
+	// "outputs" is a map whose keys name outputs the processor makes (std/exec's
+	// outputs: {NAME: PATH}): wiz checks references to its outputs against
+	// them, besides the type's Outputs.
 	Type string
 	// Required fields must be set in the pipeline.
 	Required bool

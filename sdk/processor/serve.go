@@ -160,7 +160,7 @@ func Describe(p *Pack) (*wizrpc.DescribeResponse, error) {
 	resp := &wizrpc.DescribeResponse{Name: p.Name, Version: p.Version, ProtocolVersion: sdk.ProtocolVersion}
 	for _, t := range p.Types {
 		ts := &wizrpc.TypeSpec{Name: t.Name, Doc: t.Doc, Kind: wizrpc.TypeKind_TYPE_KIND_DATA,
-			Validates: t.Validate != nil, DeclaresInputs: t.Inputs != nil}
+			Validates: t.Validate != nil, DeclaresInputs: t.Inputs != nil, DeclaresOutputs: t.Outputs != nil, Outputs: t.Outputs}
 		if t.Native != nil {
 			ts.Kind = wizrpc.TypeKind_TYPE_KIND_NATIVE
 		}

@@ -54,6 +54,7 @@ func jsonType() processor.Type {
 			{Name: "max_document_size", Type: "int", Default: defaultMaxDocument, Doc: "largest input in bytes read as one JSON value (lines: false), since gojq needs it whole in memory"},
 		},
 		Validate:  validateJSON,
+		Outputs:   []string{"out"},
 		Processor: processor.ProcessorFunc(processJSON),
 	}
 }
@@ -204,6 +205,7 @@ func hashType() processor.Type {
 		Fields: []processor.Field{
 			{Name: "algorithm", Type: "string", Default: "sha256", Doc: "sha256 or sha512"},
 		},
+		Outputs:   []string{"out"},
 		Processor: processor.ProcessorFunc(processHash),
 	}
 }
@@ -246,6 +248,7 @@ func gzipType() processor.Type {
 		Fields: []processor.Field{
 			{Name: "level", Type: "int", Default: gzip.DefaultCompression, Doc: "compression level, 1 (fast) to 9 (small); -1 for the default"},
 		},
+		Outputs:   []string{"out"},
 		Processor: processor.ProcessorFunc(processGzip),
 	}
 }
@@ -288,6 +291,7 @@ func gunzipType() processor.Type {
 	return processor.Type{
 		Name:      "gunzip",
 		Doc:       "Decompresses gzip input.",
+		Outputs:   []string{"out"},
 		Processor: processor.ProcessorFunc(processGunzip),
 	}
 }

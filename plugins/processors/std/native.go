@@ -26,7 +26,7 @@ var nativeFields = []processor.Field{
 	{Name: "dir", Type: "string", Doc: "working directory; default: a fresh temporary directory per task"},
 	{Name: "stdin", Type: "string", Default: "stdin", Doc: "name of the input fed to stdin"},
 	{Name: "stdout", Type: "bool", Default: true, Doc: "collect stdout as the output \"out\""},
-	{Name: "outputs", Type: "map", Doc: "files the program writes, as NAME: PATH (relative to the working directory)"},
+	{Name: "outputs", Type: "outputs", Doc: "files the program writes, as NAME: PATH (relative to the working directory)"},
 	{Name: "clean_env", Type: "bool", Default: false, Doc: "start from an empty environment instead of the executor's"},
 }
 
@@ -37,7 +37,8 @@ func execType() processor.Type {
 		Fields: append([]processor.Field{
 			{Name: "command", Type: "list of string", Required: true, Doc: "argv: the program (absolute path or looked up in PATH) and its arguments"},
 		}, nativeFields...),
-		Native: processor.NativeFunc(planExec),
+		Outputs: []string{"out"}, // and the keys of outputs:
+		Native:  processor.NativeFunc(planExec),
 	}
 }
 
@@ -49,7 +50,8 @@ func shellType() processor.Type {
 			{Name: "script", Type: "script", Required: true, Doc: "the script; each ${{ EXPR }} in it reaches the shell as a variable (${WIZ_EXPR_n}), never as script text"},
 			{Name: "shell", Type: "string", Default: "/bin/sh", Doc: "the shell that runs the script with -c"},
 		}, nativeFields...),
-		Native: processor.NativeFunc(planShell),
+		Outputs: []string{"out"}, // and the keys of outputs:
+		Native:  processor.NativeFunc(planShell),
 	}
 }
 
