@@ -335,7 +335,7 @@ processors:
 			t.Errorf("digest %q count %q: the 3 MB file did not reach the pod's processors whole", outputs["digest"], outputs["count"])
 		}
 		// The 3 MB Wiz File, streamed back from the pod.
-		o, code := e.run(dir, "runs", "output", "last", "big", "-o", "big.out")
+		o, code := e.run(dir, "runs", "output", "last", "big", "--output-file", "big.out")
 		if code != 0 {
 			t.Fatalf("runs output big: %s", o)
 		}
