@@ -31,7 +31,7 @@ const (
 // CLI is wiz's command line.
 type CLI struct {
 	Home     string `env:"WIZ_HOME" help:"wiz home: state store, blobs and plugins (default ~/.wiz)." placeholder:"DIR"`
-	LogLevel string `env:"WIZ_LOG_LEVEL" default:"warn" enum:"trace,debug,info,warn,error,off" help:"Log level (${enum})."`
+	LogLevel string `env:"WIZ_LOG_LEVEL" default:"warn" enum:"trace,debug,info,warn,error,off,none" help:"Log level: trace, debug, info, warn, error, or off (none is off too)."`
 	Server   string `env:"WIZ_SERVER" placeholder:"URL" help:"Talk to the wiz daemon at this address (host:port) instead of the wiz home."`
 	Token    string `env:"WIZ_TOKEN" help:"Bearer token for --server."`
 	CA       string `name:"ca" env:"WIZ_CA" type:"existingfile" placeholder:"FILE" help:"Trust this certificate (the daemon's, or its CA) for --server."`
@@ -169,6 +169,9 @@ func run(args []string) int {
 			fmt.Fprintf(os.Stderr, "wiz: error: %v\n", err)
 			code = exitUsage
 			return
+		}
+		if cli.LogLevel == "none" {
+			cli.LogLevel = "off" // hclog's name for it
 		}
 		setGC(ctx.Command())
 		if cli.KubeContext != "" {
