@@ -103,15 +103,16 @@ func TestScript(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"buildacme":   cmdBuildacme,
-			"buildproto2": cmdBuildproto2,
-			"capture":     cmdCapture,
-			"exits":       cmdExits,
-			"inrange":     cmdInrange,
-			"killproc":    cmdKillproc,
-			"procs":       cmdProcs,
-			"ptyscreen":   cmdPtyscreen,
-			"waitfile":    cmdWaitfile,
+			"buildacme":    cmdBuildacme,
+			"buildproto2":  cmdBuildproto2,
+			"buildsubproc": cmdBuildsubproc,
+			"capture":      cmdCapture,
+			"exits":        cmdExits,
+			"inrange":      cmdInrange,
+			"killproc":     cmdKillproc,
+			"procs":        cmdProcs,
+			"ptyscreen":    cmdPtyscreen,
+			"waitfile":     cmdWaitfile,
 		},
 	})
 }
@@ -393,6 +394,16 @@ func cmdBuildacme(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	buildPlugin(ts, "acme-"+args[0], filepath.Join("examples", "acme-pack"),
 		"-X main.version="+args[0], args[1], "wiz-processors-acme")
+}
+
+// cmdBuildsubproc is `buildsubproc DIR`: it puts the example executor
+// backend (examples/subproc-backend, its own Go module) in
+// DIR/wiz-executor-subproc.
+func cmdBuildsubproc(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: buildsubproc DIR")
+	}
+	buildPlugin(ts, "subproc", filepath.Join("examples", "subproc-backend"), "", args[0], "wiz-executor-subproc")
 }
 
 // cmdBuildproto2 is `buildproto2 DIR`: it puts the test plugin that answers

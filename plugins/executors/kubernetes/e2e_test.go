@@ -656,11 +656,13 @@ processors:
 		args []string
 		env  []string
 		want string
+		code int
 	}{
-		{"bad namespace", []string{"run", "bad.yaml"}, nil, `namespace "Bad_NS" is not a valid namespace name`},
-		{"unknown context", []string{"--kube-context", "nope", "run", "ok.yaml"}, nil, `kubernetes executor: load kubeconfig: context "nope" does not exist`},
-		{"context from env", []string{"run", "ok.yaml"}, []string{"WIZ_KUBE_CONTEXT=gone"}, `context "gone" does not exist`},
-		{"no kubeconfig", []string{"run", "ok.yaml"}, []string{"KUBECONFIG=" + filepath.Join(dir, "missing"), "HOME=" + dir}, `set KUBECONFIG or --kube-context`},
+		// A bad setting is refused when the file is applied, at the setting.
+		{"bad namespace", []string{"run", "bad.yaml"}, nil, `bad.yaml:2:33: setting "namespace" of executor kubernetes: kubernetes executor: namespace "Bad_NS" is not a valid namespace name`, 2},
+		{"unknown context", []string{"--kube-context", "nope", "run", "ok.yaml"}, nil, `kubernetes executor: load kubeconfig: context "nope" does not exist`, 1},
+		{"context from env", []string{"run", "ok.yaml"}, []string{"WIZ_KUBE_CONTEXT=gone"}, `context "gone" does not exist`, 1},
+		{"no kubeconfig", []string{"run", "ok.yaml"}, []string{"KUBECONFIG=" + filepath.Join(dir, "missing"), "HOME=" + dir}, `set KUBECONFIG or --kube-context`, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			home := t.TempDir()
@@ -672,8 +674,8 @@ processors:
 			show := exec.Command(filepath.Join(e2eBin, "wiz"), "runs", "show", "last")
 			show.Env = append(os.Environ(), "WIZ_HOME="+home)
 			showOut, _ := show.CombinedOutput()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
-				t.Errorf("wiz %v: %v, want exit 1", tc.args, err)
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != tc.code {
+				t.Errorf("wiz %v: %v, want exit %d", tc.args, err, tc.code)
 			}
 			if !strings.Contains(string(out)+string(showOut), tc.want) {
 				t.Errorf("wiz %v does not say %q:\n%s\n%s", tc.args, tc.want, out, showOut)
