@@ -38,6 +38,9 @@ func (c *PipelineApplyCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
+	if a.Warning != "" {
+		fmt.Fprintf(os.Stderr, "wiz: warning: %s\n", a.Warning)
+	}
 	if a.Changed {
 		fmt.Printf("pipeline %s: stored version %d (%s)\n", a.Pipeline.Name, a.Version.Number, a.Version.Id)
 	} else {

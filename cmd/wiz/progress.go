@@ -30,6 +30,7 @@ type progress struct {
 
 	mu    sync.Mutex
 	run   *wizpb.Run
+	notes []string // the run's own warnings, shown under the summary line
 	order []string
 	procs map[string]*wizpb.ProcessorRun
 	drawn int
@@ -66,6 +67,18 @@ func (p *progress) ticker() {
 }
 
 func (p *progress) update(u manager.Update) {
+	if u.Processor == nil && u.Run == nil && u.Warning != "" {
+		// A warning about the run itself (the pipeline it applied).
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.tty && !p.quiet {
+			p.notes = append(p.notes, "warning: "+u.Warning)
+			p.dirty = true
+		} else {
+			fmt.Fprintf(p.w, "wiz: warning: %s\n", u.Warning)
+		}
+		return
+	}
 	if p.quiet {
 		return
 	}
@@ -183,8 +196,8 @@ func (p *progress) lines(width, height int) []string {
 		}
 		head = fmt.Sprintf("run %s (%s v%d): %s  %s", r.Id, r.PipelineName, r.PipelineVersion, head, fmtDuration(elapsed.Round(time.Millisecond)))
 	}
-	out := []string{head}
-	room := height - 2
+	out := append([]string{head}, p.notes...)
+	room := height - 2 - len(p.notes)
 	if len(p.order) <= room {
 		for _, n := range p.order {
 			out = append(out, fmt.Sprintf("  %-20s %s", n, stateText(p.procs[n])))

@@ -124,6 +124,9 @@ type Applied struct {
 	Version  *wizpb.PipelineVersion
 	Parsed   *pipeline.Pipeline
 	Changed  bool // a new version was stored
+	// Warning is for the user: the file's name: took over a pipeline whose
+	// newest version came from another file.
+	Warning string
 	// Children are the sub-pipelines its processors run, by processor.
 	Children map[string]*Applied
 }
@@ -132,14 +135,23 @@ type Applied struct {
 // newest version unless it is unchanged. The sub-pipeline files it uses are
 // read from this host.
 func (m *Manager) Apply(file string, src []byte) (*Applied, error) {
-	return m.apply(file, src, os.ReadFile, nil)
+	origin, _ := filepath.Abs(file)
+	return m.applyTop(file, src, os.ReadFile, origin)
 }
 
 // ApplySent is Apply of a pipeline a client sent with the sub-pipeline files
 // it uses, keyed by pipeline.ChildPath (see pipeline.ChildFiles): no file of
 // this host is read.
-func (m *Manager) ApplySent(file string, src []byte, files map[string][]byte) (*Applied, error) {
-	return m.apply(file, src, sentFiles(files), nil)
+// origin is the file's absolute path on the client ("" when unknown).
+func (m *Manager) ApplySent(file string, src []byte, files map[string][]byte, origin string) (*Applied, error) {
+	return m.applyTop(file, src, sentFiles(files), origin)
+}
+
+// applyTop applies a pipeline file the user named (not a sub-pipeline),
+// from origin: a new version warns when its name: takes over a pipeline
+// whose newest version came from another file.
+func (m *Manager) applyTop(file string, src []byte, read func(string) ([]byte, error), origin string) (*Applied, error) {
+	return m.applyFrom(file, src, read, nil, origin)
 }
 
 // sentFiles reads the sub-pipeline files a client sent.
@@ -155,6 +167,11 @@ func sentFiles(files map[string][]byte) func(string) ([]byte, error) {
 // apply is Apply of a file that pipelines in stack run (a sub-pipeline),
 // reading the sub-pipeline files it uses with read.
 func (m *Manager) apply(file string, src []byte, read func(string) ([]byte, error), stack []string) (*Applied, error) {
+	return m.applyFrom(file, src, read, stack, "")
+}
+
+// applyFrom is apply that records the file's origin in a new version.
+func (m *Manager) applyFrom(file string, src []byte, read func(string) ([]byte, error), stack []string, origin string) (*Applied, error) {
 	p, err := m.parse(file, src)
 	if err != nil {
 		return nil, err
@@ -169,6 +186,7 @@ func (m *Manager) apply(file string, src []byte, read func(string) ([]byte, erro
 		return nil, err
 	}
 	now := timestamppb.Now()
+	var prev *wizpb.PipelineVersion // the newest version, replaced
 	if pl != nil {
 		cur, err := m.store.PipelineVersion(pl.Id, pl.LatestVersionId)
 		if err != nil {
@@ -177,19 +195,25 @@ func (m *Manager) apply(file string, src []byte, read func(string) ([]byte, erro
 		if cur.Digest == digest {
 			return &Applied{Pipeline: pl, Version: cur, Parsed: p, Children: kids}, nil
 		}
+		prev = cur
 	} else {
 		pl = &wizpb.Pipeline{Id: ids.NewString(), Name: p.Name, Created: now}
 	}
 	v := &wizpb.PipelineVersion{
 		Id: ids.NewString(), PipelineId: pl.Id, PipelineName: pl.Name,
-		Number: pl.VersionCount + 1, Source: src, File: file, Digest: digest, Created: now, Children: pins,
+		Number: pl.VersionCount + 1, Source: src, File: file, Digest: digest, Created: now, Children: pins, Origin: origin,
 	}
 	pl.LatestVersionId = v.Id
 	pl.VersionCount = v.Number
 	if err := m.store.PutPipelineVersion(pl, v); err != nil {
 		return nil, fmt.Errorf("store pipeline %s: %w", pl.Name, err)
 	}
-	return &Applied{Pipeline: pl, Version: v, Parsed: p, Changed: true, Children: kids}, nil
+	a := &Applied{Pipeline: pl, Version: v, Parsed: p, Changed: true, Children: kids}
+	if prev != nil && prev.Origin != "" && origin != "" && prev.Origin != origin {
+		a.Warning = fmt.Sprintf("pipeline %s: %s is not the file its version %d came from (%s); it is now version %d of the same pipeline. If it is another pipeline, give it a name: of its own",
+			pl.Name, origin, prev.Number, prev.Origin, v.Number)
+	}
+	return a, nil
 }
 
 func (m *Manager) parse(file string, src []byte) (*pipeline.Pipeline, error) {

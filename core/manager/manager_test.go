@@ -740,10 +740,10 @@ func TestApplySentReadsNoHostFile(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "kid.yaml"), kid, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.ApplySent(parent, src, nil); err == nil || !strings.Contains(err.Error(), "parent.yaml:3:15: uses ./kid.yaml: cannot read the sub-pipeline") || !strings.Contains(err.Error(), "the client did not send it") {
+	if _, err := m.ApplySent(parent, src, nil, ""); err == nil || !strings.Contains(err.Error(), "parent.yaml:3:15: uses ./kid.yaml: cannot read the sub-pipeline") || !strings.Contains(err.Error(), "the client did not send it") {
 		t.Fatalf("ApplySent without the child = %v, want the child not sent, at its position", err)
 	}
-	a, err := m.ApplySent(parent, src, map[string][]byte{filepath.Join(dir, "kid.yaml"): kid})
+	a, err := m.ApplySent(parent, src, map[string][]byte{filepath.Join(dir, "kid.yaml"): kid}, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,7 @@ type RunRequest struct {
 	// host.
 	Sent   bool
 	Files  map[string][]byte
+	Origin string // with Sent: the file's absolute path on the client
 	Inputs map[string]InputValue
 	// From reruns this processor and everything downstream of it, reusing the
 	// outputs of the others from the newest earlier run of the same pipeline
@@ -74,7 +75,7 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 	)
 	switch {
 	case req.Source != nil && req.Sent:
-		a, err = m.ApplySent(req.File, req.Source, req.Files)
+		a, err = m.ApplySent(req.File, req.Source, req.Files, req.Origin)
 	case req.Source != nil:
 		a, err = m.Apply(req.File, req.Source)
 	default:
@@ -84,6 +85,9 @@ func (m *Manager) Run(ctx context.Context, req RunRequest, watch func(Update)) (
 		return nil, err
 	}
 	m.log.Debug("pipeline resolved", "pipeline", a.Pipeline.Name, "version", a.Version.Number)
+	if a.Warning != "" && watch != nil {
+		watch(Update{Warning: a.Warning})
+	}
 	p := a.Parsed
 	var (
 		base  *wizpb.Run

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -154,11 +155,12 @@ func (c *Client) Apply(file string, src []byte) (*manager.Applied, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.rpc.ApplyPipeline(context.Background(), &wizrpc.ApplyPipelineRequest{File: file, Source: src, Files: files})
+	origin, _ := filepath.Abs(file)
+	r, err := c.rpc.ApplyPipeline(context.Background(), &wizrpc.ApplyPipelineRequest{File: file, Source: src, Files: files, Origin: origin})
 	if err != nil {
 		return nil, fromStatus(err)
 	}
-	return &manager.Applied{Pipeline: r.Pipeline, Version: r.Version, Changed: r.Changed}, nil
+	return &manager.Applied{Pipeline: r.Pipeline, Version: r.Version, Changed: r.Changed, Warning: r.Warning}, nil
 }
 
 func (c *Client) Pipelines() ([]*wizpb.Pipeline, error) {
@@ -190,11 +192,13 @@ func childFiles(file string, src []byte) (map[string][]byte, error) {
 
 func (c *Client) Run(ctx context.Context, req manager.RunRequest, watch func(manager.Update)) (*wizpb.Run, error) {
 	var files map[string][]byte
+	var origin string
 	if req.Source != nil {
 		var err error
 		if files, err = childFiles(req.File, req.Source); err != nil {
 			return nil, err
 		}
+		origin, _ = filepath.Abs(req.File)
 	}
 	in := map[string]*wizrpc.InputValue{}
 	for k, v := range req.Inputs {
@@ -208,7 +212,7 @@ func (c *Client) Run(ctx context.Context, req manager.RunRequest, watch func(man
 			in[k] = &wizrpc.InputValue{Value: &wizrpc.InputValue_Text{Text: v.Text}}
 		}
 	}
-	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Files: files, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache}, watch)
+	return c.follow(ctx, &wizrpc.StartRunRequest{File: req.File, Source: req.Source, Files: files, Origin: origin, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache}, watch)
 }
 
 // inlineFileMax is the largest file input sent inside StartRun; larger ones

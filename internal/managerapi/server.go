@@ -94,11 +94,11 @@ func toStatus(err error) error {
 }
 
 func (s *Server) ApplyPipeline(_ context.Context, req *wizrpc.ApplyPipelineRequest) (*wizrpc.ApplyPipelineResponse, error) {
-	a, err := s.m.ApplySent(req.File, req.Source, req.Files)
+	a, err := s.m.ApplySent(req.File, req.Source, req.Files, req.Origin)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &wizrpc.ApplyPipelineResponse{Pipeline: a.Pipeline, Version: a.Version, Changed: a.Changed}, nil
+	return &wizrpc.ApplyPipelineResponse{Pipeline: a.Pipeline, Version: a.Version, Changed: a.Changed, Warning: a.Warning}, nil
 }
 
 func (s *Server) ListPipelines(context.Context, *wizrpc.ListPipelinesRequest) (*wizrpc.ListPipelinesResponse, error) {
@@ -146,7 +146,7 @@ func (s *Server) StartRun(req *wizrpc.StartRunRequest, stream wizrpc.Manager_Sta
 				}
 			}
 			_, err = s.m.Run(context.Background(), manager.RunRequest{
-				File: req.File, Source: req.Source, Sent: true, Files: req.Files, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache,
+				File: req.File, Source: req.Source, Sent: true, Files: req.Files, Origin: req.Origin, Pipeline: req.Pipeline, Inputs: in, From: req.From, KeepTemp: req.KeepTemp, NoCache: req.NoCache,
 			}, watch)
 		}
 		errc <- err

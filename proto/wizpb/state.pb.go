@@ -272,7 +272,10 @@ type PipelineVersion struct {
 	// children pins, per processor that runs a sub-pipeline applied with this
 	// version (uses: ./child.yaml or pipeline/NAME@N), the child version as
 	// "PIPELINE_ID/VERSION_ID". pipeline/NAME without @N is not pinned.
-	Children      map[string]string `protobuf:"bytes,9,rep,name=children,proto3" json:"children,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Children map[string]string `protobuf:"bytes,9,rep,name=children,proto3" json:"children,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// origin is the absolute path of the file, on the machine that applied
+	// it: a version from another file of the same name: is warned about.
+	Origin        string `protobuf:"bytes,10,opt,name=origin,proto3" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -368,6 +371,13 @@ func (x *PipelineVersion) GetChildren() map[string]string {
 		return x.Children
 	}
 	return nil
+}
+
+func (x *PipelineVersion) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
 }
 
 // Run is one run of a pipeline version with one set of inputs.
@@ -1292,7 +1302,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
 	"\x11latest_version_id\x18\x03 \x01(\tR\x0flatestVersionId\x124\n" +
 	"\acreated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12#\n" +
-	"\rversion_count\x18\x05 \x01(\x05R\fversionCount\"\xf9\x02\n" +
+	"\rversion_count\x18\x05 \x01(\x05R\fversionCount\"\x91\x03\n" +
 	"\x0fPipelineVersion\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vpipeline_id\x18\x02 \x01(\tR\n" +
@@ -1303,7 +1313,9 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x04file\x18\x06 \x01(\tR\x04file\x12\x16\n" +
 	"\x06digest\x18\a \x01(\tR\x06digest\x124\n" +
 	"\acreated\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12A\n" +
-	"\bchildren\x18\t \x03(\v2%.wiz.v1.PipelineVersion.ChildrenEntryR\bchildren\x1a;\n" +
+	"\bchildren\x18\t \x03(\v2%.wiz.v1.PipelineVersion.ChildrenEntryR\bchildren\x12\x16\n" +
+	"\x06origin\x18\n" +
+	" \x01(\tR\x06origin\x1a;\n" +
 	"\rChildrenEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x05\n" +

@@ -311,6 +311,7 @@ type ApplyPipelineRequest struct {
 	// by path: the file's path joined to the directory of the file that uses it.
 	// The Manager reads no file of its own host for a client's pipeline.
 	Files         map[string][]byte `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Origin        string            `protobuf:"bytes,4,opt,name=origin,proto3" json:"origin,omitempty"` // the file's absolute path on the client
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -366,11 +367,19 @@ func (x *ApplyPipelineRequest) GetFiles() map[string][]byte {
 	return nil
 }
 
+func (x *ApplyPipelineRequest) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
+}
+
 type ApplyPipelineResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Pipeline      *wizpb.Pipeline        `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
 	Version       *wizpb.PipelineVersion `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
 	Changed       bool                   `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
+	Warning       string                 `protobuf:"bytes,4,opt,name=warning,proto3" json:"warning,omitempty"` // e.g. the name was taken over from another file
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +433,13 @@ func (x *ApplyPipelineResponse) GetChanged() bool {
 		return x.Changed
 	}
 	return false
+}
+
+func (x *ApplyPipelineResponse) GetWarning() string {
+	if x != nil {
+		return x.Warning
+	}
+	return ""
 }
 
 type ListPipelinesRequest struct {
@@ -908,6 +924,7 @@ type StartRunRequest struct {
 	KeepTemp      bool                   `protobuf:"varint,7,opt,name=keep_temp,json=keepTemp,proto3" json:"keep_temp,omitempty"`                                                    // keep a failed native task's temporary working dir
 	NoCache       bool                   `protobuf:"varint,8,opt,name=no_cache,json=noCache,proto3" json:"no_cache,omitempty"`                                                       // run every processor, reusing no cached result
 	Files         map[string][]byte      `protobuf:"bytes,9,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // with source: the sub-pipeline files it uses, as in ApplyPipelineRequest
+	Origin        string                 `protobuf:"bytes,10,opt,name=origin,proto3" json:"origin,omitempty"`                                                                        // with source: the file's absolute path on the client
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1003,6 +1020,13 @@ func (x *StartRunRequest) GetFiles() map[string][]byte {
 		return x.Files
 	}
 	return nil
+}
+
+func (x *StartRunRequest) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
 }
 
 type ListCacheRequest struct {
@@ -1775,19 +1799,21 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\n" +
 	"id_or_name\x18\x01 \x01(\tR\bidOrName\":\n" +
 	"\x13RevokeTokenResponse\x12#\n" +
-	"\x05token\x18\x01 \x01(\v2\r.wiz.v1.TokenR\x05token\"\xbe\x01\n" +
+	"\x05token\x18\x01 \x01(\v2\r.wiz.v1.TokenR\x05token\"\xd6\x01\n" +
 	"\x14ApplyPipelineRequest\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12@\n" +
-	"\x05files\x18\x03 \x03(\v2*.wizrpc.v1.ApplyPipelineRequest.FilesEntryR\x05files\x1a8\n" +
+	"\x05files\x18\x03 \x03(\v2*.wizrpc.v1.ApplyPipelineRequest.FilesEntryR\x05files\x12\x16\n" +
+	"\x06origin\x18\x04 \x01(\tR\x06origin\x1a8\n" +
 	"\n" +
 	"FilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\x92\x01\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\"\xac\x01\n" +
 	"\x15ApplyPipelineResponse\x12,\n" +
 	"\bpipeline\x18\x01 \x01(\v2\x10.wiz.v1.PipelineR\bpipeline\x121\n" +
 	"\aversion\x18\x02 \x01(\v2\x17.wiz.v1.PipelineVersionR\aversion\x12\x18\n" +
-	"\achanged\x18\x03 \x01(\bR\achanged\"\x16\n" +
+	"\achanged\x18\x03 \x01(\bR\achanged\x12\x18\n" +
+	"\awarning\x18\x04 \x01(\tR\awarning\"\x16\n" +
 	"\x14ListPipelinesRequest\"G\n" +
 	"\x15ListPipelinesResponse\x12.\n" +
 	"\tpipelines\x18\x01 \x03(\v2\x10.wiz.v1.PipelineR\tpipelines\"(\n" +
@@ -1816,7 +1842,7 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x05bytes\x18\x05 \x01(\x03R\x05bytes\x12\x14\n" +
 	"\x05swept\x18\x06 \x01(\bR\x05swept\"9\n" +
 	"\x12UploadBlobResponse\x12#\n" +
-	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\xc6\x03\n" +
+	"\x04blob\x18\x01 \x01(\v2\x0f.wiz.v1.FileRefR\x04blob\"\xde\x03\n" +
 	"\x0fStartRunRequest\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x16\n" +
 	"\x06source\x18\x02 \x01(\fR\x06source\x12\x1a\n" +
@@ -1826,7 +1852,9 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x06resume\x18\x06 \x01(\tR\x06resume\x12\x1b\n" +
 	"\tkeep_temp\x18\a \x01(\bR\bkeepTemp\x12\x19\n" +
 	"\bno_cache\x18\b \x01(\bR\anoCache\x12;\n" +
-	"\x05files\x18\t \x03(\v2%.wizrpc.v1.StartRunRequest.FilesEntryR\x05files\x1aP\n" +
+	"\x05files\x18\t \x03(\v2%.wizrpc.v1.StartRunRequest.FilesEntryR\x05files\x12\x16\n" +
+	"\x06origin\x18\n" +
+	" \x01(\tR\x06origin\x1aP\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
 	"\x05value\x18\x02 \x01(\v2\x15.wizrpc.v1.InputValueR\x05value:\x028\x01\x1a8\n" +
