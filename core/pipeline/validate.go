@@ -162,6 +162,7 @@ func (p *Pipeline) Validate(cat Catalog) error {
 
 	if len(errs) == 0 {
 		p.compileExprs(specs, errorf)
+		p.checkExprOutputs(specs, errorf)
 	}
 	if err := errs.err(); err != nil {
 		return err
@@ -223,6 +224,40 @@ func (p *Pipeline) checkOutputRefs(specs []*TypeSpec, errorf func(Position, stri
 	}
 	for _, o := range p.Outputs {
 		check(o.From)
+	}
+}
+
+// checkExprOutputs refuses processors.NAME.outputs.OUT in a processor's
+// expressions (with, when, for_each) when NAME's type declares its outputs
+// and OUT is not one of them.
+func (p *Pipeline) checkExprOutputs(specs []*TypeSpec, errorf func(Position, string, ...any)) {
+	check := func(n *ProcessorNode, pos Position, where string, outs []string) {
+		for _, o := range outs {
+			name, out, _ := strings.Cut(o, ".")
+			u, ok := p.byName[name]
+			if !ok || int(u.id) >= len(specs) {
+				continue
+			}
+			if names, declared := outputsOf(u, specs[u.id]); declared && !slices.Contains(names, out) {
+				errorf(pos, "%s of %s: processors.%s.outputs.%s: %s (%s) has no output %q (its outputs: %s)",
+					where, n.Name, name, out, name, u.Uses, out, strings.Join(names, ", "))
+			}
+		}
+	}
+	for _, n := range p.Processors {
+		if t := n.Templates; t != nil {
+			pos := n.Pos
+			if n.withPos != nil {
+				pos = *n.withPos
+			}
+			check(n, pos, "with", t.Outputs)
+		}
+		if w := n.When; w != nil && w.Prog != nil {
+			check(n, w.Pos, "when", w.Prog.Outputs)
+		}
+		if fe := n.ForEach; fe != nil && fe.Expr != nil && fe.Expr.Prog != nil {
+			check(n, fe.Pos, "for_each", fe.Expr.Prog.Outputs)
+		}
 	}
 }
 
