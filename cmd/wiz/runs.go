@@ -128,19 +128,102 @@ func (c *RunsOutputCmd) Run(env *Env) error {
 	}
 	// Written next to the target and renamed into place once whole, so that
 	// a failed read (a corrupted blob) leaves no partial file behind.
-	f, err := os.CreateTemp(filepath.Dir(c.To), "."+filepath.Base(c.To)+".*")
+	o := &outputFile{path: c.To}
+	if err := m.Output(c.ID, c.Processor, c.Name, o); err != nil {
+		o.abort()
+		return err
+	}
+	return o.finish()
+}
+
+// outputFile writes an output to path: one file, or for a directory output
+// (manager.DirWriter) a directory of its files. Either is made under a
+// temporary name next to path and renamed into place once whole.
+type outputFile struct {
+	path string
+	tmp  string   // the temporary file or directory
+	f    *os.File // the file being written
+	dir  bool
+}
+
+func (o *outputFile) Write(b []byte) (int, error) {
+	if o.f == nil {
+		if o.dir {
+			return 0, fmt.Errorf("output file %s: bytes outside any file of the directory", o.path)
+		}
+		f, err := os.CreateTemp(filepath.Dir(o.path), "."+filepath.Base(o.path)+".*")
+		if err != nil {
+			return 0, err
+		}
+		o.f, o.tmp = f, f.Name()
+	}
+	return o.f.Write(b)
+}
+
+// StartFile implements manager.DirWriter.
+func (o *outputFile) StartFile(name string) error {
+	if !o.dir {
+		if o.f != nil {
+			return fmt.Errorf("output file %s: a directory's files after bytes of a file", o.path)
+		}
+		if _, err := os.Lstat(o.path); err == nil {
+			return fmt.Errorf("the output is a directory and %s exists; remove it or give another --output-file", o.path)
+		}
+		tmp, err := os.MkdirTemp(filepath.Dir(o.path), "."+filepath.Base(o.path)+".*")
+		if err != nil {
+			return err
+		}
+		o.tmp, o.dir = tmp, true
+	}
+	if o.f != nil {
+		if err := o.f.Close(); err != nil {
+			return err
+		}
+		o.f = nil
+	}
+	rel := filepath.Clean(filepath.FromSlash(name))
+	if rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) || filepath.IsAbs(rel) {
+		return fmt.Errorf("output file name %q leaves the directory", name)
+	}
+	p := filepath.Join(o.tmp, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(p)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	if err := m.Output(c.ID, c.Processor, c.Name, f); err != nil {
-		f.Close()
+	o.f = f
+	return nil
+}
+
+// finish puts the file or directory in place.
+func (o *outputFile) finish() error {
+	if o.f != nil {
+		if err := o.f.Close(); err != nil {
+			o.abort()
+			return err
+		}
+		o.f = nil
+	}
+	if o.tmp == "" { // an empty value: an empty file
+		return os.WriteFile(o.path, nil, 0o644)
+	}
+	if err := os.Rename(o.tmp, o.path); err != nil {
+		o.abort()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
+	return nil
+}
+
+// abort removes what was written.
+func (o *outputFile) abort() {
+	if o.f != nil {
+		o.f.Close()
 	}
-	return os.Rename(f.Name(), c.To)
+	if o.tmp != "" {
+		os.RemoveAll(o.tmp)
+	}
 }
 
 // RunsListCmd is `wiz runs list`.

@@ -41,6 +41,21 @@ func (e *usage) Is(target error) bool { return target == ErrUsage }
 
 func usagef(format string, args ...any) error { return &usage{fmt.Sprintf(format, args...)} }
 
+// DirWriter is a writer that can take a directory output file by file: Output
+// calls StartFile before each file of a directory output, and the bytes that
+// follow are that file's. Other writers get the files one after the other.
+type DirWriter interface {
+	io.Writer
+	// StartFile begins the file at the slash path name in the directory.
+	StartFile(name string) error
+}
+
+// IsDirectory reports whether an output is a directory of files (a
+// directory or glob output, or several files) rather than one value.
+func IsDirectory(d *wizpb.Data) bool {
+	return d.Directory || len(d.Files) > 1 || len(d.Files) == 1 && strings.Contains(d.Files[0].Name, "/")
+}
+
 // ErrNotFound marks a run, pipeline, version, processor, instance or output
 // that the user named and that does not exist: the CLI exits 1 for it (2 is
 // for a malformed command line or file).
@@ -573,8 +588,17 @@ func (m *Manager) Output(id, processor, name string, w io.Writer) error {
 		_, err := w.Write(d.Inline)
 		return err
 	}
+	dw, _ := w.(DirWriter)
+	if !IsDirectory(d) {
+		dw = nil
+	}
 	// Files are read from the blob store and verified by digest.
 	for _, f := range d.Files {
+		if dw != nil {
+			if err := dw.StartFile(f.Name); err != nil {
+				return fmt.Errorf("output %s.%s file %s: %w", processor, name, f.Name, err)
+			}
+		}
 		rc, err := m.blobs.Open(f.Digest)
 		if err != nil {
 			return fmt.Errorf("output %s.%s file %s: %w", processor, name, f.Name, err)

@@ -405,6 +405,13 @@ func (c *Client) Output(id, processor, name string, w io.Writer) error {
 		if err != nil {
 			return fromStatus(err)
 		}
+		if ch.File != "" {
+			if dw, ok := w.(manager.DirWriter); ok {
+				if err := dw.StartFile(ch.File); err != nil {
+					return err
+				}
+			}
+		}
 		if _, err := w.Write(ch.Data); err != nil {
 			return err
 		}

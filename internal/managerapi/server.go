@@ -218,7 +218,7 @@ func (s *Server) GetLogs(req *wizrpc.GetLogsRequest, stream wizrpc.Manager_GetLo
 }
 
 func (s *Server) GetOutput(req *wizrpc.GetOutputRequest, stream wizrpc.Manager_GetOutputServer) error {
-	w := &chunkWriter{send: func(b []byte) error { return stream.Send(&wizrpc.OutputChunk{Data: b}) }}
+	w := &chunkWriter{send: func(b []byte, file string) error { return stream.Send(&wizrpc.OutputChunk{Data: b, File: file}) }}
 	if err := s.m.Output(req.Id, req.Processor, req.Name, w); err != nil {
 		return toStatus(err)
 	}
@@ -269,24 +269,43 @@ func (s *Server) UploadBlob(stream wizrpc.Manager_UploadBlobServer) error {
 // chunkWriter sends what is written in chunks of at most 1 MiB.
 type chunkWriter struct {
 	buf  bytes.Buffer
-	send func([]byte) error
+	file string // the file the next chunk starts; sent once
+	send func(data []byte, file string) error
 }
 
 func (w *chunkWriter) Write(p []byte) (int, error) {
 	w.buf.Write(p)
 	for w.buf.Len() >= 1<<20 {
-		if err := w.send(w.buf.Next(1 << 20)); err != nil {
+		if err := w.send(w.buf.Next(1<<20), w.take()); err != nil {
 			return 0, err
 		}
 	}
 	return len(p), nil
 }
 
+// StartFile implements manager.DirWriter: the file's name goes with its
+// first chunk (an empty file's alone).
+func (w *chunkWriter) StartFile(name string) error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	w.file = name
+	return nil
+}
+
+func (w *chunkWriter) take() string {
+	f := w.file
+	w.file = ""
+	return f
+}
+
 func (w *chunkWriter) flush() error {
-	if w.buf.Len() == 0 {
+	if w.buf.Len() == 0 && w.file == "" {
 		return nil
 	}
-	return w.send(w.buf.Bytes())
+	err := w.send(w.buf.Bytes(), w.take())
+	w.buf.Reset()
+	return err
 }
 
 // GC implements the GC RPC.

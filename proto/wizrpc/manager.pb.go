@@ -1737,8 +1737,11 @@ func (x *GetOutputRequest) GetName() string {
 }
 
 type OutputChunk struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// file, on the first chunk of each file of a directory output, is its
+	// slash path in the directory; the data that follows is that file's.
+	File          string `protobuf:"bytes,2,opt,name=file,proto3" json:"file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1778,6 +1781,13 @@ func (x *OutputChunk) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *OutputChunk) GetFile() string {
+	if x != nil {
+		return x.File
+	}
+	return ""
 }
 
 var File_wizrpc_v1_manager_proto protoreflect.FileDescriptor
@@ -1902,9 +1912,10 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\x10GetOutputRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tprocessor\x18\x02 \x01(\tR\tprocessor\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\"!\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"5\n" +
 	"\vOutputChunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data2\xd4\a\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x12\n" +
+	"\x04file\x18\x02 \x01(\tR\x04file2\xd4\a\n" +
 	"\aManager\x12R\n" +
 	"\rApplyPipeline\x12\x1f.wizrpc.v1.ApplyPipelineRequest\x1a .wizrpc.v1.ApplyPipelineResponse\x12R\n" +
 	"\rListPipelines\x12\x1f.wizrpc.v1.ListPipelinesRequest\x1a .wizrpc.v1.ListPipelinesResponse\x12L\n" +
