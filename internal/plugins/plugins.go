@@ -458,11 +458,16 @@ func (r *Registry) ValidateSettings(backend string, settings map[string]any) ([]
 	if err != nil {
 		return nil, err
 	}
+	return diagnostics(ds), nil
+}
+
+// diagnostics converts a plugin's diagnostics for pipeline validation.
+func diagnostics(ds []*wizrpc.Diagnostic) []pipeline.Diagnostic {
 	out := make([]pipeline.Diagnostic, len(ds))
 	for i, d := range ds {
 		out[i] = pipeline.Diagnostic{Path: d.Path, Message: d.Message}
 	}
-	return out, nil
+	return out
 }
 
 // liveBackend returns the running plugin process of backend bp, starting it
@@ -569,11 +574,7 @@ func (r *Registry) ValidateConfig(typ string, config map[string]any) ([]pipeline
 	if err != nil {
 		return nil, err
 	}
-	out := make([]pipeline.Diagnostic, len(ds))
-	for i, d := range ds {
-		out[i] = pipeline.Diagnostic{Path: d.Path, Message: d.Message}
-	}
-	return out, nil
+	return diagnostics(ds), nil
 }
 
 // Provision implements manager.Backends: it starts the backend plugin, asks
