@@ -151,7 +151,7 @@ type Applied struct {
 // read from this host.
 func (m *Manager) Apply(file string, src []byte) (*Applied, error) {
 	origin, _ := filepath.Abs(file)
-	return m.applyTop(file, src, os.ReadFile, origin)
+	return m.applyFrom(file, src, os.ReadFile, nil, origin)
 }
 
 // ApplySent is Apply of a pipeline a client sent with the sub-pipeline files
@@ -159,14 +159,7 @@ func (m *Manager) Apply(file string, src []byte) (*Applied, error) {
 // this host is read.
 // origin is the file's absolute path on the client ("" when unknown).
 func (m *Manager) ApplySent(file string, src []byte, files map[string][]byte, origin string) (*Applied, error) {
-	return m.applyTop(file, src, sentFiles(files), origin)
-}
-
-// applyTop applies a pipeline file the user named (not a sub-pipeline),
-// from origin: a new version warns when its name: takes over a pipeline
-// whose newest version came from another file.
-func (m *Manager) applyTop(file string, src []byte, read func(string) ([]byte, error), origin string) (*Applied, error) {
-	return m.applyFrom(file, src, read, nil, origin)
+	return m.applyFrom(file, src, sentFiles(files), nil, origin)
 }
 
 // sentFiles reads the sub-pipeline files a client sent.
@@ -185,7 +178,10 @@ func (m *Manager) apply(file string, src []byte, read func(string) ([]byte, erro
 	return m.applyFrom(file, src, read, stack, "")
 }
 
-// applyFrom is apply that records the file's origin in a new version.
+// applyFrom is apply of a file from origin, its absolute path where it was
+// read ("" for a sub-pipeline): a new version records it, and warns when
+// the file's name: takes over a pipeline whose newest version came from
+// another file.
 func (m *Manager) applyFrom(file string, src []byte, read func(string) ([]byte, error), stack []string, origin string) (*Applied, error) {
 	p, err := m.parse(file, src)
 	if err != nil {
