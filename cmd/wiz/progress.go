@@ -124,9 +124,10 @@ func (p *progress) draw() {
 	}
 	p.dirty = false
 	width, height, err := term.GetSize(p.fd)
-	if err != nil || width < 20 || height < 4 {
+	if err != nil {
 		width, height = 80, 24
 	}
+	width, height = max(width, 20), max(height, 3)
 	var b strings.Builder
 	if p.drawn > 0 {
 		fmt.Fprintf(&b, "\r\x1b[%dA", p.drawn)
@@ -197,26 +198,23 @@ func (p *progress) lines(width, height int) []string {
 		head = fmt.Sprintf("run %s (%s v%d): %s  %s", r.Id, r.PipelineName, r.PipelineVersion, head, fmtDuration(elapsed.Round(time.Millisecond)))
 	}
 	out := append([]string{head}, p.notes...)
-	room := height - 2 - len(p.notes)
-	if len(p.order) <= room {
+	if len(p.order) <= height-1-len(out) {
 		for _, n := range p.order {
 			out = append(out, fmt.Sprintf("  %-20s %s", n, stateText(p.procs[n])))
 		}
 	} else {
 		// Failed first, then running, each in the order they were seen.
-		var body []string
 		for _, st := range []wizpb.ProcessorState{wizpb.ProcessorState_PROCESSOR_STATE_FAILED, wizpb.ProcessorState_PROCESSOR_STATE_RUNNING} {
 			for _, n := range p.order {
 				if pr := p.procs[n]; pr.State == st && !pr.Skipped {
-					body = append(body, fmt.Sprintf("  %-20s %s", n, stateText(pr)))
+					out = append(out, fmt.Sprintf("  %-20s %s", n, stateText(pr)))
 				}
 			}
 		}
-		if len(body) > room {
-			more := len(body) - (room - 1)
-			body = append(body[:room-1], fmt.Sprintf("  … and %d more failed or running", more))
-		}
-		out = append(out, body...)
+	}
+	if rows := height - 1; len(out) > rows { // the cursor's row stays free
+		more := len(out) - (rows - 1)
+		out = append(out[:rows-1], fmt.Sprintf("  … and %d more", more))
 	}
 	for i, l := range out {
 		out[i] = clip(l, width-1)
