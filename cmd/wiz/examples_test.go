@@ -91,3 +91,32 @@ processors:
 		}
 	}
 }
+
+// TestGuidesListTheExamples keeps the step-by-step listings of the two
+// guides equal to the examples that make test builds and runs.
+func TestGuidesListTheExamples(t *testing.T) {
+	for guide, example := range map[string]string{
+		"docs/writing-a-processor-pack.md": "examples/acme-pack/main.go",
+		"docs/writing-an-executor.md":      "examples/subproc-backend/main.go",
+	} {
+		doc, err := os.ReadFile(filepath.Join(repoRoot, guide))
+		if err != nil {
+			t.Fatal(err)
+		}
+		src, err := os.ReadFile(filepath.Join(repoRoot, example))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The listing is indented three spaces under its step.
+		var listing strings.Builder
+		for _, l := range strings.SplitAfter(string(src), "\n") {
+			if strings.TrimSpace(l) != "" {
+				listing.WriteString("   ")
+			}
+			listing.WriteString(l)
+		}
+		if !strings.Contains(string(doc), "   ```go\n"+listing.String()+"   ```") {
+			t.Errorf("%s does not list %s as it is; copy the file into its step 2", guide, example)
+		}
+	}
+}
