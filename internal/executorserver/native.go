@@ -565,6 +565,13 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		m.UserCpuNs = ru.Utime.Nano()
 		m.SysCpuNs = ru.Stime.Nano()
 		m.MaxRssBytes = ru.Maxrss * 1024
+		// The child's count starts from this process's pages at exec: not
+		// above this process's own peak (read after the child ended, so at
+		// least its value then), it says nothing of the program's.
+		var self syscall.Rusage
+		if syscall.Getrusage(syscall.RUSAGE_SELF, &self) == nil && ru.Maxrss <= self.Maxrss {
+			m.MaxRssUpperBound = true
+		}
 		code = int32(ws.ExitStatus())
 	}
 	ls.finish()

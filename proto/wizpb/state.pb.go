@@ -618,15 +618,20 @@ func (x *PluginUse) GetSha256() string {
 
 // Metrics are measured per processor.
 type Metrics struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WallNs        int64                  `protobuf:"varint,1,opt,name=wall_ns,json=wallNs,proto3" json:"wall_ns,omitempty"`
-	UserCpuNs     int64                  `protobuf:"varint,2,opt,name=user_cpu_ns,json=userCpuNs,proto3" json:"user_cpu_ns,omitempty"`
-	SysCpuNs      int64                  `protobuf:"varint,3,opt,name=sys_cpu_ns,json=sysCpuNs,proto3" json:"sys_cpu_ns,omitempty"`
-	MaxRssBytes   int64                  `protobuf:"varint,4,opt,name=max_rss_bytes,json=maxRssBytes,proto3" json:"max_rss_bytes,omitempty"`
-	InputBytes    int64                  `protobuf:"varint,5,opt,name=input_bytes,json=inputBytes,proto3" json:"input_bytes,omitempty"`
-	OutputBytes   int64                  `protobuf:"varint,6,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	WallNs      int64                  `protobuf:"varint,1,opt,name=wall_ns,json=wallNs,proto3" json:"wall_ns,omitempty"`
+	UserCpuNs   int64                  `protobuf:"varint,2,opt,name=user_cpu_ns,json=userCpuNs,proto3" json:"user_cpu_ns,omitempty"`
+	SysCpuNs    int64                  `protobuf:"varint,3,opt,name=sys_cpu_ns,json=sysCpuNs,proto3" json:"sys_cpu_ns,omitempty"`
+	MaxRssBytes int64                  `protobuf:"varint,4,opt,name=max_rss_bytes,json=maxRssBytes,proto3" json:"max_rss_bytes,omitempty"`
+	InputBytes  int64                  `protobuf:"varint,5,opt,name=input_bytes,json=inputBytes,proto3" json:"input_bytes,omitempty"`
+	OutputBytes int64                  `protobuf:"varint,6,opt,name=output_bytes,json=outputBytes,proto3" json:"output_bytes,omitempty"`
+	// max_rss_upper_bound: max_rss_bytes is not the program's peak but a bound
+	// of it. The kernel's count for a program includes the pages of the
+	// executor that started it, from before exec; when the count is not above
+	// the executor's own peak, the program's peak is at most that, and unknown.
+	MaxRssUpperBound bool `protobuf:"varint,7,opt,name=max_rss_upper_bound,json=maxRssUpperBound,proto3" json:"max_rss_upper_bound,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Metrics) Reset() {
@@ -699,6 +704,13 @@ func (x *Metrics) GetOutputBytes() int64 {
 		return x.OutputBytes
 	}
 	return 0
+}
+
+func (x *Metrics) GetMaxRssUpperBound() bool {
+	if x != nil {
+		return x.MaxRssUpperBound
+	}
+	return false
 }
 
 // ProcessorRun is the state of one processor in one run.
@@ -1345,7 +1357,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\tPluginUse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\xc8\x01\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\xf7\x01\n" +
 	"\aMetrics\x12\x17\n" +
 	"\awall_ns\x18\x01 \x01(\x03R\x06wallNs\x12\x1e\n" +
 	"\vuser_cpu_ns\x18\x02 \x01(\x03R\tuserCpuNs\x12\x1c\n" +
@@ -1354,7 +1366,8 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\rmax_rss_bytes\x18\x04 \x01(\x03R\vmaxRssBytes\x12\x1f\n" +
 	"\vinput_bytes\x18\x05 \x01(\x03R\n" +
 	"inputBytes\x12!\n" +
-	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\"\xa3\x06\n" +
+	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\x12-\n" +
+	"\x13max_rss_upper_bound\x18\a \x01(\bR\x10maxRssUpperBound\"\xa3\x06\n" +
 	"\fProcessorRun\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
