@@ -351,8 +351,11 @@ func (c *RunsShowCmd) Run(env *Env) error {
 		}
 		if mt != nil && mt.MaxRssBytes > 0 {
 			rss = fmtBytes(mt.MaxRssBytes)
-			if mt.MaxRssUpperBound {
+			switch {
+			case mt.MaxRssUpperBound:
 				rss = "≤" + rss // the program's peak is unknown, at most this
+			case mt.MaxRssSampled:
+				rss = "≥" + rss // read while it ran: at least this
 			}
 		}
 		switch {
@@ -529,7 +532,7 @@ func detailJSON(d *manager.RunDetail) map[string]any {
 		if mt := p.Metrics; mt != nil {
 			pm["metrics"] = map[string]any{
 				"wall_ns": mt.WallNs, "user_cpu_ns": mt.UserCpuNs, "sys_cpu_ns": mt.SysCpuNs,
-				"max_rss_bytes": mt.MaxRssBytes, "max_rss_upper_bound": mt.MaxRssUpperBound, "input_bytes": mt.InputBytes, "output_bytes": mt.OutputBytes,
+				"max_rss_bytes": mt.MaxRssBytes, "max_rss_upper_bound": mt.MaxRssUpperBound, "max_rss_sampled": mt.MaxRssSampled, "input_bytes": mt.InputBytes, "output_bytes": mt.OutputBytes,
 			}
 		}
 		outs := map[string]any{}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // A native task's program is started with syscall.ForkExec rather than
@@ -193,4 +194,69 @@ func dedupEnv(env []string) []string {
 		out = append(out, kv)
 	}
 	return out
+}
+
+// rssSampler samples the peak RSS of a program that runs long enough to be
+// streamed: VmHWM of /proc/PID/status, the program's own pages from its exec
+// on (unlike its rusage, which starts from the executor's). stop must be
+// called once the program has exited and before it is reaped, so that the
+// pid read is never another process's.
+type rssSampler struct {
+	pid     int
+	mu      sync.Mutex
+	stopped bool
+	timer   *time.Timer
+	peak    int64 // bytes; 0: no sample
+}
+
+// rssEvery is how often a running program's VmHWM is read.
+const rssEvery = 50 * time.Millisecond
+
+// start takes a first sample and then one every rssEvery, until stop.
+func (r *rssSampler) start() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped || r.timer != nil {
+		return
+	}
+	r.sample()
+	r.timer = time.AfterFunc(rssEvery, r.tick)
+}
+
+func (r *rssSampler) tick() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	r.sample()
+	r.timer.Reset(rssEvery)
+}
+
+// sample reads VmHWM; the caller holds mu.
+func (r *rssSampler) sample() {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(r.pid) + "/status")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err == nil {
+				r.peak = max(r.peak, kb*1024)
+			}
+			return
+		}
+	}
+}
+
+// stop ends the sampling and returns the highest VmHWM read (0: none).
+func (r *rssSampler) stop() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stopped = true
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	return r.peak
 }

@@ -475,7 +475,9 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		f := pipes[1].file()
 		s.workers.do(func() { se.scan(f); copied <- struct{}{} })
 	}
+	rss := &rssSampler{pid: pid}
 	st := &streamer{begin: func() {
+		rss.start()
 		unrecord = s.recordGroup(t.RunId, pid)
 		copyOut()
 		copyErr()
@@ -509,6 +511,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		}
 	})
 	awaitExit(pid)
+	sampled := rss.stop() // exited, not reaped: its pid is still its own
 	ws, ru, werr := reap(pid)
 	close(exited)
 	stopKill()
@@ -571,6 +574,10 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		var self syscall.Rusage
 		if syscall.Getrusage(syscall.RUSAGE_SELF, &self) == nil && ru.Maxrss <= self.Maxrss {
 			m.MaxRssUpperBound = true
+			if sampled > 0 {
+				// Read while it ran: its own pages, a lower bound of its peak.
+				m.MaxRssBytes, m.MaxRssUpperBound, m.MaxRssSampled = sampled, false, true
+			}
 		}
 		code = int32(ws.ExitStatus())
 	}

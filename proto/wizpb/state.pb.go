@@ -630,8 +630,13 @@ type Metrics struct {
 	// executor that started it, from before exec; when the count is not above
 	// the executor's own peak, the program's peak is at most that, and unknown.
 	MaxRssUpperBound bool `protobuf:"varint,7,opt,name=max_rss_upper_bound,json=maxRssUpperBound,proto3" json:"max_rss_upper_bound,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// max_rss_sampled: max_rss_bytes is the highest peak RSS read from the
+	// program's /proc status while it ran (its own pages): its peak is at
+	// least that. Programs that run long enough are sampled when their
+	// rusage says nothing of their own peak.
+	MaxRssSampled bool `protobuf:"varint,8,opt,name=max_rss_sampled,json=maxRssSampled,proto3" json:"max_rss_sampled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Metrics) Reset() {
@@ -709,6 +714,13 @@ func (x *Metrics) GetOutputBytes() int64 {
 func (x *Metrics) GetMaxRssUpperBound() bool {
 	if x != nil {
 		return x.MaxRssUpperBound
+	}
+	return false
+}
+
+func (x *Metrics) GetMaxRssSampled() bool {
+	if x != nil {
+		return x.MaxRssSampled
 	}
 	return false
 }
@@ -1357,7 +1369,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\tPluginUse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
-	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\xf7\x01\n" +
+	"\x06sha256\x18\x03 \x01(\tR\x06sha256\"\x9f\x02\n" +
 	"\aMetrics\x12\x17\n" +
 	"\awall_ns\x18\x01 \x01(\x03R\x06wallNs\x12\x1e\n" +
 	"\vuser_cpu_ns\x18\x02 \x01(\x03R\tuserCpuNs\x12\x1c\n" +
@@ -1367,7 +1379,8 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\vinput_bytes\x18\x05 \x01(\x03R\n" +
 	"inputBytes\x12!\n" +
 	"\foutput_bytes\x18\x06 \x01(\x03R\voutputBytes\x12-\n" +
-	"\x13max_rss_upper_bound\x18\a \x01(\bR\x10maxRssUpperBound\"\xa3\x06\n" +
+	"\x13max_rss_upper_bound\x18\a \x01(\bR\x10maxRssUpperBound\x12&\n" +
+	"\x0fmax_rss_sampled\x18\b \x01(\bR\rmaxRssSampled\"\xa3\x06\n" +
 	"\fProcessorRun\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
