@@ -16,6 +16,7 @@ type GCCmd struct {
 	KeepLast  int    `name:"keep-last" xor:"policy" placeholder:"N" help:"Keep the newest N runs; delete the older ones."`
 	OlderThan string `name:"older-than" xor:"policy" placeholder:"AGE" help:"Delete runs that ended more than AGE ago: 30d, 12h, 90m."`
 	DryRun    bool   `name:"dry-run" help:"Say what would be deleted and freed; delete nothing."`
+	Format    `embed:""`
 }
 
 // Run implements the command: the Manager deletes the runs the policy
@@ -45,6 +46,10 @@ func (c *GCCmd) Run(env *Env) error {
 	res, err := api.GC(req)
 	if err != nil {
 		return err
+	}
+	if c.Data() {
+		return c.Print(map[string]any{"runs": res.Runs, "kept": res.Kept, "skipped": res.Skipped, "blobs": res.Blobs,
+			"bytes": res.Bytes, "swept": res.Swept, "dry_run": c.DryRun})
 	}
 	verb, freedVerb := "deleted", "freed"
 	if c.DryRun {

@@ -24,7 +24,8 @@ type PluginCmd struct {
 
 // PluginInstallCmd is `wiz plugin install`.
 type PluginInstallCmd struct {
-	Path string `arg:"" help:"Plugin binary, directory or .tar.gz."`
+	Path   string `arg:"" help:"Plugin binary, directory or .tar.gz."`
+	Format `embed:""`
 }
 
 // Run implements the command.
@@ -36,6 +37,11 @@ func (c *PluginInstallCmd) Run(env *Env) error {
 	p, fresh, err := reg.Install(context.Background(), c.Path)
 	if err != nil {
 		return err
+	}
+	if c.Data() {
+		out := pluginJSON(p)
+		out["fresh"] = fresh
+		return c.Print(out)
 	}
 	what := "installed"
 	if !fresh {

@@ -35,7 +35,8 @@ type RunsCmd struct {
 
 // RunsCancelCmd is `wiz runs cancel`.
 type RunsCancelCmd struct {
-	ID string `arg:"" help:"Run ID, or \"last\"."`
+	ID     string `arg:"" help:"Run ID, or \"last\"."`
+	Format `embed:""`
 }
 
 // Run implements the command.
@@ -45,11 +46,11 @@ func (c *RunsCancelCmd) Run(env *Env) error {
 		return err
 	}
 	r, err := m.Cancel(c.ID)
-	if errors.Is(err, manager.ErrNotRunning) {
-		return usageError{err}
-	}
-	if err != nil {
+	if err != nil { // a run that has ended is not malformed input: exit 1
 		return err
+	}
+	if c.Data() {
+		return c.Print(runJSON(r))
 	}
 	printSummary(os.Stdout, r)
 	return nil
@@ -57,7 +58,8 @@ func (c *RunsCancelCmd) Run(env *Env) error {
 
 // RunsWatchCmd is `wiz runs watch`.
 type RunsWatchCmd struct {
-	ID string `arg:"" help:"Run ID, or \"last\"."`
+	ID     string `arg:"" help:"Run ID, or \"last\"."`
+	Format `embed:""`
 }
 
 // Run implements the command. It exits like `wiz run`: 0 when the run
@@ -69,13 +71,23 @@ func (c *RunsWatchCmd) Run(env *Env) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	prog := newProgress(os.Stderr, false)
+	prog := newProgress(os.Stderr, c.Data())
 	r, err := m.Watch(ctx, c.ID, prog.update)
 	prog.close()
 	if err != nil {
 		return err
 	}
-	printSummary(os.Stdout, r)
+	if c.Data() {
+		d, err := m.RunDetail(r.Id)
+		if err != nil {
+			return err
+		}
+		if err := c.Print(detailJSON(d)); err != nil {
+			return err
+		}
+	} else {
+		printSummary(os.Stdout, r)
+	}
 	if r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
 		return exitError{exitFailed}
 	}

@@ -37,6 +37,7 @@ type TokenCreateCmd struct {
 	Name    string `required:"" help:"Token name."`
 	Role    string `default:"runner" enum:"admin,runner,viewer" help:"Role: viewer reads; runner also applies pipelines and starts and cancels runs; admin also manages tokens."`
 	Expires string `help:"Lifetime, e.g. 30d, 12h (default: never)."`
+	Format  `embed:""`
 }
 
 // Run implements the command.
@@ -53,6 +54,9 @@ func (c *TokenCreateCmd) Run(env *Env) error {
 	r, err := tc.CreateToken(context.Background(), &wizrpc.CreateTokenRequest{Name: c.Name, Role: role, ExpiresInSeconds: int64(ttl.Seconds())})
 	if err != nil {
 		return managerapi.FromStatus(err)
+	}
+	if c.Data() {
+		return c.Print(map[string]any{"id": r.Token.Id, "name": r.Token.Name, "role": c.Role, "secret": r.Secret})
 	}
 	fmt.Fprintf(os.Stderr, "token %s (%s, role %s) — the secret is shown once:\n", r.Token.Name, r.Token.Id, c.Role)
 	fmt.Println(r.Secret)
