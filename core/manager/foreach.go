@@ -11,7 +11,6 @@ import (
 	"io"
 	"regexp"
 	"strconv"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -182,7 +181,7 @@ func (r *run) fanIn(insts []*proc, name string) (*wizpb.Data, error) {
 			label = in.rec.Key
 		}
 		labels = append(labels, label)
-		dir = dir || d.Directory || len(d.Files) > 1 || len(d.Files) == 1 && strings.Contains(d.Files[0].Name, "/")
+		dir = dir || IsDirectory(d)
 	}
 	out := &wizpb.Data{ContentType: "application/octet-stream"}
 	if len(ds) > 0 {
