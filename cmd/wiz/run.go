@@ -65,6 +65,12 @@ func watchRun(m manager.API, quiet bool, f Format, start func(context.Context, f
 	if err != nil {
 		return err
 	}
+	return reportRun(m, f, r)
+}
+
+// reportRun prints a run that ended, as its summary or in f's data format,
+// and turns its state into the exit code: 0 Succeeded, 1 Failed.
+func reportRun(m manager.API, f Format, r *wizpb.Run) error {
 	if f.Data() {
 		d, err := m.RunDetail(r.Id)
 		if err != nil {

@@ -77,21 +77,7 @@ func (c *RunsWatchCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	if c.Data() {
-		d, err := m.RunDetail(r.Id)
-		if err != nil {
-			return err
-		}
-		if err := c.Print(detailJSON(d)); err != nil {
-			return err
-		}
-	} else {
-		printSummary(os.Stdout, r)
-	}
-	if r.State != wizpb.RunState_RUN_STATE_SUCCEEDED {
-		return exitError{exitFailed}
-	}
-	return nil
+	return reportRun(m, c.Format, r)
 }
 
 // RunsResumeCmd is `wiz runs resume`.

@@ -42,9 +42,9 @@ func (p *Pack) Describe() (*wizrpc.DescribeResponse, error) {
 // Validate returns the diagnostics of typ's Validate for config, as wiz
 // asks when a pipeline is applied.
 func (p *Pack) Validate(typ string, config map[string]any) ([]processor.Diagnostic, error) {
-	b, err := json.Marshal(config)
+	b, err := encode(config)
 	if err != nil {
-		return nil, fmt.Errorf("encode config: %w", err)
+		return nil, err
 	}
 	resp, err := p.Client.ValidateConfig(context.Background(), &wizrpc.ValidateConfigRequest{Type: typ, ConfigJson: b})
 	if err != nil {
@@ -59,9 +59,9 @@ func (p *Pack) Validate(typ string, config map[string]any) ([]processor.Diagnost
 
 // Plan returns a native type's invocation plan for config.
 func (p *Pack) Plan(typ string, config map[string]any) (*wizrpc.Plan, error) {
-	b, err := json.Marshal(config)
+	b, err := encode(config)
 	if err != nil {
-		return nil, fmt.Errorf("encode config: %w", err)
+		return nil, err
 	}
 	resp, err := p.Client.Plan(context.Background(), &wizrpc.PlanRequest{Type: typ, ConfigJson: b})
 	if err != nil {
@@ -88,9 +88,9 @@ type Result struct {
 // with those values, and collects what it emits. The error is for the
 // harness (the wire, a blob); a failing processor is Result.Error.
 func (p *Pack) Process(typ string, config map[string]any, inputs map[string][]byte) (*Result, error) {
-	b, err := json.Marshal(config)
+	b, err := encode(config)
 	if err != nil {
-		return nil, fmt.Errorf("encode config: %w", err)
+		return nil, err
 	}
 	req := &wizrpc.ProcessRequest{Type: typ, ConfigJson: b, Inputs: map[string]*wizpb.Data{}, BlobDir: p.blobDir}
 	for name, v := range inputs {
@@ -149,4 +149,13 @@ func (p *Pack) read(d *wizpb.Data) ([]byte, error) {
 		out = append(out, b...)
 	}
 	return out, nil
+}
+
+// encode is a config as the wire carries it.
+func encode(config map[string]any) ([]byte, error) {
+	b, err := json.Marshal(config)
+	if err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return b, nil
 }
