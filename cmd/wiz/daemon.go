@@ -62,7 +62,8 @@ func (c *DaemonCmd) Run(env *Env) error {
 		return err
 	}
 	m := manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: log.Named("manager"),
-		CacheDir: filepath.Join(dir, "cache", "plans"), TaskDir: filepath.Join(dir, "tasks"), Capacity: env.CLI.Capacity})
+		CacheDir: filepath.Join(dir, "cache", "plans"), TaskDir: filepath.Join(dir, "tasks"), Capacity: env.CLI.Capacity,
+		Secrets: env.keyring(dir)})
 	if _, err := m.Recover(); err != nil { // logs each run it settles
 		return fmt.Errorf("settle unfinished runs: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -1019,5 +1020,70 @@ processors:
 		t.Errorf("run %s: %+v, want it and nap Succeeded", id, r)
 	} else if r.Processors[0].DurationNs < int64(2*time.Second) {
 		t.Errorf("nap took %v, less than its sleep 2", time.Duration(r.Processors[0].DurationNs))
+	}
+}
+
+// TestDaemonSecrets: an admin sets a secret through the daemon, a runner
+// lists and uses it but cannot set or remove it, a viewer cannot list; the
+// value reaches the program, is masked in its output, and is nowhere in the
+// daemon's data dir but encrypted.
+func TestDaemonSecrets(t *testing.T) {
+	e := daemonNewEnv(t)
+	data := filepath.Join(e.dir, "data")
+	d := e.daemon(data)
+	const value = "daemon-s3cret-9f8e7d"
+	valueFile := e.file("value.txt", value)
+	e.file("p.yaml", `name: uses-secret
+processors:
+  show:
+    uses: std/exec
+    with:
+      env: {TOKEN: "${{ secrets.DEPLOY_KEY }}"}
+      command: [sh, -c, 'echo "len=${#TOKEN} value=$TOKEN"']
+`)
+	runner := d.token(d.admin, "r", "runner")
+	viewer := d.token(d.admin, "v", "viewer")
+
+	daemonRefused(t, "a runner setting a secret", d.wiz(runner, "secret", "set", "DEPLOY_KEY", "--from-file", valueFile), "wiz: permission denied: ", "SetSecret needs admin")
+	if r := d.ok(d.admin, "secret", "set", "DEPLOY_KEY", "--from-file", valueFile); !strings.Contains(r.stderr, "secret DEPLOY_KEY created") {
+		t.Errorf("secret set: %s", r)
+	}
+	if r := d.ok(runner, "secret", "list"); !regexp.MustCompile(`(?m)^DEPLOY_KEY +`).MatchString(r.stdout) || strings.Contains(r.stdout, value) {
+		t.Errorf("runner's secret list: %s", r)
+	}
+	daemonRefused(t, "a viewer listing secrets", d.wiz(viewer, "secret", "list"), "wiz: permission denied: ", "ListSecrets needs runner")
+	daemonRefused(t, "a runner removing a secret", d.wiz(runner, "secret", "rm", "DEPLOY_KEY"), "wiz: permission denied: ", "DeleteSecret needs admin")
+
+	d.ok(runner, "run", "p.yaml")
+	r := d.ok(runner, "runs", "output", "last", "show", "out")
+	if want := fmt.Sprintf("len=%d value=***\n", len(value)); r.stdout != want {
+		t.Errorf("the program's output: got %q, want %q", r.stdout, want)
+	}
+	if r := d.ok(runner, "runs", "show", "last", "-o", "json"); strings.Contains(r.stdout, value) {
+		t.Errorf("runs show -o json holds the value: %s", r)
+	}
+	st, err := os.Stat(filepath.Join(data, "secrets.key"))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("the daemon's secrets key: %v %v, want a 0600 file", st, err)
+	}
+	err = filepath.WalkDir(data, func(path string, de fs.DirEntry, err error) error {
+		if err != nil || !de.Type().IsRegular() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if bytes.Contains(b, []byte(value)) {
+			t.Errorf("%s holds the secret's value in plain text", path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.ok(d.admin, "secret", "rm", "DEPLOY_KEY")
+	if r := d.wiz(d.admin, "secret", "rm", "DEPLOY_KEY"); r.code != 1 || !strings.Contains(r.stderr, "secret DEPLOY_KEY does not exist") {
+		t.Errorf("removing a removed secret: want exit 1 and not found: %s", r)
 	}
 }

@@ -182,7 +182,8 @@ func (e *Env) Manager() (*manager.Manager, error) {
 		return nil, err
 	}
 	e.mgr = manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: e.Logger().Named("manager"),
-		CacheDir: filepath.Join(home, "cache", "plans"), TaskDir: filepath.Join(home, "tasks"), Capacity: e.CLI.Capacity})
+		CacheDir: filepath.Join(home, "cache", "plans"), TaskDir: filepath.Join(home, "tasks"), Capacity: e.CLI.Capacity,
+		Secrets: e.keyring(home)})
 	if _, err := e.mgr.Recover(); err != nil {
 		return nil, fmt.Errorf("settle unfinished runs: %w", err)
 	}

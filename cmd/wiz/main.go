@@ -40,6 +40,9 @@ type CLI struct {
 	// KubeContext reaches executor backend plugins as WIZ_KUBE_CONTEXT (they
 	// inherit wiz's environment); the kubernetes backend reads it.
 	KubeContext string `name:"kube-context" env:"WIZ_KUBE_CONTEXT" placeholder:"NAME" help:"Kubeconfig context the kubernetes executor uses (default: the current context)."`
+	// SecretsKeyFile is read by whichever process holds the store (this
+	// one, or the daemon with its own flag).
+	SecretsKeyFile string `name:"secrets-key-file" env:"WIZ_SECRETS_KEY_FILE" type:"existingfile" placeholder:"FILE" help:"The age key the store's secrets are encrypted with (default: secrets.key in the wiz home or daemon data dir, made on first use)."`
 
 	Run      RunCmd        `cmd:"" help:"Run a pipeline file or a stored pipeline."`
 	Pipeline PipelineCmd   `cmd:"" help:"Apply, list and show pipelines."`
@@ -51,6 +54,7 @@ type CLI struct {
 	Executor ExecutorCmd   `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
 	GC       GCCmd         `cmd:"" name:"gc" help:"Delete old runs and the blobs nothing else refers to; say how much was freed."`
 	Cache    CacheCmd      `cmd:"" help:"List and clear the results runs may reuse (cache: on a processor)."`
+	Secret   SecretCmd     `cmd:"" aliases:"secrets" help:"Set, list and remove the secrets pipelines use (secrets.NAME in env: and secret_files)."`
 	Complete CompletionCmd `cmd:"" name:"completion" help:"Print the shell completion script for bash, zsh or fish."`
 }
 

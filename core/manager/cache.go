@@ -30,8 +30,8 @@ const cacheKeyVersion = "wiz-cache-v1"
 // settings; the resources; the resolved config (expressions evaluated); the
 // declared env (the pipeline's env and defaults.env; with.env and clean_env
 // are in the config) and the values of a script's expressions, never the
-// executor's inherited environment; the output limits; and each input's
-// digest. Files a program reads that are not inputs are not in it (see
+// executor's inherited environment; the output limits; each input's
+// digest; and each secret the task uses, by an HMAC of its value. Files a program reads that are not inputs are not in it (see
 // docs/pipelines.md). The program a native plan runs is resolved on the
 // executor: its sha256 is kept with the result, and a hit needs the executor
 // to find it unchanged (dispatch).
@@ -59,6 +59,17 @@ func (r *run) cacheKey(pr *proc, t *Task) string {
 	for _, name := range slices.Sorted(maps.Keys(t.Inputs)) {
 		put(name)
 		putData(h, put, t.Inputs[name])
+	}
+	// A secret by a keyed digest of its value: a rotated secret is a miss,
+	// and the key reveals nothing of the value.
+	putMap(put, t.SecretFiles)
+	for _, name := range slices.Sorted(maps.Keys(t.Secrets)) {
+		mac, err := r.m.secrets.MAC(t.Secrets[name])
+		if err != nil {
+			return "" // no key, no reuse
+		}
+		put(name)
+		put(mac)
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

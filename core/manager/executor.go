@@ -49,6 +49,12 @@ type Task struct {
 	// a script's expressions, over everything; FileEnv names the input whose
 	// path each variable holds. Native tasks only.
 	Env, ExprEnv, FileEnv map[string]string
+	// Secrets holds the values of the secrets the task uses, by name: its
+	// env values hold markers where they go (secrets.Marker), and
+	// SecretFiles names the secret of each file to write in its working
+	// directory. Native tasks only; never recorded.
+	Secrets     map[string][]byte
+	SecretFiles map[string]string
 	// KeepTemp keeps a failed task's temporary working directory.
 	KeepTemp bool
 	// ReportProgram asks for the native program's sha256 in the

@@ -44,6 +44,12 @@ type API interface {
 	// ClearCache deletes the cache entries of a pipeline, or all when
 	// pipeline is empty, and says how many.
 	ClearCache(pipeline string) (int, error)
+	// SetSecret stores a secret's value, encrypted; created is false when
+	// it replaced one. Secrets lists them, and DeleteSecret removes one;
+	// neither ever returns a value.
+	SetSecret(name string, value []byte) (sec *wizpb.Secret, created bool, err error)
+	Secrets() ([]*wizpb.Secret, error)
+	DeleteSecret(name string) error
 }
 
 var _ API = (*Manager)(nil)

@@ -376,6 +376,15 @@ func (r *run) dispatch(i int) {
 	}
 	if pr.native {
 		task.Env = r.env
+		if names := r.p.Secrets(pr.node); len(names) > 0 {
+			vals, err := r.m.resolveSecrets(names)
+			if err != nil {
+				pr.rec.Attempts++
+				r.fail(i, err.Error(), 0)
+				return
+			}
+			task.Secrets, task.SecretFiles = vals, pr.node.SecretFiles
+		}
 	}
 	if t := pr.node.Templates; t != nil {
 		// Values of upstream outputs are read now, at dispatch.
@@ -401,7 +410,7 @@ func (r *run) dispatch(i int) {
 	}
 	if pr.node.Cache != nil && !r.noCache && pr.rec.Attempts == 0 {
 		pr.cacheKey = r.cacheKey(pr, task)
-		if e := r.cacheEntry(pr); e != nil {
+		if e := r.cacheEntry(pr); pr.cacheKey != "" && e != nil {
 			if !pr.native {
 				r.cacheHit(i, e)
 				return

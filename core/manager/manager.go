@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wiz-run/wiz/core/pipeline"
+	"github.com/wiz-run/wiz/core/secrets"
 	"github.com/wiz-run/wiz/core/store"
 	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/sdk/blob"
@@ -96,6 +97,9 @@ type Config struct {
 	// Capacity is how many tasks run at once on this machine, shared fairly
 	// by concurrent runs whose executors run here; 0: the number of CPUs.
 	Capacity int
+	// Secrets encrypts the store's secrets; nil: the Manager has no secrets
+	// key, and setting or using a secret is an error that says so.
+	Secrets *secrets.Keyring
 }
 
 // Manager owns pipelines and runs. Its methods are safe for concurrent use;
@@ -108,6 +112,7 @@ type Manager struct {
 	log      hclog.Logger
 	cacheDir string
 	taskDir  string
+	secrets  *secrets.Keyring
 
 	liveMu sync.Mutex
 	live   map[string]*liveRun // runs in progress, by ID
@@ -129,7 +134,7 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir,
+	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir, secrets: cfg.Secrets,
 		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), parsed: map[string]*pipeline.Pipeline{}}
 }
 
@@ -185,6 +190,9 @@ func (m *Manager) apply(file string, src []byte, read func(string) ([]byte, erro
 func (m *Manager) applyFrom(file string, src []byte, read func(string) ([]byte, error), stack []string, origin string) (*Applied, error) {
 	p, err := m.parse(file, src)
 	if err != nil {
+		return nil, err
+	}
+	if err := m.checkSecrets(p); err != nil {
 		return nil, err
 	}
 	kids, pins, err := m.children(file, p, nil, read, stack)

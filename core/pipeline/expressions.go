@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/wiz-run/wiz/core/expr"
+	"github.com/wiz-run/wiz/core/secrets"
 )
 
 // Field types with rules for expressions (FieldSpec.Type).
@@ -55,6 +56,9 @@ type TemplatePart struct {
 	File string
 	// Var is the environment variable a script's expression becomes.
 	Var string
+	// Secret names the secret of "${{ secrets.NAME }}" (in an env value),
+	// which renders as a marker the executor replaces (secrets.Marker).
+	Secret string
 }
 
 // Templates are the expressions of a processor's `with`.
@@ -72,9 +76,9 @@ var filesExprRE = regexp.MustCompile(`^files\.([A-Za-z0-9_.-]+)$`)
 // and each processor's when and `with`. specs are the processors' type
 // specs (nil entries when unknown).
 func (p *Pipeline) compileExprs(specs []*TypeSpec, errorf func(Position, string, ...any)) {
-	p.Exprs, p.EnvTemplates = nil, nil
+	p.Exprs, p.EnvTemplates, p.envSecretRefs = nil, nil, nil
 	for _, n := range p.Processors {
-		n.Templates = nil
+		n.Templates, n.envSecretRefs = nil, nil
 	}
 	if !p.hasExprs() {
 		return // a CEL environment costs milliseconds and megabytes: none is made
@@ -95,7 +99,7 @@ func (p *Pipeline) compileExprs(specs []*TypeSpec, errorf func(Position, string,
 	}
 	top := &expr.Scope{Processors: names, NoProcessors: true}
 	if p.When != nil {
-		if prog, err := env.Compile(p.When.Src, top, true); err != nil {
+		if prog, err := compileExpr(env, p.When.Src, top, true); err != nil {
 			errorf(p.When.Pos, "when: %v", err)
 		} else {
 			p.When.Prog = prog
@@ -103,10 +107,13 @@ func (p *Pipeline) compileExprs(specs []*TypeSpec, errorf func(Position, string,
 	}
 	p.EnvTemplates = nil
 	for _, k := range slices.Sorted(mapKeys(p.Env)) {
-		t, err := compileTemplate(env, p.Env[k], top, nil, false)
+		t, err := compileTemplate(env, p.Env[k], top, nil, false, true)
 		if err != nil {
 			errorf(Position{File: p.File, Line: 1, Col: 1}, "env.%s: %v", k, err)
 			continue
+		}
+		for _, name := range t.secretNames() {
+			p.envSecretRefs = append(p.envSecretRefs, SecretRef{Name: name, Pos: Position{File: p.File, Line: 1, Col: 1}})
 		}
 		if t != nil {
 			if p.EnvTemplates == nil {
@@ -125,7 +132,7 @@ func (p *Pipeline) compileExprs(specs []*TypeSpec, errorf func(Position, string,
 		scope := &expr.Scope{Processors: names, Processor: n.Name, Finally: n.Finally, Upstream: p.upstream(n, mains)}
 		if fe := n.ForEach; fe != nil && fe.Expr != nil {
 			// The list is evaluated before there are instances.
-			if prog, err := env.Compile(fe.Expr.Src, scope, false); err != nil {
+			if prog, err := compileExpr(env, fe.Expr.Src, scope, false); err != nil {
 				errorf(fe.Pos, "for_each of %s: %v", n.Name, err)
 			} else {
 				fe.Expr.Prog = prog
@@ -133,7 +140,7 @@ func (p *Pipeline) compileExprs(specs []*TypeSpec, errorf func(Position, string,
 		}
 		scope.ForEach = n.ForEach != nil
 		if n.When != nil {
-			if prog, err := env.Compile(n.When.Src, scope, true); err != nil {
+			if prog, err := compileExpr(env, n.When.Src, scope, true); err != nil {
 				errorf(n.When.Pos, "when of %s: %v", n.Name, err)
 			} else {
 				n.When.Prog = prog
@@ -226,7 +233,7 @@ func (n *ProcessorNode) compileWith(env *expr.Env, scope *expr.Scope, spec *Type
 			}
 			if err == nil {
 				var t *Template
-				t, err = compileTemplate(env, script, scope, inputs, false)
+				t, err = compileTemplate(env, script, scope, inputs, false, false)
 				if t != nil {
 					t.Script = true
 					for i := range t.Parts {
@@ -242,7 +249,15 @@ func (n *ProcessorNode) compileWith(env *expr.Env, scope *expr.Scope, spec *Type
 			}
 		default:
 			typed := f.Type != "" && f.Type != "string" && f.Type != FieldScript
-			out[key], err = compileValue(env, n.With[key], scope, inputs, typed)
+			// A native type's with.env may hold secrets: it becomes the
+			// program's environment.
+			withSecrets := key == "env" && spec != nil && spec.Native
+			out[key], err = compileValue(env, n.With[key], scope, inputs, typed, withSecrets)
+			if err == nil && withSecrets {
+				for _, name := range templateSecrets(out[key]) {
+					n.envSecretRefs = append(n.envSecretRefs, SecretRef{Name: name, Pos: pos})
+				}
+			}
 		}
 		if err != nil {
 			errorf(pos, "with.%s of %s: %v", key, n.Name, err)
@@ -257,10 +272,10 @@ func (n *ProcessorNode) compileWith(env *expr.Env, scope *expr.Scope, spec *Type
 }
 
 // compileValue compiles the strings of a config value, at any depth.
-func compileValue(env *expr.Env, v any, scope *expr.Scope, inputs []string, typed bool) (any, error) {
+func compileValue(env *expr.Env, v any, scope *expr.Scope, inputs []string, typed, withSecrets bool) (any, error) {
 	switch x := v.(type) {
 	case string:
-		t, err := compileTemplate(env, x, scope, inputs, typed)
+		t, err := compileTemplate(env, x, scope, inputs, typed, withSecrets)
 		if t == nil || err != nil {
 			return x, err
 		}
@@ -268,7 +283,7 @@ func compileValue(env *expr.Env, v any, scope *expr.Scope, inputs []string, type
 	case []any:
 		out := make([]any, len(x))
 		for i, item := range x {
-			c, err := compileValue(env, item, scope, inputs, false)
+			c, err := compileValue(env, item, scope, inputs, false, withSecrets)
 			if err != nil {
 				return nil, err
 			}
@@ -278,7 +293,7 @@ func compileValue(env *expr.Env, v any, scope *expr.Scope, inputs []string, type
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, item := range x {
-			c, err := compileValue(env, item, scope, inputs, false)
+			c, err := compileValue(env, item, scope, inputs, false, withSecrets)
 			if err != nil {
 				return nil, err
 			}
@@ -292,7 +307,8 @@ func compileValue(env *expr.Env, v any, scope *expr.Scope, inputs []string, type
 // compileTemplate compiles the expressions of s; nil when it has none (an
 // escaped "$${{" turns into the literal text). inputs are the processor's
 // inputs, which "${{ files.NAME }}" may name; nil forbids files.
-func compileTemplate(env *expr.Env, s string, scope *expr.Scope, inputs []string, typed bool) (*Template, error) {
+// withSecrets allows "${{ secrets.NAME }}" (an env value).
+func compileTemplate(env *expr.Env, s string, scope *expr.Scope, inputs []string, typed, withSecrets bool) (*Template, error) {
 	if !expr.HasExpr(s) {
 		return nil, nil
 	}
@@ -322,7 +338,14 @@ func compileTemplate(env *expr.Env, s string, scope *expr.Scope, inputs []string
 			t.Parts = append(t.Parts, TemplatePart{File: m[1]})
 			continue
 		}
-		prog, err := env.Compile(part.Expr, scope, false)
+		if m := secretRefRE.FindStringSubmatch(part.Expr); m != nil {
+			if !withSecrets {
+				return nil, errSecretPlace(part.Expr)
+			}
+			t.Parts = append(t.Parts, TemplatePart{Secret: m[1]})
+			continue
+		}
+		prog, err := compileExpr(env, part.Expr, scope, false)
 		if err != nil {
 			return nil, err
 		}
@@ -599,6 +622,8 @@ func (r *Rendered) template(t *Template, vars *expr.Vars) (any, error) {
 			b.WriteString("${" + p.Var + "}")
 		case p.File != "":
 			b.WriteString("${{ files." + p.File + " }}") // the executor's to substitute
+		case p.Secret != "":
+			b.WriteString(secrets.Marker(p.Secret)) // the executor's to substitute
 		default:
 			b.WriteString(p.Lit)
 		}
@@ -666,4 +691,50 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 			}
 		}
 	}
+}
+
+// secretNames returns the secrets t uses; none for a nil t.
+func (t *Template) secretNames() []string {
+	if t == nil {
+		return nil
+	}
+	var out []string
+	for _, p := range t.Parts {
+		if p.Secret != "" {
+			out = append(out, p.Secret)
+		}
+	}
+	return out
+}
+
+// templateSecrets returns the secrets the templates of a compiled config
+// value use, at any depth.
+func templateSecrets(v any) []string {
+	switch x := v.(type) {
+	case *Template:
+		return x.secretNames()
+	case []any:
+		var out []string
+		for _, item := range x {
+			out = append(out, templateSecrets(item)...)
+		}
+		return out
+	case map[string]any:
+		var out []string
+		for _, k := range slices.Sorted(mapKeys(x)) {
+			out = append(out, templateSecrets(x[k])...)
+		}
+		return out
+	}
+	return nil
+}
+
+// compileExpr is env.Compile, with the error that says where secrets may
+// be used for an expression that names them.
+func compileExpr(env *expr.Env, src string, scope *expr.Scope, isBool bool) (*expr.Program, error) {
+	prog, err := env.Compile(src, scope, isBool)
+	if err != nil && secretsWordRE.MatchString(src) {
+		return nil, errSecretPlace(src)
+	}
+	return prog, err
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"path"
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/wiz-run/wiz/core/expr"
+	"github.com/wiz-run/wiz/core/secrets"
 	"go.yaml.in/yaml/v3"
 	"gonum.org/v1/gonum/graph/simple"
 )
@@ -31,7 +33,7 @@ var (
 var (
 	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "outputs", "processors", "retries", "timeout", "when"}
 	inputKeys     = []string{"default", "doc", "enum", "max", "min", "pattern", "type"}
-	processorKeys = []string{"after", "cache", "executor", "for_each", "inputs", "max_output_size", "max_parallel", "on_error", "resources", "retries", "retry", "timeout", "uses", "when", "with"}
+	processorKeys = []string{"after", "cache", "executor", "for_each", "inputs", "max_output_size", "max_parallel", "on_error", "resources", "retries", "retry", "secret_files", "timeout", "uses", "when", "with"}
 	resourceKeys  = []string{"limits", "requests"}
 )
 
@@ -998,6 +1000,9 @@ func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *Proc
 			n.Resources = d.resources(e)
 		case "max_output_size":
 			n.MaxOutput = d.size(e)
+		case "secret_files":
+			n.SecretFiles, n.secretFileRefs = d.secretFiles(e)
+			n.secretFilesPos = e.keyPos
 		default:
 			d.unknownKey(e, "in "+what, processorKeys)
 		}
@@ -1009,6 +1014,41 @@ func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *Proc
 		d.errorf(*maxParPos, "max_parallel on a processor bounds its for_each instances; %s has no for_each (the pipeline's max_parallel bounds the run)", pe.key)
 	}
 	return n
+}
+
+// secretFiles reads a processor's `secret_files: {PATH: NAME}`: PATH is
+// relative to the task's working directory, NAME a secret, written bare or
+// as ${{ secrets.NAME }}.
+func (d *decoder) secretFiles(e entry) (map[string]string, []SecretRef) {
+	entries, ok := d.mapping(e.val, "secret_files", "path")
+	if !ok {
+		return nil, nil
+	}
+	out := make(map[string]string, len(entries))
+	var refs []SecretRef
+	for _, f := range entries {
+		s, ok := d.str(f)
+		if !ok {
+			continue
+		}
+		name := strings.TrimSpace(s)
+		if m := secretRefRE.FindStringSubmatch(name); m != nil {
+			name = m[1]
+		}
+		if err := secrets.CheckName(name); err != nil {
+			d.errorf(f.valPos, "secret_files.%s: %v; write the secret's name, like API_TOKEN", f.key, err)
+			continue
+		}
+		clean := path.Clean(f.key)
+		switch {
+		case f.key == "" || path.IsAbs(f.key) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../"):
+			d.errorf(f.keyPos, "secret_files: %q must be a path inside the task's working directory, like creds/token.txt", f.key)
+			continue
+		}
+		out[clean] = name
+		refs = append(refs, SecretRef{Name: name, Pos: f.valPos})
+	}
+	return out, refs
 }
 
 func (d *decoder) uses(n *ProcessorNode, e entry) {

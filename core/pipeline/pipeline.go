@@ -282,6 +282,13 @@ type ProcessorNode struct {
 	// Cache lets a run reuse the outputs of an earlier identical execution
 	// instead of running the processor; nil: never (the default).
 	Cache *Cache
+	// SecretFiles maps a path in the task's working directory to the
+	// secret the file holds (`secret_files:`); native types only.
+	SecretFiles    map[string]string
+	secretFileRefs []SecretRef
+	secretFilesPos Position
+	// envSecretRefs are the secrets of its with.env (set by Validate).
+	envSecretRefs []SecretRef
 	// Child is set when the processor runs another pipeline (uses:
 	// pipeline/NAME[@N] or ./FILE.yaml); nil for a processor type.
 	Child *ChildRef
@@ -341,6 +348,8 @@ type Pipeline struct {
 	Env map[string]string
 	// EnvTemplates holds Env's expressions, compiled by Validate.
 	EnvTemplates map[string]*Template
+	// envSecretRefs are the secrets Env uses (set by Validate).
+	envSecretRefs []SecretRef
 	// Exprs compiles the pipeline's expressions; set by Validate.
 	Exprs *expr.Env
 	// Outputs are what the pipeline returns when it runs as a
@@ -401,6 +410,10 @@ type FieldSpec struct {
 type TypeSpec struct {
 	Type   string // "std/exec"
 	Fields []FieldSpec
+	// Native says that the executor runs the type's program itself (a
+	// native-program wrapper like std/exec): only such a processor takes
+	// secrets.
+	Native bool
 	// Validates says that the type's pack checks its configs (a
 	// ConfigValidator asks it).
 	Validates bool

@@ -294,7 +294,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty processor", procs("  a:\n"), `p.yaml:3:3: processor "a" is empty: it needs at least uses`},
 		{"missing uses", procs("  a: {with: {x: 1}}\n"), `p.yaml:3:3: processor "a" is missing required key "uses" (a processor type like std/exec)`},
 		{"unknown processor key", procs("  a:\n    uses: std/json\n    need: [b]\n"),
-			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, cache, executor, for_each, inputs, max_output_size, max_parallel, on_error, resources, retries, retry, timeout, uses, when, with)`},
+			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, cache, executor, for_each, inputs, max_output_size, max_parallel, on_error, resources, retries, retry, secret_files, timeout, uses, when, with)`},
 		{"bad uses", procs("  a: {uses: exec}\n"), `p.yaml:3:13: invalid processor type "exec": want PACK/NAME, like std/exec`},
 		{"empty version", procs("  a: {uses: std/exec@}\n"), `p.yaml:3:13: empty version constraint in "std/exec@": want PACK/NAME@CONSTRAINT, like acme/resize@^1.2`},
 		{"bad timeout", procs("  a: {uses: std/json, timeout: 30}\n"), `p.yaml:3:32: timeout must be a positive duration like "30s" or "5m", got 30`},

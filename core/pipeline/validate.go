@@ -96,6 +96,7 @@ func (p *Pipeline) Validate(cat Catalog) error {
 		if cat != nil && n.Child == nil { // a sub-pipeline's with is its inputs, checked by the Manager
 			specs[i] = p.checkConfig(n, cat, errorf)
 		}
+		n.checkSecretFiles(specs[i], errorf)
 		for _, b := range n.Inputs {
 			switch {
 			case b.From.Input != "":

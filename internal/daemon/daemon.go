@@ -79,7 +79,7 @@ func Run(ctx context.Context, cfg Config) error {
 		grpc.UnaryInterceptor(a.unary), grpc.StreamInterceptor(a.stream),
 	)
 	api := managerapi.NewServer(cfg.Manager)
-	wizrpc.RegisterManagerServer(gs, api)
+	api.Register(gs)
 	wizrpc.RegisterTokensServer(gs, &tokens{st: cfg.Store})
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)

@@ -185,7 +185,7 @@ func (c *Client) Submit(t *manager.Task) error {
 		Id: t.ID, RunId: t.RunID, Processor: t.Processor, Type: t.Type,
 		Pack:       &wizrpc.PackRef{Name: t.Pack.Name, Version: t.Pack.Version, Path: t.Pack.Path, Sha256: t.Pack.SHA256},
 		ConfigJson: t.Config, Inputs: t.Inputs, TimeoutNs: t.Timeout.Nanoseconds(), Kind: kind(t.Native),
-		Env: t.Env, ExprEnv: t.ExprEnv, FileEnv: t.FileEnv, KeepTemp: t.KeepTemp,
+		Env: t.Env, ExprEnv: t.ExprEnv, FileEnv: t.FileEnv, KeepTemp: t.KeepTemp, Secrets: t.Secrets, SecretFiles: t.SecretFiles,
 		InlineMaxBytes: t.InlineMax, MaxOutputBytes: t.MaxOutput,
 		ReportProgram: t.ReportProgram, ReuseProgramSha256: t.ReuseProgram,
 	}

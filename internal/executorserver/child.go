@@ -9,6 +9,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/wiz-run/wiz/core/secrets"
 )
 
 // A native task's program is started with syscall.ForkExec rather than
@@ -164,7 +166,7 @@ func planEnv(env []string) ([]string, error) {
 	env = dedupEnv(env)
 	out := env[:0]
 	for _, kv := range env {
-		if strings.IndexByte(kv, 0) >= 0 {
+		if strings.IndexByte(secrets.StripMarkers(kv), 0) >= 0 { // a secret's marker is replaced at start
 			name, _, _ := strings.Cut(kv, "=")
 			return nil, errors.New("environment variable " + strconv.Quote(name) + " contains a NUL byte")
 		}

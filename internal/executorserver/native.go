@@ -27,6 +27,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wiz-run/wiz/core/secrets"
 	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk/blob"
@@ -165,6 +166,11 @@ func (s *Server) plan(ctx context.Context, t *wizrpc.Task) (*cachedPlan, error) 
 // itself, in its own process group, and collects its outputs and rusage.
 func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, emit func(*wizrpc.ExecuteEvent)) {
 	p := cp.plan
+	var mask *secrets.Masker // the task's secrets, masked in all it sends
+	if len(t.Secrets) > 0 {
+		mask = secretsMasker(t)
+		emit = maskEvents(mask, emit)
+	}
 	fail := func(msg string, started bool) {
 		emit(finished(wizrpc.Outcome_OUTCOME_FAILED, 0, msg, started))
 	}
@@ -207,6 +213,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	// it free, where a put deferred past the Finished would have it make a
 	// new one almost every time.
 	var releaseDir func()
+	removeSecretFiles := func() {} // set when the task has secret files
 	defer func() {
 		if releaseDir != nil {
 			releaseDir()
@@ -347,6 +354,10 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	if len(t.Inputs) > 0 || len(t.ExprEnv) > 0 {
 		env = dedupEnv(env) // a WIZ_INPUT_ the plan sets yields to the input's
 	}
+	if env, err = withSecrets(env, t.Secrets); err != nil {
+		fail(err.Error(), false)
+		return
+	}
 	env = append(env[:len(env):len(env)], "WIZ_RUN_ID="+t.RunId)
 	// Started is sent only when the program is still running after
 	// startedDelay, or logs before: a short task costs one message, its
@@ -361,7 +372,12 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	} else {
 		outw = &logWriter{stream: "stdout", emit: logEmit}
 	}
-	se := &stderrScanner{emit: logEmit}
+	var maskOut io.WriteCloser // stdout through the mask; closed when copied
+	if mask != nil {
+		maskOut = mask.Writer(outw)
+		outw = maskOut
+	}
+	se := &stderrScanner{emit: logEmit, mask: mask}
 	var pipes [2]*outPipe // stdout, stderr: the executor's ends
 	childFds := [3]int{int(s.devNull.Fd()), -1, -1}
 	var stdinR, stdinW *os.File // the child's end, ours
@@ -425,6 +441,15 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		}
 		releaseDir = func() { s.dirs.put(td) }
 		dir = td.path
+	}
+	if len(t.SecretFiles) > 0 {
+		removeSecrets, err := writeSecretFiles(dir, t.SecretFiles, t.Secrets)
+		defer removeSecrets()
+		if err != nil {
+			abort(err.Error())
+			return
+		}
+		removeSecretFiles = removeSecrets
 	}
 	start := time.Now()
 	pid, err := syscall.ForkExec(cp.path, argv, &syscall.ProcAttr{
@@ -513,6 +538,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	awaitExit(pid)
 	sampled := rss.stop() // exited, not reaped: its pid is still its own
 	ws, ru, werr := reap(pid)
+	removeSecretFiles() // before any output is collected
 	close(exited)
 	stopKill()
 	// Nothing the program started outlives the task.
@@ -561,6 +587,10 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	for _, o := range pipes {
 		o.close()
 	}
+	if maskOut != nil {
+		_ = maskOut.Close() // what it held back; an error shows in stdout.Err
+	}
+	se.flush()
 
 	m := &wizpb.Metrics{WallNs: wall.Nanoseconds(), InputBytes: dataSize(t.Inputs)}
 	code := int32(-1)
@@ -645,6 +675,12 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		outs = append(outs, &wizrpc.Output{Name: "out", Data: d})
 	}
 	for _, o := range p.Outputs {
+		if mask != nil {
+			if err := maskFiles(mask, dir, o.Path); err != nil {
+				end(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("output %s: mask secrets: %v", o.Name, err), nil)
+				return
+			}
+		}
 		d, err := s.collect(dir, o.Path, t.MaxOutputBytes)
 		if err != nil {
 			end(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("output %s: %v", o.Name, err), nil)
@@ -1099,6 +1135,10 @@ type stderrScanner struct {
 	emit func(*wizrpc.ExecuteEvent)
 	last []byte
 	err  error // why the last scan stopped; io.EOF at the end of the output
+	// mask, when set, masks secrets line by line: a line cut short by a
+	// scan that would block waits in partial for its end.
+	mask    *secrets.Masker
+	partial []byte
 }
 
 // stderrReaders are the scanners' line readers, reused across tasks.
@@ -1110,6 +1150,16 @@ func (s *stderrScanner) scan(r io.Reader) {
 	defer func() { br.Reset(nil); stderrReaders.Put(br) }()
 	for {
 		line, err := br.ReadBytes('\n')
+		if s.mask != nil {
+			if len(s.partial) > 0 {
+				line = append(s.partial, line...)
+				s.partial = nil
+			}
+			if err != nil && err != io.EOF && len(line) > 0 && line[len(line)-1] != '\n' {
+				s.partial, line = line, nil
+			}
+			line = s.mask.Bytes(line)
+		}
 		if len(line) > 0 {
 			if msg, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("::warning::")); ok {
 				s.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Warning{Warning: &wizrpc.Warning{Message: string(msg)}}})
@@ -1125,6 +1175,16 @@ func (s *stderrScanner) scan(r io.Reader) {
 			s.err = err
 			return
 		}
+	}
+}
+
+// flush sends a line a scan held back (masking).
+func (s *stderrScanner) flush() {
+	if len(s.partial) > 0 {
+		line := s.mask.Bytes(s.partial)
+		s.partial = nil
+		s.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{Stream: "stderr", Data: line}}})
+		s.last = append(s.last, line...)
 	}
 }
 

@@ -42,7 +42,8 @@ type Client struct {
 	conn *grpc.ClientConn
 	rpc  wizrpc.ManagerClient
 	// Tokens manages a daemon's tokens; nil behind a unix socket.
-	Tokens wizrpc.TokensClient
+	Tokens  wizrpc.TokensClient
+	secrets wizrpc.SecretsClient
 	// Where names the Manager in messages, e.g. "the wiz process holding ~/.wiz".
 	Where string
 }
@@ -58,7 +59,7 @@ func DialUnix(ctx context.Context, path, where string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{conn: conn, rpc: wizrpc.NewManagerClient(conn), Where: where}
+	c := &Client{conn: conn, rpc: wizrpc.NewManagerClient(conn), secrets: wizrpc.NewSecretsClient(conn), Where: where}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if _, err := c.rpc.ListRuns(ctx, &wizrpc.ListRunsRequest{Limit: 1}); err != nil {
@@ -96,7 +97,7 @@ func DialTCP(addr, token, caFile string, insecureSkip bool) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
-	return &Client{conn: conn, rpc: wizrpc.NewManagerClient(conn), Tokens: wizrpc.NewTokensClient(conn), Where: "the daemon at " + addr}, nil
+	return &Client{conn: conn, rpc: wizrpc.NewManagerClient(conn), Tokens: wizrpc.NewTokensClient(conn), secrets: wizrpc.NewSecretsClient(conn), Where: "the daemon at " + addr}, nil
 }
 
 // bearer sends a token with every call.
@@ -443,4 +444,28 @@ func (c *Client) ClearCache(pipeline string) (int, error) {
 		return 0, fromStatus(err)
 	}
 	return int(r.Deleted), nil
+}
+
+// SetSecret implements manager.API.
+func (c *Client) SetSecret(name string, value []byte) (*wizpb.Secret, bool, error) {
+	r, err := c.secrets.SetSecret(context.Background(), &wizrpc.SetSecretRequest{Name: name, Value: value})
+	if err != nil {
+		return nil, false, fromStatus(err)
+	}
+	return r.Secret, r.Created, nil
+}
+
+// Secrets implements manager.API.
+func (c *Client) Secrets() ([]*wizpb.Secret, error) {
+	r, err := c.secrets.ListSecrets(context.Background(), &wizrpc.ListSecretsRequest{})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return r.Secrets, nil
+}
+
+// DeleteSecret implements manager.API.
+func (c *Client) DeleteSecret(name string) error {
+	_, err := c.secrets.DeleteSecret(context.Background(), &wizrpc.DeleteSecretRequest{Name: name})
+	return fromStatus(err)
 }

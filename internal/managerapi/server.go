@@ -44,6 +44,12 @@ func (s *Server) Drain() {
 	s.mu.Unlock()
 }
 
+// Register registers the Manager and Secrets services of s on gs.
+func (s *Server) Register(gs *grpc.Server) {
+	wizrpc.RegisterManagerServer(gs, s)
+	wizrpc.RegisterSecretsServer(gs, secretsServer{m: s.m})
+}
+
 // NewServer returns a Server for m.
 func NewServer(m *manager.Manager) *Server { return &Server{m: m} }
 
@@ -65,7 +71,7 @@ func ServeUnix(path string, s *Server) (*grpc.Server, error) {
 		return nil, err
 	}
 	gs := grpc.NewServer(grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize))
-	wizrpc.RegisterManagerServer(gs, s)
+	s.Register(gs)
 	go func() { _ = gs.Serve(lis) }() // ends when the caller stops gs
 	return gs, nil
 }
@@ -331,4 +337,33 @@ func (s *Server) ClearCache(_ context.Context, req *wizrpc.ClearCacheRequest) (*
 		return nil, toStatus(err)
 	}
 	return &wizrpc.ClearCacheResponse{Deleted: int32(n)}, nil
+}
+
+// secretsServer serves the Secrets service: values go in, never out.
+type secretsServer struct {
+	wizrpc.UnimplementedSecretsServer
+	m *manager.Manager
+}
+
+func (s secretsServer) SetSecret(_ context.Context, req *wizrpc.SetSecretRequest) (*wizrpc.SetSecretResponse, error) {
+	sec, created, err := s.m.SetSecret(req.Name, req.Value)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.SetSecretResponse{Secret: sec, Created: created}, nil
+}
+
+func (s secretsServer) ListSecrets(context.Context, *wizrpc.ListSecretsRequest) (*wizrpc.ListSecretsResponse, error) {
+	ss, err := s.m.Secrets()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.ListSecretsResponse{Secrets: ss}, nil
+}
+
+func (s secretsServer) DeleteSecret(_ context.Context, req *wizrpc.DeleteSecretRequest) (*wizrpc.DeleteSecretResponse, error) {
+	if err := s.m.DeleteSecret(req.Name); err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.DeleteSecretResponse{}, nil
 }

@@ -353,7 +353,7 @@ func (r *Registry) Lookup(typ string) (*pipeline.TypeSpec, bool) {
 	if err != nil {
 		return nil, false
 	}
-	spec := &pipeline.TypeSpec{Type: t, Validates: ts.Validates, DeclaresInputs: ts.DeclaresInputs,
+	spec := &pipeline.TypeSpec{Type: t, Native: ts.Kind == wizrpc.TypeKind_TYPE_KIND_NATIVE, Validates: ts.Validates, DeclaresInputs: ts.DeclaresInputs,
 		DeclaresOutputs: ts.DeclaresOutputs, Outputs: ts.Outputs}
 	for _, in := range ts.Inputs {
 		spec.Inputs = append(spec.Inputs, pipeline.InputSpec{Name: in.Name, Required: in.Required})

@@ -1316,6 +1316,76 @@ func (x *LogChunk) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Secret is a named secret of a wiz home or daemon. Its value is kept only
+// encrypted, with age, to the store's secrets key (which is not in the store).
+type Secret struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Ciphertext    []byte                 `protobuf:"bytes,2,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"` // age-encrypted value; never sent to clients
+	Created       *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created,proto3" json:"created,omitempty"`
+	Updated       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated,proto3" json:"updated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Secret) Reset() {
+	*x = Secret{}
+	mi := &file_wiz_v1_state_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Secret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Secret) ProtoMessage() {}
+
+func (x *Secret) ProtoReflect() protoreflect.Message {
+	mi := &file_wiz_v1_state_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Secret.ProtoReflect.Descriptor instead.
+func (*Secret) Descriptor() ([]byte, []int) {
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Secret) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Secret) GetCiphertext() []byte {
+	if x != nil {
+		return x.Ciphertext
+	}
+	return nil
+}
+
+func (x *Secret) GetCreated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *Secret) GetUpdated() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Updated
+	}
+	return nil
+}
+
 var File_wiz_v1_state_proto protoreflect.FileDescriptor
 
 const file_wiz_v1_state_proto_rawDesc = "" +
@@ -1445,7 +1515,14 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\tprocessor\x18\x01 \x01(\tR\tprocessor\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\tR\x06stream\x12\x12\n" +
 	"\x04data\x18\x03 \x01(\fR\x04data\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time*k\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xa8\x01\n" +
+	"\x06Secret\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"ciphertext\x18\x02 \x01(\fR\n" +
+	"ciphertext\x124\n" +
+	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
+	"\aupdated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated*k\n" +
 	"\bRunState\x12\x19\n" +
 	"\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RUN_STATE_RUNNING\x10\x01\x12\x14\n" +
@@ -1476,7 +1553,7 @@ func file_wiz_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_wiz_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_wiz_v1_state_proto_goTypes = []any{
 	(RunState)(0),                 // 0: wiz.v1.RunState
 	(ProcessorState)(0),           // 1: wiz.v1.ProcessorState
@@ -1491,43 +1568,46 @@ var file_wiz_v1_state_proto_goTypes = []any{
 	(*Event)(nil),                 // 10: wiz.v1.Event
 	(*Token)(nil),                 // 11: wiz.v1.Token
 	(*LogChunk)(nil),              // 12: wiz.v1.LogChunk
-	nil,                           // 13: wiz.v1.PipelineVersion.ChildrenEntry
-	nil,                           // 14: wiz.v1.Run.InputsEntry
-	nil,                           // 15: wiz.v1.ProcessorRun.OutputsEntry
-	nil,                           // 16: wiz.v1.CacheEntry.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*Data)(nil),                  // 18: wiz.v1.Data
+	(*Secret)(nil),                // 13: wiz.v1.Secret
+	nil,                           // 14: wiz.v1.PipelineVersion.ChildrenEntry
+	nil,                           // 15: wiz.v1.Run.InputsEntry
+	nil,                           // 16: wiz.v1.ProcessorRun.OutputsEntry
+	nil,                           // 17: wiz.v1.CacheEntry.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*Data)(nil),                  // 19: wiz.v1.Data
 }
 var file_wiz_v1_state_proto_depIdxs = []int32{
-	17, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
-	17, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
-	13, // 2: wiz.v1.PipelineVersion.children:type_name -> wiz.v1.PipelineVersion.ChildrenEntry
+	18, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
+	18, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
+	14, // 2: wiz.v1.PipelineVersion.children:type_name -> wiz.v1.PipelineVersion.ChildrenEntry
 	0,  // 3: wiz.v1.Run.state:type_name -> wiz.v1.RunState
-	14, // 4: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
-	17, // 5: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
-	17, // 6: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
+	15, // 4: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
+	18, // 5: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
+	18, // 6: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
 	6,  // 7: wiz.v1.Run.plugins:type_name -> wiz.v1.PluginUse
 	1,  // 8: wiz.v1.ProcessorRun.state:type_name -> wiz.v1.ProcessorState
-	17, // 9: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
-	17, // 10: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
-	15, // 11: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
+	18, // 9: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
+	18, // 10: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
+	16, // 11: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
 	7,  // 12: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
-	17, // 13: wiz.v1.CacheEntry.created:type_name -> google.protobuf.Timestamp
-	16, // 14: wiz.v1.CacheEntry.outputs:type_name -> wiz.v1.CacheEntry.OutputsEntry
+	18, // 13: wiz.v1.CacheEntry.created:type_name -> google.protobuf.Timestamp
+	17, // 14: wiz.v1.CacheEntry.outputs:type_name -> wiz.v1.CacheEntry.OutputsEntry
 	7,  // 15: wiz.v1.CacheEntry.metrics:type_name -> wiz.v1.Metrics
-	17, // 16: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
+	18, // 16: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
 	2,  // 17: wiz.v1.Token.role:type_name -> wiz.v1.Role
-	17, // 18: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
-	17, // 19: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
-	17, // 20: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
-	18, // 21: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
-	18, // 22: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
-	18, // 23: wiz.v1.CacheEntry.OutputsEntry.value:type_name -> wiz.v1.Data
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	18, // 18: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
+	18, // 19: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
+	18, // 20: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
+	18, // 21: wiz.v1.Secret.created:type_name -> google.protobuf.Timestamp
+	18, // 22: wiz.v1.Secret.updated:type_name -> google.protobuf.Timestamp
+	19, // 23: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
+	19, // 24: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
+	19, // 25: wiz.v1.CacheEntry.OutputsEntry.value:type_name -> wiz.v1.Data
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_wiz_v1_state_proto_init() }
@@ -1542,7 +1622,7 @@ func file_wiz_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wiz_v1_state_proto_rawDesc), len(file_wiz_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

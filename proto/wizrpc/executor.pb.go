@@ -539,8 +539,16 @@ type Task struct {
 	// executor does not run it and ends the task Succeeded with
 	// Finished.reused; else it runs the task as usual.
 	ReuseProgramSha256 string `protobuf:"bytes,17,opt,name=reuse_program_sha256,json=reuseProgramSha256,proto3" json:"reuse_program_sha256,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// secrets holds, by name, the values of the secrets this task uses: the
+	// env values (the plan's and env's) hold "\x00secret:NAME\x00" where a
+	// value goes, and secret_files names, by path relative to the working
+	// directory, the secret each file holds. The executor substitutes them
+	// when it starts the program, masks every value (and its base64 form) in
+	// the task's logs and outputs, and keeps none of them after the task.
+	Secrets       map[string][]byte `protobuf:"bytes,18,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SecretFiles   map[string]string `protobuf:"bytes,19,rep,name=secret_files,json=secretFiles,proto3" json:"secret_files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -690,6 +698,20 @@ func (x *Task) GetReuseProgramSha256() string {
 		return x.ReuseProgramSha256
 	}
 	return ""
+}
+
+func (x *Task) GetSecrets() map[string][]byte {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *Task) GetSecretFiles() map[string]string {
+	if x != nil {
+		return x.SecretFiles
+	}
+	return nil
 }
 
 type ExecuteRequest struct {
@@ -1409,7 +1431,7 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\x86\a\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xff\b\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1c\n" +
@@ -1430,7 +1452,9 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\bfile_env\x18\x0e \x03(\v2\x1c.wizrpc.v1.Task.FileEnvEntryR\afileEnv\x12\x1b\n" +
 	"\tkeep_temp\x18\x0f \x01(\bR\bkeepTemp\x12%\n" +
 	"\x0ereport_program\x18\x10 \x01(\bR\rreportProgram\x120\n" +
-	"\x14reuse_program_sha256\x18\x11 \x01(\tR\x12reuseProgramSha256\x1aG\n" +
+	"\x14reuse_program_sha256\x18\x11 \x01(\tR\x12reuseProgramSha256\x126\n" +
+	"\asecrets\x18\x12 \x03(\v2\x1c.wizrpc.v1.Task.SecretsEntryR\asecrets\x12C\n" +
+	"\fsecret_files\x18\x13 \x03(\v2 .wizrpc.v1.Task.SecretFilesEntryR\vsecretFiles\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\x1a6\n" +
@@ -1441,6 +1465,12 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fFileEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\x1a>\n" +
+	"\x10SecretFilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa6\x01\n" +
 	"\x0eExecuteRequest\x12%\n" +
@@ -1508,7 +1538,7 @@ func file_wizrpc_v1_executor_proto_rawDescGZIP() []byte {
 }
 
 var file_wizrpc_v1_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_wizrpc_v1_executor_proto_goTypes = []any{
 	(Outcome)(0),             // 0: wizrpc.v1.Outcome
 	(*HasBlobsRequest)(nil),  // 1: wizrpc.v1.HasBlobsRequest
@@ -1534,48 +1564,52 @@ var file_wizrpc_v1_executor_proto_goTypes = []any{
 	nil,                      // 21: wizrpc.v1.Task.EnvEntry
 	nil,                      // 22: wizrpc.v1.Task.ExprEnvEntry
 	nil,                      // 23: wizrpc.v1.Task.FileEnvEntry
-	(TypeKind)(0),            // 24: wizrpc.v1.TypeKind
-	(*wizpb.Metrics)(nil),    // 25: wiz.v1.Metrics
-	(*wizpb.Data)(nil),       // 26: wiz.v1.Data
+	nil,                      // 24: wizrpc.v1.Task.SecretsEntry
+	nil,                      // 25: wizrpc.v1.Task.SecretFilesEntry
+	(TypeKind)(0),            // 26: wizrpc.v1.TypeKind
+	(*wizpb.Metrics)(nil),    // 27: wiz.v1.Metrics
+	(*wizpb.Data)(nil),       // 28: wiz.v1.Data
 }
 var file_wizrpc_v1_executor_proto_depIdxs = []int32{
 	8,  // 0: wizrpc.v1.Task.pack:type_name -> wizrpc.v1.PackRef
 	20, // 1: wizrpc.v1.Task.inputs:type_name -> wizrpc.v1.Task.InputsEntry
-	24, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
+	26, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
 	21, // 3: wizrpc.v1.Task.env:type_name -> wizrpc.v1.Task.EnvEntry
 	22, // 4: wizrpc.v1.Task.expr_env:type_name -> wizrpc.v1.Task.ExprEnvEntry
 	23, // 5: wizrpc.v1.Task.file_env:type_name -> wizrpc.v1.Task.FileEnvEntry
-	9,  // 6: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
-	12, // 7: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
-	11, // 8: wizrpc.v1.ExecuteRequest.set_slots:type_name -> wizrpc.v1.SetSlots
-	15, // 9: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
-	16, // 10: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
-	17, // 11: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
-	18, // 12: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
-	25, // 13: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
-	19, // 14: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
-	26, // 15: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
-	0,  // 16: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
-	25, // 17: wizrpc.v1.Finished.metrics:type_name -> wiz.v1.Metrics
-	18, // 18: wizrpc.v1.Finished.outputs:type_name -> wizrpc.v1.Output
-	26, // 19: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
-	6,  // 20: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
-	10, // 21: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
-	12, // 22: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
-	1,  // 23: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
-	3,  // 24: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
-	5,  // 25: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
-	7,  // 26: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
-	14, // 27: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
-	13, // 28: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
-	2,  // 29: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
-	4,  // 30: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
-	3,  // 31: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
-	26, // [26:32] is the sub-list for method output_type
-	20, // [20:26] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	24, // 6: wizrpc.v1.Task.secrets:type_name -> wizrpc.v1.Task.SecretsEntry
+	25, // 7: wizrpc.v1.Task.secret_files:type_name -> wizrpc.v1.Task.SecretFilesEntry
+	9,  // 8: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
+	12, // 9: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
+	11, // 10: wizrpc.v1.ExecuteRequest.set_slots:type_name -> wizrpc.v1.SetSlots
+	15, // 11: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
+	16, // 12: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
+	17, // 13: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
+	18, // 14: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
+	27, // 15: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
+	19, // 16: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
+	28, // 17: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
+	0,  // 18: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
+	27, // 19: wizrpc.v1.Finished.metrics:type_name -> wiz.v1.Metrics
+	18, // 20: wizrpc.v1.Finished.outputs:type_name -> wizrpc.v1.Output
+	28, // 21: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
+	6,  // 22: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
+	10, // 23: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
+	12, // 24: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
+	1,  // 25: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
+	3,  // 26: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
+	5,  // 27: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
+	7,  // 28: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
+	14, // 29: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
+	13, // 30: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
+	2,  // 31: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
+	4,  // 32: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
+	3,  // 33: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
+	28, // [28:34] is the sub-list for method output_type
+	22, // [22:28] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_executor_proto_init() }
@@ -1603,7 +1637,7 @@ func file_wizrpc_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_executor_proto_rawDesc), len(file_wizrpc_v1_executor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

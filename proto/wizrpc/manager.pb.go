@@ -23,6 +23,270 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type SetSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSecretRequest) Reset() {
+	*x = SetSecretRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSecretRequest) ProtoMessage() {}
+
+func (x *SetSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSecretRequest.ProtoReflect.Descriptor instead.
+func (*SetSecretRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SetSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SetSecretRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type SetSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secret        *wizpb.Secret          `protobuf:"bytes,1,opt,name=secret,proto3" json:"secret,omitempty"`    // without its ciphertext
+	Created       bool                   `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"` // false: an existing secret's value was replaced
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSecretResponse) Reset() {
+	*x = SetSecretResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSecretResponse) ProtoMessage() {}
+
+func (x *SetSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSecretResponse.ProtoReflect.Descriptor instead.
+func (*SetSecretResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SetSecretResponse) GetSecret() *wizpb.Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *SetSecretResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
+}
+
+type ListSecretsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsRequest) Reset() {
+	*x = ListSecretsRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsRequest) ProtoMessage() {}
+
+func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{2}
+}
+
+type ListSecretsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Secrets       []*wizpb.Secret        `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"` // without their ciphertext, by name
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSecretsResponse) Reset() {
+	*x = ListSecretsResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSecretsResponse) ProtoMessage() {}
+
+func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListSecretsResponse) GetSecrets() []*wizpb.Secret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+type DeleteSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretRequest) Reset() {
+	*x = DeleteSecretRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretRequest) ProtoMessage() {}
+
+func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *DeleteSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretResponse) Reset() {
+	*x = DeleteSecretResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretResponse) ProtoMessage() {}
+
+func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{5}
+}
+
 type CreateTokenRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -34,7 +298,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +310,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +323,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{0}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -93,7 +357,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -105,7 +369,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -118,7 +382,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{1}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateTokenResponse) GetToken() *wizpb.Token {
@@ -143,7 +407,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -155,7 +419,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -168,7 +432,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{2}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{8}
 }
 
 type ListTokensResponse struct {
@@ -180,7 +444,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -192,7 +456,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -205,7 +469,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{3}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListTokensResponse) GetTokens() []*wizpb.Token {
@@ -224,7 +488,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -236,7 +500,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -249,7 +513,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{4}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RevokeTokenRequest) GetIdOrName() string {
@@ -268,7 +532,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -280,7 +544,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -293,7 +557,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{5}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RevokeTokenResponse) GetToken() *wizpb.Token {
@@ -318,7 +582,7 @@ type ApplyPipelineRequest struct {
 
 func (x *ApplyPipelineRequest) Reset() {
 	*x = ApplyPipelineRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +594,7 @@ func (x *ApplyPipelineRequest) String() string {
 func (*ApplyPipelineRequest) ProtoMessage() {}
 
 func (x *ApplyPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +607,7 @@ func (x *ApplyPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPipelineRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{6}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ApplyPipelineRequest) GetFile() string {
@@ -386,7 +650,7 @@ type ApplyPipelineResponse struct {
 
 func (x *ApplyPipelineResponse) Reset() {
 	*x = ApplyPipelineResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +662,7 @@ func (x *ApplyPipelineResponse) String() string {
 func (*ApplyPipelineResponse) ProtoMessage() {}
 
 func (x *ApplyPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +675,7 @@ func (x *ApplyPipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPipelineResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{7}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ApplyPipelineResponse) GetPipeline() *wizpb.Pipeline {
@@ -450,7 +714,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +726,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +739,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{8}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
 }
 
 type ListPipelinesResponse struct {
@@ -487,7 +751,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -499,7 +763,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -512,7 +776,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{9}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*wizpb.Pipeline {
@@ -531,7 +795,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -543,7 +807,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -556,7 +820,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{10}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetPipelineRequest) GetName() string {
@@ -576,7 +840,7 @@ type GetPipelineResponse struct {
 
 func (x *GetPipelineResponse) Reset() {
 	*x = GetPipelineResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -588,7 +852,7 @@ func (x *GetPipelineResponse) String() string {
 func (*GetPipelineResponse) ProtoMessage() {}
 
 func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -601,7 +865,7 @@ func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineResponse.ProtoReflect.Descriptor instead.
 func (*GetPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{11}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetPipelineResponse) GetPipeline() *wizpb.Pipeline {
@@ -634,7 +898,7 @@ type InputValue struct {
 
 func (x *InputValue) Reset() {
 	*x = InputValue{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +910,7 @@ func (x *InputValue) String() string {
 func (*InputValue) ProtoMessage() {}
 
 func (x *InputValue) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +923,7 @@ func (x *InputValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputValue.ProtoReflect.Descriptor instead.
 func (*InputValue) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{12}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *InputValue) GetValue() isInputValue_Value {
@@ -736,7 +1000,7 @@ type GCRequest struct {
 
 func (x *GCRequest) Reset() {
 	*x = GCRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +1012,7 @@ func (x *GCRequest) String() string {
 func (*GCRequest) ProtoMessage() {}
 
 func (x *GCRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +1025,7 @@ func (x *GCRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GCRequest.ProtoReflect.Descriptor instead.
 func (*GCRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GCRequest) GetKeepLast() int32 {
@@ -799,7 +1063,7 @@ type GCResponse struct {
 
 func (x *GCResponse) Reset() {
 	*x = GCResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -811,7 +1075,7 @@ func (x *GCResponse) String() string {
 func (*GCResponse) ProtoMessage() {}
 
 func (x *GCResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -824,7 +1088,7 @@ func (x *GCResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GCResponse.ProtoReflect.Descriptor instead.
 func (*GCResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GCResponse) GetRuns() int32 {
@@ -878,7 +1142,7 @@ type UploadBlobResponse struct {
 
 func (x *UploadBlobResponse) Reset() {
 	*x = UploadBlobResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1154,7 @@ func (x *UploadBlobResponse) String() string {
 func (*UploadBlobResponse) ProtoMessage() {}
 
 func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1167,7 @@ func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
 func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UploadBlobResponse) GetBlob() *wizpb.FileRef {
@@ -931,7 +1195,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1207,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1220,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *StartRunRequest) GetFile() string {
@@ -1037,7 +1301,7 @@ type ListCacheRequest struct {
 
 func (x *ListCacheRequest) Reset() {
 	*x = ListCacheRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1313,7 @@ func (x *ListCacheRequest) String() string {
 func (*ListCacheRequest) ProtoMessage() {}
 
 func (x *ListCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1326,7 @@ func (x *ListCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCacheRequest.ProtoReflect.Descriptor instead.
 func (*ListCacheRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
 }
 
 type ListCacheResponse struct {
@@ -1074,7 +1338,7 @@ type ListCacheResponse struct {
 
 func (x *ListCacheResponse) Reset() {
 	*x = ListCacheResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1350,7 @@ func (x *ListCacheResponse) String() string {
 func (*ListCacheResponse) ProtoMessage() {}
 
 func (x *ListCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1363,7 @@ func (x *ListCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCacheResponse.ProtoReflect.Descriptor instead.
 func (*ListCacheResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ListCacheResponse) GetEntries() []*wizpb.CacheEntry {
@@ -1118,7 +1382,7 @@ type ClearCacheRequest struct {
 
 func (x *ClearCacheRequest) Reset() {
 	*x = ClearCacheRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1394,7 @@ func (x *ClearCacheRequest) String() string {
 func (*ClearCacheRequest) ProtoMessage() {}
 
 func (x *ClearCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1407,7 @@ func (x *ClearCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearCacheRequest.ProtoReflect.Descriptor instead.
 func (*ClearCacheRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ClearCacheRequest) GetPipeline() string {
@@ -1162,7 +1426,7 @@ type ClearCacheResponse struct {
 
 func (x *ClearCacheResponse) Reset() {
 	*x = ClearCacheResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1174,7 +1438,7 @@ func (x *ClearCacheResponse) String() string {
 func (*ClearCacheResponse) ProtoMessage() {}
 
 func (x *ClearCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1187,7 +1451,7 @@ func (x *ClearCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearCacheResponse.ProtoReflect.Descriptor instead.
 func (*ClearCacheResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ClearCacheResponse) GetDeleted() int32 {
@@ -1209,7 +1473,7 @@ type RunUpdate struct {
 
 func (x *RunUpdate) Reset() {
 	*x = RunUpdate{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1485,7 @@ func (x *RunUpdate) String() string {
 func (*RunUpdate) ProtoMessage() {}
 
 func (x *RunUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1498,7 @@ func (x *RunUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUpdate.ProtoReflect.Descriptor instead.
 func (*RunUpdate) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RunUpdate) GetRun() *wizpb.Run {
@@ -1267,7 +1531,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1543,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1556,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *WatchRunRequest) GetId() string {
@@ -1311,7 +1575,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1587,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1600,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelRunRequest) GetId() string {
@@ -1355,7 +1619,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1631,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1644,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CancelRunResponse) GetRun() *wizpb.Run {
@@ -1404,7 +1668,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1680,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1693,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListRunsRequest) GetLimit() int32 {
@@ -1469,7 +1733,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1481,7 +1745,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1494,7 +1758,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{26}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListRunsResponse) GetRuns() []*wizpb.Run {
@@ -1513,7 +1777,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1789,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1802,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{27}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetRunRequest) GetId() string {
@@ -1560,7 +1824,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1572,7 +1836,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1585,7 +1849,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{28}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetRunResponse) GetRun() *wizpb.Run {
@@ -1627,7 +1891,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1639,7 +1903,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1652,7 +1916,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{29}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetLogsRequest) GetId() string {
@@ -1687,7 +1951,7 @@ type GetOutputRequest struct {
 
 func (x *GetOutputRequest) Reset() {
 	*x = GetOutputRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1699,7 +1963,7 @@ func (x *GetOutputRequest) String() string {
 func (*GetOutputRequest) ProtoMessage() {}
 
 func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1712,7 +1976,7 @@ func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOutputRequest.ProtoReflect.Descriptor instead.
 func (*GetOutputRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{30}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetOutputRequest) GetId() string {
@@ -1748,7 +2012,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1760,7 +2024,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1773,7 +2037,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{31}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -1794,7 +2058,19 @@ var File_wizrpc_v1_manager_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\n" +
-	"\x17wizrpc/v1/manager.proto\x12\twizrpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12wiz/v1/state.proto\x1a\x11wiz/v1/data.proto\x1a\x18wizrpc/v1/executor.proto\"x\n" +
+	"\x17wizrpc/v1/manager.proto\x12\twizrpc.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x12wiz/v1/state.proto\x1a\x11wiz/v1/data.proto\x1a\x18wizrpc/v1/executor.proto\"<\n" +
+	"\x10SetSecretRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"U\n" +
+	"\x11SetSecretResponse\x12&\n" +
+	"\x06secret\x18\x01 \x01(\v2\x0e.wiz.v1.SecretR\x06secret\x12\x18\n" +
+	"\acreated\x18\x02 \x01(\bR\acreated\"\x14\n" +
+	"\x12ListSecretsRequest\"?\n" +
+	"\x13ListSecretsResponse\x12(\n" +
+	"\asecrets\x18\x01 \x03(\v2\x0e.wiz.v1.SecretR\asecrets\")\n" +
+	"\x13DeleteSecretRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14DeleteSecretResponse\"x\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.wiz.v1.RoleR\x04role\x12,\n" +
@@ -1937,7 +2213,11 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\vCreateToken\x12\x1d.wizrpc.v1.CreateTokenRequest\x1a\x1e.wizrpc.v1.CreateTokenResponse\x12I\n" +
 	"\n" +
 	"ListTokens\x12\x1c.wizrpc.v1.ListTokensRequest\x1a\x1d.wizrpc.v1.ListTokensResponse\x12L\n" +
-	"\vRevokeToken\x12\x1d.wizrpc.v1.RevokeTokenRequest\x1a\x1e.wizrpc.v1.RevokeTokenResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
+	"\vRevokeToken\x12\x1d.wizrpc.v1.RevokeTokenRequest\x1a\x1e.wizrpc.v1.RevokeTokenResponse2\xf0\x01\n" +
+	"\aSecrets\x12F\n" +
+	"\tSetSecret\x12\x1b.wizrpc.v1.SetSecretRequest\x1a\x1c.wizrpc.v1.SetSecretResponse\x12L\n" +
+	"\vListSecrets\x12\x1d.wizrpc.v1.ListSecretsRequest\x1a\x1e.wizrpc.v1.ListSecretsResponse\x12O\n" +
+	"\fDeleteSecret\x12\x1e.wizrpc.v1.DeleteSecretRequest\x1a\x1f.wizrpc.v1.DeleteSecretResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
 
 var (
 	file_wizrpc_v1_manager_proto_rawDescOnce sync.Once
@@ -1951,123 +2231,138 @@ func file_wizrpc_v1_manager_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_manager_proto_rawDescData
 }
 
-var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_wizrpc_v1_manager_proto_goTypes = []any{
-	(*CreateTokenRequest)(nil),    // 0: wizrpc.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 1: wizrpc.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 2: wizrpc.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 3: wizrpc.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 4: wizrpc.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),   // 5: wizrpc.v1.RevokeTokenResponse
-	(*ApplyPipelineRequest)(nil),  // 6: wizrpc.v1.ApplyPipelineRequest
-	(*ApplyPipelineResponse)(nil), // 7: wizrpc.v1.ApplyPipelineResponse
-	(*ListPipelinesRequest)(nil),  // 8: wizrpc.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 9: wizrpc.v1.ListPipelinesResponse
-	(*GetPipelineRequest)(nil),    // 10: wizrpc.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),   // 11: wizrpc.v1.GetPipelineResponse
-	(*InputValue)(nil),            // 12: wizrpc.v1.InputValue
-	(*GCRequest)(nil),             // 13: wizrpc.v1.GCRequest
-	(*GCResponse)(nil),            // 14: wizrpc.v1.GCResponse
-	(*UploadBlobResponse)(nil),    // 15: wizrpc.v1.UploadBlobResponse
-	(*StartRunRequest)(nil),       // 16: wizrpc.v1.StartRunRequest
-	(*ListCacheRequest)(nil),      // 17: wizrpc.v1.ListCacheRequest
-	(*ListCacheResponse)(nil),     // 18: wizrpc.v1.ListCacheResponse
-	(*ClearCacheRequest)(nil),     // 19: wizrpc.v1.ClearCacheRequest
-	(*ClearCacheResponse)(nil),    // 20: wizrpc.v1.ClearCacheResponse
-	(*RunUpdate)(nil),             // 21: wizrpc.v1.RunUpdate
-	(*WatchRunRequest)(nil),       // 22: wizrpc.v1.WatchRunRequest
-	(*CancelRunRequest)(nil),      // 23: wizrpc.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 24: wizrpc.v1.CancelRunResponse
-	(*ListRunsRequest)(nil),       // 25: wizrpc.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 26: wizrpc.v1.ListRunsResponse
-	(*GetRunRequest)(nil),         // 27: wizrpc.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 28: wizrpc.v1.GetRunResponse
-	(*GetLogsRequest)(nil),        // 29: wizrpc.v1.GetLogsRequest
-	(*GetOutputRequest)(nil),      // 30: wizrpc.v1.GetOutputRequest
-	(*OutputChunk)(nil),           // 31: wizrpc.v1.OutputChunk
-	nil,                           // 32: wizrpc.v1.ApplyPipelineRequest.FilesEntry
-	nil,                           // 33: wizrpc.v1.StartRunRequest.InputsEntry
-	nil,                           // 34: wizrpc.v1.StartRunRequest.FilesEntry
-	(wizpb.Role)(0),               // 35: wiz.v1.Role
-	(*wizpb.Token)(nil),           // 36: wiz.v1.Token
-	(*wizpb.Pipeline)(nil),        // 37: wiz.v1.Pipeline
-	(*wizpb.PipelineVersion)(nil), // 38: wiz.v1.PipelineVersion
-	(*wizpb.FileRef)(nil),         // 39: wiz.v1.FileRef
-	(*wizpb.CacheEntry)(nil),      // 40: wiz.v1.CacheEntry
-	(*wizpb.Run)(nil),             // 41: wiz.v1.Run
-	(*wizpb.ProcessorRun)(nil),    // 42: wiz.v1.ProcessorRun
-	(wizpb.RunState)(0),           // 43: wiz.v1.RunState
-	(*timestamppb.Timestamp)(nil), // 44: google.protobuf.Timestamp
-	(*wizpb.Event)(nil),           // 45: wiz.v1.Event
-	(*BlobChunk)(nil),             // 46: wizrpc.v1.BlobChunk
-	(*wizpb.LogChunk)(nil),        // 47: wiz.v1.LogChunk
+	(*SetSecretRequest)(nil),      // 0: wizrpc.v1.SetSecretRequest
+	(*SetSecretResponse)(nil),     // 1: wizrpc.v1.SetSecretResponse
+	(*ListSecretsRequest)(nil),    // 2: wizrpc.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),   // 3: wizrpc.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),   // 4: wizrpc.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),  // 5: wizrpc.v1.DeleteSecretResponse
+	(*CreateTokenRequest)(nil),    // 6: wizrpc.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 7: wizrpc.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 8: wizrpc.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 9: wizrpc.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 10: wizrpc.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),   // 11: wizrpc.v1.RevokeTokenResponse
+	(*ApplyPipelineRequest)(nil),  // 12: wizrpc.v1.ApplyPipelineRequest
+	(*ApplyPipelineResponse)(nil), // 13: wizrpc.v1.ApplyPipelineResponse
+	(*ListPipelinesRequest)(nil),  // 14: wizrpc.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 15: wizrpc.v1.ListPipelinesResponse
+	(*GetPipelineRequest)(nil),    // 16: wizrpc.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),   // 17: wizrpc.v1.GetPipelineResponse
+	(*InputValue)(nil),            // 18: wizrpc.v1.InputValue
+	(*GCRequest)(nil),             // 19: wizrpc.v1.GCRequest
+	(*GCResponse)(nil),            // 20: wizrpc.v1.GCResponse
+	(*UploadBlobResponse)(nil),    // 21: wizrpc.v1.UploadBlobResponse
+	(*StartRunRequest)(nil),       // 22: wizrpc.v1.StartRunRequest
+	(*ListCacheRequest)(nil),      // 23: wizrpc.v1.ListCacheRequest
+	(*ListCacheResponse)(nil),     // 24: wizrpc.v1.ListCacheResponse
+	(*ClearCacheRequest)(nil),     // 25: wizrpc.v1.ClearCacheRequest
+	(*ClearCacheResponse)(nil),    // 26: wizrpc.v1.ClearCacheResponse
+	(*RunUpdate)(nil),             // 27: wizrpc.v1.RunUpdate
+	(*WatchRunRequest)(nil),       // 28: wizrpc.v1.WatchRunRequest
+	(*CancelRunRequest)(nil),      // 29: wizrpc.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 30: wizrpc.v1.CancelRunResponse
+	(*ListRunsRequest)(nil),       // 31: wizrpc.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 32: wizrpc.v1.ListRunsResponse
+	(*GetRunRequest)(nil),         // 33: wizrpc.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 34: wizrpc.v1.GetRunResponse
+	(*GetLogsRequest)(nil),        // 35: wizrpc.v1.GetLogsRequest
+	(*GetOutputRequest)(nil),      // 36: wizrpc.v1.GetOutputRequest
+	(*OutputChunk)(nil),           // 37: wizrpc.v1.OutputChunk
+	nil,                           // 38: wizrpc.v1.ApplyPipelineRequest.FilesEntry
+	nil,                           // 39: wizrpc.v1.StartRunRequest.InputsEntry
+	nil,                           // 40: wizrpc.v1.StartRunRequest.FilesEntry
+	(*wizpb.Secret)(nil),          // 41: wiz.v1.Secret
+	(wizpb.Role)(0),               // 42: wiz.v1.Role
+	(*wizpb.Token)(nil),           // 43: wiz.v1.Token
+	(*wizpb.Pipeline)(nil),        // 44: wiz.v1.Pipeline
+	(*wizpb.PipelineVersion)(nil), // 45: wiz.v1.PipelineVersion
+	(*wizpb.FileRef)(nil),         // 46: wiz.v1.FileRef
+	(*wizpb.CacheEntry)(nil),      // 47: wiz.v1.CacheEntry
+	(*wizpb.Run)(nil),             // 48: wiz.v1.Run
+	(*wizpb.ProcessorRun)(nil),    // 49: wiz.v1.ProcessorRun
+	(wizpb.RunState)(0),           // 50: wiz.v1.RunState
+	(*timestamppb.Timestamp)(nil), // 51: google.protobuf.Timestamp
+	(*wizpb.Event)(nil),           // 52: wiz.v1.Event
+	(*BlobChunk)(nil),             // 53: wizrpc.v1.BlobChunk
+	(*wizpb.LogChunk)(nil),        // 54: wiz.v1.LogChunk
 }
 var file_wizrpc_v1_manager_proto_depIdxs = []int32{
-	35, // 0: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
-	36, // 1: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
-	36, // 2: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
-	36, // 3: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
-	32, // 4: wizrpc.v1.ApplyPipelineRequest.files:type_name -> wizrpc.v1.ApplyPipelineRequest.FilesEntry
-	37, // 5: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	38, // 6: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
-	37, // 7: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
-	37, // 8: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	38, // 9: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
-	39, // 10: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
-	39, // 11: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
-	33, // 12: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
-	34, // 13: wizrpc.v1.StartRunRequest.files:type_name -> wizrpc.v1.StartRunRequest.FilesEntry
-	40, // 14: wizrpc.v1.ListCacheResponse.entries:type_name -> wiz.v1.CacheEntry
-	41, // 15: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
-	42, // 16: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
-	41, // 17: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
-	43, // 18: wizrpc.v1.ListRunsRequest.state:type_name -> wiz.v1.RunState
-	44, // 19: wizrpc.v1.ListRunsRequest.since:type_name -> google.protobuf.Timestamp
-	41, // 20: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
-	41, // 21: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
-	38, // 22: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
-	42, // 23: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
-	45, // 24: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
-	12, // 25: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
-	6,  // 26: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
-	8,  // 27: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
-	10, // 28: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
-	16, // 29: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
-	22, // 30: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
-	23, // 31: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
-	25, // 32: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
-	27, // 33: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
-	29, // 34: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
-	30, // 35: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
-	46, // 36: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
-	13, // 37: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
-	17, // 38: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
-	19, // 39: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
-	0,  // 40: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
-	2,  // 41: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
-	4,  // 42: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
-	7,  // 43: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
-	9,  // 44: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
-	11, // 45: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
-	21, // 46: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
-	21, // 47: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
-	24, // 48: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
-	26, // 49: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
-	28, // 50: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
-	47, // 51: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
-	31, // 52: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
-	15, // 53: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
-	14, // 54: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
-	18, // 55: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
-	20, // 56: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
-	1,  // 57: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
-	3,  // 58: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
-	5,  // 59: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
-	43, // [43:60] is the sub-list for method output_type
-	26, // [26:43] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	41, // 0: wizrpc.v1.SetSecretResponse.secret:type_name -> wiz.v1.Secret
+	41, // 1: wizrpc.v1.ListSecretsResponse.secrets:type_name -> wiz.v1.Secret
+	42, // 2: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
+	43, // 3: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
+	43, // 4: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
+	43, // 5: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
+	38, // 6: wizrpc.v1.ApplyPipelineRequest.files:type_name -> wizrpc.v1.ApplyPipelineRequest.FilesEntry
+	44, // 7: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	45, // 8: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
+	44, // 9: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
+	44, // 10: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	45, // 11: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
+	46, // 12: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
+	46, // 13: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
+	39, // 14: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
+	40, // 15: wizrpc.v1.StartRunRequest.files:type_name -> wizrpc.v1.StartRunRequest.FilesEntry
+	47, // 16: wizrpc.v1.ListCacheResponse.entries:type_name -> wiz.v1.CacheEntry
+	48, // 17: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
+	49, // 18: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
+	48, // 19: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
+	50, // 20: wizrpc.v1.ListRunsRequest.state:type_name -> wiz.v1.RunState
+	51, // 21: wizrpc.v1.ListRunsRequest.since:type_name -> google.protobuf.Timestamp
+	48, // 22: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
+	48, // 23: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
+	45, // 24: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
+	49, // 25: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
+	52, // 26: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
+	18, // 27: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
+	12, // 28: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
+	14, // 29: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
+	16, // 30: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
+	22, // 31: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
+	28, // 32: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
+	29, // 33: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
+	31, // 34: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
+	33, // 35: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
+	35, // 36: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
+	36, // 37: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
+	53, // 38: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
+	19, // 39: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
+	23, // 40: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
+	25, // 41: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
+	6,  // 42: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
+	8,  // 43: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
+	10, // 44: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
+	0,  // 45: wizrpc.v1.Secrets.SetSecret:input_type -> wizrpc.v1.SetSecretRequest
+	2,  // 46: wizrpc.v1.Secrets.ListSecrets:input_type -> wizrpc.v1.ListSecretsRequest
+	4,  // 47: wizrpc.v1.Secrets.DeleteSecret:input_type -> wizrpc.v1.DeleteSecretRequest
+	13, // 48: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
+	15, // 49: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
+	17, // 50: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
+	27, // 51: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
+	27, // 52: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
+	30, // 53: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
+	32, // 54: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
+	34, // 55: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
+	54, // 56: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
+	37, // 57: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
+	21, // 58: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
+	20, // 59: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
+	24, // 60: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
+	26, // 61: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
+	7,  // 62: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
+	9,  // 63: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
+	11, // 64: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
+	1,  // 65: wizrpc.v1.Secrets.SetSecret:output_type -> wizrpc.v1.SetSecretResponse
+	3,  // 66: wizrpc.v1.Secrets.ListSecrets:output_type -> wizrpc.v1.ListSecretsResponse
+	5,  // 67: wizrpc.v1.Secrets.DeleteSecret:output_type -> wizrpc.v1.DeleteSecretResponse
+	48, // [48:68] is the sub-list for method output_type
+	28, // [28:48] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_manager_proto_init() }
@@ -2076,7 +2371,7 @@ func file_wizrpc_v1_manager_proto_init() {
 		return
 	}
 	file_wizrpc_v1_executor_proto_init()
-	file_wizrpc_v1_manager_proto_msgTypes[12].OneofWrappers = []any{
+	file_wizrpc_v1_manager_proto_msgTypes[18].OneofWrappers = []any{
 		(*InputValue_Text)(nil),
 		(*InputValue_File)(nil),
 		(*InputValue_Blob)(nil),
@@ -2087,9 +2382,9 @@ func file_wizrpc_v1_manager_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_manager_proto_rawDesc), len(file_wizrpc_v1_manager_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   41,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_wizrpc_v1_manager_proto_goTypes,
 		DependencyIndexes: file_wizrpc_v1_manager_proto_depIdxs,
