@@ -92,6 +92,10 @@ func (c *DaemonCmd) Run(env *Env) error {
 		sockSrv.Drain()
 		stop()
 	}()
+	// Schedules fire in the daemon alone; the loop stops with the first
+	// signal, and its runs are waited for (or cancelled) with the others.
+	waitSchedules := m.ServeSchedules(ctx)
+	defer waitSchedules()
 	err = daemon.Run(ctx, daemon.Config{
 		Listen: c.Listen, DataDir: dir, CertFile: c.TLSCert, KeyFile: c.TLSKey, AdminToken: admin,
 		Grace: c.Grace, Manager: m, Store: st, Logger: log.Named("daemon"), Out: os.Stdout,

@@ -1087,3 +1087,187 @@ processors:
 		t.Errorf("removing a removed secret: want exit 1 and not found: %s", r)
 	}
 }
+
+// schedRun is a run as `runs list -o json` shows it, for schedule tests.
+type schedRun struct {
+	ID            string    `json:"id"`
+	Pipeline      string    `json:"pipeline"`
+	State         string    `json:"state"`
+	Trigger       string    `json:"trigger"`
+	ScheduledTime time.Time `json:"scheduled_time"`
+	Started       time.Time `json:"started"`
+}
+
+// schedInfo is a schedule as `schedules list -o json` shows it.
+type schedInfo struct {
+	Pipeline string `json:"pipeline"`
+	Name     string `json:"name"`
+	Skipped  []struct {
+		Tick   time.Time `json:"tick"`
+		Reason string    `json:"reason"`
+	} `json:"skipped"`
+}
+
+// schedRuns returns the runs of pipeline, oldest tick first.
+func schedRuns(d *daemonServer, token, pipeline string) []schedRun {
+	var all, out []schedRun
+	d.decode(&all, token, "runs", "list", "-n", "0", "--pipeline", pipeline, "-o", "json")
+	for _, r := range all {
+		if r.Pipeline == pipeline {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b schedRun) int { return a.ScheduledTime.Compare(b.ScheduledTime) })
+	return out
+}
+
+// waitSchedRuns waits until pipeline has at least n runs that ended.
+func waitSchedRuns(t *testing.T, d *daemonServer, token, pipeline string, n int, max time.Duration) []schedRun {
+	t.Helper()
+	for deadline := time.Now().Add(max); ; time.Sleep(200 * time.Millisecond) {
+		rs := schedRuns(d, token, pipeline)
+		done := 0
+		for _, r := range rs {
+			if r.State != "Running" {
+				done++
+			}
+		}
+		if done >= n {
+			return rs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d runs ended within %v, want %d: %+v\ndaemon stderr:\n%s", pipeline, done, max, n, rs, d.stderr)
+		}
+	}
+}
+
+// TestDaemonSchedules: the daemon fires a cron with seconds on time, with
+// overlap skip and queue against a slow pipeline; killed with SIGKILL across
+// several ticks and restarted, it runs each missed tick inside catchup once,
+// none twice, and records the older ones skipped.
+func TestDaemonSchedules(t *testing.T) {
+	e := daemonNewEnv(t)
+	data := filepath.Join(e.dir, "data")
+	d := e.daemon(data)
+	admin := d.admin
+	e.file("ontime.yaml", `name: ontime
+schedules:
+  every3:
+    cron: "*/3 * * * * *"
+processors:
+  t: {uses: std/exec, with: {command: ["true"]}}
+`)
+	for _, policy := range []string{"skip", "queue"} {
+		e.file(policy+".yaml", `name: slow-`+policy+`
+schedules:
+  every2:
+    cron: "*/2 * * * * *"
+    overlap: `+policy+`
+processors:
+  nap: {uses: std/exec, with: {command: [sleep, "3"]}}
+`)
+	}
+	e.file("catch.yaml", `name: catch
+schedules:
+  every1:
+    cron: "* * * * * *"
+    catchup: 4s
+processors:
+  t: {uses: std/exec, with: {command: ["true"]}}
+`)
+	for _, f := range []string{"ontime.yaml", "skip.yaml", "queue.yaml", "catch.yaml"} {
+		d.ok(admin, "pipeline", "apply", f)
+	}
+
+	// On time: ticks at seconds divisible by 3, each run recorded within 2 s
+	// of its tick (`make bench` measures the lag; this bound holds on a
+	// loaded CI machine).
+	rs := waitSchedRuns(t, d, admin, "ontime", 2, 20*time.Second)
+	for i, r := range rs {
+		if r.Trigger != "schedule/every3" || r.ScheduledTime.Second()%3 != 0 || r.ScheduledTime.Nanosecond() != 0 {
+			t.Errorf("ontime run %d: trigger %q, scheduled %v; want schedule/every3 at a second divisible by 3", i, r.Trigger, r.ScheduledTime)
+		}
+		if lag := r.Started.Sub(r.ScheduledTime); lag < 0 || lag > 2*time.Second { // on a loaded CI machine too
+			t.Errorf("ontime run %d started %v after its tick, want within 2s", i, lag)
+		}
+		if i > 0 && r.ScheduledTime.Sub(rs[i-1].ScheduledTime)%(3*time.Second) != 0 {
+			t.Errorf("ontime runs %d and %d are not whole ticks apart: %v, %v", i-1, i, rs[i-1].ScheduledTime, r.ScheduledTime)
+		}
+	}
+
+	// overlap: skip, a 3 s run every 2 s: the tick during a run is skipped.
+	// overlap: queue: it waits and starts when the run ends.
+	skipRuns := waitSchedRuns(t, d, admin, "slow-skip", 2, 30*time.Second)
+	queueRuns := waitSchedRuns(t, d, admin, "slow-queue", 2, 30*time.Second)
+	var infos []schedInfo
+	d.decode(&infos, admin, "schedules", "list", "-o", "json")
+	skipped := map[string]int{}
+	for _, i := range infos {
+		for _, s := range i.Skipped {
+			if strings.HasPrefix(s.Reason, "overlap") {
+				skipped[i.Pipeline]++
+			}
+		}
+	}
+	if skipped["slow-skip"] == 0 {
+		t.Errorf("overlap skip: no tick was skipped for overlap: %+v", infos)
+	}
+	if skipped["slow-queue"] != 0 {
+		t.Errorf("overlap queue: %d ticks skipped, want none", skipped["slow-queue"])
+	}
+	if gap := skipRuns[1].ScheduledTime.Sub(skipRuns[0].ScheduledTime); gap < 4*time.Second {
+		t.Errorf("overlap skip: runs at ticks %v apart, want the tick during the first run skipped (≥ 4s)", gap)
+	}
+	if gap := queueRuns[1].ScheduledTime.Sub(queueRuns[0].ScheduledTime); gap != 2*time.Second {
+		t.Errorf("overlap queue: runs at ticks %v apart, want the next tick (2s)", gap)
+	}
+	if start := queueRuns[1].Started.Sub(queueRuns[0].Started); start < 3*time.Second {
+		t.Errorf("overlap queue: the queued run started %v after the first, want after it ended (≥ 3s)", start)
+	}
+
+	// kill -9 across several ticks of a per-second schedule with catchup 4s.
+	waitSchedRuns(t, d, admin, "catch", 1, 20*time.Second)
+	if code := d.signal(syscall.SIGKILL, daemonStopMax); code == 0 {
+		t.Fatal("the daemon exited 0 after SIGKILL")
+	}
+	killed := time.Now()
+	time.Sleep(7 * time.Second) // more missed ticks than catchup covers
+	d = e.daemon(data)
+	restarted := time.Now()
+	time.Sleep(3 * time.Second)
+	rs = schedRuns(d, admin, "catch")
+	ticks := map[time.Time]int{}
+	for _, r := range rs {
+		ticks[r.ScheduledTime]++
+		if ticks[r.ScheduledTime] > 1 {
+			t.Errorf("tick %v has %d runs, want 1", r.ScheduledTime, ticks[r.ScheduledTime])
+		}
+	}
+	// Every tick from (restart - catchup) to the restart ran once.
+	for tk := restarted.Add(-4 * time.Second).Truncate(time.Second).Add(time.Second); tk.Before(restarted.Truncate(time.Second)); tk = tk.Add(time.Second) {
+		if ticks[tk.UTC()] != 1 && tk.After(killed) {
+			t.Errorf("missed tick %v inside catchup: %d runs, want 1", tk.UTC(), ticks[tk.UTC()])
+		}
+	}
+	d.decode(&infos, admin, "schedules", "list", "-o", "json")
+	missed := 0
+	for _, i := range infos {
+		if i.Pipeline != "catch" {
+			continue
+		}
+		for _, s := range i.Skipped {
+			if strings.HasPrefix(s.Reason, "missed while no wiz daemon ran") {
+				missed++
+				if ticks[s.Tick.UTC()] != 0 {
+					t.Errorf("tick %v is recorded skipped and has a run", s.Tick)
+				}
+				if s.Tick.Before(killed.Add(-time.Second)) || s.Tick.After(restarted.Add(-4*time.Second)) {
+					t.Errorf("tick %v skipped as missed, but it is not in the downtime older than catchup (killed %v, restarted %v)", s.Tick, killed, restarted)
+				}
+			}
+		}
+	}
+	if missed == 0 {
+		t.Errorf("no tick older than catchup was recorded skipped (killed %v, restarted %v): %+v", killed, restarted, infos)
+	}
+}

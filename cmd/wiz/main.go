@@ -44,18 +44,20 @@ type CLI struct {
 	// one, or the daemon with its own flag).
 	SecretsKeyFile string `name:"secrets-key-file" env:"WIZ_SECRETS_KEY_FILE" type:"existingfile" placeholder:"FILE" help:"The age key the store's secrets are encrypted with (default: secrets.key in the wiz home or daemon data dir, made on first use)."`
 
-	Run      RunCmd        `cmd:"" help:"Run a pipeline file or a stored pipeline."`
-	Pipeline PipelineCmd   `cmd:"" help:"Apply, list and show pipelines."`
-	Runs     RunsCmd       `cmd:"" help:"List and inspect runs."`
-	Plugin   PluginCmd     `cmd:"" help:"Install, list, inspect and remove plugins."`
-	Version  VersionCmd    `cmd:"" help:"Print the version of wiz and of each plugin."`
-	Daemon   DaemonCmd     `cmd:"" help:"Serve the Manager API over TLS with token authentication, for many clients."`
-	Tokens   TokenCmd      `cmd:"" name:"token" help:"Create, list and revoke a daemon's API tokens."`
-	Executor ExecutorCmd   `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
-	GC       GCCmd         `cmd:"" name:"gc" help:"Delete old runs and the blobs nothing else refers to; say how much was freed."`
-	Cache    CacheCmd      `cmd:"" help:"List and clear the results runs may reuse (cache: on a processor)."`
-	Secret   SecretCmd     `cmd:"" aliases:"secrets" help:"Set, list and remove the secrets pipelines use (secrets.NAME in env: and secret_files)."`
-	Complete CompletionCmd `cmd:"" name:"completion" help:"Print the shell completion script for bash, zsh or fish."`
+	Run       RunCmd        `cmd:"" help:"Run a pipeline file or a stored pipeline."`
+	Pipeline  PipelineCmd   `cmd:"" help:"Apply, list and show pipelines."`
+	Runs      RunsCmd       `cmd:"" help:"List and inspect runs."`
+	Plugin    PluginCmd     `cmd:"" help:"Install, list, inspect and remove plugins."`
+	Version   VersionCmd    `cmd:"" help:"Print the version of wiz and of each plugin."`
+	Daemon    DaemonCmd     `cmd:"" help:"Serve the Manager API over TLS with token authentication, for many clients."`
+	Tokens    TokenCmd      `cmd:"" name:"token" help:"Create, list and revoke a daemon's API tokens."`
+	Executor  ExecutorCmd   `cmd:"" help:"Serve tasks as a wiz executor (started by executor backends)."`
+	GC        GCCmd         `cmd:"" name:"gc" help:"Delete old runs and the blobs nothing else refers to; say how much was freed."`
+	Cache     CacheCmd      `cmd:"" help:"List and clear the results runs may reuse (cache: on a processor)."`
+	Schedules SchedulesCmd  `cmd:"" aliases:"schedule" help:"List, pause and resume the schedules of pipelines (wiz daemon fires them)."`
+	Backfill  BackfillCmd   `cmd:"" help:"Run a schedule's ticks in a time range, one run per tick."`
+	Secret    SecretCmd     `cmd:"" aliases:"secrets" help:"Set, list and remove the secrets pipelines use (secrets.NAME in env: and secret_files)."`
+	Complete  CompletionCmd `cmd:"" name:"completion" help:"Print the shell completion script for bash, zsh or fish."`
 }
 
 // usageError marks an error for exit code 2.

@@ -332,6 +332,10 @@ func (c *RunsShowCmd) Run(env *Env) error {
 	fmt.Printf("started   %s\n", r.Started.AsTime().Local().Format(time.RFC3339))
 	fmt.Printf("duration  %s\n", fmtDuration(runDuration(r)))
 	fmt.Printf("executor  %s\n", r.Executor)
+	fmt.Printf("trigger   %s\n", runTrigger(r))
+	if r.ScheduledTime != nil && r.Trigger != "" && r.Trigger != "manual" {
+		fmt.Printf("scheduled %s\n", r.ScheduledTime.AsTime().UTC().Format(time.RFC3339))
+	}
 	if r.ResumedFrom != "" {
 		fmt.Printf("resumes   %s\n", r.ResumedFrom)
 	}
@@ -472,6 +476,11 @@ func runJSON(r *wizpb.Run) map[string]any {
 	}
 	if r.ResumedFrom != "" {
 		out["resumed_from"] = r.ResumedFrom
+	}
+	out["trigger"] = runTrigger(r)
+	out["scheduled_time"] = ts(r.Started)
+	if r.ScheduledTime != nil {
+		out["scheduled_time"] = ts(r.ScheduledTime)
 	}
 	plugins := []map[string]any{}
 	for _, p := range r.Plugins {
@@ -625,4 +634,13 @@ func (t *textOnly) Write(b []byte) (int, error) {
 		}
 	}
 	return t.w.Write(b)
+}
+
+// runTrigger is what started r; runs recorded before triggers were are
+// "manual".
+func runTrigger(r *wizpb.Run) string {
+	if r.Trigger == "" {
+		return "manual"
+	}
+	return r.Trigger
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	"cel.dev/cel-go/common/ast"
@@ -52,6 +53,11 @@ type Processor struct {
 type Run struct {
 	ID       string `cel:"id"`
 	Pipeline string `cel:"pipeline"`
+	// Trigger is what started the run: "manual", "schedule/NAME",
+	// "webhook/NAME" or "file/NAME"; ScheduledTime the tick it stands for
+	// (the start, for a manual run).
+	Trigger       string    `cel:"trigger"`
+	ScheduledTime time.Time `cel:"scheduled_time"`
 	// Status, Failed and Reason are set for finally processors only.
 	Status string   `cel:"status"`
 	Failed []string `cel:"failed"`

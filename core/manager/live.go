@@ -50,6 +50,12 @@ type API interface {
 	SetSecret(name string, value []byte) (sec *wizpb.Secret, created bool, err error)
 	Secrets() ([]*wizpb.Secret, error)
 	DeleteSecret(name string) error
+	// Schedules lists the schedules of the pipelines; PauseSchedule pauses
+	// or resumes one; Backfill starts the runs of a range of its ticks and
+	// returns at once (its runs go on in the Manager's process).
+	Schedules() ([]*ScheduleInfo, error)
+	PauseSchedule(pipeline, name string, pause bool) (*ScheduleInfo, error)
+	Backfill(pipeline, name string, from, to time.Time, maxParallel int, dryRun bool) ([]BackfillTick, func(), error)
 }
 
 var _ API = (*Manager)(nil)

@@ -100,6 +100,9 @@ type Config struct {
 	// Secrets encrypts the store's secrets; nil: the Manager has no secrets
 	// key, and setting or using a secret is an error that says so.
 	Secrets *secrets.Keyring
+	// Clock is the time schedules see (nil: the real clock); tests give a
+	// fake one.
+	Clock Clock
 }
 
 // Manager owns pipelines and runs. Its methods are safe for concurrent use;
@@ -113,6 +116,12 @@ type Manager struct {
 	cacheDir string
 	taskDir  string
 	secrets  *secrets.Keyring
+
+	// schedMu serializes changes to schedules' state (schedules.go);
+	// schedPoke wakes the schedules' loop.
+	schedMu   sync.Mutex
+	schedPoke chan struct{}
+	clock     Clock
 
 	liveMu sync.Mutex
 	live   map[string]*liveRun // runs in progress, by ID
@@ -134,8 +143,11 @@ func New(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
 	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir, secrets: cfg.Secrets,
-		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), parsed: map[string]*pipeline.Pipeline{}}
+		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), schedPoke: make(chan struct{}, 1), clock: cfg.Clock, parsed: map[string]*pipeline.Pipeline{}}
 }
 
 // Applied is a pipeline version made current by Apply.
@@ -198,6 +210,9 @@ func (m *Manager) applyFrom(file string, src []byte, read func(string) ([]byte, 
 	kids, pins, err := m.children(file, p, nil, read, stack)
 	if err != nil {
 		return nil, err
+	}
+	if err := m.noteSchedules(p); err != nil {
+		return nil, fmt.Errorf("record the schedules of %s: %w", p.Name, err)
 	}
 	digest := pinsDigest(src, pins)
 	pl, err := m.store.Pipeline(p.Name)

@@ -236,6 +236,12 @@ func (e *fakeExec) Close(context.Context) error {
 
 func newManager(tb testing.TB, slots int) (*manager.Manager, *backends) {
 	tb.Helper()
+	return newManagerWith(tb, slots, nil)
+}
+
+// newManagerWith is newManager with set changing the Config first.
+func newManagerWith(tb testing.TB, slots int, set func(*manager.Config)) (*manager.Manager, *backends) {
+	tb.Helper()
 	dir := tb.TempDir()
 	st, err := store.Open(dir+"/store", hclog.NewNullLogger())
 	if err != nil {
@@ -247,7 +253,11 @@ func newManager(tb testing.TB, slots int) (*manager.Manager, *backends) {
 		tb.Fatal(err)
 	}
 	b := &backends{slots: slots, tries: map[string]int{}}
-	m := manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: catalog{}, Backends: b})
+	cfg := manager.Config{Store: st, Blobs: blobs, Catalog: catalog{}, Backends: b}
+	if set != nil {
+		set(&cfg)
+	}
+	m := manager.New(cfg)
 	tb.Cleanup(m.WaitExecutors) // before the store closes (cleanups run last first)
 	return m, b
 }

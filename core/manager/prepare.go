@@ -97,6 +97,11 @@ func downstream(p *pipeline.Pipeline, n *pipeline.ProcessorNode) []*pipeline.Pro
 	return out
 }
 
+// exprRun is the run as expressions see it.
+func (r *run) exprRun() *expr.Run {
+	return &expr.Run{ID: r.rec.Id, Pipeline: r.p.Name, Trigger: r.rec.Trigger, ScheduledTime: r.rec.ScheduledTime.AsTime()}
+}
+
 // prepare resolves packs and configs, evaluates the pipeline's when and env,
 // and records which plugins the run uses.
 func (r *run) prepare() error {
@@ -104,7 +109,7 @@ func (r *run) prepare() error {
 	if r.exprInputs, err = exprInputs(r.p, r.rec.Inputs); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	vars := &expr.Vars{Inputs: r.exprInputs, Run: &expr.Run{ID: r.rec.Id, Pipeline: r.p.Name}}
+	vars := &expr.Vars{Inputs: r.exprInputs, Run: r.exprRun()}
 	if w := r.p.When; w != nil {
 		ok, err := w.Prog.EvalBool(vars)
 		if err != nil {

@@ -121,7 +121,7 @@ func (r *run) wakeC() <-chan time.Time {
 // vars returns what an expression of processor i sees: the run's inputs, the
 // run, and the upstream processors it names with the outputs it reads.
 func (r *run) vars(refs, outputs []string, finally bool, inst *expr.Instance) (*expr.Vars, error) {
-	v := &expr.Vars{Inputs: r.exprInputs, Run: &expr.Run{ID: r.rec.Id, Pipeline: r.p.Name}, Instance: inst}
+	v := &expr.Vars{Inputs: r.exprInputs, Run: r.exprRun(), Instance: inst}
 	if finally {
 		v.Run.Status, v.Run.Failed, v.Run.Reason = "Succeeded", r.failedNames(), r.reason
 		if r.sched.Fatal() {

@@ -39,6 +39,13 @@ type RunRequest struct {
 	KeepTemp bool
 	// NoCache runs every processor, reusing no cached result.
 	NoCache bool
+	// Trigger says what started the run ("schedule/NAME", …; "" is
+	// "manual"); ScheduledTime the tick it stands for (zero: the start).
+	Trigger       string
+	ScheduledTime time.Time
+
+	// fire records the run as a tick's (schedules and backfill).
+	fire *fireReq
 
 	// For a sub-pipeline's run (set by the Manager): its ID, chosen by the
 	// parent, and the parent run and processor.
@@ -158,6 +165,11 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 		PipelineVersionId: a.Version.Id, PipelineVersion: a.Version.Number,
 		State: wizpb.RunState_RUN_STATE_RUNNING, Inputs: inputs, Started: timestamppb.Now(),
 		Executor: p.Executor, ProcessorCount: int32(len(p.Processors)), ResumedFrom: resumedFrom,
+		Trigger: cmp.Or(opts.Trigger, "manual"),
+	}
+	r.rec.ScheduledTime = r.rec.Started
+	if !opts.ScheduledTime.IsZero() {
+		r.rec.ScheduledTime = timestamppb.New(opts.ScheduledTime)
 	}
 	if err := r.prepare(); err != nil {
 		return nil, err
@@ -172,6 +184,14 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 			}
 		}
 	}
+	if f := opts.fire; f != nil {
+		// The tick's record goes in the transaction that creates the run.
+		err := m.recordFire(r.w.Batch(), f, r.rec.Id)
+		defer func() { f.unlock() }() // released at the commit, below, or here
+		if err != nil {
+			return nil, err
+		}
+	}
 	if err := r.w.Batch().PutRun(r.rec); err != nil {
 		return nil, err
 	}
@@ -179,6 +199,13 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 	r.event("", "state", "Running")
 	if err := r.w.Batch().Commit(); err != nil {
 		return nil, err
+	}
+	if f := opts.fire; f != nil {
+		f.unlock()
+		f.unlock = func() {}
+		if f.started != nil {
+			f.started(r.rec.Id)
+		}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)

@@ -346,6 +346,9 @@ type Pipeline struct {
 	// Env reaches every native processor (defaults.env over the top-level
 	// env); a processor's with.env wins. Values may hold ${{ }} of inputs.
 	Env map[string]string
+	// Schedules fire runs of the pipeline in a service process (wiz
+	// daemon), in file order.
+	Schedules []*Schedule
 	// EnvTemplates holds Env's expressions, compiled by Validate.
 	EnvTemplates map[string]*Template
 	// envSecretRefs are the secrets Env uses (set by Validate).

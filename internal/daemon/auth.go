@@ -58,7 +58,11 @@ var need = map[string]wizpb.Role{
 	"/wizrpc.v1.Manager/ListCache":     wizpb.Role_ROLE_VIEWER,
 	"/wizrpc.v1.Manager/ClearCache":    wizpb.Role_ROLE_RUNNER,
 	// SetSecret and DeleteSecret need the admin role (not listed).
-	"/wizrpc.v1.Secrets/ListSecrets": wizpb.Role_ROLE_RUNNER,
+	"/wizrpc.v1.Secrets/ListSecrets":      wizpb.Role_ROLE_RUNNER,
+	"/wizrpc.v1.Schedules/ListSchedules":  wizpb.Role_ROLE_VIEWER,
+	"/wizrpc.v1.Schedules/PauseSchedule":  wizpb.Role_ROLE_RUNNER,
+	"/wizrpc.v1.Schedules/ResumeSchedule": wizpb.Role_ROLE_RUNNER,
+	"/wizrpc.v1.Schedules/Backfill":       wizpb.Role_ROLE_RUNNER,
 	// Reflection only describes the API; every token may use it.
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      wizpb.Role_ROLE_VIEWER,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": wizpb.Role_ROLE_VIEWER,

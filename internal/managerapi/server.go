@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/core/store"
@@ -48,6 +49,7 @@ func (s *Server) Drain() {
 func (s *Server) Register(gs *grpc.Server) {
 	wizrpc.RegisterManagerServer(gs, s)
 	wizrpc.RegisterSecretsServer(gs, secretsServer{m: s.m})
+	wizrpc.RegisterSchedulesServer(gs, schedulesServer{m: s.m})
 }
 
 // NewServer returns a Server for m.
@@ -366,4 +368,59 @@ func (s secretsServer) DeleteSecret(_ context.Context, req *wizrpc.DeleteSecretR
 		return nil, toStatus(err)
 	}
 	return &wizrpc.DeleteSecretResponse{}, nil
+}
+
+// schedulesServer serves the Schedules service.
+type schedulesServer struct {
+	wizrpc.UnimplementedSchedulesServer
+	m *manager.Manager
+}
+
+func scheduleToWire(i *manager.ScheduleInfo) *wizrpc.ScheduleInfo {
+	w := &wizrpc.ScheduleInfo{Pipeline: i.Pipeline, Name: i.Name, Cron: i.Cron, Timezone: i.Timezone, Overlap: i.Overlap,
+		CatchupSeconds: int64(i.Catchup / time.Second), State: i.State}
+	if !i.Next.IsZero() {
+		w.NextFire = timestamppb.New(i.Next)
+	}
+	return w
+}
+
+func (s schedulesServer) ListSchedules(context.Context, *wizrpc.ListSchedulesRequest) (*wizrpc.ListSchedulesResponse, error) {
+	is, err := s.m.Schedules()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &wizrpc.ListSchedulesResponse{}
+	for _, i := range is {
+		out.Schedules = append(out.Schedules, scheduleToWire(i))
+	}
+	return out, nil
+}
+
+func (s schedulesServer) pause(req *wizrpc.PauseScheduleRequest, pause bool) (*wizrpc.PauseScheduleResponse, error) {
+	i, err := s.m.PauseSchedule(req.Pipeline, req.Name, pause)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.PauseScheduleResponse{Schedule: scheduleToWire(i)}, nil
+}
+
+func (s schedulesServer) PauseSchedule(_ context.Context, req *wizrpc.PauseScheduleRequest) (*wizrpc.PauseScheduleResponse, error) {
+	return s.pause(req, true)
+}
+
+func (s schedulesServer) ResumeSchedule(_ context.Context, req *wizrpc.PauseScheduleRequest) (*wizrpc.PauseScheduleResponse, error) {
+	return s.pause(req, false)
+}
+
+func (s schedulesServer) Backfill(_ context.Context, req *wizrpc.BackfillRequest) (*wizrpc.BackfillResponse, error) {
+	ticks, _, err := s.m.Backfill(req.Pipeline, req.Name, req.From.AsTime(), req.To.AsTime(), int(req.MaxParallel), req.DryRun)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &wizrpc.BackfillResponse{}
+	for _, t := range ticks {
+		out.Ticks = append(out.Ticks, &wizrpc.BackfillTick{Tick: timestamppb.New(t.Tick), RunId: t.RunID, Skipped: t.Skipped})
+	}
+	return out, nil
 }

@@ -402,8 +402,13 @@ type Run struct {
 	// sub-pipeline; empty for a top-level run.
 	Parent          string `protobuf:"bytes,16,opt,name=parent,proto3" json:"parent,omitempty"`
 	ParentProcessor string `protobuf:"bytes,17,opt,name=parent_processor,json=parentProcessor,proto3" json:"parent_processor,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// trigger is what started the run: "manual", "schedule/NAME",
+	// "webhook/NAME" or "file/NAME"; scheduled_time the tick it stands for
+	// (a schedule's), the request or detection time, or the start.
+	Trigger       string                 `protobuf:"bytes,18,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	ScheduledTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=scheduled_time,json=scheduledTime,proto3" json:"scheduled_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Run) Reset() {
@@ -553,6 +558,20 @@ func (x *Run) GetParentProcessor() string {
 		return x.ParentProcessor
 	}
 	return ""
+}
+
+func (x *Run) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
+func (x *Run) GetScheduledTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ScheduledTime
+	}
+	return nil
 }
 
 // PluginUse records the exact plugin a run used.
@@ -1386,6 +1405,216 @@ func (x *Secret) GetUpdated() *timestamppb.Timestamp {
 	return nil
 }
 
+// ScheduleState is what a wiz home knows of one schedule of a pipeline, by
+// PIPELINE/NAME: it outlives re-applies (pause belongs to the name).
+type ScheduleState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pipeline      string                 `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	FirstApplied  *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=first_applied,json=firstApplied,proto3" json:"first_applied,omitempty"`
+	Resumed       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=resumed,proto3" json:"resumed,omitempty"` // its last resume; unset: never paused
+	Paused        bool                   `protobuf:"varint,5,opt,name=paused,proto3" json:"paused,omitempty"`
+	LastTick      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=last_tick,json=lastTick,proto3" json:"last_tick,omitempty"` // the newest tick handled (fired or skipped)
+	LastFire      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_fire,json=lastFire,proto3" json:"last_fire,omitempty"` // the newest tick that started a run
+	LastRun       string                 `protobuf:"bytes,8,opt,name=last_run,json=lastRun,proto3" json:"last_run,omitempty"`    // that run
+	Skipped       []*SkippedTick         `protobuf:"bytes,9,rep,name=skipped,proto3" json:"skipped,omitempty"`                   // the newest 100, oldest first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleState) Reset() {
+	*x = ScheduleState{}
+	mi := &file_wiz_v1_state_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleState) ProtoMessage() {}
+
+func (x *ScheduleState) ProtoReflect() protoreflect.Message {
+	mi := &file_wiz_v1_state_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
+func (*ScheduleState) Descriptor() ([]byte, []int) {
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ScheduleState) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetFirstApplied() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstApplied
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetResumed() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Resumed
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *ScheduleState) GetLastTick() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTick
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetLastFire() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFire
+	}
+	return nil
+}
+
+func (x *ScheduleState) GetLastRun() string {
+	if x != nil {
+		return x.LastRun
+	}
+	return ""
+}
+
+func (x *ScheduleState) GetSkipped() []*SkippedTick {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+// SkippedTick is a tick that started no run, and why.
+type SkippedTick struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tick          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=tick,proto3" json:"tick,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkippedTick) Reset() {
+	*x = SkippedTick{}
+	mi := &file_wiz_v1_state_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkippedTick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkippedTick) ProtoMessage() {}
+
+func (x *SkippedTick) ProtoReflect() protoreflect.Message {
+	mi := &file_wiz_v1_state_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkippedTick.ProtoReflect.Descriptor instead.
+func (*SkippedTick) Descriptor() ([]byte, []int) {
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SkippedTick) GetTick() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Tick
+	}
+	return nil
+}
+
+func (x *SkippedTick) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// Fire records the runs of one tick of a schedule (the scheduler's, and
+// backfill's), under (pipeline, schedule, tick): a tick's first run is
+// recorded in the transaction that creates the run, so it starts one run.
+type Fire struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunIds        []string               `protobuf:"bytes,1,rep,name=run_ids,json=runIds,proto3" json:"run_ids,omitempty"` // oldest first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fire) Reset() {
+	*x = Fire{}
+	mi := &file_wiz_v1_state_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fire) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fire) ProtoMessage() {}
+
+func (x *Fire) ProtoReflect() protoreflect.Message {
+	mi := &file_wiz_v1_state_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fire.ProtoReflect.Descriptor instead.
+func (*Fire) Descriptor() ([]byte, []int) {
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Fire) GetRunIds() []string {
+	if x != nil {
+		return x.RunIds
+	}
+	return nil
+}
+
 var File_wiz_v1_state_proto protoreflect.FileDescriptor
 
 const file_wiz_v1_state_proto_rawDesc = "" +
@@ -1412,7 +1641,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	" \x01(\tR\x06origin\x1a;\n" +
 	"\rChildrenEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcc\x05\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vpipeline_id\x18\x02 \x01(\tR\n" +
@@ -1432,7 +1661,9 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x0fprocessor_count\x18\x0e \x01(\x05R\x0eprocessorCount\x12!\n" +
 	"\fresumed_from\x18\x0f \x01(\tR\vresumedFrom\x12\x16\n" +
 	"\x06parent\x18\x10 \x01(\tR\x06parent\x12)\n" +
-	"\x10parent_processor\x18\x11 \x01(\tR\x0fparentProcessor\x1aG\n" +
+	"\x10parent_processor\x18\x11 \x01(\tR\x0fparentProcessor\x12\x18\n" +
+	"\atrigger\x18\x12 \x01(\tR\atrigger\x12A\n" +
+	"\x0escheduled_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\rscheduledTime\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"Q\n" +
@@ -1522,7 +1753,22 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"ciphertext\x18\x02 \x01(\fR\n" +
 	"ciphertext\x124\n" +
 	"\acreated\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x124\n" +
-	"\aupdated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated*k\n" +
+	"\aupdated\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aupdated\"\x8a\x03\n" +
+	"\rScheduleState\x12\x1a\n" +
+	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12?\n" +
+	"\rfirst_applied\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ffirstApplied\x124\n" +
+	"\aresumed\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aresumed\x12\x16\n" +
+	"\x06paused\x18\x05 \x01(\bR\x06paused\x127\n" +
+	"\tlast_tick\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\blastTick\x127\n" +
+	"\tlast_fire\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\blastFire\x12\x19\n" +
+	"\blast_run\x18\b \x01(\tR\alastRun\x12-\n" +
+	"\askipped\x18\t \x03(\v2\x13.wiz.v1.SkippedTickR\askipped\"U\n" +
+	"\vSkippedTick\x12.\n" +
+	"\x04tick\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04tick\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x1f\n" +
+	"\x04Fire\x12\x17\n" +
+	"\arun_ids\x18\x01 \x03(\tR\x06runIds*k\n" +
 	"\bRunState\x12\x19\n" +
 	"\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11RUN_STATE_RUNNING\x10\x01\x12\x14\n" +
@@ -1553,7 +1799,7 @@ func file_wiz_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_wiz_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_wiz_v1_state_proto_goTypes = []any{
 	(RunState)(0),                 // 0: wiz.v1.RunState
 	(ProcessorState)(0),           // 1: wiz.v1.ProcessorState
@@ -1569,45 +1815,55 @@ var file_wiz_v1_state_proto_goTypes = []any{
 	(*Token)(nil),                 // 11: wiz.v1.Token
 	(*LogChunk)(nil),              // 12: wiz.v1.LogChunk
 	(*Secret)(nil),                // 13: wiz.v1.Secret
-	nil,                           // 14: wiz.v1.PipelineVersion.ChildrenEntry
-	nil,                           // 15: wiz.v1.Run.InputsEntry
-	nil,                           // 16: wiz.v1.ProcessorRun.OutputsEntry
-	nil,                           // 17: wiz.v1.CacheEntry.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*Data)(nil),                  // 19: wiz.v1.Data
+	(*ScheduleState)(nil),         // 14: wiz.v1.ScheduleState
+	(*SkippedTick)(nil),           // 15: wiz.v1.SkippedTick
+	(*Fire)(nil),                  // 16: wiz.v1.Fire
+	nil,                           // 17: wiz.v1.PipelineVersion.ChildrenEntry
+	nil,                           // 18: wiz.v1.Run.InputsEntry
+	nil,                           // 19: wiz.v1.ProcessorRun.OutputsEntry
+	nil,                           // 20: wiz.v1.CacheEntry.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*Data)(nil),                  // 22: wiz.v1.Data
 }
 var file_wiz_v1_state_proto_depIdxs = []int32{
-	18, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
-	18, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
-	14, // 2: wiz.v1.PipelineVersion.children:type_name -> wiz.v1.PipelineVersion.ChildrenEntry
+	21, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
+	21, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
+	17, // 2: wiz.v1.PipelineVersion.children:type_name -> wiz.v1.PipelineVersion.ChildrenEntry
 	0,  // 3: wiz.v1.Run.state:type_name -> wiz.v1.RunState
-	15, // 4: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
-	18, // 5: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
-	18, // 6: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
+	18, // 4: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
+	21, // 5: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
+	21, // 6: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
 	6,  // 7: wiz.v1.Run.plugins:type_name -> wiz.v1.PluginUse
-	1,  // 8: wiz.v1.ProcessorRun.state:type_name -> wiz.v1.ProcessorState
-	18, // 9: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
-	18, // 10: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
-	16, // 11: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
-	7,  // 12: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
-	18, // 13: wiz.v1.CacheEntry.created:type_name -> google.protobuf.Timestamp
-	17, // 14: wiz.v1.CacheEntry.outputs:type_name -> wiz.v1.CacheEntry.OutputsEntry
-	7,  // 15: wiz.v1.CacheEntry.metrics:type_name -> wiz.v1.Metrics
-	18, // 16: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
-	2,  // 17: wiz.v1.Token.role:type_name -> wiz.v1.Role
-	18, // 18: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
-	18, // 19: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
-	18, // 20: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
-	18, // 21: wiz.v1.Secret.created:type_name -> google.protobuf.Timestamp
-	18, // 22: wiz.v1.Secret.updated:type_name -> google.protobuf.Timestamp
-	19, // 23: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
-	19, // 24: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
-	19, // 25: wiz.v1.CacheEntry.OutputsEntry.value:type_name -> wiz.v1.Data
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	21, // 8: wiz.v1.Run.scheduled_time:type_name -> google.protobuf.Timestamp
+	1,  // 9: wiz.v1.ProcessorRun.state:type_name -> wiz.v1.ProcessorState
+	21, // 10: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
+	21, // 11: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
+	19, // 12: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
+	7,  // 13: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
+	21, // 14: wiz.v1.CacheEntry.created:type_name -> google.protobuf.Timestamp
+	20, // 15: wiz.v1.CacheEntry.outputs:type_name -> wiz.v1.CacheEntry.OutputsEntry
+	7,  // 16: wiz.v1.CacheEntry.metrics:type_name -> wiz.v1.Metrics
+	21, // 17: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
+	2,  // 18: wiz.v1.Token.role:type_name -> wiz.v1.Role
+	21, // 19: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
+	21, // 20: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
+	21, // 21: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
+	21, // 22: wiz.v1.Secret.created:type_name -> google.protobuf.Timestamp
+	21, // 23: wiz.v1.Secret.updated:type_name -> google.protobuf.Timestamp
+	21, // 24: wiz.v1.ScheduleState.first_applied:type_name -> google.protobuf.Timestamp
+	21, // 25: wiz.v1.ScheduleState.resumed:type_name -> google.protobuf.Timestamp
+	21, // 26: wiz.v1.ScheduleState.last_tick:type_name -> google.protobuf.Timestamp
+	21, // 27: wiz.v1.ScheduleState.last_fire:type_name -> google.protobuf.Timestamp
+	15, // 28: wiz.v1.ScheduleState.skipped:type_name -> wiz.v1.SkippedTick
+	21, // 29: wiz.v1.SkippedTick.tick:type_name -> google.protobuf.Timestamp
+	22, // 30: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
+	22, // 31: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
+	22, // 32: wiz.v1.CacheEntry.OutputsEntry.value:type_name -> wiz.v1.Data
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_wiz_v1_state_proto_init() }
@@ -1622,7 +1878,7 @@ func file_wiz_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wiz_v1_state_proto_rawDesc), len(file_wiz_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

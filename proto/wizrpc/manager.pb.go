@@ -287,6 +287,470 @@ func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
 	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{5}
 }
 
+type ScheduleInfo struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Pipeline       string                 `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Cron           string                 `protobuf:"bytes,3,opt,name=cron,proto3" json:"cron,omitempty"`
+	Timezone       string                 `protobuf:"bytes,4,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	Overlap        string                 `protobuf:"bytes,5,opt,name=overlap,proto3" json:"overlap,omitempty"`
+	CatchupSeconds int64                  `protobuf:"varint,6,opt,name=catchup_seconds,json=catchupSeconds,proto3" json:"catchup_seconds,omitempty"`
+	State          *wizpb.ScheduleState   `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	NextFire       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_fire,json=nextFire,proto3" json:"next_fire,omitempty"` // unset while paused, or never
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ScheduleInfo) Reset() {
+	*x = ScheduleInfo{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleInfo) ProtoMessage() {}
+
+func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleInfo.ProtoReflect.Descriptor instead.
+func (*ScheduleInfo) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ScheduleInfo) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetTimezone() string {
+	if x != nil {
+		return x.Timezone
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetOverlap() string {
+	if x != nil {
+		return x.Overlap
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetCatchupSeconds() int64 {
+	if x != nil {
+		return x.CatchupSeconds
+	}
+	return 0
+}
+
+func (x *ScheduleInfo) GetState() *wizpb.ScheduleState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ScheduleInfo) GetNextFire() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextFire
+	}
+	return nil
+}
+
+type ListSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{7}
+}
+
+type ListSchedulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedules     []*ScheduleInfo        `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*ScheduleInfo {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+type PauseScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pipeline      string                 `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseScheduleRequest) Reset() {
+	*x = PauseScheduleRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseScheduleRequest) ProtoMessage() {}
+
+func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
+func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PauseScheduleRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *PauseScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type PauseScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *ScheduleInfo          `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseScheduleResponse) Reset() {
+	*x = PauseScheduleResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseScheduleResponse) ProtoMessage() {}
+
+func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
+func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PauseScheduleResponse) GetSchedule() *ScheduleInfo {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type BackfillRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pipeline      string                 `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	From          *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=from,proto3" json:"from,omitempty"`
+	To            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
+	MaxParallel   int32                  `protobuf:"varint,5,opt,name=max_parallel,json=maxParallel,proto3" json:"max_parallel,omitempty"` // 0: 1
+	DryRun        bool                   `protobuf:"varint,6,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`                // say which ticks would run, start nothing
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillRequest) Reset() {
+	*x = BackfillRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillRequest) ProtoMessage() {}
+
+func (x *BackfillRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillRequest.ProtoReflect.Descriptor instead.
+func (*BackfillRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *BackfillRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *BackfillRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *BackfillRequest) GetFrom() *timestamppb.Timestamp {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *BackfillRequest) GetTo() *timestamppb.Timestamp {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+func (x *BackfillRequest) GetMaxParallel() int32 {
+	if x != nil {
+		return x.MaxParallel
+	}
+	return 0
+}
+
+func (x *BackfillRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+type BackfillTick struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Tick          *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=tick,proto3" json:"tick,omitempty"`
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"` // empty: skipped (or a dry run)
+	Skipped       string                 `protobuf:"bytes,3,opt,name=skipped,proto3" json:"skipped,omitempty"`          // why it starts nothing
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillTick) Reset() {
+	*x = BackfillTick{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillTick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillTick) ProtoMessage() {}
+
+func (x *BackfillTick) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillTick.ProtoReflect.Descriptor instead.
+func (*BackfillTick) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *BackfillTick) GetTick() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Tick
+	}
+	return nil
+}
+
+func (x *BackfillTick) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *BackfillTick) GetSkipped() string {
+	if x != nil {
+		return x.Skipped
+	}
+	return ""
+}
+
+type BackfillResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ticks         []*BackfillTick        `protobuf:"bytes,1,rep,name=ticks,proto3" json:"ticks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackfillResponse) Reset() {
+	*x = BackfillResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackfillResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackfillResponse) ProtoMessage() {}
+
+func (x *BackfillResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackfillResponse.ProtoReflect.Descriptor instead.
+func (*BackfillResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *BackfillResponse) GetTicks() []*BackfillTick {
+	if x != nil {
+		return x.Ticks
+	}
+	return nil
+}
+
 type CreateTokenRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -298,7 +762,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +774,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +787,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{6}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -357,7 +821,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +833,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +846,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{7}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateTokenResponse) GetToken() *wizpb.Token {
@@ -407,7 +871,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -419,7 +883,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -432,7 +896,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{8}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
 }
 
 type ListTokensResponse struct {
@@ -444,7 +908,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -456,7 +920,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -469,7 +933,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{9}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListTokensResponse) GetTokens() []*wizpb.Token {
@@ -488,7 +952,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +964,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +977,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{10}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RevokeTokenRequest) GetIdOrName() string {
@@ -532,7 +996,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +1008,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +1021,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{11}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RevokeTokenResponse) GetToken() *wizpb.Token {
@@ -582,7 +1046,7 @@ type ApplyPipelineRequest struct {
 
 func (x *ApplyPipelineRequest) Reset() {
 	*x = ApplyPipelineRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +1058,7 @@ func (x *ApplyPipelineRequest) String() string {
 func (*ApplyPipelineRequest) ProtoMessage() {}
 
 func (x *ApplyPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +1071,7 @@ func (x *ApplyPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPipelineRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{12}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ApplyPipelineRequest) GetFile() string {
@@ -650,7 +1114,7 @@ type ApplyPipelineResponse struct {
 
 func (x *ApplyPipelineResponse) Reset() {
 	*x = ApplyPipelineResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +1126,7 @@ func (x *ApplyPipelineResponse) String() string {
 func (*ApplyPipelineResponse) ProtoMessage() {}
 
 func (x *ApplyPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +1139,7 @@ func (x *ApplyPipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPipelineResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ApplyPipelineResponse) GetPipeline() *wizpb.Pipeline {
@@ -714,7 +1178,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +1190,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +1203,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
 }
 
 type ListPipelinesResponse struct {
@@ -751,7 +1215,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +1227,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +1240,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*wizpb.Pipeline {
@@ -795,7 +1259,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -807,7 +1271,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -820,7 +1284,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetPipelineRequest) GetName() string {
@@ -840,7 +1304,7 @@ type GetPipelineResponse struct {
 
 func (x *GetPipelineResponse) Reset() {
 	*x = GetPipelineResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +1316,7 @@ func (x *GetPipelineResponse) String() string {
 func (*GetPipelineResponse) ProtoMessage() {}
 
 func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +1329,7 @@ func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineResponse.ProtoReflect.Descriptor instead.
 func (*GetPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetPipelineResponse) GetPipeline() *wizpb.Pipeline {
@@ -898,7 +1362,7 @@ type InputValue struct {
 
 func (x *InputValue) Reset() {
 	*x = InputValue{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1374,7 @@ func (x *InputValue) String() string {
 func (*InputValue) ProtoMessage() {}
 
 func (x *InputValue) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1387,7 @@ func (x *InputValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputValue.ProtoReflect.Descriptor instead.
 func (*InputValue) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *InputValue) GetValue() isInputValue_Value {
@@ -1000,7 +1464,7 @@ type GCRequest struct {
 
 func (x *GCRequest) Reset() {
 	*x = GCRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1476,7 @@ func (x *GCRequest) String() string {
 func (*GCRequest) ProtoMessage() {}
 
 func (x *GCRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1489,7 @@ func (x *GCRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GCRequest.ProtoReflect.Descriptor instead.
 func (*GCRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GCRequest) GetKeepLast() int32 {
@@ -1063,7 +1527,7 @@ type GCResponse struct {
 
 func (x *GCResponse) Reset() {
 	*x = GCResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1539,7 @@ func (x *GCResponse) String() string {
 func (*GCResponse) ProtoMessage() {}
 
 func (x *GCResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1552,7 @@ func (x *GCResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GCResponse.ProtoReflect.Descriptor instead.
 func (*GCResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GCResponse) GetRuns() int32 {
@@ -1142,7 +1606,7 @@ type UploadBlobResponse struct {
 
 func (x *UploadBlobResponse) Reset() {
 	*x = UploadBlobResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1618,7 @@ func (x *UploadBlobResponse) String() string {
 func (*UploadBlobResponse) ProtoMessage() {}
 
 func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1631,7 @@ func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
 func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UploadBlobResponse) GetBlob() *wizpb.FileRef {
@@ -1195,7 +1659,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1207,7 +1671,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1220,7 +1684,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StartRunRequest) GetFile() string {
@@ -1301,7 +1765,7 @@ type ListCacheRequest struct {
 
 func (x *ListCacheRequest) Reset() {
 	*x = ListCacheRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1313,7 +1777,7 @@ func (x *ListCacheRequest) String() string {
 func (*ListCacheRequest) ProtoMessage() {}
 
 func (x *ListCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1326,7 +1790,7 @@ func (x *ListCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCacheRequest.ProtoReflect.Descriptor instead.
 func (*ListCacheRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{31}
 }
 
 type ListCacheResponse struct {
@@ -1338,7 +1802,7 @@ type ListCacheResponse struct {
 
 func (x *ListCacheResponse) Reset() {
 	*x = ListCacheResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1814,7 @@ func (x *ListCacheResponse) String() string {
 func (*ListCacheResponse) ProtoMessage() {}
 
 func (x *ListCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1827,7 @@ func (x *ListCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCacheResponse.ProtoReflect.Descriptor instead.
 func (*ListCacheResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListCacheResponse) GetEntries() []*wizpb.CacheEntry {
@@ -1382,7 +1846,7 @@ type ClearCacheRequest struct {
 
 func (x *ClearCacheRequest) Reset() {
 	*x = ClearCacheRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1394,7 +1858,7 @@ func (x *ClearCacheRequest) String() string {
 func (*ClearCacheRequest) ProtoMessage() {}
 
 func (x *ClearCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1407,7 +1871,7 @@ func (x *ClearCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearCacheRequest.ProtoReflect.Descriptor instead.
 func (*ClearCacheRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClearCacheRequest) GetPipeline() string {
@@ -1426,7 +1890,7 @@ type ClearCacheResponse struct {
 
 func (x *ClearCacheResponse) Reset() {
 	*x = ClearCacheResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1902,7 @@ func (x *ClearCacheResponse) String() string {
 func (*ClearCacheResponse) ProtoMessage() {}
 
 func (x *ClearCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1915,7 @@ func (x *ClearCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearCacheResponse.ProtoReflect.Descriptor instead.
 func (*ClearCacheResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{26}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ClearCacheResponse) GetDeleted() int32 {
@@ -1473,7 +1937,7 @@ type RunUpdate struct {
 
 func (x *RunUpdate) Reset() {
 	*x = RunUpdate{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1485,7 +1949,7 @@ func (x *RunUpdate) String() string {
 func (*RunUpdate) ProtoMessage() {}
 
 func (x *RunUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1498,7 +1962,7 @@ func (x *RunUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUpdate.ProtoReflect.Descriptor instead.
 func (*RunUpdate) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{27}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RunUpdate) GetRun() *wizpb.Run {
@@ -1531,7 +1995,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +2007,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +2020,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{28}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *WatchRunRequest) GetId() string {
@@ -1575,7 +2039,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1587,7 +2051,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1600,7 +2064,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{29}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *CancelRunRequest) GetId() string {
@@ -1619,7 +2083,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1631,7 +2095,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1644,7 +2108,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{30}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *CancelRunResponse) GetRun() *wizpb.Run {
@@ -1668,7 +2132,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +2144,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +2157,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{31}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListRunsRequest) GetLimit() int32 {
@@ -1733,7 +2197,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2209,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2222,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{32}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListRunsResponse) GetRuns() []*wizpb.Run {
@@ -1777,7 +2241,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +2253,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +2266,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{33}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetRunRequest) GetId() string {
@@ -1824,7 +2288,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1836,7 +2300,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1849,7 +2313,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{34}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetRunResponse) GetRun() *wizpb.Run {
@@ -1891,7 +2355,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2367,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2380,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{35}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetLogsRequest) GetId() string {
@@ -1951,7 +2415,7 @@ type GetOutputRequest struct {
 
 func (x *GetOutputRequest) Reset() {
 	*x = GetOutputRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2427,7 @@ func (x *GetOutputRequest) String() string {
 func (*GetOutputRequest) ProtoMessage() {}
 
 func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2440,7 @@ func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOutputRequest.ProtoReflect.Descriptor instead.
 func (*GetOutputRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{36}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetOutputRequest) GetId() string {
@@ -2012,7 +2476,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2024,7 +2488,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2037,7 +2501,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{37}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -2070,7 +2534,37 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v2\x0e.wiz.v1.SecretR\asecrets\")\n" +
 	"\x13DeleteSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14DeleteSecretResponse\"x\n" +
+	"\x14DeleteSecretResponse\"\x97\x02\n" +
+	"\fScheduleInfo\x12\x1a\n" +
+	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04cron\x18\x03 \x01(\tR\x04cron\x12\x1a\n" +
+	"\btimezone\x18\x04 \x01(\tR\btimezone\x12\x18\n" +
+	"\aoverlap\x18\x05 \x01(\tR\aoverlap\x12'\n" +
+	"\x0fcatchup_seconds\x18\x06 \x01(\x03R\x0ecatchupSeconds\x12+\n" +
+	"\x05state\x18\a \x01(\v2\x15.wiz.v1.ScheduleStateR\x05state\x127\n" +
+	"\tnext_fire\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bnextFire\"\x16\n" +
+	"\x14ListSchedulesRequest\"N\n" +
+	"\x15ListSchedulesResponse\x125\n" +
+	"\tschedules\x18\x01 \x03(\v2\x17.wizrpc.v1.ScheduleInfoR\tschedules\"F\n" +
+	"\x14PauseScheduleRequest\x12\x1a\n" +
+	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"L\n" +
+	"\x15PauseScheduleResponse\x123\n" +
+	"\bschedule\x18\x01 \x01(\v2\x17.wizrpc.v1.ScheduleInfoR\bschedule\"\xd9\x01\n" +
+	"\x0fBackfillRequest\x12\x1a\n" +
+	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12.\n" +
+	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
+	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12!\n" +
+	"\fmax_parallel\x18\x05 \x01(\x05R\vmaxParallel\x12\x17\n" +
+	"\adry_run\x18\x06 \x01(\bR\x06dryRun\"o\n" +
+	"\fBackfillTick\x12.\n" +
+	"\x04tick\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04tick\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x18\n" +
+	"\askipped\x18\x03 \x01(\tR\askipped\"A\n" +
+	"\x10BackfillResponse\x12-\n" +
+	"\x05ticks\x18\x01 \x03(\v2\x17.wizrpc.v1.BackfillTickR\x05ticks\"x\n" +
 	"\x12CreateTokenRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\x04role\x18\x02 \x01(\x0e2\f.wiz.v1.RoleR\x04role\x12,\n" +
@@ -2217,7 +2711,12 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\aSecrets\x12F\n" +
 	"\tSetSecret\x12\x1b.wizrpc.v1.SetSecretRequest\x1a\x1c.wizrpc.v1.SetSecretResponse\x12L\n" +
 	"\vListSecrets\x12\x1d.wizrpc.v1.ListSecretsRequest\x1a\x1e.wizrpc.v1.ListSecretsResponse\x12O\n" +
-	"\fDeleteSecret\x12\x1e.wizrpc.v1.DeleteSecretRequest\x1a\x1f.wizrpc.v1.DeleteSecretResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
+	"\fDeleteSecret\x12\x1e.wizrpc.v1.DeleteSecretRequest\x1a\x1f.wizrpc.v1.DeleteSecretResponse2\xcd\x02\n" +
+	"\tSchedules\x12R\n" +
+	"\rListSchedules\x12\x1f.wizrpc.v1.ListSchedulesRequest\x1a .wizrpc.v1.ListSchedulesResponse\x12R\n" +
+	"\rPauseSchedule\x12\x1f.wizrpc.v1.PauseScheduleRequest\x1a .wizrpc.v1.PauseScheduleResponse\x12S\n" +
+	"\x0eResumeSchedule\x12\x1f.wizrpc.v1.PauseScheduleRequest\x1a .wizrpc.v1.PauseScheduleResponse\x12C\n" +
+	"\bBackfill\x12\x1a.wizrpc.v1.BackfillRequest\x1a\x1b.wizrpc.v1.BackfillResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
 
 var (
 	file_wizrpc_v1_manager_proto_rawDescOnce sync.Once
@@ -2231,7 +2730,7 @@ func file_wizrpc_v1_manager_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_manager_proto_rawDescData
 }
 
-var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
 var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*SetSecretRequest)(nil),      // 0: wizrpc.v1.SetSecretRequest
 	(*SetSecretResponse)(nil),     // 1: wizrpc.v1.SetSecretResponse
@@ -2239,130 +2738,155 @@ var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*ListSecretsResponse)(nil),   // 3: wizrpc.v1.ListSecretsResponse
 	(*DeleteSecretRequest)(nil),   // 4: wizrpc.v1.DeleteSecretRequest
 	(*DeleteSecretResponse)(nil),  // 5: wizrpc.v1.DeleteSecretResponse
-	(*CreateTokenRequest)(nil),    // 6: wizrpc.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 7: wizrpc.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 8: wizrpc.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 9: wizrpc.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 10: wizrpc.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),   // 11: wizrpc.v1.RevokeTokenResponse
-	(*ApplyPipelineRequest)(nil),  // 12: wizrpc.v1.ApplyPipelineRequest
-	(*ApplyPipelineResponse)(nil), // 13: wizrpc.v1.ApplyPipelineResponse
-	(*ListPipelinesRequest)(nil),  // 14: wizrpc.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 15: wizrpc.v1.ListPipelinesResponse
-	(*GetPipelineRequest)(nil),    // 16: wizrpc.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),   // 17: wizrpc.v1.GetPipelineResponse
-	(*InputValue)(nil),            // 18: wizrpc.v1.InputValue
-	(*GCRequest)(nil),             // 19: wizrpc.v1.GCRequest
-	(*GCResponse)(nil),            // 20: wizrpc.v1.GCResponse
-	(*UploadBlobResponse)(nil),    // 21: wizrpc.v1.UploadBlobResponse
-	(*StartRunRequest)(nil),       // 22: wizrpc.v1.StartRunRequest
-	(*ListCacheRequest)(nil),      // 23: wizrpc.v1.ListCacheRequest
-	(*ListCacheResponse)(nil),     // 24: wizrpc.v1.ListCacheResponse
-	(*ClearCacheRequest)(nil),     // 25: wizrpc.v1.ClearCacheRequest
-	(*ClearCacheResponse)(nil),    // 26: wizrpc.v1.ClearCacheResponse
-	(*RunUpdate)(nil),             // 27: wizrpc.v1.RunUpdate
-	(*WatchRunRequest)(nil),       // 28: wizrpc.v1.WatchRunRequest
-	(*CancelRunRequest)(nil),      // 29: wizrpc.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 30: wizrpc.v1.CancelRunResponse
-	(*ListRunsRequest)(nil),       // 31: wizrpc.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 32: wizrpc.v1.ListRunsResponse
-	(*GetRunRequest)(nil),         // 33: wizrpc.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 34: wizrpc.v1.GetRunResponse
-	(*GetLogsRequest)(nil),        // 35: wizrpc.v1.GetLogsRequest
-	(*GetOutputRequest)(nil),      // 36: wizrpc.v1.GetOutputRequest
-	(*OutputChunk)(nil),           // 37: wizrpc.v1.OutputChunk
-	nil,                           // 38: wizrpc.v1.ApplyPipelineRequest.FilesEntry
-	nil,                           // 39: wizrpc.v1.StartRunRequest.InputsEntry
-	nil,                           // 40: wizrpc.v1.StartRunRequest.FilesEntry
-	(*wizpb.Secret)(nil),          // 41: wiz.v1.Secret
-	(wizpb.Role)(0),               // 42: wiz.v1.Role
-	(*wizpb.Token)(nil),           // 43: wiz.v1.Token
-	(*wizpb.Pipeline)(nil),        // 44: wiz.v1.Pipeline
-	(*wizpb.PipelineVersion)(nil), // 45: wiz.v1.PipelineVersion
-	(*wizpb.FileRef)(nil),         // 46: wiz.v1.FileRef
-	(*wizpb.CacheEntry)(nil),      // 47: wiz.v1.CacheEntry
-	(*wizpb.Run)(nil),             // 48: wiz.v1.Run
-	(*wizpb.ProcessorRun)(nil),    // 49: wiz.v1.ProcessorRun
-	(wizpb.RunState)(0),           // 50: wiz.v1.RunState
+	(*ScheduleInfo)(nil),          // 6: wizrpc.v1.ScheduleInfo
+	(*ListSchedulesRequest)(nil),  // 7: wizrpc.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil), // 8: wizrpc.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),  // 9: wizrpc.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil), // 10: wizrpc.v1.PauseScheduleResponse
+	(*BackfillRequest)(nil),       // 11: wizrpc.v1.BackfillRequest
+	(*BackfillTick)(nil),          // 12: wizrpc.v1.BackfillTick
+	(*BackfillResponse)(nil),      // 13: wizrpc.v1.BackfillResponse
+	(*CreateTokenRequest)(nil),    // 14: wizrpc.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 15: wizrpc.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 16: wizrpc.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 17: wizrpc.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 18: wizrpc.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),   // 19: wizrpc.v1.RevokeTokenResponse
+	(*ApplyPipelineRequest)(nil),  // 20: wizrpc.v1.ApplyPipelineRequest
+	(*ApplyPipelineResponse)(nil), // 21: wizrpc.v1.ApplyPipelineResponse
+	(*ListPipelinesRequest)(nil),  // 22: wizrpc.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 23: wizrpc.v1.ListPipelinesResponse
+	(*GetPipelineRequest)(nil),    // 24: wizrpc.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),   // 25: wizrpc.v1.GetPipelineResponse
+	(*InputValue)(nil),            // 26: wizrpc.v1.InputValue
+	(*GCRequest)(nil),             // 27: wizrpc.v1.GCRequest
+	(*GCResponse)(nil),            // 28: wizrpc.v1.GCResponse
+	(*UploadBlobResponse)(nil),    // 29: wizrpc.v1.UploadBlobResponse
+	(*StartRunRequest)(nil),       // 30: wizrpc.v1.StartRunRequest
+	(*ListCacheRequest)(nil),      // 31: wizrpc.v1.ListCacheRequest
+	(*ListCacheResponse)(nil),     // 32: wizrpc.v1.ListCacheResponse
+	(*ClearCacheRequest)(nil),     // 33: wizrpc.v1.ClearCacheRequest
+	(*ClearCacheResponse)(nil),    // 34: wizrpc.v1.ClearCacheResponse
+	(*RunUpdate)(nil),             // 35: wizrpc.v1.RunUpdate
+	(*WatchRunRequest)(nil),       // 36: wizrpc.v1.WatchRunRequest
+	(*CancelRunRequest)(nil),      // 37: wizrpc.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 38: wizrpc.v1.CancelRunResponse
+	(*ListRunsRequest)(nil),       // 39: wizrpc.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 40: wizrpc.v1.ListRunsResponse
+	(*GetRunRequest)(nil),         // 41: wizrpc.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 42: wizrpc.v1.GetRunResponse
+	(*GetLogsRequest)(nil),        // 43: wizrpc.v1.GetLogsRequest
+	(*GetOutputRequest)(nil),      // 44: wizrpc.v1.GetOutputRequest
+	(*OutputChunk)(nil),           // 45: wizrpc.v1.OutputChunk
+	nil,                           // 46: wizrpc.v1.ApplyPipelineRequest.FilesEntry
+	nil,                           // 47: wizrpc.v1.StartRunRequest.InputsEntry
+	nil,                           // 48: wizrpc.v1.StartRunRequest.FilesEntry
+	(*wizpb.Secret)(nil),          // 49: wiz.v1.Secret
+	(*wizpb.ScheduleState)(nil),   // 50: wiz.v1.ScheduleState
 	(*timestamppb.Timestamp)(nil), // 51: google.protobuf.Timestamp
-	(*wizpb.Event)(nil),           // 52: wiz.v1.Event
-	(*BlobChunk)(nil),             // 53: wizrpc.v1.BlobChunk
-	(*wizpb.LogChunk)(nil),        // 54: wiz.v1.LogChunk
+	(wizpb.Role)(0),               // 52: wiz.v1.Role
+	(*wizpb.Token)(nil),           // 53: wiz.v1.Token
+	(*wizpb.Pipeline)(nil),        // 54: wiz.v1.Pipeline
+	(*wizpb.PipelineVersion)(nil), // 55: wiz.v1.PipelineVersion
+	(*wizpb.FileRef)(nil),         // 56: wiz.v1.FileRef
+	(*wizpb.CacheEntry)(nil),      // 57: wiz.v1.CacheEntry
+	(*wizpb.Run)(nil),             // 58: wiz.v1.Run
+	(*wizpb.ProcessorRun)(nil),    // 59: wiz.v1.ProcessorRun
+	(wizpb.RunState)(0),           // 60: wiz.v1.RunState
+	(*wizpb.Event)(nil),           // 61: wiz.v1.Event
+	(*BlobChunk)(nil),             // 62: wizrpc.v1.BlobChunk
+	(*wizpb.LogChunk)(nil),        // 63: wiz.v1.LogChunk
 }
 var file_wizrpc_v1_manager_proto_depIdxs = []int32{
-	41, // 0: wizrpc.v1.SetSecretResponse.secret:type_name -> wiz.v1.Secret
-	41, // 1: wizrpc.v1.ListSecretsResponse.secrets:type_name -> wiz.v1.Secret
-	42, // 2: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
-	43, // 3: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
-	43, // 4: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
-	43, // 5: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
-	38, // 6: wizrpc.v1.ApplyPipelineRequest.files:type_name -> wizrpc.v1.ApplyPipelineRequest.FilesEntry
-	44, // 7: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	45, // 8: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
-	44, // 9: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
-	44, // 10: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	45, // 11: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
-	46, // 12: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
-	46, // 13: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
-	39, // 14: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
-	40, // 15: wizrpc.v1.StartRunRequest.files:type_name -> wizrpc.v1.StartRunRequest.FilesEntry
-	47, // 16: wizrpc.v1.ListCacheResponse.entries:type_name -> wiz.v1.CacheEntry
-	48, // 17: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
-	49, // 18: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
-	48, // 19: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
-	50, // 20: wizrpc.v1.ListRunsRequest.state:type_name -> wiz.v1.RunState
-	51, // 21: wizrpc.v1.ListRunsRequest.since:type_name -> google.protobuf.Timestamp
-	48, // 22: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
-	48, // 23: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
-	45, // 24: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
-	49, // 25: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
-	52, // 26: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
-	18, // 27: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
-	12, // 28: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
-	14, // 29: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
-	16, // 30: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
-	22, // 31: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
-	28, // 32: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
-	29, // 33: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
-	31, // 34: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
-	33, // 35: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
-	35, // 36: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
-	36, // 37: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
-	53, // 38: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
-	19, // 39: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
-	23, // 40: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
-	25, // 41: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
-	6,  // 42: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
-	8,  // 43: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
-	10, // 44: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
-	0,  // 45: wizrpc.v1.Secrets.SetSecret:input_type -> wizrpc.v1.SetSecretRequest
-	2,  // 46: wizrpc.v1.Secrets.ListSecrets:input_type -> wizrpc.v1.ListSecretsRequest
-	4,  // 47: wizrpc.v1.Secrets.DeleteSecret:input_type -> wizrpc.v1.DeleteSecretRequest
-	13, // 48: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
-	15, // 49: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
-	17, // 50: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
-	27, // 51: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
-	27, // 52: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
-	30, // 53: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
-	32, // 54: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
-	34, // 55: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
-	54, // 56: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
-	37, // 57: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
-	21, // 58: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
-	20, // 59: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
-	24, // 60: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
-	26, // 61: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
-	7,  // 62: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
-	9,  // 63: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
-	11, // 64: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
-	1,  // 65: wizrpc.v1.Secrets.SetSecret:output_type -> wizrpc.v1.SetSecretResponse
-	3,  // 66: wizrpc.v1.Secrets.ListSecrets:output_type -> wizrpc.v1.ListSecretsResponse
-	5,  // 67: wizrpc.v1.Secrets.DeleteSecret:output_type -> wizrpc.v1.DeleteSecretResponse
-	48, // [48:68] is the sub-list for method output_type
-	28, // [28:48] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	49, // 0: wizrpc.v1.SetSecretResponse.secret:type_name -> wiz.v1.Secret
+	49, // 1: wizrpc.v1.ListSecretsResponse.secrets:type_name -> wiz.v1.Secret
+	50, // 2: wizrpc.v1.ScheduleInfo.state:type_name -> wiz.v1.ScheduleState
+	51, // 3: wizrpc.v1.ScheduleInfo.next_fire:type_name -> google.protobuf.Timestamp
+	6,  // 4: wizrpc.v1.ListSchedulesResponse.schedules:type_name -> wizrpc.v1.ScheduleInfo
+	6,  // 5: wizrpc.v1.PauseScheduleResponse.schedule:type_name -> wizrpc.v1.ScheduleInfo
+	51, // 6: wizrpc.v1.BackfillRequest.from:type_name -> google.protobuf.Timestamp
+	51, // 7: wizrpc.v1.BackfillRequest.to:type_name -> google.protobuf.Timestamp
+	51, // 8: wizrpc.v1.BackfillTick.tick:type_name -> google.protobuf.Timestamp
+	12, // 9: wizrpc.v1.BackfillResponse.ticks:type_name -> wizrpc.v1.BackfillTick
+	52, // 10: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
+	53, // 11: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
+	53, // 12: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
+	53, // 13: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
+	46, // 14: wizrpc.v1.ApplyPipelineRequest.files:type_name -> wizrpc.v1.ApplyPipelineRequest.FilesEntry
+	54, // 15: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	55, // 16: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
+	54, // 17: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
+	54, // 18: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	55, // 19: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
+	56, // 20: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
+	56, // 21: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
+	47, // 22: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
+	48, // 23: wizrpc.v1.StartRunRequest.files:type_name -> wizrpc.v1.StartRunRequest.FilesEntry
+	57, // 24: wizrpc.v1.ListCacheResponse.entries:type_name -> wiz.v1.CacheEntry
+	58, // 25: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
+	59, // 26: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
+	58, // 27: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
+	60, // 28: wizrpc.v1.ListRunsRequest.state:type_name -> wiz.v1.RunState
+	51, // 29: wizrpc.v1.ListRunsRequest.since:type_name -> google.protobuf.Timestamp
+	58, // 30: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
+	58, // 31: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
+	55, // 32: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
+	59, // 33: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
+	61, // 34: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
+	26, // 35: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
+	20, // 36: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
+	22, // 37: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
+	24, // 38: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
+	30, // 39: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
+	36, // 40: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
+	37, // 41: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
+	39, // 42: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
+	41, // 43: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
+	43, // 44: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
+	44, // 45: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
+	62, // 46: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
+	27, // 47: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
+	31, // 48: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
+	33, // 49: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
+	14, // 50: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
+	16, // 51: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
+	18, // 52: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
+	0,  // 53: wizrpc.v1.Secrets.SetSecret:input_type -> wizrpc.v1.SetSecretRequest
+	2,  // 54: wizrpc.v1.Secrets.ListSecrets:input_type -> wizrpc.v1.ListSecretsRequest
+	4,  // 55: wizrpc.v1.Secrets.DeleteSecret:input_type -> wizrpc.v1.DeleteSecretRequest
+	7,  // 56: wizrpc.v1.Schedules.ListSchedules:input_type -> wizrpc.v1.ListSchedulesRequest
+	9,  // 57: wizrpc.v1.Schedules.PauseSchedule:input_type -> wizrpc.v1.PauseScheduleRequest
+	9,  // 58: wizrpc.v1.Schedules.ResumeSchedule:input_type -> wizrpc.v1.PauseScheduleRequest
+	11, // 59: wizrpc.v1.Schedules.Backfill:input_type -> wizrpc.v1.BackfillRequest
+	21, // 60: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
+	23, // 61: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
+	25, // 62: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
+	35, // 63: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
+	35, // 64: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
+	38, // 65: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
+	40, // 66: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
+	42, // 67: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
+	63, // 68: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
+	45, // 69: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
+	29, // 70: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
+	28, // 71: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
+	32, // 72: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
+	34, // 73: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
+	15, // 74: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
+	17, // 75: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
+	19, // 76: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
+	1,  // 77: wizrpc.v1.Secrets.SetSecret:output_type -> wizrpc.v1.SetSecretResponse
+	3,  // 78: wizrpc.v1.Secrets.ListSecrets:output_type -> wizrpc.v1.ListSecretsResponse
+	5,  // 79: wizrpc.v1.Secrets.DeleteSecret:output_type -> wizrpc.v1.DeleteSecretResponse
+	8,  // 80: wizrpc.v1.Schedules.ListSchedules:output_type -> wizrpc.v1.ListSchedulesResponse
+	10, // 81: wizrpc.v1.Schedules.PauseSchedule:output_type -> wizrpc.v1.PauseScheduleResponse
+	10, // 82: wizrpc.v1.Schedules.ResumeSchedule:output_type -> wizrpc.v1.PauseScheduleResponse
+	13, // 83: wizrpc.v1.Schedules.Backfill:output_type -> wizrpc.v1.BackfillResponse
+	60, // [60:84] is the sub-list for method output_type
+	36, // [36:60] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_manager_proto_init() }
@@ -2371,7 +2895,7 @@ func file_wizrpc_v1_manager_proto_init() {
 		return
 	}
 	file_wizrpc_v1_executor_proto_init()
-	file_wizrpc_v1_manager_proto_msgTypes[18].OneofWrappers = []any{
+	file_wizrpc_v1_manager_proto_msgTypes[26].OneofWrappers = []any{
 		(*InputValue_Text)(nil),
 		(*InputValue_File)(nil),
 		(*InputValue_Blob)(nil),
@@ -2382,9 +2906,9 @@ func file_wizrpc_v1_manager_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_manager_proto_rawDesc), len(file_wizrpc_v1_manager_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   41,
+			NumMessages:   49,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_wizrpc_v1_manager_proto_goTypes,
 		DependencyIndexes: file_wizrpc_v1_manager_proto_depIdxs,

@@ -1,0 +1,515 @@
+package manager
+
+// This file is the schedules' service loop: in a service process (wiz
+// daemon) it wakes at each schedule's next tick, has core/schedule decide
+// what each due tick does, and carries that out: a run whose tick is
+// recorded in the transaction that creates it, or a skip with its reason.
+// Schedule state (pause, the last tick handled, the skipped ticks) is in the
+// store by PIPELINE/NAME.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/wiz-run/wiz/core/ids"
+	"github.com/wiz-run/wiz/core/pipeline"
+	"github.com/wiz-run/wiz/core/schedule"
+	"github.com/wiz-run/wiz/core/store"
+	"github.com/wiz-run/wiz/proto/wizpb"
+)
+
+// Clock is the time the schedules' loop sees; tests give it a fake one.
+type Clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time                         { return time.Now() }
+func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// skippedKept is how many skipped ticks a schedule's state keeps.
+const skippedKept = 100
+
+// errFired is a tick whose run was already recorded (a restart, a race).
+var errFired = errors.New("the tick already started its run")
+
+// fireReq makes a run the run of a tick (RunRequest.fire).
+type fireReq struct {
+	pipeline, schedule string
+	tick               time.Time
+	backfill           bool // another run of a tick that has runs is allowed
+	// started is called once the run is recorded, with its ID.
+	started func(id string)
+	unlock  func() // releases schedMu, taken by recordFire, once committed
+}
+
+// recordFire stages the record of f's tick and, for the scheduler's fires,
+// the schedule's state, in b: the transaction that creates run id. It holds
+// the Manager's schedule lock until f.unlock (after the commit).
+func (m *Manager) recordFire(b *store.Batch, f *fireReq, id string) error {
+	m.schedMu.Lock()
+	f.unlock = m.schedMu.Unlock
+	old, err := m.store.Fire(f.pipeline, f.schedule, f.tick)
+	switch {
+	case err == nil:
+		if !f.backfill {
+			return errFired
+		}
+	case errors.Is(err, store.ErrNotFound):
+		old = &wizpb.Fire{}
+	default:
+		return err
+	}
+	old.RunIds = append(old.RunIds, id)
+	if err := b.PutFire(f.pipeline, f.schedule, f.tick, old); err != nil {
+		return err
+	}
+	if f.backfill {
+		return nil
+	}
+	st, err := m.scheduleState(f.pipeline, f.schedule, m.clock.Now())
+	if err != nil {
+		return err
+	}
+	tick := timestamppb.New(f.tick)
+	st.LastTick, st.LastFire, st.LastRun = tick, tick, id
+	return b.PutScheduleState(st)
+}
+
+// scheduleState returns the state of PIPELINE/NAME, a new one (first
+// applied now) when there is none.
+func (m *Manager) scheduleState(pipeline, name string, now time.Time) (*wizpb.ScheduleState, error) {
+	st, err := m.store.ScheduleState(pipeline, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return &wizpb.ScheduleState{Pipeline: pipeline, Name: name, FirstApplied: timestamppb.New(now)}, nil
+	}
+	return st, err
+}
+
+// noteSchedules records the first apply of each schedule of p that has no
+// state yet, and wakes the loop.
+func (m *Manager) noteSchedules(p *pipeline.Pipeline) error {
+	if len(p.Schedules) == 0 {
+		return nil
+	}
+	m.schedMu.Lock()
+	defer m.schedMu.Unlock()
+	for _, sc := range p.Schedules {
+		if _, err := m.store.ScheduleState(p.Name, sc.Name); errors.Is(err, store.ErrNotFound) {
+			st := &wizpb.ScheduleState{Pipeline: p.Name, Name: sc.Name, FirstApplied: timestamppb.New(m.clock.Now())}
+			if err := m.store.PutScheduleState(st); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+	}
+	m.pokeSchedules()
+	return nil
+}
+
+func (m *Manager) pokeSchedules() {
+	select {
+	case m.schedPoke <- struct{}{}:
+	default:
+	}
+}
+
+// ScheduleInfo is a schedule as `wiz schedules list` shows it.
+type ScheduleInfo struct {
+	Pipeline, Name, Cron, Timezone, Overlap string
+	Catchup                                 time.Duration
+	State                                   *wizpb.ScheduleState
+	Next                                    time.Time // zero while paused, or never
+}
+
+func newScheduleInfo(pipelineName string, sc *pipeline.Schedule, st *wizpb.ScheduleState) *ScheduleInfo {
+	return &ScheduleInfo{Pipeline: pipelineName, Name: sc.Name, Cron: sc.Cron, Timezone: sc.Timezone, Overlap: sc.Overlap, Catchup: sc.Catchup, State: st}
+}
+
+// Schedules lists the schedules of every pipeline's newest version.
+func (m *Manager) Schedules() ([]*ScheduleInfo, error) {
+	pls, err := m.store.Pipelines()
+	if err != nil {
+		return nil, err
+	}
+	now := m.clock.Now()
+	var out []*ScheduleInfo
+	for _, pl := range pls {
+		p, err := m.latestParsed(pl)
+		if err != nil {
+			m.log.Warn("a pipeline's schedules cannot be read", "pipeline", pl.Name, "error", err)
+			continue
+		}
+		for _, sc := range p.Schedules {
+			st, err := m.scheduleState(pl.Name, sc.Name, now)
+			if err != nil {
+				return nil, err
+			}
+			info := newScheduleInfo(pl.Name, sc, st)
+			if !st.Paused {
+				from := now
+				if lt := st.LastTick.AsTime(); st.LastTick != nil && lt.After(from) {
+					from = lt
+				}
+				info.Next = sc.Spec.Next(from)
+			}
+			out = append(out, info)
+		}
+	}
+	return out, nil
+}
+
+// latestParsed returns the parsed newest version of pl.
+func (m *Manager) latestParsed(pl *wizpb.Pipeline) (*pipeline.Pipeline, error) {
+	v, err := m.store.PipelineVersion(pl.Id, pl.LatestVersionId)
+	if err != nil {
+		return nil, err
+	}
+	return m.parse(v.File, v.Source)
+}
+
+// findSchedule returns the schedule NAME of the newest version of PIPELINE.
+func (m *Manager) findSchedule(pipelineName, name string) (*pipeline.Schedule, error) {
+	pl, err := m.store.Pipeline(pipelineName)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFoundf("pipeline %s does not exist (wiz pipeline list shows them)", pipelineName)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p, err := m.latestParsed(pl)
+	if err != nil {
+		return nil, err
+	}
+	sc, ok := p.Schedule(name)
+	if !ok {
+		have := "it has none"
+		if len(p.Schedules) > 0 {
+			var names []string
+			for _, s := range p.Schedules {
+				names = append(names, s.Name)
+			}
+			have = "it has: " + fmt.Sprint(names)
+		}
+		return nil, notFoundf("pipeline %s has no schedule %q (%s)", pipelineName, name, have)
+	}
+	return sc, nil
+}
+
+// PauseSchedule pauses (or, with pause false, resumes) PIPELINE/NAME. A
+// pause outlives re-applies and restarts; ticks while paused are recorded
+// skipped, and a resume does not catch up on them.
+func (m *Manager) PauseSchedule(pipelineName, name string, pause bool) (*ScheduleInfo, error) {
+	sc, err := m.findSchedule(pipelineName, name)
+	if err != nil {
+		return nil, err
+	}
+	m.schedMu.Lock()
+	now := m.clock.Now()
+	st, err := m.scheduleState(pipelineName, name, now)
+	if err == nil && st.Paused != pause {
+		st.Paused = pause
+		if !pause {
+			st.Resumed = timestamppb.New(now)
+		}
+		err = m.store.PutScheduleState(st)
+	}
+	m.schedMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	m.pokeSchedules()
+	info := newScheduleInfo(pipelineName, sc, st)
+	if !st.Paused {
+		info.Next = sc.Spec.Next(now)
+	}
+	return info, nil
+}
+
+// ServeSchedules fires the schedules of every pipeline until ctx is done,
+// on the Manager's clock. It returns a function that waits for the loop and
+// the runs it started to end. Only a service process calls it.
+func (m *Manager) ServeSchedules(ctx context.Context) (wait func()) {
+	clk := m.clock
+	l := &schedLoop{m: m, clk: clk, boot: clk.Now(), running: map[string]map[string]bool{}, ended: make(chan ended, 16), done: make(chan struct{})}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer close(l.done)
+		l.serve(ctx)
+	}()
+	return l.wg.Wait
+}
+
+type ended struct{ key, id string }
+
+// schedLoop is the schedules' loop, owned by its goroutine.
+type schedLoop struct {
+	m       *Manager
+	clk     Clock
+	boot    time.Time
+	running map[string]map[string]bool // PIPELINE/NAME → its Running runs
+	ended   chan ended
+	done    chan struct{} // closed when the loop returns
+	wg      sync.WaitGroup
+}
+
+func (l *schedLoop) serve(ctx context.Context) {
+	for {
+		next := l.pass(ctx)
+		var wake <-chan time.Time
+		if !next.IsZero() {
+			wake = l.clk.After(next.Sub(l.clk.Now()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-l.m.schedPoke:
+		case e := <-l.ended:
+			delete(l.running[e.key], e.id)
+		}
+	}
+}
+
+// pass handles every due tick of every schedule and returns when the next
+// one is due (zero: none).
+func (l *schedLoop) pass(ctx context.Context) time.Time {
+	pls, err := l.m.store.Pipelines()
+	if err != nil {
+		l.m.log.Error("schedules: list pipelines", "error", err)
+		return l.clk.Now().Add(time.Minute)
+	}
+	var next time.Time
+	for _, pl := range pls {
+		p, err := l.m.latestParsed(pl)
+		if err != nil {
+			continue // listed as such by Schedules
+		}
+		for _, sc := range p.Schedules {
+			if ctx.Err() != nil {
+				return time.Time{}
+			}
+			n := l.schedule(ctx, pl.Name, sc)
+			if !n.IsZero() && (next.IsZero() || n.Before(next)) {
+				next = n
+			}
+		}
+	}
+	return next
+}
+
+// schedule handles the due ticks of one schedule.
+func (l *schedLoop) schedule(ctx context.Context, pipelineName string, sc *pipeline.Schedule) time.Time {
+	key := pipelineName + "/" + sc.Name
+	now := l.clk.Now()
+	l.m.schedMu.Lock()
+	st, err := l.m.scheduleState(pipelineName, sc.Name, now)
+	l.m.schedMu.Unlock()
+	if err != nil {
+		l.m.log.Error("schedules: read state", "schedule", key, "error", err)
+		return now.Add(time.Minute)
+	}
+	since := st.FirstApplied.AsTime()
+	if st.Resumed != nil && st.Resumed.AsTime().After(since) {
+		since = st.Resumed.AsTime()
+	}
+	var last time.Time
+	if st.LastTick != nil {
+		last = st.LastTick.AsTime()
+	}
+	ds, next := schedule.Due(sc.Spec, schedule.Policy{Overlap: sc.Overlap, Catchup: sc.Catchup},
+		schedule.State{Since: since, Last: last, Paused: st.Paused, Running: len(l.running[key])}, l.boot, now)
+	var skipped []*wizpb.SkippedTick
+	flush := func() {
+		if len(skipped) > 0 {
+			l.skip(pipelineName, sc.Name, skipped)
+			skipped = nil
+		}
+	}
+	for _, d := range ds {
+		switch d.Action {
+		case schedule.Skip:
+			skipped = append(skipped, &wizpb.SkippedTick{Tick: timestamppb.New(d.Tick), Reason: d.Reason})
+			continue
+		case schedule.Wait:
+			flush()
+			return next
+		case schedule.CancelAndFire:
+			for id := range l.running[key] {
+				if _, err := l.m.Cancel(id); err != nil && !errors.Is(err, ErrNotRunning) {
+					l.m.log.Warn("schedules: cancel the previous run", "schedule", key, "run", id, "error", err)
+				}
+			}
+		}
+		flush()
+		if reason := l.fire(ctx, pipelineName, sc, d.Tick); reason != "" {
+			skipped = append(skipped, &wizpb.SkippedTick{Tick: timestamppb.New(d.Tick), Reason: reason})
+		}
+	}
+	flush()
+	return next
+}
+
+// skip records ticks that start no run.
+func (l *schedLoop) skip(pipelineName, name string, ticks []*wizpb.SkippedTick) {
+	l.m.schedMu.Lock()
+	defer l.m.schedMu.Unlock()
+	st, err := l.m.scheduleState(pipelineName, name, l.clk.Now())
+	if err != nil {
+		l.m.log.Error("schedules: read state", "schedule", pipelineName+"/"+name, "error", err)
+		return
+	}
+	st.Skipped = append(st.Skipped, ticks...)
+	if n := len(st.Skipped); n > skippedKept {
+		st.Skipped = slices.Clone(st.Skipped[n-skippedKept:])
+	}
+	if lt := ticks[len(ticks)-1].Tick; st.LastTick == nil || lt.AsTime().After(st.LastTick.AsTime()) {
+		st.LastTick = lt
+	}
+	if err := l.m.store.PutScheduleState(st); err != nil {
+		l.m.log.Error("schedules: record skipped ticks", "schedule", pipelineName+"/"+name, "error", err)
+	}
+}
+
+// fire starts the run of a tick and returns once it is recorded; a reason
+// when it started none.
+func (l *schedLoop) fire(ctx context.Context, pipelineName string, sc *pipeline.Schedule, tick time.Time) string {
+	key := pipelineName + "/" + sc.Name
+	started := make(chan string, 1)
+	failed := make(chan error, 1)
+	req := RunRequest{Pipeline: pipelineName, Inputs: textInputs(sc.Inputs), Trigger: "schedule/" + sc.Name, ScheduledTime: tick,
+		fire: &fireReq{pipeline: pipelineName, schedule: sc.Name, tick: tick, started: func(id string) { started <- id }}}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		r, err := l.m.Run(context.WithoutCancel(ctx), req, nil)
+		if r == nil {
+			failed <- err
+			return
+		}
+		if err != nil {
+			l.m.log.Warn("schedules: run", "schedule", key, "run", r.Id, "error", err)
+		}
+		select {
+		case l.ended <- ended{key, r.Id}:
+		case <-l.done:
+		}
+	}()
+	select {
+	case id := <-started:
+		if l.running[key] == nil {
+			l.running[key] = map[string]bool{}
+		}
+		l.running[key][id] = true
+		l.m.log.Info("schedules: fired", "schedule", key, "tick", tick, "run", id, "lag", l.clk.Now().Sub(tick))
+		return ""
+	case err := <-failed:
+		if errors.Is(err, errFired) {
+			return "" // its run exists: recorded by an earlier fire
+		}
+		l.m.log.Warn("schedules: the tick started no run", "schedule", key, "tick", tick, "error", err)
+		return "could not start: " + err.Error()
+	}
+}
+
+// textInputs turns a schedule's inputs into --input values.
+func textInputs(in map[string]string) map[string]InputValue {
+	out := make(map[string]InputValue, len(in))
+	for k, v := range in {
+		out[k] = InputValue{Text: v}
+	}
+	return out
+}
+
+// BackfillTick is a tick of a backfill: the run it started, or why none.
+type BackfillTick struct {
+	Tick    time.Time
+	RunID   string
+	Skipped string
+}
+
+// Backfill starts one run of PIPELINE/NAME per tick in [from, to], at most
+// maxParallel at once, and returns at once with the run IDs (runs not yet
+// started have their IDs already). A tick whose newest run Succeeded or is
+// Running is skipped; a Failed one runs again. It ignores overlap and
+// pause. dryRun starts nothing. wait, when set, is called when all ended.
+func (m *Manager) Backfill(pipelineName, name string, from, to time.Time, maxParallel int, dryRun bool) ([]BackfillTick, func(), error) {
+	sc, err := m.findSchedule(pipelineName, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if to.Before(from) {
+		return nil, nil, fmt.Errorf("%w: --to %s is before --from %s", ErrUsage, to.Format(time.RFC3339), from.Format(time.RFC3339))
+	}
+	ticks, err := sc.Spec.Ticks(from, to, 10_000)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	out := make([]BackfillTick, len(ticks))
+	var todo []int
+	for i, t := range ticks {
+		out[i].Tick = t
+		f, err := m.store.Fire(pipelineName, name, t)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, nil, err
+		}
+		if f != nil && len(f.RunIds) > 0 {
+			last := f.RunIds[len(f.RunIds)-1]
+			if r, err := m.store.Run(last); err == nil && r.State != wizpb.RunState_RUN_STATE_FAILED {
+				out[i].Skipped = fmt.Sprintf("its run %s %s", last, stateWord(r.State))
+				continue
+			}
+		}
+		todo = append(todo, i)
+	}
+	if dryRun {
+		return out, func() {}, nil
+	}
+	for _, i := range todo {
+		out[i].RunID = ids.NewString()
+	}
+	maxParallel = max(maxParallel, 1)
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, maxParallel)
+	wg.Add(1)
+	go func() { // owns the backfill's runs; Manager.WaitIdle sees them as they run
+		defer wg.Done()
+		var runs sync.WaitGroup
+		for _, i := range todo {
+			slots <- struct{}{}
+			runs.Add(1)
+			go func(bt BackfillTick) {
+				defer runs.Done()
+				defer func() { <-slots }()
+				req := RunRequest{Pipeline: pipelineName, Inputs: textInputs(sc.Inputs), Trigger: "schedule/" + name, ScheduledTime: bt.Tick,
+					runID: bt.RunID, fire: &fireReq{pipeline: pipelineName, schedule: name, tick: bt.Tick, backfill: true}}
+				if _, err := m.Run(context.Background(), req, nil); err != nil {
+					m.log.Warn("backfill: run", "schedule", pipelineName+"/"+name, "tick", bt.Tick, "run", bt.RunID, "error", err)
+				}
+			}(out[i])
+		}
+		runs.Wait()
+	}()
+	return out, wg.Wait, nil
+}
+
+func stateWord(s wizpb.RunState) string {
+	switch s {
+	case wizpb.RunState_RUN_STATE_RUNNING:
+		return "is Running"
+	case wizpb.RunState_RUN_STATE_SUCCEEDED:
+		return "Succeeded"
+	}
+	return "Failed"
+}
