@@ -13,6 +13,7 @@ import (
 	"github.com/wiz-run/wiz/core/store"
 	"github.com/wiz-run/wiz/internal/daemon"
 	"github.com/wiz-run/wiz/internal/managerapi"
+	"github.com/wiz-run/wiz/internal/metrics"
 	"github.com/wiz-run/wiz/sdk/blob"
 )
 
@@ -24,6 +25,7 @@ type DaemonCmd struct {
 	TLSKey         string        `name:"tls-key" type:"existingfile" help:"TLS key."`
 	AdminTokenFile string        `name:"admin-token-file" type:"existingfile" help:"File holding the first admin token's secret, for unattended setups (or WIZ_ADMIN_TOKEN)."`
 	Grace          time.Duration `default:"30s" help:"On SIGTERM, how long running runs may go on before they are cancelled."`
+	MetricsListen  string        `name:"metrics-listen" placeholder:"ADDR" help:"Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no token; e.g. 127.0.0.1:9464)."`
 }
 
 // Run implements the command.
@@ -61,7 +63,13 @@ func (c *DaemonCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	m := manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: log.Named("manager"),
+	var obs manager.Observer
+	var mx *metrics.Metrics
+	if c.MetricsListen != "" {
+		mx = metrics.New()
+		obs = mx
+	}
+	m := manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: log.Named("manager"), Observer: obs,
 		CacheDir: filepath.Join(dir, "cache", "plans"), TaskDir: filepath.Join(dir, "tasks"), Capacity: env.CLI.Capacity,
 		Secrets: env.keyring(dir)})
 	if _, err := m.Recover(); err != nil { // logs each run it settles
@@ -92,6 +100,23 @@ func (c *DaemonCmd) Run(env *Env) error {
 		sockSrv.Drain()
 		stop()
 	}()
+	if mx != nil {
+		mx.Watch(m, st)
+		lis, err := metrics.Listen(c.MetricsListen)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("wiz daemon: metrics on http://%s/metrics\n", lis.Addr())
+		mctx, stopMetrics := context.WithCancel(ctx)
+		merr := make(chan error, 1)
+		go func() { merr <- mx.Serve(mctx, lis, log.Named("metrics")) }() // ends with mctx
+		defer func() {
+			stopMetrics()
+			if err := <-merr; err != nil {
+				log.Error("metrics", "error", err)
+			}
+		}()
+	}
 	// Schedules fire in the daemon alone; the loop stops with the first
 	// signal, and its runs are waited for (or cancelled) with the others.
 	waitSchedules := m.ServeSchedules(ctx)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // Bounds. They only end a test that would otherwise hang; none is a timing
@@ -200,7 +204,13 @@ type daemonServer struct {
 // SIGTERM and checks that it exits 0 within daemonStopMax.
 func (e *daemonEnv) daemon(data string, env ...string) *daemonServer {
 	e.t.Helper()
-	p := e.start("wiz daemon", env, "daemon", "--data", data, "--listen", "127.0.0.1:0")
+	return e.daemonArgs(data, env)
+}
+
+// daemonArgs is daemon with more arguments for wiz daemon.
+func (e *daemonEnv) daemonArgs(data string, env []string, args ...string) *daemonServer {
+	e.t.Helper()
+	p := e.start("wiz daemon", env, append([]string{"daemon", "--data", data, "--listen", "127.0.0.1:0"}, args...)...)
 	d := &daemonServer{daemonProc: p, e: e, data: data}
 	e.t.Cleanup(func() {
 		if p.ended {
@@ -1270,4 +1280,87 @@ processors:
 	if missed == 0 {
 		t.Errorf("no tick older than catchup was recorded skipped (killed %v, restarted %v): %+v", killed, restarted, infos)
 	}
+}
+
+// TestDaemonMetrics: --metrics-listen serves Prometheus metrics that parse,
+// with the runs, processor durations, schedule lag and store size of what
+// the daemon did.
+func TestDaemonMetrics(t *testing.T) {
+	e := daemonNewEnv(t)
+	d := e.daemonArgs(filepath.Join(e.dir, "data"), nil, "--metrics-listen", "127.0.0.1:0")
+	m := regexp.MustCompile(`(?m)^wiz daemon: metrics on (http://\S+/metrics)$`).FindStringSubmatch(d.stdout.String())
+	if m == nil {
+		t.Fatalf("the daemon did not say where its metrics are:\n%s", d.stdout)
+	}
+	e.file("p.yaml", daemonTruePipeline)
+	d.ok(d.admin, "run", "p.yaml")
+	e.file("tick.yaml", `name: tick
+schedules:
+  s:
+    cron: "* * * * * *"
+processors:
+  t: {uses: std/exec, with: {command: ["true"]}}
+`)
+	d.ok(d.admin, "pipeline", "apply", "tick.yaml")
+	waitSchedRuns(t, d, d.admin, "tick", 1, 20*time.Second)
+
+	resp, err := http.Get(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.LegacyValidation) // wiz's names are Prometheus' classic ones
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		f := fams[name]
+		if f == nil {
+			t.Errorf("no %s in /metrics", name)
+			return 0
+		}
+		for _, mt := range f.Metric {
+			match := true
+			for _, lp := range mt.Label {
+				if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+					match = false
+				}
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case mt.Counter != nil:
+				return mt.Counter.GetValue()
+			case mt.Gauge != nil:
+				return mt.Gauge.GetValue()
+			case mt.Histogram != nil:
+				return float64(mt.Histogram.GetSampleCount())
+			}
+		}
+		t.Errorf("no %s%v in /metrics", name, labels)
+		return 0
+	}
+	if v := value("wiz_runs_total", map[string]string{"pipeline": "truth", "state": "succeeded"}); v != 1 {
+		t.Errorf("wiz_runs_total{pipeline=truth,state=succeeded} = %v, want 1", v)
+	}
+	if v := value("wiz_runs_started_total", map[string]string{"pipeline": "tick"}); v < 1 {
+		t.Errorf("wiz_runs_started_total{pipeline=tick} = %v, want ≥ 1", v)
+	}
+	if v := value("wiz_processor_duration_seconds", map[string]string{"pipeline": "truth", "type": "std/exec", "outcome": "succeeded"}); v != 1 {
+		t.Errorf("wiz_processor_duration_seconds count for truth = %v, want 1", v)
+	}
+	if v := value("wiz_schedule_lag_seconds", map[string]string{"pipeline": "tick", "schedule": "s"}); v < 1 {
+		t.Errorf("wiz_schedule_lag_seconds count = %v, want ≥ 1", v)
+	}
+	if v := value("wiz_store_size_bytes", nil); v <= 0 {
+		t.Errorf("wiz_store_size_bytes = %v, want > 0", v)
+	}
+	if v := value("wiz_capacity_slots", nil); v < 1 {
+		t.Errorf("wiz_capacity_slots = %v", v)
+	}
+	value("wiz_tasks_running", nil)
+	value("wiz_tasks_queued", nil)
+	value("wiz_capacity_slots_in_use", nil)
 }

@@ -285,6 +285,7 @@ func (r *run) window(slots int) int {
 // setRunning records how many of the run's tasks run, for the machine's
 // share of slots among runs.
 func (r *run) setRunning(n int) {
+	r.m.tasks.running.Add(int64(n - r.running))
 	r.running = n
 	if r.shared {
 		r.m.share.running(r.rec.Id, n)
@@ -434,7 +435,10 @@ func (r *run) dispatch(i int) {
 		delete(r.tasks, pr.taskID)
 		pr.taskID = ""
 		r.fail(i, fmt.Sprintf("send to %s: %v", r.execs[pr.exec].Name(), err), 0)
+		return
 	}
+	pr.queued = true
+	r.m.tasks.queued.Add(1)
 }
 
 // fail ends processor i as Failed without it having run (a problem found by
@@ -455,6 +459,10 @@ func (r *run) handle(ev *TaskEvent) bool {
 		return false
 	}
 	pr := r.procs[i]
+	if pr.queued && (ev.Kind == EventStarted || ev.Kind == EventFinished) {
+		pr.queued = false
+		r.m.tasks.queued.Add(-1)
+	}
 	switch ev.Kind {
 	case EventStarted:
 		if !pr.running {
@@ -533,6 +541,7 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 	}
 	pr.rec.Ended = now
 	pr.rec.ExitCode = int32(ev.Code)
+	r.m.obs.TaskEnded(r.p.Name, pr.node.Uses, outcomeWord(ev.Outcome), now.AsTime().Sub(pr.rec.Started.AsTime()))
 	switch ev.Outcome {
 	case OutcomeSucceeded:
 		pr.rec.State = wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED
@@ -566,4 +575,14 @@ func (r *run) finished(i int, ev *TaskEvent) bool {
 	}
 	r.failed(pr, ev.Message, ev.Code)
 	return r.act(acts)
+}
+
+func outcomeWord(o Outcome) string {
+	switch o {
+	case OutcomeSucceeded:
+		return "succeeded"
+	case OutcomeCancelled:
+		return "cancelled"
+	}
+	return "failed"
 }

@@ -103,6 +103,8 @@ type Config struct {
 	// Clock is the time schedules see (nil: the real clock); tests give a
 	// fake one.
 	Clock Clock
+	// Observer is told of runs, tasks and ticks, for metrics; nil: none.
+	Observer Observer
 }
 
 // Manager owns pipelines and runs. Its methods are safe for concurrent use;
@@ -122,6 +124,8 @@ type Manager struct {
 	schedMu   sync.Mutex
 	schedPoke chan struct{}
 	clock     Clock
+	obs       Observer
+	tasks     taskCounts
 
 	liveMu sync.Mutex
 	live   map[string]*liveRun // runs in progress, by ID
@@ -146,8 +150,11 @@ func New(cfg Config) *Manager {
 	if cfg.Clock == nil {
 		cfg.Clock = realClock{}
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
 	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir, secrets: cfg.Secrets,
-		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), schedPoke: make(chan struct{}, 1), clock: cfg.Clock, parsed: map[string]*pipeline.Pipeline{}}
+		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), schedPoke: make(chan struct{}, 1), clock: cfg.Clock, obs: cfg.Observer, parsed: map[string]*pipeline.Pipeline{}}
 }
 
 // Applied is a pipeline version made current by Apply.
@@ -242,6 +249,7 @@ func (m *Manager) applyFrom(file string, src []byte, read func(string) ([]byte, 
 	if err := m.store.PutPipelineVersion(pl, v); err != nil {
 		return nil, fmt.Errorf("store pipeline %s: %w", pl.Name, err)
 	}
+	m.pokeSchedules() // the service loop reads the new version's schedules
 	a := &Applied{Pipeline: pl, Version: v, Parsed: p, Changed: true, Children: kids}
 	if prev != nil && prev.Origin != "" && origin != "" && prev.Origin != origin {
 		a.Warning = fmt.Sprintf("pipeline %s: %s is not the file its version %d came from (%s); it is now version %d of the same pipeline. If it is another pipeline, give it a name: of its own",

@@ -62,6 +62,7 @@ func (r *run) event(processor, kind, msg string) {
 // finish records how the run ended.
 func (r *run) finish(res scheduler.Result, reason string) error {
 	r.rec.Ended = timestamppb.Now()
+	defer func() { r.m.obs.RunEnded(r.p.Name, r.rec.State) }()
 	if res == scheduler.RunSucceeded {
 		r.rec.State = wizpb.RunState_RUN_STATE_SUCCEEDED
 		r.rec.Reason = r.skipped

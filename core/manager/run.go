@@ -200,6 +200,7 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 	if err := r.w.Batch().Commit(); err != nil {
 		return nil, err
 	}
+	m.obs.RunStarted(p.Name)
 	if f := opts.fire; f != nil {
 		f.unlock()
 		f.unlock = func() {}
@@ -281,6 +282,8 @@ type proc struct {
 	cacheKey string
 	cached   *wizpb.CacheEntry
 	program  string
+	// queued: its task was sent and has not started or ended (Stats).
+	queued bool
 	// child is the sub-pipeline it runs; childCancel cancels that run.
 	child       *Applied
 	childCancel context.CancelFunc

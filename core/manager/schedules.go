@@ -96,7 +96,7 @@ func (m *Manager) scheduleState(pipeline, name string, now time.Time) (*wizpb.Sc
 }
 
 // noteSchedules records the first apply of each schedule of p that has no
-// state yet, and wakes the loop.
+// state yet (applyFrom wakes the loop once the version is stored).
 func (m *Manager) noteSchedules(p *pipeline.Pipeline) error {
 	if len(p.Schedules) == 0 {
 		return nil
@@ -113,7 +113,6 @@ func (m *Manager) noteSchedules(p *pipeline.Pipeline) error {
 			return err
 		}
 	}
-	m.pokeSchedules()
 	return nil
 }
 
@@ -370,6 +369,9 @@ func (l *schedLoop) skip(pipelineName, name string, ticks []*wizpb.SkippedTick) 
 		l.m.log.Error("schedules: read state", "schedule", pipelineName+"/"+name, "error", err)
 		return
 	}
+	for _, t := range ticks {
+		l.m.obs.TickSkipped(pipelineName, name, skipClass(t.Reason))
+	}
 	st.Skipped = append(st.Skipped, ticks...)
 	if n := len(st.Skipped); n > skippedKept {
 		st.Skipped = slices.Clone(st.Skipped[n-skippedKept:])
@@ -412,7 +414,9 @@ func (l *schedLoop) fire(ctx context.Context, pipelineName string, sc *pipeline.
 			l.running[key] = map[string]bool{}
 		}
 		l.running[key][id] = true
-		l.m.log.Info("schedules: fired", "schedule", key, "tick", tick, "run", id, "lag", l.clk.Now().Sub(tick))
+		lag := l.clk.Now().Sub(tick)
+		l.m.obs.TickFired(pipelineName, sc.Name, lag)
+		l.m.log.Info("schedules: fired", "schedule", key, "tick", tick, "run", id, "lag", lag)
 		return ""
 	case err := <-failed:
 		if errors.Is(err, errFired) {

@@ -9,6 +9,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -482,3 +484,23 @@ func (b badgerLogger) Warningf(f string, a ...any) {
 }
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
+
+// Size returns the bytes the store's files take on disk (its tables, value
+// log and manifest), read from the directory now: badger's own count is
+// refreshed only every minute.
+func (s *Store) Size() int64 {
+	opts := s.db.Opts()
+	var n int64
+	for _, dir := range slices.Compact([]string{opts.Dir, opts.ValueDir}) {
+		es, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		for _, e := range es {
+			if info, err := e.Info(); err == nil && info.Mode().IsRegular() {
+				n += info.Size()
+			}
+		}
+	}
+	return n
+}
