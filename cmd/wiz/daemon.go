@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/core/pipeline"
 	"github.com/wiz-run/wiz/core/store"
 	"github.com/wiz-run/wiz/internal/daemon"
 	"github.com/wiz-run/wiz/internal/managerapi"
@@ -25,6 +26,8 @@ type DaemonCmd struct {
 	TLSKey         string        `name:"tls-key" type:"existingfile" help:"TLS key."`
 	AdminTokenFile string        `name:"admin-token-file" type:"existingfile" help:"File holding the first admin token's secret, for unattended setups (or WIZ_ADMIN_TOKEN)."`
 	Grace          time.Duration `default:"30s" help:"On SIGTERM, how long running runs may go on before they are cancelled."`
+	RetentionRuns  int           `name:"retention-runs" placeholder:"N" help:"Keep at most N runs of each pipeline without retention: of its own (default: all)."`
+	RetentionAge   string        `name:"retention-age" placeholder:"AGE" help:"Delete runs of pipelines without retention: of their own that ended more than AGE ago, e.g. 30d (default: never)."`
 	MetricsListen  string        `name:"metrics-listen" placeholder:"ADDR" help:"Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no token; e.g. 127.0.0.1:9464)."`
 }
 
@@ -32,6 +35,17 @@ type DaemonCmd struct {
 func (c *DaemonCmd) Run(env *Env) error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return usageError{fmt.Errorf("give both --tls-cert and --tls-key, or neither")}
+	}
+	retention := pipeline.Retention{Runs: c.RetentionRuns}
+	if c.RetentionRuns < 0 {
+		return usageError{fmt.Errorf("--retention-runs must be at least 1 (0: keep all)")}
+	}
+	if c.RetentionAge != "" {
+		age, err := pipeline.ParseAge(c.RetentionAge)
+		if err != nil || age <= 0 {
+			return usageError{fmt.Errorf("--retention-age %q: want a duration like 12h or 30d", c.RetentionAge)}
+		}
+		retention.Age = age
 	}
 	dir := c.Data
 	if dir == "" {
@@ -117,10 +131,18 @@ func (c *DaemonCmd) Run(env *Env) error {
 			}
 		}()
 	}
-	// Schedules fire in the daemon alone; the loop stops with the first
-	// signal, and its runs are waited for (or cancelled) with the others.
-	waitSchedules := m.ServeSchedules(ctx)
-	defer waitSchedules()
+	// Schedules fire and retention applies in the daemon alone (retention
+	// after each run and every 10 min). Both stop with the first signal, or
+	// when the daemon fails; the schedules' runs are waited for (or
+	// cancelled) with the others.
+	svcCtx, stopServices := context.WithCancel(ctx)
+	waitRetention := m.ServeRetention(svcCtx, retention)
+	waitSchedules := m.ServeSchedules(svcCtx)
+	defer func() {
+		stopServices()
+		waitSchedules()
+		waitRetention()
+	}()
 	err = daemon.Run(ctx, daemon.Config{
 		Listen: c.Listen, DataDir: dir, CertFile: c.TLSCert, KeyFile: c.TLSKey, AdminToken: admin,
 		Grace: c.Grace, Manager: m, Store: st, Logger: log.Named("daemon"), Out: os.Stdout,

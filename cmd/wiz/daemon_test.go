@@ -1364,3 +1364,78 @@ processors:
 	value("wiz_tasks_queued", nil)
 	value("wiz_capacity_slots_in_use", nil)
 }
+
+// TestDaemonRetention: the daemon keeps a pipeline's `retention:` (runs,
+// age) and its own default for pipelines without one; older runs go with
+// their logs and the blobs only they used.
+func TestDaemonRetention(t *testing.T) {
+	e := daemonNewEnv(t)
+	data := filepath.Join(e.dir, "data")
+	d := e.daemonArgs(data, nil, "--retention-runs", "2")
+	// inline_max_size 1: every output is a blob of its own (the run's ID).
+	e.file("own.yaml", `name: own
+retention: {runs: 3}
+inline_max_size: 1
+processors:
+  w: {uses: std/exec, with: {command: [sh, -c, 'echo "$WIZ_RUN_ID"; echo log >&2']}}
+`)
+	e.file("dflt.yaml", `name: dflt
+inline_max_size: 1
+processors:
+  w: {uses: std/exec, with: {command: [sh, -c, 'echo "$WIZ_RUN_ID"']}}
+`)
+	e.file("aged.yaml", `name: aged
+retention: {age: 2s}
+processors:
+  w: {uses: std/exec, with: {command: ["true"]}}
+`)
+	runID := func(f string) string {
+		r := d.ok(d.admin, "run", "-q", f)
+		m := daemonSummary.FindStringSubmatch(r.stdout)
+		if m == nil {
+			t.Fatalf("no summary: %s", r)
+		}
+		return m[1]
+	}
+	var own, dflt []string
+	for range 5 {
+		own = append(own, runID("own.yaml"))
+	}
+	for range 4 {
+		dflt = append(dflt, runID("dflt.yaml"))
+	}
+	first := runID("aged.yaml")
+	time.Sleep(2500 * time.Millisecond) // past its age; the next run's end applies retention
+	second := runID("aged.yaml")
+
+	want := map[string][]string{"own": own[2:], "dflt": dflt[2:], "aged": {second}}
+	for deadline := time.Now().Add(daemonPollMax); ; time.Sleep(100 * time.Millisecond) {
+		got := map[string][]string{}
+		for _, r := range d.list(d.admin) {
+			got[r.Pipeline] = append([]string{r.ID}, got[r.Pipeline]...) // oldest first
+		}
+		ok := true
+		for p, ids := range want {
+			ok = ok && slices.Equal(got[p], ids)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("runs kept: %v, want %v (first aged run %s)", got, want, first)
+		}
+	}
+	for _, id := range append(own[:2], dflt[0], first) {
+		if r := d.wiz(d.admin, "runs", "logs", id); r.code != 1 {
+			t.Errorf("runs logs %s of a deleted run: want exit 1 (not found): %s", id, r)
+		}
+	}
+	// The blobs of the deleted runs' outputs went with them: nothing is left
+	// for gc to free, and the kept runs' outputs are whole.
+	if r := d.ok(d.admin, "gc", "--keep-last", "1000", "--dry-run"); !strings.Contains(r.stdout, " 0 blobs") {
+		t.Errorf("after retention, gc would still free blobs: %s", r)
+	}
+	if r := d.ok(d.admin, "runs", "output", own[4], "w"); strings.TrimSpace(r.stdout) != own[4] {
+		t.Errorf("a kept run's output: %s", r)
+	}
+}

@@ -70,30 +70,36 @@ func (m *Manager) GC(req GCRequest) (*GCResult, error) {
 			res.Runs++
 		}
 	}
-	if !req.DryRun {
+	return res, m.sweep(runs, doomed, req.DryRun, res)
+}
+
+// sweep deletes the doomed runs (unless dryRun), then the blobs nothing
+// left refers to, counting them in res.
+func (m *Manager) sweep(runs []*wizpb.Run, doomed map[string]bool, dryRun bool, res *GCResult) error {
+	if !dryRun {
 		for _, r := range runs {
 			if doomed[r.Id] {
 				if err := m.store.DeleteRun(r.Id); err != nil {
-					return nil, fmt.Errorf("gc: %w", err)
+					return fmt.Errorf("gc: %w", err)
 				}
 			}
 		}
 	}
 	// Runs and uploads hold gcMu for reading while they may write blobs.
 	if !m.gcMu.TryLock() {
-		return res, nil
+		return nil
 	}
 	defer m.gcMu.Unlock()
 	res.Swept = true
 	refs := map[string]bool{}
-	if req.DryRun {
+	if dryRun {
 		// Nothing was deleted: what the kept runs refer to.
 		for _, r := range runs {
 			if doomed[r.Id] {
 				continue
 			}
 			if err := m.runRefs(r, refs); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		// Cache entries keep their outputs' blobs (store.BlobRefs).
@@ -106,16 +112,16 @@ func (m *Manager) GC(req GCRequest) (*GCResult, error) {
 			return true
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 	} else if err := m.store.BlobRefs(func(d string) { refs[d] = true }); err != nil {
-		return nil, err
+		return err
 	}
-	err = m.blobs.Walk(func(digest string, size int64) error {
+	err := m.blobs.Walk(func(digest string, size int64) error {
 		if refs[digest] {
 			return nil
 		}
-		if !req.DryRun {
+		if !dryRun {
 			if err := m.blobs.Remove(digest); err != nil {
 				return err
 			}
@@ -125,17 +131,17 @@ func (m *Manager) GC(req GCRequest) (*GCResult, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("gc: %w", err)
+		return fmt.Errorf("gc: %w", err)
 	}
-	if !req.DryRun {
+	if !dryRun {
 		tmp, err := m.blobs.RemoveTemp()
 		if err != nil {
-			return nil, fmt.Errorf("gc: %w", err)
+			return fmt.Errorf("gc: %w", err)
 		}
 		res.Bytes += tmp
 		m.store.Compact()
 	}
-	return res, nil
+	return nil
 }
 
 // runRefs adds the blobs a run's inputs and outputs refer to.

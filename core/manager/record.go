@@ -62,7 +62,10 @@ func (r *run) event(processor, kind, msg string) {
 // finish records how the run ended.
 func (r *run) finish(res scheduler.Result, reason string) error {
 	r.rec.Ended = timestamppb.Now()
-	defer func() { r.m.obs.RunEnded(r.p.Name, r.rec.State) }()
+	defer func() {
+		r.m.obs.RunEnded(r.p.Name, r.rec.State)
+		r.m.pokeRetention()
+	}()
 	if res == scheduler.RunSucceeded {
 		r.rec.State = wizpb.RunState_RUN_STATE_SUCCEEDED
 		r.rec.Reason = r.skipped

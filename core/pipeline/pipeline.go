@@ -349,6 +349,9 @@ type Pipeline struct {
 	// Schedules fire runs of the pipeline in a service process (wiz
 	// daemon), in file order.
 	Schedules []*Schedule
+	// Retention bounds the runs wiz daemon keeps of the pipeline; nil: the
+	// daemon's default.
+	Retention *Retention
 	// EnvTemplates holds Env's expressions, compiled by Validate.
 	EnvTemplates map[string]*Template
 	// envSecretRefs are the secrets Env uses (set by Validate).

@@ -98,13 +98,7 @@ func (d *decoder) schedules(e entry) []*Schedule {
 
 func (d *decoder) catchup(f entry, name string) time.Duration {
 	if isString(f.val) {
-		v := f.val.Value
-		if days, ok := strings.CutSuffix(v, "d"); ok {
-			if n, err := strconv.Atoi(days); err == nil && n >= 0 {
-				return time.Duration(n) * 24 * time.Hour
-			}
-		}
-		if t, err := time.ParseDuration(v); err == nil && t >= 0 {
+		if t, err := ParseAge(f.val.Value); err == nil {
 			return t
 		}
 	}
@@ -174,4 +168,65 @@ func (p *Pipeline) checkSchedules(errorf func(Position, string, ...any)) {
 			}
 		}
 	}
+}
+
+// Retention is a pipeline's `retention:`: the daemon keeps at most Runs
+// top-level runs of it (0: any number) and none that ended more than Age ago
+// (0: any age).
+type Retention struct {
+	Runs int
+	Age  time.Duration
+}
+
+func (d *decoder) retention(e entry) *Retention {
+	fields, ok := d.mapping(e.val, "retention", "key")
+	if !ok {
+		return nil
+	}
+	r := &Retention{}
+	for _, f := range fields {
+		switch f.key {
+		case "runs":
+			n, ok := d.count(f)
+			if ok && n < 1 {
+				d.errorf(f.valPos, "retention.runs must be at least 1 (leave it out to keep any number)")
+			}
+			r.Runs = n
+		case "age":
+			r.Age = d.age(f)
+		default:
+			d.unknownKey(f, "in retention", []string{"age", "runs"})
+		}
+	}
+	if r.Runs == 0 && r.Age == 0 {
+		d.errorf(e.keyPos, "retention needs runs: N or age: DURATION (like {runs: 100, age: 30d})")
+	}
+	return r
+}
+
+// age reads a positive duration: 90m, 12h, 30d.
+func (d *decoder) age(f entry) time.Duration {
+	if isString(f.val) {
+		if a, err := ParseAge(f.val.Value); err == nil && a > 0 {
+			return a
+		}
+	}
+	d.errorf(f.valPos, "%s must be a positive duration like \"12h\" or \"30d\", got %s", f.key, describe(f.val))
+	return 0
+}
+
+// ParseAge reads a duration that may also be given in days: 90m, 12h, 30d.
+func ParseAge(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%q: want a duration like 12h or 30d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	a, err := time.ParseDuration(s)
+	if err != nil || a < 0 {
+		return 0, fmt.Errorf("%q: want a duration like 12h or 30d", s)
+	}
+	return a, nil
 }
