@@ -131,16 +131,24 @@ func (c *DaemonCmd) Run(env *Env) error {
 			}
 		}()
 	}
-	// Schedules fire and retention applies in the daemon alone (retention
+	// Schedules and file triggers fire and retention applies in the daemon alone (retention
 	// after each run and every 10 min). Both stop with the first signal, or
 	// when the daemon fails; the schedules' runs are waited for (or
 	// cancelled) with the others.
 	svcCtx, stopServices := context.WithCancel(ctx)
 	waitRetention := m.ServeRetention(svcCtx, retention)
 	waitSchedules := m.ServeSchedules(svcCtx)
+	waitTriggers, err := m.ServeTriggers(svcCtx)
+	if err != nil {
+		stopServices()
+		waitSchedules()
+		waitRetention()
+		return err
+	}
 	defer func() {
 		stopServices()
 		waitSchedules()
+		waitTriggers()
 		waitRetention()
 	}()
 	err = daemon.Run(ctx, daemon.Config{

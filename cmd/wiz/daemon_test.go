@@ -1439,3 +1439,82 @@ processors:
 		t.Errorf("a kept run's output: %s", r)
 	}
 }
+
+// TestDaemonFileTrigger: 20 files dropped at once into a trigger's
+// directory start 20 runs, one per file, each with its file as the input;
+// a restart does not handle them again, a new file is; a directory the
+// daemon cannot read (here: missing) shows the trigger failing with the
+// OS's reason.
+func TestDaemonFileTrigger(t *testing.T) {
+	e := daemonNewEnv(t)
+	data := filepath.Join(e.dir, "data")
+	in := filepath.Join(e.dir, "in")
+	if err := os.Mkdir(in, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := e.daemon(data)
+	e.file("p.yaml", `name: ingest
+inputs:
+  data: {type: file}
+  tag: {type: string, default: x}
+triggers:
+  incoming:
+    files: {path: `+in+`, pattern: "*.csv", input: data, settle: 500ms}
+  broken:
+    files: {path: `+filepath.Join(e.dir, "missing")+`, input: data}
+processors:
+  count: {uses: std/exec, inputs: {data: inputs.data}, with: {command: [sh, -c, 'wc -c < "$WIZ_INPUT_DATA"']}}
+`)
+	d.ok(d.admin, "pipeline", "apply", "p.yaml")
+	for i := range 20 {
+		if err := os.WriteFile(filepath.Join(in, fmt.Sprintf("f%02d.csv", i)), []byte(strings.Repeat("x", i+1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(in, "skip.txt"), []byte("no"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs := waitSchedRuns(t, d, d.admin, "ingest", 20, 60*time.Second)
+	if len(rs) != 20 {
+		t.Fatalf("%d runs for 20 files (and a .txt): %+v", len(rs), rs)
+	}
+	sizes := map[string]bool{}
+	for _, r := range rs {
+		if r.Trigger != "file/incoming" || r.State != "Succeeded" {
+			t.Errorf("run %s: trigger %q, %s; want file/incoming, Succeeded", r.ID, r.Trigger, r.State)
+		}
+		out := d.ok(d.admin, "runs", "output", r.ID, "count")
+		sizes[strings.TrimSpace(out.stdout)] = true
+	}
+	if len(sizes) != 20 {
+		t.Errorf("the runs read %d different file sizes, want 20 (each its own file): %v", len(sizes), sizes)
+	}
+	var infos []map[string]any
+	d.decode(&infos, d.admin, "schedules", "list", "-o", "json")
+	found := false
+	for _, i := range infos {
+		if i["name"] == "broken" {
+			found = true
+			if i["state"] != "failing" || !strings.Contains(fmt.Sprint(i["error"]), "no such file or directory") {
+				t.Errorf("the trigger on a missing directory: %v, want failing with the OS's reason", i)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("schedules list does not list the broken trigger: %v", infos)
+	}
+
+	if code := d.signal(syscall.SIGTERM, daemonStopMax); code != 0 {
+		t.Fatalf("the daemon exited with status %d after SIGTERM", code)
+	}
+	admin := d.admin
+	d = e.daemon(data)
+	if err := os.WriteFile(filepath.Join(in, "new.csv"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitSchedRuns(t, d, admin, "ingest", 21, 30*time.Second)
+	time.Sleep(2 * time.Second) // time for the old files to be (wrongly) taken again
+	if rs = schedRuns(d, admin, "ingest"); len(rs) != 21 {
+		t.Errorf("after a restart and one new file: %d runs, want 21", len(rs))
+	}
+}

@@ -28,10 +28,13 @@ func splitSchedule(s string) (string, string, error) {
 }
 
 func scheduleJSON(i *manager.ScheduleInfo) map[string]any {
+	if i.Kind == "files" {
+		return map[string]any{"pipeline": i.Pipeline, "name": i.Name, "kind": "files", "watch": i.Watch, "state": scheduleStateWord(i), "error": i.Error}
+	}
 	st := i.State
 	out := map[string]any{
 		"pipeline": i.Pipeline, "name": i.Name, "cron": i.Cron, "timezone": cmpOr(i.Timezone, "UTC"), "overlap": i.Overlap,
-		"catchup": i.Catchup.String(), "state": scheduleStateWord(i), "next_fire": nil, "last_fire": nil, "last_run": st.GetLastRun(),
+		"kind": "schedule", "catchup": i.Catchup.String(), "state": scheduleStateWord(i), "next_fire": nil, "last_fire": nil, "last_run": st.GetLastRun(),
 	}
 	if !i.Next.IsZero() {
 		out["next_fire"] = i.Next.UTC().Format(time.RFC3339)
@@ -55,6 +58,9 @@ func cmpOr(s, def string) string {
 }
 
 func scheduleStateWord(i *manager.ScheduleInfo) string {
+	if i.Error != "" {
+		return "failing"
+	}
 	if i.State.GetPaused() {
 		return "paused"
 	}
@@ -90,6 +96,14 @@ func (c *SchedulesListCmd) Run(env *Env) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SCHEDULE\tCRON\tTIMEZONE\tSTATE\tNEXT FIRE\tLAST FIRE\tLAST RUN\tSKIPPED")
 	for _, i := range is {
+		if i.Kind == "files" {
+			state := scheduleStateWord(i)
+			if i.Error != "" {
+				state += ": " + i.Error
+			}
+			fmt.Fprintf(tw, "%s/%s\tfiles %s\t-\t%s\t-\t-\t-\t-\n", i.Pipeline, i.Name, i.Watch, state)
+			continue
+		}
 		next, last := "-", "-"
 		if !i.Next.IsZero() {
 			next = i.Next.Local().Format("2006-01-02 15:04:05")
@@ -230,7 +244,7 @@ func scheduleZone(api manager.API, p, n string) (*time.Location, error) {
 		return nil, err
 	}
 	for _, i := range is {
-		if i.Pipeline == p && i.Name == n {
+		if i.Kind == "schedule" && i.Pipeline == p && i.Name == n {
 			spec, err := schedule.Parse(i.Cron, i.Timezone)
 			if err != nil {
 				return nil, err

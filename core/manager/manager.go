@@ -125,9 +125,11 @@ type Manager struct {
 	schedPoke chan struct{}
 	clock     Clock
 	obs       Observer
-	// retainPoke wakes the retention loop when a run ends.
-	retainPoke chan struct{}
-	tasks      taskCounts
+	// retainPoke wakes the retention loop when a run ends; trigPoke the
+	// file triggers' loop when a pipeline is applied.
+	retainPoke, trigPoke chan struct{}
+	triggers             triggerStatus
+	tasks                taskCounts
 
 	liveMu sync.Mutex
 	live   map[string]*liveRun // runs in progress, by ID
@@ -156,7 +158,7 @@ func New(cfg Config) *Manager {
 		cfg.Observer = nopObserver{}
 	}
 	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir, secrets: cfg.Secrets,
-		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), schedPoke: make(chan struct{}, 1), retainPoke: make(chan struct{}, 1), clock: cfg.Clock, obs: cfg.Observer, parsed: map[string]*pipeline.Pipeline{}}
+		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), schedPoke: make(chan struct{}, 1), retainPoke: make(chan struct{}, 1), trigPoke: make(chan struct{}, 1), clock: cfg.Clock, obs: cfg.Observer, parsed: map[string]*pipeline.Pipeline{}}
 }
 
 // Applied is a pipeline version made current by Apply.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -42,11 +43,15 @@ const skippedKept = 100
 // errFired is a tick whose run was already recorded (a restart, a race).
 var errFired = errors.New("the tick already started its run")
 
-// fireReq makes a run the run of a tick (RunRequest.fire).
+// fireReq makes a run the run of an event (RunRequest.fire): a schedule's
+// tick, or a trigger's event.
 type fireReq struct {
 	pipeline, schedule string
 	tick               time.Time
-	backfill           bool // another run of a tick that has runs is allowed
+	// event keys the event when it is not a tick (a trigger's file): no
+	// schedule state is kept.
+	event    string
+	backfill bool // another run of a tick that has runs is allowed
 	// started is called once the run is recorded, with its ID.
 	started func(id string)
 	unlock  func() // releases schedMu, taken by recordFire, once committed
@@ -58,7 +63,11 @@ type fireReq struct {
 func (m *Manager) recordFire(b *store.Batch, f *fireReq, id string) error {
 	m.schedMu.Lock()
 	f.unlock = m.schedMu.Unlock
-	old, err := m.store.Fire(f.pipeline, f.schedule, f.tick)
+	key := f.event
+	if key == "" {
+		key = store.TickKey(f.tick)
+	}
+	old, err := m.store.Fire(f.pipeline, f.schedule, key)
 	switch {
 	case err == nil:
 		if !f.backfill {
@@ -70,10 +79,10 @@ func (m *Manager) recordFire(b *store.Batch, f *fireReq, id string) error {
 		return err
 	}
 	old.RunIds = append(old.RunIds, id)
-	if err := b.PutFire(f.pipeline, f.schedule, f.tick, old); err != nil {
+	if err := b.PutFire(f.pipeline, f.schedule, key, old); err != nil {
 		return err
 	}
-	if f.backfill {
+	if f.backfill || f.event != "" {
 		return nil
 	}
 	st, err := m.scheduleState(f.pipeline, f.schedule, m.clock.Now())
@@ -116,15 +125,22 @@ func (m *Manager) noteSchedules(p *pipeline.Pipeline) error {
 	return nil
 }
 
+// pokeSchedules wakes the schedules' and the file triggers' loops (a
+// pipeline was applied).
 func (m *Manager) pokeSchedules() {
-	select {
-	case m.schedPoke <- struct{}{}:
-	default:
+	for _, ch := range []chan struct{}{m.schedPoke, m.trigPoke} {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
 // ScheduleInfo is a schedule as `wiz schedules list` shows it.
 type ScheduleInfo struct {
+	// Kind is "schedule", or "files" for a file trigger (Watch: its
+	// PATH/PATTERN; Error: why it cannot read its directory).
+	Kind, Watch, Error                      string
 	Pipeline, Name, Cron, Timezone, Overlap string
 	Catchup                                 time.Duration
 	State                                   *wizpb.ScheduleState
@@ -132,7 +148,7 @@ type ScheduleInfo struct {
 }
 
 func newScheduleInfo(pipelineName string, sc *pipeline.Schedule, st *wizpb.ScheduleState) *ScheduleInfo {
-	return &ScheduleInfo{Pipeline: pipelineName, Name: sc.Name, Cron: sc.Cron, Timezone: sc.Timezone, Overlap: sc.Overlap, Catchup: sc.Catchup, State: st}
+	return &ScheduleInfo{Kind: "schedule", Pipeline: pipelineName, Name: sc.Name, Cron: sc.Cron, Timezone: sc.Timezone, Overlap: sc.Overlap, Catchup: sc.Catchup, State: st}
 }
 
 // Schedules lists the schedules of every pipeline's newest version.
@@ -163,6 +179,12 @@ func (m *Manager) Schedules() ([]*ScheduleInfo, error) {
 				info.Next = sc.Spec.Next(from)
 			}
 			out = append(out, info)
+		}
+		for _, tr := range p.Triggers {
+			if tr.Files != nil {
+				out = append(out, &ScheduleInfo{Kind: "files", Pipeline: pl.Name, Name: tr.Name, State: &wizpb.ScheduleState{},
+					Watch: filepath.Join(tr.Files.Path, tr.Files.Pattern), Error: m.triggers.get(pl.Name + "/" + tr.Name)})
+			}
 		}
 	}
 	return out, nil
@@ -464,7 +486,7 @@ func (m *Manager) Backfill(pipelineName, name string, from, to time.Time, maxPar
 	var todo []int
 	for i, t := range ticks {
 		out[i].Tick = t
-		f, err := m.store.Fire(pipelineName, name, t)
+		f, err := m.store.Fire(pipelineName, name, store.TickKey(t))
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, nil, err
 		}

@@ -31,7 +31,7 @@ var (
 
 // Keys of the mappings of a pipeline file.
 var (
-	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "outputs", "processors", "retention", "retries", "schedules", "timeout", "when"}
+	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "outputs", "processors", "retention", "retries", "schedules", "timeout", "triggers", "when"}
 	inputKeys     = []string{"default", "doc", "enum", "max", "min", "pattern", "type"}
 	processorKeys = []string{"after", "cache", "executor", "for_each", "inputs", "max_output_size", "max_parallel", "on_error", "resources", "retries", "retry", "secret_files", "timeout", "uses", "when", "with"}
 	resourceKeys  = []string{"limits", "requests"}
@@ -842,6 +842,8 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 			p.Schedules = d.schedules(e)
 		case "retention":
 			p.Retention = d.retention(e)
+		case "triggers":
+			p.Triggers = d.triggers(e)
 		default:
 			d.unknownKey(e, "in pipeline", topKeys)
 		}

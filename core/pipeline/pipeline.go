@@ -349,6 +349,9 @@ type Pipeline struct {
 	// Schedules fire runs of the pipeline in a service process (wiz
 	// daemon), in file order.
 	Schedules []*Schedule
+	// Triggers start runs of the pipeline on events, in a service process
+	// (wiz daemon), in file order.
+	Triggers []*Trigger
 	// Retention bounds the runs wiz daemon keeps of the pipeline; nil: the
 	// daemon's default.
 	Retention *Retention

@@ -128,6 +128,7 @@ func (p *Pipeline) Validate(cat Catalog) error {
 	}
 
 	p.checkSchedules(errorf)
+	p.checkTriggers(errorf)
 	p.checkOutputRefs(specs, errorf)
 	if bc, ok := cat.(BackendCatalog); ok {
 		p.checkBackends(bc.Backends(), errorf)

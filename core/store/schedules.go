@@ -10,14 +10,19 @@ import (
 )
 
 // Schedule records: z/<pipeline>/<schedule> holds a ScheduleState;
-// f/<pipeline>/<schedule>/<tick, unix ns, 20 digits> the runs of a tick.
+// f/<pipeline>/<source>/<event> the runs of an event: a schedule's tick
+// (TickKey), a file trigger's file.
 const (
 	pSchedule = "z/"
 	pFire     = "f/"
 )
 
-func fireKey(pipeline, schedule string, tick time.Time) string {
-	return fmt.Sprintf("%s%s/%s/%020d", pFire, pipeline, schedule, tick.UnixNano())
+// TickKey is the event key of a schedule's tick: its Unix nanoseconds, 20
+// digits, so that keys sort by time.
+func TickKey(tick time.Time) string { return fmt.Sprintf("%020d", tick.UnixNano()) }
+
+func fireKey(pipeline, source, event string) string {
+	return pFire + pipeline + "/" + source + "/" + event
 }
 
 // ScheduleState returns the state of PIPELINE/NAME, or an error matching
@@ -61,17 +66,17 @@ func (b *Batch) PutScheduleState(st *wizpb.ScheduleState) error {
 	return b.put(pSchedule+st.Pipeline+"/"+st.Name, st)
 }
 
-// Fire returns the runs of one tick of PIPELINE/NAME, or an error matching
-// ErrNotFound.
-func (s *Store) Fire(pipeline, name string, tick time.Time) (*wizpb.Fire, error) {
+// Fire returns the runs of one event of PIPELINE/SOURCE, or an error
+// matching ErrNotFound.
+func (s *Store) Fire(pipeline, source, event string) (*wizpb.Fire, error) {
 	f := &wizpb.Fire{}
-	if err := s.get(fireKey(pipeline, name, tick), f); err != nil {
-		return nil, fmt.Errorf("tick %s of %s/%s: %w", tick.Format(time.RFC3339Nano), pipeline, name, err)
+	if err := s.get(fireKey(pipeline, source, event), f); err != nil {
+		return nil, fmt.Errorf("event %s of %s/%s: %w", event, pipeline, source, err)
 	}
 	return f, nil
 }
 
-// PutFire stages the runs of one tick.
-func (b *Batch) PutFire(pipeline, name string, tick time.Time, f *wizpb.Fire) error {
-	return b.put(fireKey(pipeline, name, tick), f)
+// PutFire stages the runs of one event.
+func (b *Batch) PutFire(pipeline, source, event string, f *wizpb.Fire) error {
+	return b.put(fireKey(pipeline, source, event), f)
 }

@@ -473,7 +473,7 @@ func (c *Client) DeleteSecret(name string) error {
 
 func scheduleFromWire(w *wizrpc.ScheduleInfo) *manager.ScheduleInfo {
 	i := &manager.ScheduleInfo{Pipeline: w.Pipeline, Name: w.Name, Cron: w.Cron, Timezone: w.Timezone, Overlap: w.Overlap,
-		Catchup: time.Duration(w.CatchupSeconds) * time.Second, State: w.State}
+		Catchup: time.Duration(w.CatchupSeconds) * time.Second, State: w.State, Kind: w.Kind, Error: w.Error, Watch: w.Watch}
 	if w.NextFire != nil {
 		i.Next = w.NextFire.AsTime()
 	}

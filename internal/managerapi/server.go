@@ -378,7 +378,7 @@ type schedulesServer struct {
 
 func scheduleToWire(i *manager.ScheduleInfo) *wizrpc.ScheduleInfo {
 	w := &wizrpc.ScheduleInfo{Pipeline: i.Pipeline, Name: i.Name, Cron: i.Cron, Timezone: i.Timezone, Overlap: i.Overlap,
-		CatchupSeconds: int64(i.Catchup / time.Second), State: i.State}
+		CatchupSeconds: int64(i.Catchup / time.Second), State: i.State, Kind: i.Kind, Error: i.Error, Watch: i.Watch}
 	if !i.Next.IsZero() {
 		w.NextFire = timestamppb.New(i.Next)
 	}

@@ -297,6 +297,9 @@ type ScheduleInfo struct {
 	CatchupSeconds int64                  `protobuf:"varint,6,opt,name=catchup_seconds,json=catchupSeconds,proto3" json:"catchup_seconds,omitempty"`
 	State          *wizpb.ScheduleState   `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
 	NextFire       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_fire,json=nextFire,proto3" json:"next_fire,omitempty"` // unset while paused, or never
+	Kind           string                 `protobuf:"bytes,9,opt,name=kind,proto3" json:"kind,omitempty"`                         // "schedule", or "files" for a file trigger
+	Error          string                 `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`                      // a file trigger that cannot watch its directory: why
+	Watch          string                 `protobuf:"bytes,11,opt,name=watch,proto3" json:"watch,omitempty"`                      // a file trigger's PATH/PATTERN
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -385,6 +388,27 @@ func (x *ScheduleInfo) GetNextFire() *timestamppb.Timestamp {
 		return x.NextFire
 	}
 	return nil
+}
+
+func (x *ScheduleInfo) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ScheduleInfo) GetWatch() string {
+	if x != nil {
+		return x.Watch
+	}
+	return ""
 }
 
 type ListSchedulesRequest struct {
@@ -2534,7 +2558,7 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v2\x0e.wiz.v1.SecretR\asecrets\")\n" +
 	"\x13DeleteSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14DeleteSecretResponse\"\x97\x02\n" +
+	"\x14DeleteSecretResponse\"\xd7\x02\n" +
 	"\fScheduleInfo\x12\x1a\n" +
 	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -2543,7 +2567,11 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\aoverlap\x18\x05 \x01(\tR\aoverlap\x12'\n" +
 	"\x0fcatchup_seconds\x18\x06 \x01(\x03R\x0ecatchupSeconds\x12+\n" +
 	"\x05state\x18\a \x01(\v2\x15.wiz.v1.ScheduleStateR\x05state\x127\n" +
-	"\tnext_fire\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bnextFire\"\x16\n" +
+	"\tnext_fire\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bnextFire\x12\x12\n" +
+	"\x04kind\x18\t \x01(\tR\x04kind\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\x12\x14\n" +
+	"\x05watch\x18\v \x01(\tR\x05watch\"\x16\n" +
 	"\x14ListSchedulesRequest\"N\n" +
 	"\x15ListSchedulesResponse\x125\n" +
 	"\tschedules\x18\x01 \x03(\v2\x17.wizrpc.v1.ScheduleInfoR\tschedules\"F\n" +

@@ -1034,8 +1034,8 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Schedules lists and pauses the schedules of pipelines and backfills
-// them. Listing needs the viewer role, the rest the runner role.
+// Schedules lists and pauses the schedules of pipelines (ListSchedules
+// lists file triggers too) and backfills them. Listing needs the viewer role, the rest the runner role.
 type SchedulesClient interface {
 	ListSchedules(ctx context.Context, in *ListSchedulesRequest, opts ...grpc.CallOption) (*ListSchedulesResponse, error)
 	PauseSchedule(ctx context.Context, in *PauseScheduleRequest, opts ...grpc.CallOption) (*PauseScheduleResponse, error)
@@ -1097,8 +1097,8 @@ func (c *schedulesClient) Backfill(ctx context.Context, in *BackfillRequest, opt
 // All implementations must embed UnimplementedSchedulesServer
 // for forward compatibility.
 //
-// Schedules lists and pauses the schedules of pipelines and backfills
-// them. Listing needs the viewer role, the rest the runner role.
+// Schedules lists and pauses the schedules of pipelines (ListSchedules
+// lists file triggers too) and backfills them. Listing needs the viewer role, the rest the runner role.
 type SchedulesServer interface {
 	ListSchedules(context.Context, *ListSchedulesRequest) (*ListSchedulesResponse, error)
 	PauseSchedule(context.Context, *PauseScheduleRequest) (*PauseScheduleResponse, error)
