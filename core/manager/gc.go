@@ -40,13 +40,9 @@ func (m *Manager) GC(req GCRequest) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	active := map[string]bool{}
-	ids, err := m.store.ActiveRuns()
+	active, err := m.activeSet()
 	if err != nil {
 		return nil, err
-	}
-	for _, id := range ids {
-		active[id] = true
 	}
 	res := &GCResult{}
 	cutoff := time.Now().Add(-req.OlderThan)
@@ -60,17 +56,36 @@ func (m *Manager) GC(req GCRequest) (*GCResult, error) {
 			}
 			old = end != nil && end.AsTime().Before(cutoff)
 		}
-		switch {
-		case !old:
-			res.Kept++
-		case active[r.Id] || r.State == wizpb.RunState_RUN_STATE_RUNNING || m.liveRun(r.Id) != nil:
-			res.Skipped++
-		default:
-			doomed[r.Id] = true
-			res.Runs++
-		}
+		m.doom(r, old, active, doomed, res)
 	}
 	return res, m.sweep(runs, doomed, req.DryRun, res)
+}
+
+// activeSet returns the IDs of the runs that have not ended.
+func (m *Manager) activeSet() (map[string]bool, error) {
+	ids, err := m.store.ActiveRuns()
+	if err != nil {
+		return nil, err
+	}
+	active := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		active[id] = true
+	}
+	return active, nil
+}
+
+// doom adds r to doomed when a policy found it old and it has ended, and
+// counts it in res.
+func (m *Manager) doom(r *wizpb.Run, old bool, active, doomed map[string]bool, res *GCResult) {
+	switch {
+	case !old:
+		res.Kept++
+	case active[r.Id] || r.State == wizpb.RunState_RUN_STATE_RUNNING || m.liveRun(r.Id) != nil:
+		res.Skipped++
+	default:
+		doomed[r.Id] = true
+		res.Runs++
+	}
 }
 
 // sweep deletes the doomed runs (unless dryRun), then the blobs nothing

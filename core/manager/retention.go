@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/wiz-run/wiz/core/pipeline"
-	"github.com/wiz-run/wiz/proto/wizpb"
 )
 
 // retentionEvery is how often a service process applies retention besides
@@ -34,13 +33,9 @@ func (m *Manager) Retain(def pipeline.Retention) (*GCResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	active := map[string]bool{}
-	actives, err := m.store.ActiveRuns()
+	active, err := m.activeSet()
 	if err != nil {
 		return nil, err
-	}
-	for _, id := range actives {
-		active[id] = true
 	}
 	res := &GCResult{}
 	now := m.clock.Now()
@@ -56,15 +51,7 @@ func (m *Manager) Retain(def pipeline.Retention) (*GCResult, error) {
 		if pol.Age > 0 && r.Ended != nil && now.Sub(r.Ended.AsTime()) > pol.Age {
 			old = true
 		}
-		switch {
-		case !old:
-			res.Kept++
-		case active[r.Id] || r.State == wizpb.RunState_RUN_STATE_RUNNING || m.liveRun(r.Id) != nil:
-			res.Skipped++
-		default:
-			doomed[r.Id] = true
-			res.Runs++
-		}
+		m.doom(r, old, active, doomed, res)
 	}
 	// A sub-pipeline run goes with its parent, at any depth (children are
 	// newer than their parents: walk oldest first).

@@ -410,18 +410,9 @@ func (l *schedLoop) skip(pipelineName, name string, ticks []*wizpb.SkippedTick) 
 // when it started none.
 func (l *schedLoop) fire(ctx context.Context, pipelineName string, sc *pipeline.Schedule, tick time.Time) string {
 	key := pipelineName + "/" + sc.Name
-	started := make(chan string, 1)
-	failed := make(chan error, 1)
 	req := RunRequest{Pipeline: pipelineName, Inputs: textInputs(sc.Inputs), Trigger: "schedule/" + sc.Name, ScheduledTime: tick,
-		fire: &fireReq{pipeline: pipelineName, schedule: sc.Name, tick: tick, started: func(id string) { started <- id }}}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		r, err := l.m.Run(context.WithoutCancel(ctx), req, nil)
-		if r == nil {
-			failed <- err
-			return
-		}
+		fire: &fireReq{pipeline: pipelineName, schedule: sc.Name, tick: tick}}
+	id, err := l.m.startFired(ctx, &l.wg, req, func(r *wizpb.Run, err error) {
 		if err != nil {
 			l.m.log.Warn("schedules: run", "schedule", key, "run", r.Id, "error", err)
 		}
@@ -429,9 +420,9 @@ func (l *schedLoop) fire(ctx context.Context, pipelineName string, sc *pipeline.
 		case l.ended <- ended{key, r.Id}:
 		case <-l.done:
 		}
-	}()
-	select {
-	case id := <-started:
+	})
+	switch {
+	case err == nil:
 		if l.running[key] == nil {
 			l.running[key] = map[string]bool{}
 		}
@@ -440,12 +431,38 @@ func (l *schedLoop) fire(ctx context.Context, pipelineName string, sc *pipeline.
 		l.m.obs.TickFired(pipelineName, sc.Name, lag)
 		l.m.log.Info("schedules: fired", "schedule", key, "tick", tick, "run", id, "lag", lag)
 		return ""
-	case err := <-failed:
-		if errors.Is(err, errFired) {
-			return "" // its run exists: recorded by an earlier fire
+	case errors.Is(err, errFired):
+		return "" // its run exists: recorded by an earlier fire
+	}
+	l.m.log.Warn("schedules: the tick started no run", "schedule", key, "tick", tick, "error", err)
+	return "could not start: " + err.Error()
+}
+
+// startFired runs req (a fire's run) in a goroutine that wg owns, and
+// returns once the run is recorded, with its ID, or could not start, with
+// why (errFired: the event's run exists). ended, when set, gets the run
+// when it has ended.
+func (m *Manager) startFired(ctx context.Context, wg *sync.WaitGroup, req RunRequest, ended func(*wizpb.Run, error)) (string, error) {
+	started := make(chan string, 1)
+	failed := make(chan error, 1)
+	req.fire.started = func(id string) { started <- id }
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r, err := m.Run(context.WithoutCancel(ctx), req, nil)
+		if r == nil {
+			failed <- err
+			return
 		}
-		l.m.log.Warn("schedules: the tick started no run", "schedule", key, "tick", tick, "error", err)
-		return "could not start: " + err.Error()
+		if ended != nil {
+			ended(r, err)
+		}
+	}()
+	select {
+	case id := <-started:
+		return id, nil
+	case err := <-failed:
+		return "", err
 	}
 }
 

@@ -209,25 +209,14 @@ func fileEvent(path string, fs *fileState) string {
 // could not be: then it is logged, and the file is taken again only when it
 // changes).
 func (l *trigLoop) start(ctx context.Context, pipelineName string, tr *pipeline.Trigger, path string, fs *fileState) {
-	started := make(chan string, 1)
-	failed := make(chan error, 1)
 	req := RunRequest{Pipeline: pipelineName, Inputs: map[string]InputValue{tr.Files.Input: {Path: path}},
 		Trigger: "file/" + tr.Name, ScheduledTime: fs.seen,
-		fire: &fireReq{pipeline: pipelineName, schedule: "file/" + tr.Name, event: fileEvent(path, fs), started: func(id string) { started <- id }}}
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		r, err := l.m.Run(context.WithoutCancel(ctx), req, nil)
-		if r == nil {
-			failed <- err
-		}
-	}()
-	select {
-	case id := <-started:
+		fire: &fireReq{pipeline: pipelineName, schedule: "file/" + tr.Name, event: fileEvent(path, fs)}}
+	id, err := l.m.startFired(ctx, &l.wg, req, nil)
+	switch {
+	case err == nil:
 		l.m.log.Info("file triggers: started", "trigger", pipelineName+"/"+tr.Name, "file", path, "run", id)
-	case err := <-failed:
-		if !errors.Is(err, errFired) { // else: handled before a restart
-			l.m.log.Warn("file triggers: the file started no run", "trigger", pipelineName+"/"+tr.Name, "file", path, "error", err)
-		}
+	case !errors.Is(err, errFired): // else: handled before a restart
+		l.m.log.Warn("file triggers: the file started no run", "trigger", pipelineName+"/"+tr.Name, "file", path, "error", err)
 	}
 }
