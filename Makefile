@@ -5,7 +5,7 @@ BIN      := bin
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build demo test test-short proto proto-check bench bench-data bench-daemon bench-hops clean k8s-testbin image
+.PHONY: all build demo test test-short proto proto-check bench bench-data bench-daemon bench-schedules bench-hops clean k8s-testbin image
 
 all: build
 
@@ -60,6 +60,9 @@ bench-data: build
 # per-hop overhead breakdown (focused Go benchmarks).
 bench-daemon: build
 	$(GO) run ./bench --only daemon $(BENCHFLAGS)
+
+bench-schedules: build
+	$(GO) run ./bench --only schedules $(BENCHFLAGS)
 
 bench-hops: build
 	$(GO) run ./bench --only hops $(BENCHFLAGS)

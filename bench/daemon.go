@@ -86,79 +86,30 @@ func measureDaemon(o options, tmp string) *DaemonResult {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fail("%v", err)
 	}
-	var env []string
-	for _, kv := range cleanEnv() {
-		if !strings.HasPrefix(kv, "WIZ_") {
-			env = append(env, kv)
-		}
-	}
-	env = append(env, "WIZ_HOME="+filepath.Join(dir, "home"))
-
 	var before, after syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &before)
-	cmd := exec.Command(o.wiz, "daemon", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--grace", "10s")
-	cmd.Env, cmd.Dir = env, dir
-	stdout, stderr := &lockedBuf{}, &lockedBuf{}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		return fail("start the daemon: %v", err)
+	ld, err := launchDaemon(o, dir)
+	if err != nil {
+		return fail("%v", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	stopSample := make(chan struct{})
 	sampled := make(chan procSample, 1)
-	go sampleProc(cmd.Process.Pid, stopSample, sampled)
+	go sampleProc(ld.cmd.Process.Pid, stopSample, sampled)
 	stopped := false
 	stop := func() {
 		if stopped {
 			return
 		}
 		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				fmt.Printf("   the daemon exited after SIGTERM: %v\n      %s\n", err, strings.ReplaceAll(lastLines([]byte(stderr.String()), 10), "\n", "\n      "))
-			}
-		case <-time.After(60 * time.Second):
-			fmt.Println("   the daemon did not stop within 60s of SIGTERM; killing it")
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
+		ld.stop()
 		close(stopSample)
 		ps := <-sampled
 		res.RSS, res.CPUTop = ps.hwm, ps.cpu
-		if n := reapOrphans(10 * time.Second); n > 0 {
-			fmt.Printf("   note: the daemon left %d process(es) running after it exited\n", n)
-		}
 		syscall.Getrusage(syscall.RUSAGE_CHILDREN, &after)
 		res.CPU = cpu(&after) - cpu(&before)
 	}
 	defer stop()
-
-	var addr, admin string
-	for deadline := time.Now().Add(time.Minute); addr == ""; {
-		if m := daemonListening.FindStringSubmatch(stdout.String()); m != nil {
-			addr = m[1]
-			break
-		}
-		select {
-		case err := <-exited:
-			stopped = true
-			return fail("the daemon exited before listening (%v): %s", err, lastLines([]byte(stderr.String()), 5))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fail("the daemon did not listen within a minute: %s", lastLines([]byte(stderr.String()), 5))
-		}
-	}
-	if m := daemonAdmin.FindStringSubmatch(stdout.String()); m != nil {
-		admin = m[1]
-	} else {
-		return fail("the daemon printed no admin token: %s", firstLines([]byte(stdout.String()), 5))
-	}
+	addr, admin := ld.addr, ld.admin
 
 	// A runner token, as a CI client would have.
 	ac, err := managerapi.DialTCP(addr, admin, "", true)
@@ -327,5 +278,77 @@ func (r *Report) printDaemon(w io.Writer) {
 			break
 		}
 		fmt.Fprintf(w, "  - failed: %s\n", f)
+	}
+}
+
+// launched is a `wiz daemon` the benchmark started.
+type launched struct {
+	cmd            *exec.Cmd
+	stdout, stderr *lockedBuf
+	exited         chan error
+	addr, admin    string
+}
+
+// launchDaemon starts `wiz daemon` on 127.0.0.1 with a data dir and home in
+// dir (self-signed TLS) and waits until it listens and has printed its admin
+// token.
+func launchDaemon(o options, dir string, args ...string) (*launched, error) {
+	var env []string
+	for _, kv := range cleanEnv() {
+		if !strings.HasPrefix(kv, "WIZ_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "WIZ_HOME="+filepath.Join(dir, "home"))
+	cmd := exec.Command(o.wiz, append([]string{"daemon", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--grace", "10s"}, args...)...)
+	cmd.Env, cmd.Dir = env, dir
+	ld := &launched{cmd: cmd, stdout: &lockedBuf{}, stderr: &lockedBuf{}, exited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = ld.stdout, ld.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start the daemon: %w", err)
+	}
+	go func() { ld.exited <- cmd.Wait() }()
+	for deadline := time.Now().Add(time.Minute); ; {
+		if m := daemonListening.FindStringSubmatch(ld.stdout.String()); m != nil {
+			ld.addr = m[1]
+			break
+		}
+		select {
+		case err := <-ld.exited:
+			return nil, fmt.Errorf("the daemon exited before listening (%v): %s", err, lastLines([]byte(ld.stderr.String()), 5))
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			ld.stop()
+			return nil, fmt.Errorf("the daemon did not listen within a minute: %s", lastLines([]byte(ld.stderr.String()), 5))
+		}
+	}
+	m := daemonAdmin.FindStringSubmatch(ld.stdout.String())
+	if m == nil {
+		ld.stop()
+		return nil, fmt.Errorf("the daemon printed no admin token: %s", firstLines([]byte(ld.stdout.String()), 5))
+	}
+	ld.admin = m[1]
+	return ld, nil
+}
+
+// stop stops the daemon with SIGTERM (SIGKILL after a minute) and reaps
+// what it left.
+func (ld *launched) stop() {
+	_ = ld.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-ld.exited:
+		if err != nil {
+			fmt.Printf("   the daemon exited after SIGTERM: %v\n      %s\n", err, strings.ReplaceAll(lastLines([]byte(ld.stderr.String()), 10), "\n", "\n      "))
+		}
+	case <-time.After(60 * time.Second):
+		fmt.Println("   the daemon did not stop within 60s of SIGTERM; killing it")
+		_ = syscall.Kill(-ld.cmd.Process.Pid, syscall.SIGKILL)
+		<-ld.exited
+	}
+	if n := reapOrphans(10 * time.Second); n > 0 {
+		fmt.Printf("   note: the daemon left %d process(es) running after it exited\n", n)
 	}
 }

@@ -22,7 +22,7 @@ import (
 
 // sections are the parts of the benchmark besides the DAGs, by their --only
 // names.
-var sections = []string{"startup", "daemon", "hops", "kernel"}
+var sections = []string{"startup", "daemon", "schedules", "hops", "kernel"}
 
 type options struct {
 	quick         bool
@@ -41,6 +41,12 @@ type options struct {
 	daemonClients int
 	daemonRuns    int
 	hops          bool
+	// The schedules benchmark: schedules on one daemon, how long they fire,
+	// how long the idle daemon is measured once they are paused.
+	schedulesOn    bool
+	schedules      int
+	scheduleWindow time.Duration
+	idleWindow     time.Duration
 }
 
 func main() {
@@ -63,6 +69,10 @@ func run() int {
 	flag.BoolVar(&o.kernel, "kernel", true, "run the kernel Go benchmarks (go test -bench ./core/...)")
 	flag.BoolVar(&o.daemon, "daemon", true, "run the daemon benchmark (many clients starting runs on one `wiz daemon`)")
 	flag.IntVar(&o.daemonClients, "daemon-clients", 50, "concurrent clients of the daemon benchmark")
+	flag.BoolVar(&o.schedulesOn, "schedules", true, "run the schedules benchmark (many schedules on one `wiz daemon`: lag, idle CPU)")
+	flag.IntVar(&o.schedules, "schedules-n", 1000, "schedules of the schedules benchmark")
+	flag.DurationVar(&o.scheduleWindow, "schedules-window", 2*time.Minute, "how long the schedules fire (1m with --quick)")
+	flag.DurationVar(&o.idleWindow, "idle-window", time.Minute, "how long the idle daemon's CPU is measured (20s with --quick)")
 	flag.IntVar(&o.daemonRuns, "daemon-runs", 4, "runs each daemon client starts, back to back (default 2 with --quick)")
 	flag.BoolVar(&o.hops, "hops", true, "run the per-hop Go benchmarks (the overhead breakdown)")
 	flag.Parse()
@@ -75,6 +85,7 @@ func run() int {
 	}
 	if o.quick && !runsSet {
 		o.daemonRuns = 2
+		o.scheduleWindow, o.idleWindow = time.Minute, 20*time.Second
 	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected arguments %q\n", flag.Args())
@@ -137,6 +148,7 @@ func run() int {
 		startup = slices.Contains(want, "startup")
 		o.kernel = o.kernel && slices.Contains(want, "kernel")
 		o.daemon = o.daemon && slices.Contains(want, "daemon")
+		o.schedulesOn = o.schedulesOn && slices.Contains(want, "schedules")
 		o.hops = o.hops && slices.Contains(want, "hops")
 	}
 
@@ -193,6 +205,9 @@ func run() int {
 	}
 	if o.daemon {
 		rep.Daemon = measureDaemon(o, tmp)
+	}
+	if o.schedulesOn {
+		rep.Schedules = measureSchedules(o, tmp)
 	}
 	if o.hops {
 		rep.Hops = hopBenchmarks(root, o.quick)

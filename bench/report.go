@@ -36,14 +36,15 @@ type KernelResult struct {
 
 // Report is everything measured.
 type Report struct {
-	Quick   bool
-	Reps    int
-	Jobs    int
-	DAGs    []*DAGResult
-	Startup *StartupResult
-	Daemon  *DaemonResult
-	Hops    *HopsResult
-	Kernel  *KernelResult
+	Quick     bool
+	Reps      int
+	Jobs      int
+	DAGs      []*DAGResult
+	Startup   *StartupResult
+	Daemon    *DaemonResult
+	Schedules *ScheduleResult
+	Hops      *HopsResult
+	Kernel    *KernelResult
 }
 
 var toolOrder = []string{"wiz", "wiz+when", "wiz+for_each", "wiz+cache", "wiz-base", "make", "ninja", "go-exec"}
@@ -67,6 +68,7 @@ func (r *Report) print(w io.Writer) {
 	}
 	r.printStartup(w)
 	r.printDaemon(w)
+	r.printSchedules(w)
 	r.printHops(w)
 	r.printKernel(w)
 	r.printErrors(w)
@@ -384,6 +386,7 @@ func (r *Report) printTargets(w io.Writer) {
 	}
 
 	r.kernelTarget(tb)
+	r.schedulesTargets(tb)
 
 	if len(layers) > 0 {
 		big := layers[len(layers)-1]

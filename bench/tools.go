@@ -100,7 +100,6 @@ type procSample struct {
 func sampleProc(pid int, stop <-chan struct{}, out chan<- procSample) {
 	var last procSample
 	status := fmt.Sprintf("/proc/%d/status", pid)
-	stat := fmt.Sprintf("/proc/%d/stat", pid)
 	read := func() {
 		if b, err := os.ReadFile(status); err == nil {
 			for _, l := range strings.Split(string(b), "\n") {
@@ -110,20 +109,8 @@ func sampleProc(pid int, stop <-chan struct{}, out chan<- procSample) {
 				}
 			}
 		}
-		if b, err := os.ReadFile(stat); err == nil {
-			if i := bytes.LastIndexByte(b, ')'); i >= 0 {
-				// Fields after the comm: state(3) … utime(14) stime(15).
-				f := strings.Fields(string(b[i+1:]))
-				if len(f) > 12 {
-					var ut, st int64
-					fmt.Sscan(f[11], &ut)
-					fmt.Sscan(f[12], &st)
-					const userHZ = 100 // USER_HZ on Linux
-					if c := time.Duration(ut+st) * time.Second / userHZ; c > last.cpu {
-						last.cpu = c
-					}
-				}
-			}
+		if c, err := procCPU(pid); err == nil && c > last.cpu {
+			last.cpu = c
 		}
 	}
 	t := time.NewTicker(20 * time.Millisecond)

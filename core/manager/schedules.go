@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -39,6 +40,9 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 
 // skippedKept is how many skipped ticks a schedule's state keeps.
 const skippedKept = 100
+
+// pausedEvery is how often the loop records a paused schedule's ticks.
+const pausedEvery = time.Minute
 
 // errFired is a tick whose run was already recorded (a restart, a race).
 var errFired = errors.New("the tick already started its run")
@@ -241,6 +245,19 @@ func (m *Manager) PauseSchedule(pipelineName, name string, pause bool) (*Schedul
 	if err == nil && st.Paused != pause {
 		st.Paused = pause
 		if !pause {
+			// The ticks while paused that the loop has not recorded yet
+			// (it records them a minute at a time).
+			from := st.FirstApplied.AsTime()
+			for _, t := range []*timestamppb.Timestamp{st.Resumed, st.LastTick} {
+				if t != nil && t.AsTime().After(from) {
+					from = t.AsTime()
+				}
+			}
+			var ticks []*wizpb.SkippedTick
+			for t := sc.Spec.Next(from); !t.IsZero() && !t.After(now) && len(ticks) < skippedKept; t = sc.Spec.Next(t) {
+				ticks = append(ticks, &wizpb.SkippedTick{Tick: timestamppb.New(t), Reason: "paused"})
+			}
+			m.addSkipped(st, ticks)
 			st.Resumed = timestamppb.New(now)
 		}
 		err = m.store.PutScheduleState(st)
@@ -277,6 +294,7 @@ type ended struct{ key, id string }
 // schedLoop is the schedules' loop, owned by its goroutine.
 type schedLoop struct {
 	m       *Manager
+	entries map[string]*schedEntry // PIPELINE/NAME → its schedule
 	clk     Clock
 	boot    time.Time
 	running map[string]map[string]bool // PIPELINE/NAME → its Running runs
@@ -286,8 +304,10 @@ type schedLoop struct {
 }
 
 func (l *schedLoop) serve(ctx context.Context) {
+	full := true // read every pipeline's schedules (else: the known ones)
 	for {
-		next := l.pass(ctx)
+		next := l.pass(ctx, full)
+		full = false
 		var wake <-chan time.Time
 		if !next.IsZero() {
 			wake = l.clk.After(next.Sub(l.clk.Now()))
@@ -296,35 +316,61 @@ func (l *schedLoop) serve(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-wake:
-		case <-l.m.schedPoke:
+		case <-l.m.schedPoke: // an apply, a pause or a resume
+			full = true
 		case e := <-l.ended:
 			delete(l.running[e.key], e.id)
+			if se := l.entries[e.key]; se != nil {
+				se.next = l.clk.Now() // a queued tick may start now
+			}
 		}
 	}
 }
 
-// pass handles every due tick of every schedule and returns when the next
-// one is due (zero: none).
-func (l *schedLoop) pass(ctx context.Context) time.Time {
-	pls, err := l.m.store.Pipelines()
-	if err != nil {
-		l.m.log.Error("schedules: list pipelines", "error", err)
-		return l.clk.Now().Add(time.Minute)
-	}
-	var next time.Time
-	for _, pl := range pls {
-		p, err := l.m.latestParsed(pl)
+// schedEntry is a schedule the loop knows, and when it is next due (zero:
+// not until something happens to it).
+type schedEntry struct {
+	pipeline string
+	sc       *pipeline.Schedule
+	next     time.Time
+}
+
+// pass handles the due ticks of the schedules (of every pipeline's newest
+// version when full, else of those it knows that are due) and returns when
+// the next one is due (zero: none). A wake on time reads no pipeline and
+// the state of the due schedules alone: an idle daemon with many schedules
+// stays idle.
+func (l *schedLoop) pass(ctx context.Context, full bool) time.Time {
+	if full {
+		pls, err := l.m.store.Pipelines()
 		if err != nil {
-			continue // listed as such by Schedules
+			l.m.log.Error("schedules: list pipelines", "error", err)
+			return l.clk.Now().Add(time.Minute)
 		}
-		for _, sc := range p.Schedules {
-			if ctx.Err() != nil {
-				return time.Time{}
+		entries := map[string]*schedEntry{}
+		for _, pl := range pls {
+			p, err := l.m.latestParsed(pl)
+			if err != nil {
+				continue // listed as such by Schedules
 			}
-			n := l.schedule(ctx, pl.Name, sc)
-			if !n.IsZero() && (next.IsZero() || n.Before(next)) {
-				next = n
+			for _, sc := range p.Schedules {
+				entries[pl.Name+"/"+sc.Name] = &schedEntry{pipeline: pl.Name, sc: sc}
 			}
+		}
+		l.entries = entries
+	}
+	now := l.clk.Now()
+	var next time.Time
+	for _, key := range slices.Sorted(maps.Keys(l.entries)) {
+		se := l.entries[key]
+		if ctx.Err() != nil {
+			return time.Time{}
+		}
+		if full || !se.next.IsZero() && !se.next.After(now) {
+			se.next = l.schedule(ctx, se.pipeline, se.sc)
+		}
+		if n := se.next; !n.IsZero() && (next.IsZero() || n.Before(next)) {
+			next = n
 		}
 	}
 	return next
@@ -379,6 +425,11 @@ func (l *schedLoop) schedule(ctx context.Context, pipelineName string, sc *pipel
 		}
 	}
 	flush()
+	if st.Paused && !next.IsZero() && next.Before(now.Add(pausedEvery)) {
+		// Paused: its ticks are recorded skipped a minute at a time, not one
+		// wake per tick, so that a daemon whose schedules are paused idles.
+		next = now.Add(pausedEvery)
+	}
 	return next
 }
 
@@ -391,8 +442,21 @@ func (l *schedLoop) skip(pipelineName, name string, ticks []*wizpb.SkippedTick) 
 		l.m.log.Error("schedules: read state", "schedule", pipelineName+"/"+name, "error", err)
 		return
 	}
+	l.m.addSkipped(st, ticks)
+	// Not synced: after a crash the same ticks are decided skipped again.
+	if err := l.m.store.PutScheduleStateLazy(st); err != nil {
+		l.m.log.Error("schedules: record skipped ticks", "schedule", pipelineName+"/"+name, "error", err)
+	}
+}
+
+// addSkipped records skipped ticks in st (the newest skippedKept are
+// kept) and moves its last handled tick.
+func (m *Manager) addSkipped(st *wizpb.ScheduleState, ticks []*wizpb.SkippedTick) {
+	if len(ticks) == 0 {
+		return
+	}
 	for _, t := range ticks {
-		l.m.obs.TickSkipped(pipelineName, name, skipClass(t.Reason))
+		m.obs.TickSkipped(st.Pipeline, st.Name, skipClass(t.Reason))
 	}
 	st.Skipped = append(st.Skipped, ticks...)
 	if n := len(st.Skipped); n > skippedKept {
@@ -400,9 +464,6 @@ func (l *schedLoop) skip(pipelineName, name string, ticks []*wizpb.SkippedTick) 
 	}
 	if lt := ticks[len(ticks)-1].Tick; st.LastTick == nil || lt.AsTime().After(st.LastTick.AsTime()) {
 		st.LastTick = lt
-	}
-	if err := l.m.store.PutScheduleState(st); err != nil {
-		l.m.log.Error("schedules: record skipped ticks", "schedule", pipelineName+"/"+name, "error", err)
 	}
 }
 

@@ -143,4 +143,31 @@ processors:
 	if r := is[0].State.LastRun; r == "" {
 		t.Error("the schedule's state names no last run")
 	}
+
+	// Paused for three nights, with the loop running: no run; on resume the
+	// three ticks are recorded skipped, "paused", and none is caught up.
+	ctx, cancel = context.WithCancel(context.Background())
+	wait = m.ServeSchedules(ctx)
+	defer func() { cancel(); wait() }()
+	if _, err := m.PauseSchedule("nightly", "n", true); err != nil {
+		t.Fatal(err)
+	}
+	clk.set(time.Date(2027, 4, 3, 12, 0, 0, 0, berlin))
+	if _, err := m.PauseSchedule("nightly", "n", false); err != nil {
+		t.Fatal(err)
+	}
+	clk.set(time.Date(2027, 4, 3, 12, 0, 1, 0, berlin))
+	if got = scheduledTicks(t, m, "nightly", 3); len(got) != 3 {
+		t.Fatalf("paused: runs at %v, want still 3", got)
+	}
+	is, _ = m.Schedules()
+	var paused []string
+	for _, sk := range is[0].State.Skipped {
+		if sk.Reason == "paused" {
+			paused = append(paused, sk.Tick.AsTime().UTC().Format("01-02"))
+		}
+	}
+	if want := []string{"04-01", "04-02", "04-03"}; !slices.Equal(paused, want) {
+		t.Errorf("ticks skipped while paused: %v, want %v", paused, want)
+	}
 }

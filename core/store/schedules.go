@@ -61,6 +61,19 @@ func (s *Store) PutScheduleState(st *wizpb.ScheduleState) error {
 	return s.db.Sync()
 }
 
+// PutScheduleStateLazy stores a schedule's state without waiting for the
+// disk: for what is decided again the same way after a crash.
+func (s *Store) PutScheduleStateLazy(st *wizpb.ScheduleState) error {
+	b := s.Batch()
+	if err := b.PutScheduleState(st); err != nil {
+		return err
+	}
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("store schedule %s/%s: %w", st.Pipeline, st.Name, err)
+	}
+	return nil
+}
+
 // PutScheduleState stages a schedule's state.
 func (b *Batch) PutScheduleState(st *wizpb.ScheduleState) error {
 	return b.put(pSchedule+st.Pipeline+"/"+st.Name, st)
