@@ -149,6 +149,7 @@ func (c *DaemonCmd) Run(env *Env) error {
 		stopServices()
 		waitSchedules()
 		waitTriggers()
+		m.StopBackfills()
 		waitRetention()
 	}()
 	err = daemon.Run(ctx, daemon.Config{

@@ -129,7 +129,12 @@ type Manager struct {
 	// file triggers' loop when a pipeline is applied.
 	retainPoke, trigPoke chan struct{}
 	triggers             triggerStatus
-	tasks                taskCounts
+	// backfills are the backfills in progress; stopBackfills, closed once,
+	// stops them starting runs.
+	backfills     sync.WaitGroup
+	stopBackfills chan struct{}
+	stopOnce      sync.Once
+	tasks         taskCounts
 
 	liveMu sync.Mutex
 	live   map[string]*liveRun // runs in progress, by ID
@@ -158,7 +163,7 @@ func New(cfg Config) *Manager {
 		cfg.Observer = nopObserver{}
 	}
 	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir, secrets: cfg.Secrets,
-		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), schedPoke: make(chan struct{}, 1), retainPoke: make(chan struct{}, 1), trigPoke: make(chan struct{}, 1), clock: cfg.Clock, obs: cfg.Observer, parsed: map[string]*pipeline.Pipeline{}}
+		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), schedPoke: make(chan struct{}, 1), retainPoke: make(chan struct{}, 1), trigPoke: make(chan struct{}, 1), stopBackfills: make(chan struct{}), clock: cfg.Clock, obs: cfg.Observer, parsed: map[string]*pipeline.Pipeline{}}
 }
 
 // Applied is a pipeline version made current by Apply.

@@ -285,6 +285,7 @@ func (m *Manager) ServeSchedules(ctx context.Context) (wait func()) {
 		defer l.wg.Done()
 		defer close(l.done)
 		l.serve(ctx)
+		m.stopOnce.Do(func() { close(m.stopBackfills) }) // the service stops: no new backfill runs
 	}()
 	return l.wg.Wait
 }
@@ -587,11 +588,19 @@ func (m *Manager) Backfill(pipelineName, name string, from, to time.Time, maxPar
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, maxParallel)
 	wg.Add(1)
-	go func() { // owns the backfill's runs; Manager.WaitIdle sees them as they run
+	m.backfills.Add(1)
+	go func() { // owns the backfill's runs; StopBackfills stops it
+		defer m.backfills.Done()
 		defer wg.Done()
 		var runs sync.WaitGroup
+		defer runs.Wait()
 		for _, i := range todo {
-			slots <- struct{}{}
+			select {
+			case slots <- struct{}{}:
+			case <-m.stopBackfills:
+				m.log.Warn("backfill: stopped with the Manager; its later ticks did not start", "schedule", pipelineName+"/"+name, "from", out[i].Tick)
+				return
+			}
 			runs.Add(1)
 			go func(bt BackfillTick) {
 				defer runs.Done()
@@ -603,9 +612,16 @@ func (m *Manager) Backfill(pipelineName, name string, from, to time.Time, maxPar
 				}
 			}(out[i])
 		}
-		runs.Wait()
 	}()
 	return out, wg.Wait, nil
+}
+
+// StopBackfills starts no more backfill runs (nor does a stopped schedules'
+// loop) and waits for those running to end: a service process calls it when
+// it stops, before its store closes.
+func (m *Manager) StopBackfills() {
+	m.stopOnce.Do(func() { close(m.stopBackfills) })
+	m.backfills.Wait()
 }
 
 func stateWord(s wizpb.RunState) string {
