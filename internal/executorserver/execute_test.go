@@ -65,22 +65,23 @@ func TestNativeTaskEvents(t *testing.T) {
 	events(t, c, task("warm-up", `{"command":["/bin/true"]}`)) // asks the pack for the plan
 
 	// On a loaded machine a fork/exec can take longer than startedDelay;
-	// then Started is sent, rightly. One of ten tries is enough.
+	// then Started may be sent, rightly (its timer starts after the fork). A
+	// try that ran shorter than startedDelay must send its Finished alone;
+	// when none of ten did (a busy machine), each may have sent Started.
 	var evs []*manager.TaskEvent
-	for i := 0; i < 10; i++ {
+	short := false
+	for i := 0; i < 10 && !short; i++ {
 		evs = events(t, c, task(fmt.Sprintf("short-%d", i), `{"command":["/bin/echo","hi"]}`))
 		f := evs[len(evs)-1]
-		if len(evs) == 1 {
-			break
-		}
-		if f.Metrics.GetWallNs() < int64(startedDelay) {
-			t.Fatalf("short task: events %v though it ran %v, less than %v", kinds(evs), time.Duration(f.Metrics.GetWallNs()), startedDelay)
+		short = f.Metrics.GetWallNs() < int64(startedDelay)
+		if k := kinds(evs); short && len(k) != 1 || !short && len(k) == 2 && k[0] != manager.EventStarted || len(k) > 2 {
+			t.Fatalf("short task: events %v after it ran %v (Started is sent after %v)", k, time.Duration(f.Metrics.GetWallNs()), startedDelay)
 		}
 	}
-	if len(evs) != 1 {
-		t.Fatalf("short task: events %v ten times, want only Finished", kinds(evs))
+	if !short {
+		t.Logf("no try ran shorter than %v (a busy machine)", startedDelay)
 	}
-	f := evs[0]
+	f := evs[len(evs)-1]
 	if f.Outcome != manager.OutcomeSucceeded || !f.Started {
 		t.Errorf("short task: outcome %d started %v (%s), want Succeeded and started", f.Outcome, f.Started, f.Message)
 	}
@@ -102,14 +103,21 @@ func TestNativeTaskEvents(t *testing.T) {
 	if k := kinds(evs); len(k) != 3 || k[0] != manager.EventStarted || k[1] != manager.EventLog || k[2] != manager.EventFinished {
 		t.Errorf("logging task: events %v, want Started, Log, Finished", k)
 	}
-	for i := 0; i < 10; i++ {
+	short = false
+	for i := 0; i < 10 && !short; i++ {
 		evs = events(t, c, task(fmt.Sprintf("short-logs-%d", i), `{"command":["/bin/sh","-c","echo to-stderr >&2"],"stdout":false}`))
-		if f := evs[len(evs)-1]; f.Metrics.GetWallNs() < int64(startedDelay) {
-			break // (a loaded machine may take longer: try again)
+		f := evs[len(evs)-1]
+		short = f.Metrics.GetWallNs() < int64(startedDelay)
+		k := kinds(evs)
+		switch {
+		case short && (len(k) != 2 || k[0] != manager.EventLog || k[1] != manager.EventFinished):
+			t.Errorf("short logging task: events %v after it ran %v, want Log, Finished", k, time.Duration(f.Metrics.GetWallNs()))
+		case !short && !(len(k) == 3 && k[0] == manager.EventStarted || len(k) == 2 && k[0] == manager.EventLog):
+			t.Errorf("logging task that ran %v: events %v, want Log, Finished, with or without Started first", time.Duration(f.Metrics.GetWallNs()), k)
 		}
 	}
-	if k := kinds(evs); len(k) != 2 || k[0] != manager.EventLog || k[1] != manager.EventFinished {
-		t.Errorf("short logging task: events %v, want Log, Finished", k)
+	if !short {
+		t.Logf("no logging try ran shorter than %v (a busy machine)", startedDelay)
 	}
 }
 
