@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,6 +29,7 @@ type DaemonCmd struct {
 	Grace          time.Duration `default:"30s" help:"On SIGTERM, how long running runs may go on before they are cancelled."`
 	RetentionRuns  int           `name:"retention-runs" placeholder:"N" help:"Keep at most N runs of each pipeline without retention: of its own (default: all)."`
 	RetentionAge   string        `name:"retention-age" placeholder:"AGE" help:"Delete runs of pipelines without retention: of their own that ended more than AGE ago, e.g. 30d (default: never)."`
+	PublicURL      string        `name:"public-url" placeholder:"URL" help:"Base of webhook URLs (https://HOST:PORT as clients reach the daemon; default: https:// and the listen address)."`
 	MetricsListen  string        `name:"metrics-listen" placeholder:"ADDR" help:"Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no token; e.g. 127.0.0.1:9464)."`
 }
 
@@ -35,6 +37,11 @@ type DaemonCmd struct {
 func (c *DaemonCmd) Run(env *Env) error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return usageError{fmt.Errorf("give both --tls-cert and --tls-key, or neither")}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return usageError{fmt.Errorf("--public-url %q: want https://HOST:PORT, as clients reach the daemon", c.PublicURL)}
+		}
 	}
 	retention := pipeline.Retention{Runs: c.RetentionRuns}
 	if c.RetentionRuns < 0 {
@@ -155,6 +162,7 @@ func (c *DaemonCmd) Run(env *Env) error {
 	err = daemon.Run(ctx, daemon.Config{
 		Listen: c.Listen, DataDir: dir, CertFile: c.TLSCert, KeyFile: c.TLSKey, AdminToken: admin,
 		Grace: c.Grace, Manager: m, Store: st, Logger: log.Named("daemon"), Out: os.Stdout,
+		HTTP: daemon.Hooks(m, log.Named("webhooks"), m.Observer().WebhookRequest), PublicURL: c.PublicURL, Also: sockSrv,
 		Ready: func(addr string) { fmt.Printf("wiz daemon: listening on %s\n", addr) },
 	})
 	m.WaitExecutors() // before the backends stop (Env.Close)

@@ -7,9 +7,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"os"
@@ -1516,5 +1518,113 @@ processors:
 	time.Sleep(2 * time.Second) // time for the old files to be (wrongly) taken again
 	if rs = schedRuns(d, admin, "ingest"); len(rs) != 21 {
 		t.Errorf("after a restart and one new file: %d runs, want 21", len(rs))
+	}
+}
+
+// TestDaemonWebhook: a webhook trigger's URL and secret from `wiz triggers
+// url`, served on the daemon's one TLS port beside gRPC: a good body starts
+// a run with its inputs (201), a bad one starts none (400, the --input
+// message), a wrong or missing secret is 401, an unknown trigger 404, a
+// body over 1 MiB 413, and a retried POST with the same Idempotency-Key
+// returns the same run (200).
+func TestDaemonWebhook(t *testing.T) {
+	e := daemonNewEnv(t)
+	d := e.daemon(filepath.Join(e.dir, "data"))
+	runner := d.token(d.admin, "r", "runner")
+	e.file("p.yaml", `name: deploy
+inputs:
+  env: {type: string, enum: [dev, prod]}
+  replicas: {type: int, default: 1}
+triggers:
+  go:
+    webhook: {}
+processors:
+  show:
+    uses: std/exec
+    with:
+      command: [sh, -c, 'echo "env=$E replicas=$R trigger=$T"']
+      env: {E: "${{ inputs.env }}", R: "${{ inputs.replicas }}", T: "${{ run.trigger }}"}
+`)
+	d.ok(runner, "pipeline", "apply", "p.yaml")
+	r := d.ok(runner, "triggers", "url", "deploy/go")
+	m := regexp.MustCompile(`(?m)^url: (https://\S+/hooks/deploy/go)\nsecret: ([A-Za-z0-9_]{32,})\n$`).FindStringSubmatch(r.stdout)
+	if m == nil {
+		t.Fatalf("triggers url: want url: and secret: lines: %s", r)
+	}
+	url, secret := m[1], m[2]
+	if r := d.ok(runner, "triggers", "url", "deploy/go"); r.stdout != "url: "+url+"\n" {
+		t.Errorf("a second triggers url: want the URL only: %s", r)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, Timeout: 30 * time.Second}
+	post := func(path, token, idem, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "bearer "+token) // the scheme in any case
+		}
+		if idem != "" {
+			req.Header.Set("Idempotency-Key", idem)
+		}
+		req.Header.Set("Content-Type", "text/plain") // parsed as JSON whatever it says
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	runIDRE := regexp.MustCompile(`"run_id":"([0-9A-Za-z]{27})"`)
+
+	code, body := post(url, secret, "", `{"env": "prod", "replicas": 3}`)
+	mm := runIDRE.FindStringSubmatch(body)
+	if code != http.StatusCreated || mm == nil {
+		t.Fatalf("good body: %d %s, want 201 and a run_id", code, body)
+	}
+	d.waitRun(runner, mm[1], "Succeeded", func(r daemonRun) bool { return r.State == "Succeeded" })
+	if r := d.ok(runner, "runs", "output", mm[1], "show"); r.stdout != "env=prod replicas=3 trigger=webhook/go\n" {
+		t.Errorf("the webhook's run: %s", r)
+	}
+	before := len(schedRuns(d, runner, "deploy"))
+	if code, body := post(url, secret, "", `{"env": "staging"}`); code != http.StatusBadRequest || !strings.Contains(body, `\"staging\" is not one of dev, prod`) {
+		t.Errorf("bad input: %d %s, want 400 with the --input message", code, body)
+	}
+	if code, body := post(url, secret, "", `[1, 2]`); code != http.StatusBadRequest || !strings.Contains(body, "JSON object") {
+		t.Errorf("not an object: %d %s, want 400", code, body)
+	}
+	if code, _ := post(url, "wrong", "", `{"env": "dev"}`); code != http.StatusUnauthorized {
+		t.Errorf("wrong secret: %d, want 401", code)
+	}
+	if code, _ := post(url, "", "", `{"env": "dev"}`); code != http.StatusUnauthorized {
+		t.Errorf("no secret: %d, want 401", code)
+	}
+	if code, _ := post(strings.Replace(url, "/go", "/nope", 1), secret, "", `{"env": "dev"}`); code != http.StatusNotFound {
+		t.Errorf("unknown trigger: %d, want 404", code)
+	}
+	if code, _ := post(url, secret, "", `{"env": "`+strings.Repeat("x", 1<<20)+`"}`); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a body over 1 MiB: %d, want 413", code)
+	}
+	if n := len(schedRuns(d, runner, "deploy")); n != before {
+		t.Errorf("refused requests started runs: %d runs, want %d", n, before)
+	}
+	c1, b1 := post(url, secret, "key-1", `{"env": "dev"}`)
+	c2, b2 := post(url, secret, "key-1", `{"env": "dev"}`)
+	id1, id2 := runIDRE.FindStringSubmatch(b1), runIDRE.FindStringSubmatch(b2)
+	if c1 != http.StatusCreated || c2 != http.StatusOK || id1 == nil || id2 == nil || id1[1] != id2[1] {
+		t.Errorf("a retried POST with one Idempotency-Key: %d %s then %d %s, want 201 then 200 with the same run", c1, b1, c2, b2)
+	}
+	if n := len(schedRuns(d, runner, "deploy")); n != before+1 {
+		t.Errorf("after an idempotent retry: %d runs, want %d", n, before+1)
+	}
+	// --rotate: a new secret; the old one stops working.
+	r = d.ok(runner, "triggers", "url", "deploy/go", "--rotate")
+	if m2 := regexp.MustCompile(`(?m)^secret: (\S+)$`).FindStringSubmatch(r.stdout); m2 == nil || m2[1] == secret {
+		t.Errorf("--rotate: want a new secret: %s", r)
+	}
+	if code, _ := post(url, secret, "", `{"env": "dev"}`); code != http.StatusUnauthorized {
+		t.Errorf("the old secret after --rotate: %d, want 401", code)
 	}
 }

@@ -56,6 +56,7 @@ type CLI struct {
 	Cache     CacheCmd      `cmd:"" help:"List and clear the results runs may reuse (cache: on a processor)."`
 	Schedules SchedulesCmd  `cmd:"" aliases:"schedule" help:"List, pause and resume the schedules of pipelines (wiz daemon fires them)."`
 	Backfill  BackfillCmd   `cmd:"" help:"Run a schedule's ticks in a time range, one run per tick."`
+	Triggers  TriggersCmd   `cmd:"" aliases:"trigger" help:"Webhook triggers: their URLs and secrets (wiz daemon serves them)."`
 	Secret    SecretCmd     `cmd:"" aliases:"secrets" help:"Set, list and remove the secrets pipelines use (secrets.NAME in env: and secret_files)."`
 	Complete  CompletionCmd `cmd:"" name:"completion" help:"Print the shell completion script for bash, zsh or fish."`
 }

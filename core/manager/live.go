@@ -56,6 +56,9 @@ type API interface {
 	Schedules() ([]*ScheduleInfo, error)
 	PauseSchedule(pipeline, name string, pause bool) (*ScheduleInfo, error)
 	Backfill(pipeline, name string, from, to time.Time, maxParallel int, dryRun bool) ([]BackfillTick, func(), error)
+	// TriggerURL returns a webhook trigger's URL and, when it had none or
+	// rotate, its new secret ("" otherwise). Only wiz daemon serves them.
+	TriggerURL(pipeline, name string, rotate bool) (url, secret string, err error)
 }
 
 var _ API = (*Manager)(nil)

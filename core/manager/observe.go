@@ -21,6 +21,8 @@ type Observer interface {
 	// TickSkipped: a tick started no run; why is "paused", "overlap",
 	// "missed" or "error".
 	TickSkipped(pipeline, schedule, why string)
+	// WebhookRequest: a webhook request was answered with code.
+	WebhookRequest(code int)
 }
 
 type nopObserver struct{}
@@ -30,6 +32,7 @@ func (nopObserver) RunEnded(string, wizpb.RunState)                 {}
 func (nopObserver) TaskEnded(string, string, string, time.Duration) {}
 func (nopObserver) TickFired(string, string, time.Duration)         {}
 func (nopObserver) TickSkipped(string, string, string)              {}
+func (nopObserver) WebhookRequest(int)                              {}
 
 // taskCounts are the Manager's tasks sent to executors: queued (sent, not
 // yet started) and running.
@@ -71,3 +74,6 @@ func skipClass(reason string) string {
 	}
 	return "error"
 }
+
+// Observer returns the Manager's observer (for the webhooks' HTTP server).
+func (m *Manager) Observer() Observer { return m.obs }

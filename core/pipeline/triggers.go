@@ -5,13 +5,29 @@ import (
 	"time"
 )
 
-// Trigger is an entry of the pipeline's `triggers:`: a file trigger
-// (Files set). Webhook triggers are refused with an error: not built yet.
-type Trigger struct {
-	Name  string
-	Files *FileTrigger
-	Pos   Position
+// Trigger returns the trigger called name.
+func (p *Pipeline) Trigger(name string) (*Trigger, bool) {
+	for _, t := range p.Triggers {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return nil, false
 }
+
+// Trigger is an entry of the pipeline's `triggers:`: a file trigger (Files
+// set) or a webhook (Webhook set).
+type Trigger struct {
+	Name    string
+	Files   *FileTrigger
+	Webhook *WebhookTrigger
+	Pos     Position
+}
+
+// WebhookTrigger starts a run per authenticated POST to
+// /hooks/PIPELINE/NAME on wiz daemon's port; the JSON body's fields are the
+// run's inputs.
+type WebhookTrigger struct{}
 
 // FileTrigger starts one run per new file in Path whose name matches
 // Pattern, once it has stopped growing for Settle, with the file as the
@@ -52,7 +68,12 @@ func (d *decoder) triggers(e entry) []*Trigger {
 				out = append(out, &Trigger{Name: te.key, Files: ft, Pos: te.keyPos})
 			}
 		case "webhook":
-			d.errorf(k.keyPos, "trigger %s: webhook triggers are not built yet in this wiz; use a file trigger or a schedule", te.key)
+			if fields, ok := d.mapping(k.val, "trigger "+te.key+" webhook", "key"); ok {
+				for _, f := range fields {
+					d.errorf(f.keyPos, "unknown key %q in trigger %s webhook: it takes none (webhook: {})", f.key, te.key)
+				}
+				out = append(out, &Trigger{Name: te.key, Webhook: &WebhookTrigger{}, Pos: te.keyPos})
+			}
 		default:
 			d.unknownKey(k, "in trigger "+te.key, []string{"files", "webhook"})
 		}
@@ -107,6 +128,9 @@ func (d *decoder) fileTrigger(name string, e entry) *FileTrigger {
 func (p *Pipeline) checkTriggers(errorf func(Position, string, ...any)) {
 	for _, tr := range p.Triggers {
 		ft := tr.Files
+		if ft == nil {
+			continue // a webhook: its inputs are checked per request
+		}
 		decl, ok := p.Input(ft.Input)
 		switch {
 		case !ok:

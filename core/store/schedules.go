@@ -93,3 +93,28 @@ func (s *Store) Fire(pipeline, source, event string) (*wizpb.Fire, error) {
 func (b *Batch) PutFire(pipeline, source, event string, f *wizpb.Fire) error {
 	return b.put(fireKey(pipeline, source, event), f)
 }
+
+// pWebhook keys webhook triggers' secrets, by hash: w/<pipeline>/<trigger>.
+const pWebhook = "w/"
+
+// WebhookSecret returns the secret (hashed) of a webhook trigger, or an
+// error matching ErrNotFound.
+func (s *Store) WebhookSecret(pipeline, trigger string) (*wizpb.Token, error) {
+	t := &wizpb.Token{}
+	if err := s.get(pWebhook+pipeline+"/"+trigger, t); err != nil {
+		return nil, fmt.Errorf("webhook %s/%s: %w", pipeline, trigger, err)
+	}
+	return t, nil
+}
+
+// PutWebhookSecret stores the secret (hashed) of a webhook trigger, synced.
+func (s *Store) PutWebhookSecret(pipeline, trigger string, t *wizpb.Token) error {
+	b := s.Batch()
+	if err := b.put(pWebhook+pipeline+"/"+trigger, t); err != nil {
+		return err
+	}
+	if err := b.Commit(); err != nil {
+		return fmt.Errorf("store webhook %s/%s: %w", pipeline, trigger, err)
+	}
+	return s.db.Sync()
+}

@@ -63,6 +63,7 @@ var need = map[string]wizpb.Role{
 	"/wizrpc.v1.Schedules/PauseSchedule":  wizpb.Role_ROLE_RUNNER,
 	"/wizrpc.v1.Schedules/ResumeSchedule": wizpb.Role_ROLE_RUNNER,
 	"/wizrpc.v1.Schedules/Backfill":       wizpb.Role_ROLE_RUNNER,
+	"/wizrpc.v1.Schedules/TriggerURL":     wizpb.Role_ROLE_RUNNER,
 	// Reflection only describes the API; every token may use it.
 	"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo":      wizpb.Role_ROLE_VIEWER,
 	"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": wizpb.Role_ROLE_VIEWER,

@@ -20,6 +20,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,7 +28,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
@@ -57,6 +57,13 @@ type Config struct {
 	Logger  hclog.Logger
 	// Out receives what a user must see once: the fingerprint, the admin token.
 	Out io.Writer
+	// HTTP serves the non-gRPC requests of the daemon's port (webhooks);
+	// nil: 404.
+	HTTP http.Handler
+	// PublicURL is the base of webhook URLs; empty: https://LISTEN_ADDRESS.
+	// Also is told it (the unix socket's server).
+	PublicURL string
+	Also      *managerapi.Server
 	// Ready is called with the address once the daemon accepts calls.
 	Ready func(addr string)
 }
@@ -73,8 +80,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	a := &auth{st: cfg.Store, now: time.Now}
+	// One TLS port (shared/DESIGN.md): gRPC and HTTP (webhooks) on one
+	// listener. An http.Server terminates TLS and HTTP/2 and hands gRPC
+	// requests to the gRPC server.
 	gs := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})),
 		grpc.MaxRecvMsgSize(sdk.MaxMessageSize), grpc.MaxSendMsgSize(sdk.MaxMessageSize),
 		grpc.UnaryInterceptor(a.unary), grpc.StreamInterceptor(a.stream),
 	)
@@ -88,9 +97,33 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("daemon: listen on %s: %w", cfg.Listen, err)
 	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				gs.ServeHTTP(w, r)
+				return
+			}
+			if cfg.HTTP != nil {
+				cfg.HTTP.ServeHTTP(w, r)
+				return
+			}
+			http.NotFound(w, r)
+		}),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          cfg.Logger.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Debug}),
+	}
 	errc := make(chan error, 1)
-	go func() { errc <- gs.Serve(lis) }()
+	go func() { errc <- srv.ServeTLS(lis, "", "") }() // ends with Shutdown or Close below
 	cfg.Logger.Info("serving the Manager API", "address", lis.Addr().String())
+	public := cfg.PublicURL
+	if public == "" {
+		public = "https://" + lis.Addr().String()
+	}
+	api.SetPublicURL(public)
+	if cfg.Also != nil {
+		cfg.Also.SetPublicURL(public)
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(lis.Addr().String())
 	}
@@ -113,13 +146,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	api.Wait()
-	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(5 * time.Second):
-		gs.Stop()
+	sctx, cancelStop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelStop()
+	if err := srv.Shutdown(sctx); err != nil { // watchers' streams may hold on
+		_ = srv.Close()
 	}
+	gs.Stop()
+	<-errc
 	return nil
 }
 

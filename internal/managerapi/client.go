@@ -523,3 +523,12 @@ func (c *Client) Backfill(pipeline, name string, from, to time.Time, maxParallel
 	}
 	return out, func() {}, nil
 }
+
+// TriggerURL implements manager.API.
+func (c *Client) TriggerURL(pipeline, name string, rotate bool) (string, string, error) {
+	r, err := c.sched.TriggerURL(context.Background(), &wizrpc.TriggerURLRequest{Pipeline: pipeline, Name: name, Rotate: rotate})
+	if err != nil {
+		return "", "", fromStatus(err)
+	}
+	return r.Url, r.Secret, nil
+}

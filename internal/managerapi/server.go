@@ -12,7 +12,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -32,10 +34,13 @@ import (
 // goes away; Wait waits for them.
 type Server struct {
 	wizrpc.UnimplementedManagerServer
-	m        *manager.Manager
-	runs     sync.WaitGroup
-	mu       sync.Mutex
-	draining bool
+	m *manager.Manager
+	// publicURL is the daemon's base URL for webhook URLs
+	// (https://HOST:PORT); empty: this server serves none.
+	publicURL atomic.Pointer[string]
+	runs      sync.WaitGroup
+	mu        sync.Mutex
+	draining  bool
 }
 
 // Drain makes the server refuse new runs (Unavailable), for a shutdown.
@@ -49,7 +54,19 @@ func (s *Server) Drain() {
 func (s *Server) Register(gs *grpc.Server) {
 	wizrpc.RegisterManagerServer(gs, s)
 	wizrpc.RegisterSecretsServer(gs, secretsServer{m: s.m})
-	wizrpc.RegisterSchedulesServer(gs, schedulesServer{m: s.m})
+	wizrpc.RegisterSchedulesServer(gs, schedulesServer{m: s.m, base: s.PublicURL})
+}
+
+// SetPublicURL sets the base of the webhook URLs TriggerURL gives
+// (https://HOST:PORT, the daemon's --public-url or listen address).
+func (s *Server) SetPublicURL(u string) { s.publicURL.Store(&u) }
+
+// PublicURL returns what SetPublicURL set; "" when nothing.
+func (s *Server) PublicURL() string {
+	if u := s.publicURL.Load(); u != nil {
+		return *u
+	}
+	return ""
 }
 
 // NewServer returns a Server for m.
@@ -373,7 +390,21 @@ func (s secretsServer) DeleteSecret(_ context.Context, req *wizrpc.DeleteSecretR
 // schedulesServer serves the Schedules service.
 type schedulesServer struct {
 	wizrpc.UnimplementedSchedulesServer
-	m *manager.Manager
+	m    *manager.Manager
+	base func() string // Server.PublicURL
+}
+
+func (s schedulesServer) TriggerURL(_ context.Context, req *wizrpc.TriggerURLRequest) (*wizrpc.TriggerURLResponse, error) {
+	base := s.base()
+	if base == "" {
+		_, _, err := s.m.TriggerURL(req.Pipeline, req.Name, req.Rotate)
+		return nil, toStatus(err)
+	}
+	secret, err := s.m.WebhookSecret(req.Pipeline, req.Name, req.Rotate)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wizrpc.TriggerURLResponse{Url: strings.TrimSuffix(base, "/") + "/hooks/" + req.Pipeline + "/" + req.Name, Secret: secret}, nil
 }
 
 func scheduleToWire(i *manager.ScheduleInfo) *wizrpc.ScheduleInfo {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,7 @@ type Metrics struct {
 	taskDuration *prometheus.HistogramVec
 	tickLag      *prometheus.HistogramVec
 	ticksSkipped *prometheus.CounterVec
+	webhooks     *prometheus.CounterVec
 }
 
 var _ manager.Observer = (*Metrics)(nil)
@@ -57,7 +59,10 @@ func New() *Metrics {
 	m.ticksSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wiz_schedule_ticks_skipped_total", Help: "Schedule ticks that started no run, by pipeline, schedule and reason (paused, overlap, missed, error).",
 	}, []string{"pipeline", "schedule", "reason"})
-	m.reg.MustRegister(m.runsStarted, m.runsEnded, m.taskDuration, m.tickLag, m.ticksSkipped,
+	m.webhooks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wiz_webhook_requests_total", Help: "Webhook requests, by HTTP status code.",
+	}, []string{"code"})
+	m.reg.MustRegister(m.runsStarted, m.runsEnded, m.taskDuration, m.tickLag, m.ticksSkipped, m.webhooks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -84,6 +89,9 @@ func (m *Metrics) TickFired(pipeline, schedule string, lag time.Duration) {
 func (m *Metrics) TickSkipped(pipeline, schedule, why string) {
 	m.ticksSkipped.WithLabelValues(pipeline, schedule, why).Inc()
 }
+
+// WebhookRequest implements manager.Observer.
+func (m *Metrics) WebhookRequest(code int) { m.webhooks.WithLabelValues(strconv.Itoa(code)).Inc() }
 
 // Watch adds the series read at each scrape: the Manager's tasks and slots,
 // its live runs, and the store's size.

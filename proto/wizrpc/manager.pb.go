@@ -287,6 +287,118 @@ func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
 	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{5}
 }
 
+type TriggerURLRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pipeline      string                 `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Rotate        bool                   `protobuf:"varint,3,opt,name=rotate,proto3" json:"rotate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerURLRequest) Reset() {
+	*x = TriggerURLRequest{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerURLRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerURLRequest) ProtoMessage() {}
+
+func (x *TriggerURLRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerURLRequest.ProtoReflect.Descriptor instead.
+func (*TriggerURLRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TriggerURLRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *TriggerURLRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TriggerURLRequest) GetRotate() bool {
+	if x != nil {
+		return x.Rotate
+	}
+	return false
+}
+
+type TriggerURLResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Url           string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Secret        string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"` // empty: the secret it had is kept
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TriggerURLResponse) Reset() {
+	*x = TriggerURLResponse{}
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TriggerURLResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TriggerURLResponse) ProtoMessage() {}
+
+func (x *TriggerURLResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TriggerURLResponse.ProtoReflect.Descriptor instead.
+func (*TriggerURLResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TriggerURLResponse) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *TriggerURLResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
 type ScheduleInfo struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Pipeline       string                 `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
@@ -306,7 +418,7 @@ type ScheduleInfo struct {
 
 func (x *ScheduleInfo) Reset() {
 	*x = ScheduleInfo{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +430,7 @@ func (x *ScheduleInfo) String() string {
 func (*ScheduleInfo) ProtoMessage() {}
 
 func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +443,7 @@ func (x *ScheduleInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleInfo.ProtoReflect.Descriptor instead.
 func (*ScheduleInfo) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{6}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ScheduleInfo) GetPipeline() string {
@@ -419,7 +531,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +543,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +556,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{7}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{9}
 }
 
 type ListSchedulesResponse struct {
@@ -456,7 +568,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +580,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +593,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{8}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*ScheduleInfo {
@@ -501,7 +613,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -513,7 +625,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -526,7 +638,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{9}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PauseScheduleRequest) GetPipeline() string {
@@ -552,7 +664,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +676,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +689,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{10}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *ScheduleInfo {
@@ -601,7 +713,7 @@ type BackfillRequest struct {
 
 func (x *BackfillRequest) Reset() {
 	*x = BackfillRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +725,7 @@ func (x *BackfillRequest) String() string {
 func (*BackfillRequest) ProtoMessage() {}
 
 func (x *BackfillRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +738,7 @@ func (x *BackfillRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackfillRequest.ProtoReflect.Descriptor instead.
 func (*BackfillRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{11}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *BackfillRequest) GetPipeline() string {
@@ -682,7 +794,7 @@ type BackfillTick struct {
 
 func (x *BackfillTick) Reset() {
 	*x = BackfillTick{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +806,7 @@ func (x *BackfillTick) String() string {
 func (*BackfillTick) ProtoMessage() {}
 
 func (x *BackfillTick) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +819,7 @@ func (x *BackfillTick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackfillTick.ProtoReflect.Descriptor instead.
 func (*BackfillTick) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{12}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *BackfillTick) GetTick() *timestamppb.Timestamp {
@@ -740,7 +852,7 @@ type BackfillResponse struct {
 
 func (x *BackfillResponse) Reset() {
 	*x = BackfillResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +864,7 @@ func (x *BackfillResponse) String() string {
 func (*BackfillResponse) ProtoMessage() {}
 
 func (x *BackfillResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +877,7 @@ func (x *BackfillResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackfillResponse.ProtoReflect.Descriptor instead.
 func (*BackfillResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{13}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *BackfillResponse) GetTicks() []*BackfillTick {
@@ -786,7 +898,7 @@ type CreateTokenRequest struct {
 
 func (x *CreateTokenRequest) Reset() {
 	*x = CreateTokenRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +910,7 @@ func (x *CreateTokenRequest) String() string {
 func (*CreateTokenRequest) ProtoMessage() {}
 
 func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +923,7 @@ func (x *CreateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenRequest.ProtoReflect.Descriptor instead.
 func (*CreateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{14}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateTokenRequest) GetName() string {
@@ -845,7 +957,7 @@ type CreateTokenResponse struct {
 
 func (x *CreateTokenResponse) Reset() {
 	*x = CreateTokenResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -857,7 +969,7 @@ func (x *CreateTokenResponse) String() string {
 func (*CreateTokenResponse) ProtoMessage() {}
 
 func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -870,7 +982,7 @@ func (x *CreateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTokenResponse.ProtoReflect.Descriptor instead.
 func (*CreateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{15}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateTokenResponse) GetToken() *wizpb.Token {
@@ -895,7 +1007,7 @@ type ListTokensRequest struct {
 
 func (x *ListTokensRequest) Reset() {
 	*x = ListTokensRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1019,7 @@ func (x *ListTokensRequest) String() string {
 func (*ListTokensRequest) ProtoMessage() {}
 
 func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1032,7 @@ func (x *ListTokensRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensRequest.ProtoReflect.Descriptor instead.
 func (*ListTokensRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{16}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
 }
 
 type ListTokensResponse struct {
@@ -932,7 +1044,7 @@ type ListTokensResponse struct {
 
 func (x *ListTokensResponse) Reset() {
 	*x = ListTokensResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1056,7 @@ func (x *ListTokensResponse) String() string {
 func (*ListTokensResponse) ProtoMessage() {}
 
 func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1069,7 @@ func (x *ListTokensResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTokensResponse.ProtoReflect.Descriptor instead.
 func (*ListTokensResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{17}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListTokensResponse) GetTokens() []*wizpb.Token {
@@ -976,7 +1088,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1100,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1113,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{18}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RevokeTokenRequest) GetIdOrName() string {
@@ -1020,7 +1132,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1032,7 +1144,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[19]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1045,7 +1157,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{19}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RevokeTokenResponse) GetToken() *wizpb.Token {
@@ -1070,7 +1182,7 @@ type ApplyPipelineRequest struct {
 
 func (x *ApplyPipelineRequest) Reset() {
 	*x = ApplyPipelineRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1194,7 @@ func (x *ApplyPipelineRequest) String() string {
 func (*ApplyPipelineRequest) ProtoMessage() {}
 
 func (x *ApplyPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[20]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1207,7 @@ func (x *ApplyPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPipelineRequest.ProtoReflect.Descriptor instead.
 func (*ApplyPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{20}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ApplyPipelineRequest) GetFile() string {
@@ -1138,7 +1250,7 @@ type ApplyPipelineResponse struct {
 
 func (x *ApplyPipelineResponse) Reset() {
 	*x = ApplyPipelineResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1262,7 @@ func (x *ApplyPipelineResponse) String() string {
 func (*ApplyPipelineResponse) ProtoMessage() {}
 
 func (x *ApplyPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[21]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1275,7 @@ func (x *ApplyPipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyPipelineResponse.ProtoReflect.Descriptor instead.
 func (*ApplyPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{21}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ApplyPipelineResponse) GetPipeline() *wizpb.Pipeline {
@@ -1202,7 +1314,7 @@ type ListPipelinesRequest struct {
 
 func (x *ListPipelinesRequest) Reset() {
 	*x = ListPipelinesRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1326,7 @@ func (x *ListPipelinesRequest) String() string {
 func (*ListPipelinesRequest) ProtoMessage() {}
 
 func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[22]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1339,7 @@ func (x *ListPipelinesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesRequest.ProtoReflect.Descriptor instead.
 func (*ListPipelinesRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{22}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
 }
 
 type ListPipelinesResponse struct {
@@ -1239,7 +1351,7 @@ type ListPipelinesResponse struct {
 
 func (x *ListPipelinesResponse) Reset() {
 	*x = ListPipelinesResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1251,7 +1363,7 @@ func (x *ListPipelinesResponse) String() string {
 func (*ListPipelinesResponse) ProtoMessage() {}
 
 func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[23]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1264,7 +1376,7 @@ func (x *ListPipelinesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPipelinesResponse.ProtoReflect.Descriptor instead.
 func (*ListPipelinesResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{23}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListPipelinesResponse) GetPipelines() []*wizpb.Pipeline {
@@ -1283,7 +1395,7 @@ type GetPipelineRequest struct {
 
 func (x *GetPipelineRequest) Reset() {
 	*x = GetPipelineRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1295,7 +1407,7 @@ func (x *GetPipelineRequest) String() string {
 func (*GetPipelineRequest) ProtoMessage() {}
 
 func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[24]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1308,7 +1420,7 @@ func (x *GetPipelineRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineRequest.ProtoReflect.Descriptor instead.
 func (*GetPipelineRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{24}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetPipelineRequest) GetName() string {
@@ -1328,7 +1440,7 @@ type GetPipelineResponse struct {
 
 func (x *GetPipelineResponse) Reset() {
 	*x = GetPipelineResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1340,7 +1452,7 @@ func (x *GetPipelineResponse) String() string {
 func (*GetPipelineResponse) ProtoMessage() {}
 
 func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[25]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1353,7 +1465,7 @@ func (x *GetPipelineResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPipelineResponse.ProtoReflect.Descriptor instead.
 func (*GetPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{25}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetPipelineResponse) GetPipeline() *wizpb.Pipeline {
@@ -1386,7 +1498,7 @@ type InputValue struct {
 
 func (x *InputValue) Reset() {
 	*x = InputValue{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1510,7 @@ func (x *InputValue) String() string {
 func (*InputValue) ProtoMessage() {}
 
 func (x *InputValue) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[26]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1523,7 @@ func (x *InputValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InputValue.ProtoReflect.Descriptor instead.
 func (*InputValue) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{26}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *InputValue) GetValue() isInputValue_Value {
@@ -1488,7 +1600,7 @@ type GCRequest struct {
 
 func (x *GCRequest) Reset() {
 	*x = GCRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1500,7 +1612,7 @@ func (x *GCRequest) String() string {
 func (*GCRequest) ProtoMessage() {}
 
 func (x *GCRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[27]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1513,7 +1625,7 @@ func (x *GCRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GCRequest.ProtoReflect.Descriptor instead.
 func (*GCRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{27}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GCRequest) GetKeepLast() int32 {
@@ -1551,7 +1663,7 @@ type GCResponse struct {
 
 func (x *GCResponse) Reset() {
 	*x = GCResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1563,7 +1675,7 @@ func (x *GCResponse) String() string {
 func (*GCResponse) ProtoMessage() {}
 
 func (x *GCResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[28]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1576,7 +1688,7 @@ func (x *GCResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GCResponse.ProtoReflect.Descriptor instead.
 func (*GCResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{28}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GCResponse) GetRuns() int32 {
@@ -1630,7 +1742,7 @@ type UploadBlobResponse struct {
 
 func (x *UploadBlobResponse) Reset() {
 	*x = UploadBlobResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1754,7 @@ func (x *UploadBlobResponse) String() string {
 func (*UploadBlobResponse) ProtoMessage() {}
 
 func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[29]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1767,7 @@ func (x *UploadBlobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadBlobResponse.ProtoReflect.Descriptor instead.
 func (*UploadBlobResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{29}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UploadBlobResponse) GetBlob() *wizpb.FileRef {
@@ -1683,7 +1795,7 @@ type StartRunRequest struct {
 
 func (x *StartRunRequest) Reset() {
 	*x = StartRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1695,7 +1807,7 @@ func (x *StartRunRequest) String() string {
 func (*StartRunRequest) ProtoMessage() {}
 
 func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[30]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1708,7 +1820,7 @@ func (x *StartRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartRunRequest.ProtoReflect.Descriptor instead.
 func (*StartRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{30}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StartRunRequest) GetFile() string {
@@ -1789,7 +1901,7 @@ type ListCacheRequest struct {
 
 func (x *ListCacheRequest) Reset() {
 	*x = ListCacheRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1801,7 +1913,7 @@ func (x *ListCacheRequest) String() string {
 func (*ListCacheRequest) ProtoMessage() {}
 
 func (x *ListCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[31]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1814,7 +1926,7 @@ func (x *ListCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCacheRequest.ProtoReflect.Descriptor instead.
 func (*ListCacheRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{31}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{33}
 }
 
 type ListCacheResponse struct {
@@ -1826,7 +1938,7 @@ type ListCacheResponse struct {
 
 func (x *ListCacheResponse) Reset() {
 	*x = ListCacheResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1838,7 +1950,7 @@ func (x *ListCacheResponse) String() string {
 func (*ListCacheResponse) ProtoMessage() {}
 
 func (x *ListCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[32]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1851,7 +1963,7 @@ func (x *ListCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListCacheResponse.ProtoReflect.Descriptor instead.
 func (*ListCacheResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{32}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListCacheResponse) GetEntries() []*wizpb.CacheEntry {
@@ -1870,7 +1982,7 @@ type ClearCacheRequest struct {
 
 func (x *ClearCacheRequest) Reset() {
 	*x = ClearCacheRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +1994,7 @@ func (x *ClearCacheRequest) String() string {
 func (*ClearCacheRequest) ProtoMessage() {}
 
 func (x *ClearCacheRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[33]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +2007,7 @@ func (x *ClearCacheRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearCacheRequest.ProtoReflect.Descriptor instead.
 func (*ClearCacheRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{33}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ClearCacheRequest) GetPipeline() string {
@@ -1914,7 +2026,7 @@ type ClearCacheResponse struct {
 
 func (x *ClearCacheResponse) Reset() {
 	*x = ClearCacheResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2038,7 @@ func (x *ClearCacheResponse) String() string {
 func (*ClearCacheResponse) ProtoMessage() {}
 
 func (x *ClearCacheResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[34]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2051,7 @@ func (x *ClearCacheResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearCacheResponse.ProtoReflect.Descriptor instead.
 func (*ClearCacheResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{34}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ClearCacheResponse) GetDeleted() int32 {
@@ -1961,7 +2073,7 @@ type RunUpdate struct {
 
 func (x *RunUpdate) Reset() {
 	*x = RunUpdate{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2085,7 @@ func (x *RunUpdate) String() string {
 func (*RunUpdate) ProtoMessage() {}
 
 func (x *RunUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[35]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2098,7 @@ func (x *RunUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUpdate.ProtoReflect.Descriptor instead.
 func (*RunUpdate) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{35}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RunUpdate) GetRun() *wizpb.Run {
@@ -2019,7 +2131,7 @@ type WatchRunRequest struct {
 
 func (x *WatchRunRequest) Reset() {
 	*x = WatchRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2031,7 +2143,7 @@ func (x *WatchRunRequest) String() string {
 func (*WatchRunRequest) ProtoMessage() {}
 
 func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[36]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2044,7 +2156,7 @@ func (x *WatchRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRunRequest.ProtoReflect.Descriptor instead.
 func (*WatchRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{36}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *WatchRunRequest) GetId() string {
@@ -2063,7 +2175,7 @@ type CancelRunRequest struct {
 
 func (x *CancelRunRequest) Reset() {
 	*x = CancelRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2187,7 @@ func (x *CancelRunRequest) String() string {
 func (*CancelRunRequest) ProtoMessage() {}
 
 func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[37]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2200,7 @@ func (x *CancelRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunRequest.ProtoReflect.Descriptor instead.
 func (*CancelRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{37}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CancelRunRequest) GetId() string {
@@ -2107,7 +2219,7 @@ type CancelRunResponse struct {
 
 func (x *CancelRunResponse) Reset() {
 	*x = CancelRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[38]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2231,7 @@ func (x *CancelRunResponse) String() string {
 func (*CancelRunResponse) ProtoMessage() {}
 
 func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[38]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2244,7 @@ func (x *CancelRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRunResponse.ProtoReflect.Descriptor instead.
 func (*CancelRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{38}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CancelRunResponse) GetRun() *wizpb.Run {
@@ -2156,7 +2268,7 @@ type ListRunsRequest struct {
 
 func (x *ListRunsRequest) Reset() {
 	*x = ListRunsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[39]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2168,7 +2280,7 @@ func (x *ListRunsRequest) String() string {
 func (*ListRunsRequest) ProtoMessage() {}
 
 func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[39]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2181,7 +2293,7 @@ func (x *ListRunsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsRequest.ProtoReflect.Descriptor instead.
 func (*ListRunsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{39}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListRunsRequest) GetLimit() int32 {
@@ -2221,7 +2333,7 @@ type ListRunsResponse struct {
 
 func (x *ListRunsResponse) Reset() {
 	*x = ListRunsResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[40]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2233,7 +2345,7 @@ func (x *ListRunsResponse) String() string {
 func (*ListRunsResponse) ProtoMessage() {}
 
 func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[40]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2246,7 +2358,7 @@ func (x *ListRunsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRunsResponse.ProtoReflect.Descriptor instead.
 func (*ListRunsResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{40}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListRunsResponse) GetRuns() []*wizpb.Run {
@@ -2265,7 +2377,7 @@ type GetRunRequest struct {
 
 func (x *GetRunRequest) Reset() {
 	*x = GetRunRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[41]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2277,7 +2389,7 @@ func (x *GetRunRequest) String() string {
 func (*GetRunRequest) ProtoMessage() {}
 
 func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[41]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2290,7 +2402,7 @@ func (x *GetRunRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunRequest.ProtoReflect.Descriptor instead.
 func (*GetRunRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{41}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetRunRequest) GetId() string {
@@ -2312,7 +2424,7 @@ type GetRunResponse struct {
 
 func (x *GetRunResponse) Reset() {
 	*x = GetRunResponse{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[42]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2436,7 @@ func (x *GetRunResponse) String() string {
 func (*GetRunResponse) ProtoMessage() {}
 
 func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[42]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2449,7 @@ func (x *GetRunResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRunResponse.ProtoReflect.Descriptor instead.
 func (*GetRunResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{42}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetRunResponse) GetRun() *wizpb.Run {
@@ -2379,7 +2491,7 @@ type GetLogsRequest struct {
 
 func (x *GetLogsRequest) Reset() {
 	*x = GetLogsRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[43]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2391,7 +2503,7 @@ func (x *GetLogsRequest) String() string {
 func (*GetLogsRequest) ProtoMessage() {}
 
 func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[43]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2404,7 +2516,7 @@ func (x *GetLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetLogsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{43}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetLogsRequest) GetId() string {
@@ -2439,7 +2551,7 @@ type GetOutputRequest struct {
 
 func (x *GetOutputRequest) Reset() {
 	*x = GetOutputRequest{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[44]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2451,7 +2563,7 @@ func (x *GetOutputRequest) String() string {
 func (*GetOutputRequest) ProtoMessage() {}
 
 func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[44]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2464,7 +2576,7 @@ func (x *GetOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOutputRequest.ProtoReflect.Descriptor instead.
 func (*GetOutputRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{44}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetOutputRequest) GetId() string {
@@ -2500,7 +2612,7 @@ type OutputChunk struct {
 
 func (x *OutputChunk) Reset() {
 	*x = OutputChunk{}
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[45]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2624,7 @@ func (x *OutputChunk) String() string {
 func (*OutputChunk) ProtoMessage() {}
 
 func (x *OutputChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_manager_proto_msgTypes[45]
+	mi := &file_wizrpc_v1_manager_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2637,7 @@ func (x *OutputChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutputChunk.ProtoReflect.Descriptor instead.
 func (*OutputChunk) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{45}
+	return file_wizrpc_v1_manager_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *OutputChunk) GetData() []byte {
@@ -2558,7 +2670,14 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\asecrets\x18\x01 \x03(\v2\x0e.wiz.v1.SecretR\asecrets\")\n" +
 	"\x13DeleteSecretRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
-	"\x14DeleteSecretResponse\"\xd7\x02\n" +
+	"\x14DeleteSecretResponse\"[\n" +
+	"\x11TriggerURLRequest\x12\x1a\n" +
+	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
+	"\x06rotate\x18\x03 \x01(\bR\x06rotate\">\n" +
+	"\x12TriggerURLResponse\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"\xd7\x02\n" +
 	"\fScheduleInfo\x12\x1a\n" +
 	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -2739,12 +2858,14 @@ const file_wizrpc_v1_manager_proto_rawDesc = "" +
 	"\aSecrets\x12F\n" +
 	"\tSetSecret\x12\x1b.wizrpc.v1.SetSecretRequest\x1a\x1c.wizrpc.v1.SetSecretResponse\x12L\n" +
 	"\vListSecrets\x12\x1d.wizrpc.v1.ListSecretsRequest\x1a\x1e.wizrpc.v1.ListSecretsResponse\x12O\n" +
-	"\fDeleteSecret\x12\x1e.wizrpc.v1.DeleteSecretRequest\x1a\x1f.wizrpc.v1.DeleteSecretResponse2\xcd\x02\n" +
+	"\fDeleteSecret\x12\x1e.wizrpc.v1.DeleteSecretRequest\x1a\x1f.wizrpc.v1.DeleteSecretResponse2\x98\x03\n" +
 	"\tSchedules\x12R\n" +
 	"\rListSchedules\x12\x1f.wizrpc.v1.ListSchedulesRequest\x1a .wizrpc.v1.ListSchedulesResponse\x12R\n" +
 	"\rPauseSchedule\x12\x1f.wizrpc.v1.PauseScheduleRequest\x1a .wizrpc.v1.PauseScheduleResponse\x12S\n" +
 	"\x0eResumeSchedule\x12\x1f.wizrpc.v1.PauseScheduleRequest\x1a .wizrpc.v1.PauseScheduleResponse\x12C\n" +
-	"\bBackfill\x12\x1a.wizrpc.v1.BackfillRequest\x1a\x1b.wizrpc.v1.BackfillResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
+	"\bBackfill\x12\x1a.wizrpc.v1.BackfillRequest\x1a\x1b.wizrpc.v1.BackfillResponse\x12I\n" +
+	"\n" +
+	"TriggerURL\x12\x1c.wizrpc.v1.TriggerURLRequest\x1a\x1d.wizrpc.v1.TriggerURLResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
 
 var (
 	file_wizrpc_v1_manager_proto_rawDescOnce sync.Once
@@ -2758,7 +2879,7 @@ func file_wizrpc_v1_manager_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_manager_proto_rawDescData
 }
 
-var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 49)
+var file_wizrpc_v1_manager_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*SetSecretRequest)(nil),      // 0: wizrpc.v1.SetSecretRequest
 	(*SetSecretResponse)(nil),     // 1: wizrpc.v1.SetSecretResponse
@@ -2766,152 +2887,156 @@ var file_wizrpc_v1_manager_proto_goTypes = []any{
 	(*ListSecretsResponse)(nil),   // 3: wizrpc.v1.ListSecretsResponse
 	(*DeleteSecretRequest)(nil),   // 4: wizrpc.v1.DeleteSecretRequest
 	(*DeleteSecretResponse)(nil),  // 5: wizrpc.v1.DeleteSecretResponse
-	(*ScheduleInfo)(nil),          // 6: wizrpc.v1.ScheduleInfo
-	(*ListSchedulesRequest)(nil),  // 7: wizrpc.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil), // 8: wizrpc.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),  // 9: wizrpc.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil), // 10: wizrpc.v1.PauseScheduleResponse
-	(*BackfillRequest)(nil),       // 11: wizrpc.v1.BackfillRequest
-	(*BackfillTick)(nil),          // 12: wizrpc.v1.BackfillTick
-	(*BackfillResponse)(nil),      // 13: wizrpc.v1.BackfillResponse
-	(*CreateTokenRequest)(nil),    // 14: wizrpc.v1.CreateTokenRequest
-	(*CreateTokenResponse)(nil),   // 15: wizrpc.v1.CreateTokenResponse
-	(*ListTokensRequest)(nil),     // 16: wizrpc.v1.ListTokensRequest
-	(*ListTokensResponse)(nil),    // 17: wizrpc.v1.ListTokensResponse
-	(*RevokeTokenRequest)(nil),    // 18: wizrpc.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),   // 19: wizrpc.v1.RevokeTokenResponse
-	(*ApplyPipelineRequest)(nil),  // 20: wizrpc.v1.ApplyPipelineRequest
-	(*ApplyPipelineResponse)(nil), // 21: wizrpc.v1.ApplyPipelineResponse
-	(*ListPipelinesRequest)(nil),  // 22: wizrpc.v1.ListPipelinesRequest
-	(*ListPipelinesResponse)(nil), // 23: wizrpc.v1.ListPipelinesResponse
-	(*GetPipelineRequest)(nil),    // 24: wizrpc.v1.GetPipelineRequest
-	(*GetPipelineResponse)(nil),   // 25: wizrpc.v1.GetPipelineResponse
-	(*InputValue)(nil),            // 26: wizrpc.v1.InputValue
-	(*GCRequest)(nil),             // 27: wizrpc.v1.GCRequest
-	(*GCResponse)(nil),            // 28: wizrpc.v1.GCResponse
-	(*UploadBlobResponse)(nil),    // 29: wizrpc.v1.UploadBlobResponse
-	(*StartRunRequest)(nil),       // 30: wizrpc.v1.StartRunRequest
-	(*ListCacheRequest)(nil),      // 31: wizrpc.v1.ListCacheRequest
-	(*ListCacheResponse)(nil),     // 32: wizrpc.v1.ListCacheResponse
-	(*ClearCacheRequest)(nil),     // 33: wizrpc.v1.ClearCacheRequest
-	(*ClearCacheResponse)(nil),    // 34: wizrpc.v1.ClearCacheResponse
-	(*RunUpdate)(nil),             // 35: wizrpc.v1.RunUpdate
-	(*WatchRunRequest)(nil),       // 36: wizrpc.v1.WatchRunRequest
-	(*CancelRunRequest)(nil),      // 37: wizrpc.v1.CancelRunRequest
-	(*CancelRunResponse)(nil),     // 38: wizrpc.v1.CancelRunResponse
-	(*ListRunsRequest)(nil),       // 39: wizrpc.v1.ListRunsRequest
-	(*ListRunsResponse)(nil),      // 40: wizrpc.v1.ListRunsResponse
-	(*GetRunRequest)(nil),         // 41: wizrpc.v1.GetRunRequest
-	(*GetRunResponse)(nil),        // 42: wizrpc.v1.GetRunResponse
-	(*GetLogsRequest)(nil),        // 43: wizrpc.v1.GetLogsRequest
-	(*GetOutputRequest)(nil),      // 44: wizrpc.v1.GetOutputRequest
-	(*OutputChunk)(nil),           // 45: wizrpc.v1.OutputChunk
-	nil,                           // 46: wizrpc.v1.ApplyPipelineRequest.FilesEntry
-	nil,                           // 47: wizrpc.v1.StartRunRequest.InputsEntry
-	nil,                           // 48: wizrpc.v1.StartRunRequest.FilesEntry
-	(*wizpb.Secret)(nil),          // 49: wiz.v1.Secret
-	(*wizpb.ScheduleState)(nil),   // 50: wiz.v1.ScheduleState
-	(*timestamppb.Timestamp)(nil), // 51: google.protobuf.Timestamp
-	(wizpb.Role)(0),               // 52: wiz.v1.Role
-	(*wizpb.Token)(nil),           // 53: wiz.v1.Token
-	(*wizpb.Pipeline)(nil),        // 54: wiz.v1.Pipeline
-	(*wizpb.PipelineVersion)(nil), // 55: wiz.v1.PipelineVersion
-	(*wizpb.FileRef)(nil),         // 56: wiz.v1.FileRef
-	(*wizpb.CacheEntry)(nil),      // 57: wiz.v1.CacheEntry
-	(*wizpb.Run)(nil),             // 58: wiz.v1.Run
-	(*wizpb.ProcessorRun)(nil),    // 59: wiz.v1.ProcessorRun
-	(wizpb.RunState)(0),           // 60: wiz.v1.RunState
-	(*wizpb.Event)(nil),           // 61: wiz.v1.Event
-	(*BlobChunk)(nil),             // 62: wizrpc.v1.BlobChunk
-	(*wizpb.LogChunk)(nil),        // 63: wiz.v1.LogChunk
+	(*TriggerURLRequest)(nil),     // 6: wizrpc.v1.TriggerURLRequest
+	(*TriggerURLResponse)(nil),    // 7: wizrpc.v1.TriggerURLResponse
+	(*ScheduleInfo)(nil),          // 8: wizrpc.v1.ScheduleInfo
+	(*ListSchedulesRequest)(nil),  // 9: wizrpc.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil), // 10: wizrpc.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),  // 11: wizrpc.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil), // 12: wizrpc.v1.PauseScheduleResponse
+	(*BackfillRequest)(nil),       // 13: wizrpc.v1.BackfillRequest
+	(*BackfillTick)(nil),          // 14: wizrpc.v1.BackfillTick
+	(*BackfillResponse)(nil),      // 15: wizrpc.v1.BackfillResponse
+	(*CreateTokenRequest)(nil),    // 16: wizrpc.v1.CreateTokenRequest
+	(*CreateTokenResponse)(nil),   // 17: wizrpc.v1.CreateTokenResponse
+	(*ListTokensRequest)(nil),     // 18: wizrpc.v1.ListTokensRequest
+	(*ListTokensResponse)(nil),    // 19: wizrpc.v1.ListTokensResponse
+	(*RevokeTokenRequest)(nil),    // 20: wizrpc.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),   // 21: wizrpc.v1.RevokeTokenResponse
+	(*ApplyPipelineRequest)(nil),  // 22: wizrpc.v1.ApplyPipelineRequest
+	(*ApplyPipelineResponse)(nil), // 23: wizrpc.v1.ApplyPipelineResponse
+	(*ListPipelinesRequest)(nil),  // 24: wizrpc.v1.ListPipelinesRequest
+	(*ListPipelinesResponse)(nil), // 25: wizrpc.v1.ListPipelinesResponse
+	(*GetPipelineRequest)(nil),    // 26: wizrpc.v1.GetPipelineRequest
+	(*GetPipelineResponse)(nil),   // 27: wizrpc.v1.GetPipelineResponse
+	(*InputValue)(nil),            // 28: wizrpc.v1.InputValue
+	(*GCRequest)(nil),             // 29: wizrpc.v1.GCRequest
+	(*GCResponse)(nil),            // 30: wizrpc.v1.GCResponse
+	(*UploadBlobResponse)(nil),    // 31: wizrpc.v1.UploadBlobResponse
+	(*StartRunRequest)(nil),       // 32: wizrpc.v1.StartRunRequest
+	(*ListCacheRequest)(nil),      // 33: wizrpc.v1.ListCacheRequest
+	(*ListCacheResponse)(nil),     // 34: wizrpc.v1.ListCacheResponse
+	(*ClearCacheRequest)(nil),     // 35: wizrpc.v1.ClearCacheRequest
+	(*ClearCacheResponse)(nil),    // 36: wizrpc.v1.ClearCacheResponse
+	(*RunUpdate)(nil),             // 37: wizrpc.v1.RunUpdate
+	(*WatchRunRequest)(nil),       // 38: wizrpc.v1.WatchRunRequest
+	(*CancelRunRequest)(nil),      // 39: wizrpc.v1.CancelRunRequest
+	(*CancelRunResponse)(nil),     // 40: wizrpc.v1.CancelRunResponse
+	(*ListRunsRequest)(nil),       // 41: wizrpc.v1.ListRunsRequest
+	(*ListRunsResponse)(nil),      // 42: wizrpc.v1.ListRunsResponse
+	(*GetRunRequest)(nil),         // 43: wizrpc.v1.GetRunRequest
+	(*GetRunResponse)(nil),        // 44: wizrpc.v1.GetRunResponse
+	(*GetLogsRequest)(nil),        // 45: wizrpc.v1.GetLogsRequest
+	(*GetOutputRequest)(nil),      // 46: wizrpc.v1.GetOutputRequest
+	(*OutputChunk)(nil),           // 47: wizrpc.v1.OutputChunk
+	nil,                           // 48: wizrpc.v1.ApplyPipelineRequest.FilesEntry
+	nil,                           // 49: wizrpc.v1.StartRunRequest.InputsEntry
+	nil,                           // 50: wizrpc.v1.StartRunRequest.FilesEntry
+	(*wizpb.Secret)(nil),          // 51: wiz.v1.Secret
+	(*wizpb.ScheduleState)(nil),   // 52: wiz.v1.ScheduleState
+	(*timestamppb.Timestamp)(nil), // 53: google.protobuf.Timestamp
+	(wizpb.Role)(0),               // 54: wiz.v1.Role
+	(*wizpb.Token)(nil),           // 55: wiz.v1.Token
+	(*wizpb.Pipeline)(nil),        // 56: wiz.v1.Pipeline
+	(*wizpb.PipelineVersion)(nil), // 57: wiz.v1.PipelineVersion
+	(*wizpb.FileRef)(nil),         // 58: wiz.v1.FileRef
+	(*wizpb.CacheEntry)(nil),      // 59: wiz.v1.CacheEntry
+	(*wizpb.Run)(nil),             // 60: wiz.v1.Run
+	(*wizpb.ProcessorRun)(nil),    // 61: wiz.v1.ProcessorRun
+	(wizpb.RunState)(0),           // 62: wiz.v1.RunState
+	(*wizpb.Event)(nil),           // 63: wiz.v1.Event
+	(*BlobChunk)(nil),             // 64: wizrpc.v1.BlobChunk
+	(*wizpb.LogChunk)(nil),        // 65: wiz.v1.LogChunk
 }
 var file_wizrpc_v1_manager_proto_depIdxs = []int32{
-	49, // 0: wizrpc.v1.SetSecretResponse.secret:type_name -> wiz.v1.Secret
-	49, // 1: wizrpc.v1.ListSecretsResponse.secrets:type_name -> wiz.v1.Secret
-	50, // 2: wizrpc.v1.ScheduleInfo.state:type_name -> wiz.v1.ScheduleState
-	51, // 3: wizrpc.v1.ScheduleInfo.next_fire:type_name -> google.protobuf.Timestamp
-	6,  // 4: wizrpc.v1.ListSchedulesResponse.schedules:type_name -> wizrpc.v1.ScheduleInfo
-	6,  // 5: wizrpc.v1.PauseScheduleResponse.schedule:type_name -> wizrpc.v1.ScheduleInfo
-	51, // 6: wizrpc.v1.BackfillRequest.from:type_name -> google.protobuf.Timestamp
-	51, // 7: wizrpc.v1.BackfillRequest.to:type_name -> google.protobuf.Timestamp
-	51, // 8: wizrpc.v1.BackfillTick.tick:type_name -> google.protobuf.Timestamp
-	12, // 9: wizrpc.v1.BackfillResponse.ticks:type_name -> wizrpc.v1.BackfillTick
-	52, // 10: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
-	53, // 11: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
-	53, // 12: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
-	53, // 13: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
-	46, // 14: wizrpc.v1.ApplyPipelineRequest.files:type_name -> wizrpc.v1.ApplyPipelineRequest.FilesEntry
-	54, // 15: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	55, // 16: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
-	54, // 17: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
-	54, // 18: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
-	55, // 19: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
-	56, // 20: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
-	56, // 21: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
-	47, // 22: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
-	48, // 23: wizrpc.v1.StartRunRequest.files:type_name -> wizrpc.v1.StartRunRequest.FilesEntry
-	57, // 24: wizrpc.v1.ListCacheResponse.entries:type_name -> wiz.v1.CacheEntry
-	58, // 25: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
-	59, // 26: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
-	58, // 27: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
-	60, // 28: wizrpc.v1.ListRunsRequest.state:type_name -> wiz.v1.RunState
-	51, // 29: wizrpc.v1.ListRunsRequest.since:type_name -> google.protobuf.Timestamp
-	58, // 30: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
-	58, // 31: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
-	55, // 32: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
-	59, // 33: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
-	61, // 34: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
-	26, // 35: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
-	20, // 36: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
-	22, // 37: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
-	24, // 38: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
-	30, // 39: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
-	36, // 40: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
-	37, // 41: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
-	39, // 42: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
-	41, // 43: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
-	43, // 44: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
-	44, // 45: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
-	62, // 46: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
-	27, // 47: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
-	31, // 48: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
-	33, // 49: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
-	14, // 50: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
-	16, // 51: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
-	18, // 52: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
+	51, // 0: wizrpc.v1.SetSecretResponse.secret:type_name -> wiz.v1.Secret
+	51, // 1: wizrpc.v1.ListSecretsResponse.secrets:type_name -> wiz.v1.Secret
+	52, // 2: wizrpc.v1.ScheduleInfo.state:type_name -> wiz.v1.ScheduleState
+	53, // 3: wizrpc.v1.ScheduleInfo.next_fire:type_name -> google.protobuf.Timestamp
+	8,  // 4: wizrpc.v1.ListSchedulesResponse.schedules:type_name -> wizrpc.v1.ScheduleInfo
+	8,  // 5: wizrpc.v1.PauseScheduleResponse.schedule:type_name -> wizrpc.v1.ScheduleInfo
+	53, // 6: wizrpc.v1.BackfillRequest.from:type_name -> google.protobuf.Timestamp
+	53, // 7: wizrpc.v1.BackfillRequest.to:type_name -> google.protobuf.Timestamp
+	53, // 8: wizrpc.v1.BackfillTick.tick:type_name -> google.protobuf.Timestamp
+	14, // 9: wizrpc.v1.BackfillResponse.ticks:type_name -> wizrpc.v1.BackfillTick
+	54, // 10: wizrpc.v1.CreateTokenRequest.role:type_name -> wiz.v1.Role
+	55, // 11: wizrpc.v1.CreateTokenResponse.token:type_name -> wiz.v1.Token
+	55, // 12: wizrpc.v1.ListTokensResponse.tokens:type_name -> wiz.v1.Token
+	55, // 13: wizrpc.v1.RevokeTokenResponse.token:type_name -> wiz.v1.Token
+	48, // 14: wizrpc.v1.ApplyPipelineRequest.files:type_name -> wizrpc.v1.ApplyPipelineRequest.FilesEntry
+	56, // 15: wizrpc.v1.ApplyPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	57, // 16: wizrpc.v1.ApplyPipelineResponse.version:type_name -> wiz.v1.PipelineVersion
+	56, // 17: wizrpc.v1.ListPipelinesResponse.pipelines:type_name -> wiz.v1.Pipeline
+	56, // 18: wizrpc.v1.GetPipelineResponse.pipeline:type_name -> wiz.v1.Pipeline
+	57, // 19: wizrpc.v1.GetPipelineResponse.versions:type_name -> wiz.v1.PipelineVersion
+	58, // 20: wizrpc.v1.InputValue.blob:type_name -> wiz.v1.FileRef
+	58, // 21: wizrpc.v1.UploadBlobResponse.blob:type_name -> wiz.v1.FileRef
+	49, // 22: wizrpc.v1.StartRunRequest.inputs:type_name -> wizrpc.v1.StartRunRequest.InputsEntry
+	50, // 23: wizrpc.v1.StartRunRequest.files:type_name -> wizrpc.v1.StartRunRequest.FilesEntry
+	59, // 24: wizrpc.v1.ListCacheResponse.entries:type_name -> wiz.v1.CacheEntry
+	60, // 25: wizrpc.v1.RunUpdate.run:type_name -> wiz.v1.Run
+	61, // 26: wizrpc.v1.RunUpdate.processor:type_name -> wiz.v1.ProcessorRun
+	60, // 27: wizrpc.v1.CancelRunResponse.run:type_name -> wiz.v1.Run
+	62, // 28: wizrpc.v1.ListRunsRequest.state:type_name -> wiz.v1.RunState
+	53, // 29: wizrpc.v1.ListRunsRequest.since:type_name -> google.protobuf.Timestamp
+	60, // 30: wizrpc.v1.ListRunsResponse.runs:type_name -> wiz.v1.Run
+	60, // 31: wizrpc.v1.GetRunResponse.run:type_name -> wiz.v1.Run
+	57, // 32: wizrpc.v1.GetRunResponse.version:type_name -> wiz.v1.PipelineVersion
+	61, // 33: wizrpc.v1.GetRunResponse.processors:type_name -> wiz.v1.ProcessorRun
+	63, // 34: wizrpc.v1.GetRunResponse.events:type_name -> wiz.v1.Event
+	28, // 35: wizrpc.v1.StartRunRequest.InputsEntry.value:type_name -> wizrpc.v1.InputValue
+	22, // 36: wizrpc.v1.Manager.ApplyPipeline:input_type -> wizrpc.v1.ApplyPipelineRequest
+	24, // 37: wizrpc.v1.Manager.ListPipelines:input_type -> wizrpc.v1.ListPipelinesRequest
+	26, // 38: wizrpc.v1.Manager.GetPipeline:input_type -> wizrpc.v1.GetPipelineRequest
+	32, // 39: wizrpc.v1.Manager.StartRun:input_type -> wizrpc.v1.StartRunRequest
+	38, // 40: wizrpc.v1.Manager.WatchRun:input_type -> wizrpc.v1.WatchRunRequest
+	39, // 41: wizrpc.v1.Manager.CancelRun:input_type -> wizrpc.v1.CancelRunRequest
+	41, // 42: wizrpc.v1.Manager.ListRuns:input_type -> wizrpc.v1.ListRunsRequest
+	43, // 43: wizrpc.v1.Manager.GetRun:input_type -> wizrpc.v1.GetRunRequest
+	45, // 44: wizrpc.v1.Manager.GetLogs:input_type -> wizrpc.v1.GetLogsRequest
+	46, // 45: wizrpc.v1.Manager.GetOutput:input_type -> wizrpc.v1.GetOutputRequest
+	64, // 46: wizrpc.v1.Manager.UploadBlob:input_type -> wizrpc.v1.BlobChunk
+	29, // 47: wizrpc.v1.Manager.GC:input_type -> wizrpc.v1.GCRequest
+	33, // 48: wizrpc.v1.Manager.ListCache:input_type -> wizrpc.v1.ListCacheRequest
+	35, // 49: wizrpc.v1.Manager.ClearCache:input_type -> wizrpc.v1.ClearCacheRequest
+	16, // 50: wizrpc.v1.Tokens.CreateToken:input_type -> wizrpc.v1.CreateTokenRequest
+	18, // 51: wizrpc.v1.Tokens.ListTokens:input_type -> wizrpc.v1.ListTokensRequest
+	20, // 52: wizrpc.v1.Tokens.RevokeToken:input_type -> wizrpc.v1.RevokeTokenRequest
 	0,  // 53: wizrpc.v1.Secrets.SetSecret:input_type -> wizrpc.v1.SetSecretRequest
 	2,  // 54: wizrpc.v1.Secrets.ListSecrets:input_type -> wizrpc.v1.ListSecretsRequest
 	4,  // 55: wizrpc.v1.Secrets.DeleteSecret:input_type -> wizrpc.v1.DeleteSecretRequest
-	7,  // 56: wizrpc.v1.Schedules.ListSchedules:input_type -> wizrpc.v1.ListSchedulesRequest
-	9,  // 57: wizrpc.v1.Schedules.PauseSchedule:input_type -> wizrpc.v1.PauseScheduleRequest
-	9,  // 58: wizrpc.v1.Schedules.ResumeSchedule:input_type -> wizrpc.v1.PauseScheduleRequest
-	11, // 59: wizrpc.v1.Schedules.Backfill:input_type -> wizrpc.v1.BackfillRequest
-	21, // 60: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
-	23, // 61: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
-	25, // 62: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
-	35, // 63: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
-	35, // 64: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
-	38, // 65: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
-	40, // 66: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
-	42, // 67: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
-	63, // 68: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
-	45, // 69: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
-	29, // 70: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
-	28, // 71: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
-	32, // 72: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
-	34, // 73: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
-	15, // 74: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
-	17, // 75: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
-	19, // 76: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
-	1,  // 77: wizrpc.v1.Secrets.SetSecret:output_type -> wizrpc.v1.SetSecretResponse
-	3,  // 78: wizrpc.v1.Secrets.ListSecrets:output_type -> wizrpc.v1.ListSecretsResponse
-	5,  // 79: wizrpc.v1.Secrets.DeleteSecret:output_type -> wizrpc.v1.DeleteSecretResponse
-	8,  // 80: wizrpc.v1.Schedules.ListSchedules:output_type -> wizrpc.v1.ListSchedulesResponse
-	10, // 81: wizrpc.v1.Schedules.PauseSchedule:output_type -> wizrpc.v1.PauseScheduleResponse
-	10, // 82: wizrpc.v1.Schedules.ResumeSchedule:output_type -> wizrpc.v1.PauseScheduleResponse
-	13, // 83: wizrpc.v1.Schedules.Backfill:output_type -> wizrpc.v1.BackfillResponse
-	60, // [60:84] is the sub-list for method output_type
-	36, // [36:60] is the sub-list for method input_type
+	9,  // 56: wizrpc.v1.Schedules.ListSchedules:input_type -> wizrpc.v1.ListSchedulesRequest
+	11, // 57: wizrpc.v1.Schedules.PauseSchedule:input_type -> wizrpc.v1.PauseScheduleRequest
+	11, // 58: wizrpc.v1.Schedules.ResumeSchedule:input_type -> wizrpc.v1.PauseScheduleRequest
+	13, // 59: wizrpc.v1.Schedules.Backfill:input_type -> wizrpc.v1.BackfillRequest
+	6,  // 60: wizrpc.v1.Schedules.TriggerURL:input_type -> wizrpc.v1.TriggerURLRequest
+	23, // 61: wizrpc.v1.Manager.ApplyPipeline:output_type -> wizrpc.v1.ApplyPipelineResponse
+	25, // 62: wizrpc.v1.Manager.ListPipelines:output_type -> wizrpc.v1.ListPipelinesResponse
+	27, // 63: wizrpc.v1.Manager.GetPipeline:output_type -> wizrpc.v1.GetPipelineResponse
+	37, // 64: wizrpc.v1.Manager.StartRun:output_type -> wizrpc.v1.RunUpdate
+	37, // 65: wizrpc.v1.Manager.WatchRun:output_type -> wizrpc.v1.RunUpdate
+	40, // 66: wizrpc.v1.Manager.CancelRun:output_type -> wizrpc.v1.CancelRunResponse
+	42, // 67: wizrpc.v1.Manager.ListRuns:output_type -> wizrpc.v1.ListRunsResponse
+	44, // 68: wizrpc.v1.Manager.GetRun:output_type -> wizrpc.v1.GetRunResponse
+	65, // 69: wizrpc.v1.Manager.GetLogs:output_type -> wiz.v1.LogChunk
+	47, // 70: wizrpc.v1.Manager.GetOutput:output_type -> wizrpc.v1.OutputChunk
+	31, // 71: wizrpc.v1.Manager.UploadBlob:output_type -> wizrpc.v1.UploadBlobResponse
+	30, // 72: wizrpc.v1.Manager.GC:output_type -> wizrpc.v1.GCResponse
+	34, // 73: wizrpc.v1.Manager.ListCache:output_type -> wizrpc.v1.ListCacheResponse
+	36, // 74: wizrpc.v1.Manager.ClearCache:output_type -> wizrpc.v1.ClearCacheResponse
+	17, // 75: wizrpc.v1.Tokens.CreateToken:output_type -> wizrpc.v1.CreateTokenResponse
+	19, // 76: wizrpc.v1.Tokens.ListTokens:output_type -> wizrpc.v1.ListTokensResponse
+	21, // 77: wizrpc.v1.Tokens.RevokeToken:output_type -> wizrpc.v1.RevokeTokenResponse
+	1,  // 78: wizrpc.v1.Secrets.SetSecret:output_type -> wizrpc.v1.SetSecretResponse
+	3,  // 79: wizrpc.v1.Secrets.ListSecrets:output_type -> wizrpc.v1.ListSecretsResponse
+	5,  // 80: wizrpc.v1.Secrets.DeleteSecret:output_type -> wizrpc.v1.DeleteSecretResponse
+	10, // 81: wizrpc.v1.Schedules.ListSchedules:output_type -> wizrpc.v1.ListSchedulesResponse
+	12, // 82: wizrpc.v1.Schedules.PauseSchedule:output_type -> wizrpc.v1.PauseScheduleResponse
+	12, // 83: wizrpc.v1.Schedules.ResumeSchedule:output_type -> wizrpc.v1.PauseScheduleResponse
+	15, // 84: wizrpc.v1.Schedules.Backfill:output_type -> wizrpc.v1.BackfillResponse
+	7,  // 85: wizrpc.v1.Schedules.TriggerURL:output_type -> wizrpc.v1.TriggerURLResponse
+	61, // [61:86] is the sub-list for method output_type
+	36, // [36:61] is the sub-list for method input_type
 	36, // [36:36] is the sub-list for extension type_name
 	36, // [36:36] is the sub-list for extension extendee
 	0,  // [0:36] is the sub-list for field type_name
@@ -2923,7 +3048,7 @@ func file_wizrpc_v1_manager_proto_init() {
 		return
 	}
 	file_wizrpc_v1_executor_proto_init()
-	file_wizrpc_v1_manager_proto_msgTypes[26].OneofWrappers = []any{
+	file_wizrpc_v1_manager_proto_msgTypes[28].OneofWrappers = []any{
 		(*InputValue_Text)(nil),
 		(*InputValue_File)(nil),
 		(*InputValue_Blob)(nil),
@@ -2934,7 +3059,7 @@ func file_wizrpc_v1_manager_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_manager_proto_rawDesc), len(file_wizrpc_v1_manager_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   49,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

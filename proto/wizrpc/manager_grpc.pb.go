@@ -1028,6 +1028,7 @@ const (
 	Schedules_PauseSchedule_FullMethodName  = "/wizrpc.v1.Schedules/PauseSchedule"
 	Schedules_ResumeSchedule_FullMethodName = "/wizrpc.v1.Schedules/ResumeSchedule"
 	Schedules_Backfill_FullMethodName       = "/wizrpc.v1.Schedules/Backfill"
+	Schedules_TriggerURL_FullMethodName     = "/wizrpc.v1.Schedules/TriggerURL"
 )
 
 // SchedulesClient is the client API for Schedules service.
@@ -1043,6 +1044,9 @@ type SchedulesClient interface {
 	// Backfill starts one run per tick of a schedule in a range (inclusive)
 	// and returns their ids; the runs go on in the server.
 	Backfill(ctx context.Context, in *BackfillRequest, opts ...grpc.CallOption) (*BackfillResponse, error)
+	// TriggerURL returns a webhook trigger's URL and, when it had no secret
+	// or rotate is set, a new secret (shown once; only its hash is kept).
+	TriggerURL(ctx context.Context, in *TriggerURLRequest, opts ...grpc.CallOption) (*TriggerURLResponse, error)
 }
 
 type schedulesClient struct {
@@ -1093,6 +1097,16 @@ func (c *schedulesClient) Backfill(ctx context.Context, in *BackfillRequest, opt
 	return out, nil
 }
 
+func (c *schedulesClient) TriggerURL(ctx context.Context, in *TriggerURLRequest, opts ...grpc.CallOption) (*TriggerURLResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TriggerURLResponse)
+	err := c.cc.Invoke(ctx, Schedules_TriggerURL_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulesServer is the server API for Schedules service.
 // All implementations must embed UnimplementedSchedulesServer
 // for forward compatibility.
@@ -1106,6 +1120,9 @@ type SchedulesServer interface {
 	// Backfill starts one run per tick of a schedule in a range (inclusive)
 	// and returns their ids; the runs go on in the server.
 	Backfill(context.Context, *BackfillRequest) (*BackfillResponse, error)
+	// TriggerURL returns a webhook trigger's URL and, when it had no secret
+	// or rotate is set, a new secret (shown once; only its hash is kept).
+	TriggerURL(context.Context, *TriggerURLRequest) (*TriggerURLResponse, error)
 	mustEmbedUnimplementedSchedulesServer()
 }
 
@@ -1127,6 +1144,9 @@ func (UnimplementedSchedulesServer) ResumeSchedule(context.Context, *PauseSchedu
 }
 func (UnimplementedSchedulesServer) Backfill(context.Context, *BackfillRequest) (*BackfillResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Backfill not implemented")
+}
+func (UnimplementedSchedulesServer) TriggerURL(context.Context, *TriggerURLRequest) (*TriggerURLResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TriggerURL not implemented")
 }
 func (UnimplementedSchedulesServer) mustEmbedUnimplementedSchedulesServer() {}
 func (UnimplementedSchedulesServer) testEmbeddedByValue()                   {}
@@ -1221,6 +1241,24 @@ func _Schedules_Backfill_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Schedules_TriggerURL_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TriggerURLRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulesServer).TriggerURL(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Schedules_TriggerURL_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulesServer).TriggerURL(ctx, req.(*TriggerURLRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Schedules_ServiceDesc is the grpc.ServiceDesc for Schedules service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1243,6 +1281,10 @@ var Schedules_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Backfill",
 			Handler:    _Schedules_Backfill_Handler,
+		},
+		{
+			MethodName: "TriggerURL",
+			Handler:    _Schedules_TriggerURL_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
