@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,10 @@ type ExecutorCmd struct {
 	RunID     string `name:"run" help:"Run this executor serves (for logs)."`
 }
 
+// executorMemLimit is `wiz executor`'s soft memory limit (GOMEMLIMIT
+// overrides it).
+const executorMemLimit = 48 << 20
+
 // Run implements the command.
 func (c *ExecutorCmd) Run(env *Env) error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
@@ -37,6 +42,12 @@ func (c *ExecutorCmd) Run(env *Env) error {
 		return usageError{fmt.Errorf("wiz executor on TCP needs --tls-cert and --tls-key; executor backends pass them")}
 	}
 	inheritedCloseOnExec()
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit: the collector works harder near it instead of
+		// letting the heap double. The executor's own heap is small; what
+		// passes through it (a program's 300 MB of stderr) is garbage at once.
+		debug.SetMemoryLimit(executorMemLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := hclog.New(&hclog.LoggerOptions{Name: "executor", Level: hclog.LevelFromString(env.CLI.LogLevel), Output: os.Stderr})

@@ -130,8 +130,17 @@ const (
 func loosenGC(size int) {
 	if size > 0 && size < smallPipeline && os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(smallRunGC)
+		if os.Getenv("GOMEMLIMIT") == "" {
+			// A small run's heap is small; a soft limit keeps the looser
+			// collection from letting a flood of logs triple it.
+			debug.SetMemoryLimit(smallRunMemLimit)
+		}
 	}
 }
+
+// smallRunMemLimit is the soft memory limit of a small pipeline's `wiz run`
+// (GOMEMLIMIT overrides it).
+const smallRunMemLimit = 48 << 20
 
 func run(args []string) int {
 	var cli CLI

@@ -45,6 +45,7 @@ type Task struct {
 	Timeout   time.Duration
 	InlineMax int64 // outputs larger than this become Wiz Files; 0: the default
 	MaxOutput int64 // an output larger than this fails the task; 0: no limit
+	MaxLog    int64 // the task's log budget (head and tail kept); 0: no limit
 	// Env is the pipeline's env, under the plan's own; ExprEnv the values of
 	// a script's expressions, over everything; FileEnv names the input whose
 	// path each variable holds. Native tasks only.

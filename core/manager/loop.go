@@ -5,6 +5,7 @@ package manager
 // of the executors, the logical time and cancels.
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -372,7 +373,7 @@ func (r *run) dispatch(i int) {
 	pr.retryWait = false
 	task := &Task{
 		Native: pr.native, RunID: r.rec.Id, Processor: pr.rec.Name, Type: pr.node.Uses, Pack: pr.pack,
-		Config: pr.config, Inputs: inputs, Timeout: pr.node.Timeout, InlineMax: r.p.InlineMax, MaxOutput: pr.node.MaxOutput,
+		Config: pr.config, Inputs: inputs, Timeout: pr.node.Timeout, InlineMax: r.p.InlineMax, MaxOutput: pr.node.MaxOutput, MaxLog: cmp.Or(pr.node.MaxLog, pipeline.DefaultMaxLog),
 		KeepTemp: r.keepTemp,
 	}
 	if pr.native {

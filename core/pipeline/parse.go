@@ -31,9 +31,9 @@ var (
 
 // Keys of the mappings of a pipeline file.
 var (
-	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_output_size", "max_parallel", "name", "outputs", "processors", "retention", "retries", "schedules", "timeout", "triggers", "when"}
+	topKeys       = []string{"defaults", "env", "executor", "fail_fast", "finally", "inline_max_size", "inputs", "max_log_size", "max_output_size", "max_parallel", "name", "outputs", "processors", "retention", "retries", "schedules", "timeout", "triggers", "when"}
 	inputKeys     = []string{"default", "doc", "enum", "max", "min", "pattern", "type"}
-	processorKeys = []string{"after", "cache", "executor", "for_each", "inputs", "max_output_size", "max_parallel", "on_error", "resources", "retries", "retry", "secret_files", "timeout", "uses", "when", "with"}
+	processorKeys = []string{"after", "cache", "executor", "for_each", "inputs", "max_log_size", "max_output_size", "max_parallel", "on_error", "resources", "retries", "retry", "secret_files", "timeout", "uses", "when", "with"}
 	resourceKeys  = []string{"limits", "requests"}
 )
 
@@ -815,6 +815,8 @@ func (d *decoder) pipeline(body *yaml.Node) *Pipeline {
 			p.InlineMax = d.size(e)
 		case "max_output_size":
 			p.MaxOutput = d.size(e)
+		case "max_log_size":
+			p.MaxLog = d.size(e)
 		case "max_parallel":
 			p.MaxParallel, _ = d.count(e)
 		case "retries":
@@ -932,7 +934,7 @@ func (d *decoder) processors(p *Pipeline, procs entry, def *processorDefaults, f
 }
 
 func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *ProcessorNode {
-	n := &ProcessorNode{Name: pe.key, Pos: pe.keyPos, MaxOutput: p.MaxOutput}
+	n := &ProcessorNode{Name: pe.key, Pos: pe.keyPos, MaxOutput: p.MaxOutput, MaxLog: p.MaxLog}
 	var set processorFields
 	defer func() { def.apply(n, set) }()
 	switch {
@@ -1006,6 +1008,8 @@ func (d *decoder) processor(p *Pipeline, pe entry, def *processorDefaults) *Proc
 			n.Resources = d.resources(e)
 		case "max_output_size":
 			n.MaxOutput = d.size(e)
+		case "max_log_size":
+			n.MaxLog = d.size(e)
 		case "secret_files":
 			n.SecretFiles, n.secretFileRefs = d.secretFiles(e)
 			n.secretFilesPos = e.keyPos

@@ -261,8 +261,11 @@ type ProcessorNode struct {
 	// MaxOutput is the largest output in bytes the processor may make (its
 	// own `max_output_size`, else the pipeline's); 0: no limit.
 	MaxOutput int64
-	Pos       Position            // position of the processor's key
-	WithPos   map[string]Position // position of each top-level `with` key
+	// MaxLog is the processor's log budget (its own `max_log_size`, else
+	// the pipeline's); 0: DefaultMaxLog.
+	MaxLog  int64
+	Pos     Position            // position of the processor's key
+	WithPos map[string]Position // position of each top-level `with` key
 
 	// AfterOutcome holds, for each After entry, the outcome it waits for:
 	// OutcomeDefault (a plain name), or OutcomeSucceeded, OutcomeFailed,
@@ -333,7 +336,9 @@ type Pipeline struct {
 	// inline Wiz Data; 0: the default (1 MiB).
 	InlineMax int64
 	// MaxOutput is the pipeline-wide default of max_output_size; 0: none.
-	MaxOutput   int64
+	MaxOutput int64
+	// MaxLog is the pipeline-wide default of max_log_size; 0: DefaultMaxLog.
+	MaxLog      int64
 	MaxParallel int // 0 means the executor's capacity
 	Retries     int // pipeline-wide default retries
 	// When is the pipeline's precondition (inputs only); nil: none.
@@ -414,6 +419,10 @@ type FieldSpec struct {
 	Required bool
 	Doc      string
 }
+
+// DefaultMaxLog is a processor's log budget when the file sets none: what
+// the Manager keeps of its logs (the head and the tail, half each).
+const DefaultMaxLog = 16 << 20
 
 // TypeSpec describes a processor type's config, as its pack described it.
 type TypeSpec struct {

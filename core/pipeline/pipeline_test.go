@@ -279,7 +279,7 @@ func TestParseErrors(t *testing.T) {
 		{"no processors", "name: t\nprocessors: {}\n", `p.yaml:2:1: pipeline has no processors`},
 		{"null processors", "name: t\nprocessors:\n", `p.yaml:2:1: pipeline has no processors`},
 		{"unknown top key", "name: t\nprocesors: {}\nprocessors: {a: {uses: std/json}}\n",
-			`p.yaml:2:1: unknown key "procesors" in pipeline (valid keys: defaults, env, executor, fail_fast, finally, inline_max_size, inputs, max_output_size, max_parallel, name, outputs, processors, retention, retries, schedules, timeout, triggers, when)`},
+			`p.yaml:2:1: unknown key "procesors" in pipeline (valid keys: defaults, env, executor, fail_fast, finally, inline_max_size, inputs, max_log_size, max_output_size, max_parallel, name, outputs, processors, retention, retries, schedules, timeout, triggers, when)`},
 		{"bad name", "name: Word Count\nprocessors: {a: {uses: std/json}}\n",
 			`p.yaml:1:7: invalid pipeline name "Word Count": use lower-case letters, digits, ".", "_" and "-", starting with a letter or digit`},
 		{"name not string", "name: [a]\nprocessors: {a: {uses: std/json}}\n", `p.yaml:1:7: name must be a string, got a list`},
@@ -294,7 +294,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty processor", procs("  a:\n"), `p.yaml:3:3: processor "a" is empty: it needs at least uses`},
 		{"missing uses", procs("  a: {with: {x: 1}}\n"), `p.yaml:3:3: processor "a" is missing required key "uses" (a processor type like std/exec)`},
 		{"unknown processor key", procs("  a:\n    uses: std/json\n    need: [b]\n"),
-			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, cache, executor, for_each, inputs, max_output_size, max_parallel, on_error, resources, retries, retry, secret_files, timeout, uses, when, with)`},
+			`p.yaml:5:5: unknown key "need" in processor "a" (valid keys: after, cache, executor, for_each, inputs, max_log_size, max_output_size, max_parallel, on_error, resources, retries, retry, secret_files, timeout, uses, when, with)`},
 		{"bad uses", procs("  a: {uses: exec}\n"), `p.yaml:3:13: invalid processor type "exec": want PACK/NAME, like std/exec`},
 		{"empty version", procs("  a: {uses: std/exec@}\n"), `p.yaml:3:13: empty version constraint in "std/exec@": want PACK/NAME@CONSTRAINT, like acme/resize@^1.2`},
 		{"bad timeout", procs("  a: {uses: std/json, timeout: 30}\n"), `p.yaml:3:32: timeout must be a positive duration like "30s" or "5m", got 30`},
@@ -327,7 +327,7 @@ func TestParseErrors(t *testing.T) {
 		{"several, sorted", "name: t\nprocessors:\n  b: {uses: std/json, retries: x}\n  a: {}\nfoo: 1\n",
 			"p.yaml:3:32: retries must be an integer ≥ 0, got \"x\"\n" +
 				"p.yaml:4:3: processor \"a\" is missing required key \"uses\" (a processor type like std/exec)\n" +
-				"p.yaml:5:1: unknown key \"foo\" in pipeline (valid keys: defaults, env, executor, fail_fast, finally, inline_max_size, inputs, max_output_size, max_parallel, name, outputs, processors, retention, retries, schedules, timeout, triggers, when)"},
+				"p.yaml:5:1: unknown key \"foo\" in pipeline (valid keys: defaults, env, executor, fail_fast, finally, inline_max_size, inputs, max_log_size, max_output_size, max_parallel, name, outputs, processors, retention, retries, schedules, timeout, triggers, when)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

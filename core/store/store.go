@@ -175,6 +175,7 @@ type Batch struct {
 	seq  uint32 // orders events staged in this batch
 	keys []string
 	vals map[string][]byte
+	size int // bytes of the values staged
 	// lazy holds processor records staged by pointer, encoded by Seal: a
 	// processor that starts and ends within one batch is encoded once, in
 	// its latest state.
@@ -204,15 +205,22 @@ func (b *Batch) Seal() error {
 // Len is the number of pending writes.
 func (b *Batch) Len() int { return len(b.keys) }
 
+// Size returns the bytes of the values staged (those staged by pointer
+// not counted).
+func (b *Batch) Size() int { return b.size }
+
 func (b *Batch) put(key string, m proto.Message) error {
 	v, err := proto.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", key, err)
 	}
-	if _, ok := b.vals[key]; !ok {
+	if old, ok := b.vals[key]; !ok {
 		b.keys = append(b.keys, key)
+	} else {
+		b.size -= len(old)
 	}
 	b.vals[key] = v
+	b.size += len(v)
 	return nil
 }
 
@@ -320,6 +328,7 @@ func (b *Batch) Commit() error {
 	}
 	b.keys = b.keys[:0]
 	clear(b.vals)
+	b.size = 0
 	return nil
 }
 

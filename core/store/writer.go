@@ -26,6 +26,14 @@ type Writer struct {
 	err   error
 }
 
+// A batch of writerFullBytes starts its commit without waiting for the gap;
+// with writerWaitBytes staged while a commit runs, Flush waits for it: what
+// a run stages (logs above all) stays within a few MiB.
+const (
+	writerFullBytes = 2 << 20
+	writerWaitBytes = 8 << 20
+)
+
 // NewWriter returns a Writer committing at most once per gap, or at once
 // when max records are staged.
 func (s *Store) NewWriter(gap time.Duration, max int) *Writer {
@@ -72,7 +80,7 @@ func (w *Writer) Woken() { w.wait = false }
 // final it waits for the running one and commits the rest. Too many staged
 // records make it wait too.
 func (w *Writer) Flush(final bool) {
-	if w.busy && (final || w.batch.Len() >= w.max*16) {
+	if w.busy && (final || w.batch.Len() >= w.max*16 || w.batch.Size() >= writerWaitBytes) {
 		w.Settle(<-w.done)
 	}
 	if w.busy || w.batch.Len() == 0 {
@@ -88,7 +96,7 @@ func (w *Writer) Flush(final bool) {
 		}
 		return
 	}
-	if wait := w.gap - time.Since(w.last); wait > 0 && w.batch.Len() < w.max {
+	if wait := w.gap - time.Since(w.last); wait > 0 && w.batch.Len() < w.max && w.batch.Size() < writerFullBytes {
 		if !w.wait {
 			if w.timer == nil {
 				w.timer = time.NewTimer(wait)

@@ -186,7 +186,7 @@ func (c *Client) Submit(t *manager.Task) error {
 		Pack:       &wizrpc.PackRef{Name: t.Pack.Name, Version: t.Pack.Version, Path: t.Pack.Path, Sha256: t.Pack.SHA256},
 		ConfigJson: t.Config, Inputs: t.Inputs, TimeoutNs: t.Timeout.Nanoseconds(), Kind: kind(t.Native),
 		Env: t.Env, ExprEnv: t.ExprEnv, FileEnv: t.FileEnv, KeepTemp: t.KeepTemp, Secrets: t.Secrets, SecretFiles: t.SecretFiles,
-		InlineMaxBytes: t.InlineMax, MaxOutputBytes: t.MaxOutput,
+		InlineMaxBytes: t.InlineMax, MaxOutputBytes: t.MaxOutput, MaxLogBytes: t.MaxLog,
 		ReportProgram: t.ReportProgram, ReuseProgramSha256: t.ReuseProgram,
 	}
 	if c.remote != nil {

@@ -363,7 +363,8 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 	// startedDelay, or logs before: a short task costs one message, its
 	// Finished.
 	ls := &lazyStart{emit: emit}
-	logEmit := func(ev *wizrpc.ExecuteEvent) { ls.send(); emit(ev) }
+	lim := newLogLimit(t.MaxLogBytes, func(ev *wizrpc.ExecuteEvent) { ls.send(); emit(ev) })
+	logEmit := lim.emit
 	var stdout *blob.Spill
 	var outw io.Writer
 	if p.StdoutOutput {
@@ -591,6 +592,7 @@ func (s *Server) runNative(ctx context.Context, t *wizrpc.Task, cp *cachedPlan, 
 		_ = maskOut.Close() // what it held back; an error shows in stdout.Err
 	}
 	se.flush()
+	lim.finish()
 
 	m := &wizpb.Metrics{WallNs: wall.Nanoseconds(), InputBytes: dataSize(t.Inputs)}
 	code := int32(-1)
@@ -1148,8 +1150,28 @@ func (s *stderrScanner) scan(r io.Reader) {
 	br := stderrReaders.Get().(*bufio.Reader)
 	br.Reset(r)
 	defer func() { br.Reset(nil); stderrReaders.Put(br) }()
+	// Lines already read go out together, up to maxLogLine per event: a
+	// program that writes many short lines costs a few events, not one per
+	// line. Nothing waits to fill a batch.
+	var batch []byte
+	send := func() {
+		if len(batch) > 0 {
+			s.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{Stream: "stderr", Data: batch}}})
+			batch = nil
+		}
+	}
 	for {
-		line, err := br.ReadBytes('\n')
+		var line []byte
+		var err error
+		if s.mask == nil && len(batch)+br.Buffered() < maxLogLine {
+			// Straight into the batch: no copy of each line of its own.
+			start := len(batch)
+			batch, err = appendLine(batch, br, maxLogLine-start)
+			line = batch[start:]
+			batch = batch[:start]
+		} else {
+			line, err = readLine(br, maxLogLine)
+		}
 		if s.mask != nil {
 			if len(s.partial) > 0 {
 				line = append(s.partial, line...)
@@ -1162,18 +1184,60 @@ func (s *stderrScanner) scan(r io.Reader) {
 		}
 		if len(line) > 0 {
 			if msg, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("::warning::")); ok {
+				send()
 				s.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Warning{Warning: &wizrpc.Warning{Message: string(msg)}}})
 			} else {
-				s.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{Stream: "stderr", Data: line}}})
+				if len(batch)+len(line) > maxLogLine {
+					send()
+				}
+				batch = append(batch, line...)
 				s.last = append(s.last, line...)
 				if len(s.last) > 2*stderrTail {
 					s.last = append([]byte(nil), s.last[len(s.last)-stderrTail:]...)
 				}
 			}
 		}
+		if err != nil || br.Buffered() == 0 {
+			send() // before a read that may wait
+		}
 		if err != nil {
 			s.err = err
 			return
+		}
+	}
+}
+
+// maxLogLine is the longest piece of a stderr line sent as one log event:
+// a longer line goes in pieces, so that no line is held in memory whole.
+const maxLogLine = 64 << 10
+
+// readLine reads a line (with its newline) of at most max bytes; a longer
+// line comes in pieces, each returned with a nil error.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var out []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		out = append(out, frag...)
+		if err != bufio.ErrBufferFull {
+			return out, err
+		}
+		if len(out) >= max {
+			return out, nil
+		}
+	}
+}
+
+// appendLine is readLine appending to dst.
+func appendLine(dst []byte, br *bufio.Reader, max int) ([]byte, error) {
+	n := len(dst)
+	for {
+		frag, err := br.ReadSlice('\n')
+		dst = append(dst, frag...)
+		if err != bufio.ErrBufferFull {
+			return dst, err
+		}
+		if len(dst)-n >= max {
+			return dst, nil
 		}
 	}
 }

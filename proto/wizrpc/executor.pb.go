@@ -545,8 +545,12 @@ type Task struct {
 	// directory, the secret each file holds. The executor substitutes them
 	// when it starts the program, masks every value (and its base64 form) in
 	// the task's logs and outputs, and keeps none of them after the task.
-	Secrets       map[string][]byte `protobuf:"bytes,18,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	SecretFiles   map[string]string `protobuf:"bytes,19,rep,name=secret_files,json=secretFiles,proto3" json:"secret_files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Secrets     map[string][]byte `protobuf:"bytes,18,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	SecretFiles map[string]string `protobuf:"bytes,19,rep,name=secret_files,json=secretFiles,proto3" json:"secret_files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// max_log_bytes bounds the task's logs: the first half is sent as it
+	// comes, the last half when the task ends, and what went between is
+	// counted in a line of its own (and again in a last line). 0: no bound.
+	MaxLogBytes   int64 `protobuf:"varint,20,opt,name=max_log_bytes,json=maxLogBytes,proto3" json:"max_log_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -712,6 +716,13 @@ func (x *Task) GetSecretFiles() map[string]string {
 		return x.SecretFiles
 	}
 	return nil
+}
+
+func (x *Task) GetMaxLogBytes() int64 {
+	if x != nil {
+		return x.MaxLogBytes
+	}
+	return 0
 }
 
 type ExecuteRequest struct {
@@ -1431,7 +1442,7 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x12\n" +
 	"\x04path\x18\x03 \x01(\tR\x04path\x12\x16\n" +
-	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xff\b\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"\xa3\t\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x15\n" +
 	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1c\n" +
@@ -1454,7 +1465,8 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x0ereport_program\x18\x10 \x01(\bR\rreportProgram\x120\n" +
 	"\x14reuse_program_sha256\x18\x11 \x01(\tR\x12reuseProgramSha256\x126\n" +
 	"\asecrets\x18\x12 \x03(\v2\x1c.wizrpc.v1.Task.SecretsEntryR\asecrets\x12C\n" +
-	"\fsecret_files\x18\x13 \x03(\v2 .wizrpc.v1.Task.SecretFilesEntryR\vsecretFiles\x1aG\n" +
+	"\fsecret_files\x18\x13 \x03(\v2 .wizrpc.v1.Task.SecretFilesEntryR\vsecretFiles\x12\"\n" +
+	"\rmax_log_bytes\x18\x14 \x01(\x03R\vmaxLogBytes\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\x1a6\n" +
