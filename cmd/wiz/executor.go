@@ -31,7 +31,7 @@ type ExecutorCmd struct {
 
 // executorMemLimit is `wiz executor`'s soft memory limit (GOMEMLIMIT
 // overrides it).
-const executorMemLimit = 48 << 20
+const executorMemLimit = 64 << 20
 
 // Run implements the command.
 func (c *ExecutorCmd) Run(env *Env) error {

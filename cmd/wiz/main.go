@@ -140,7 +140,7 @@ func loosenGC(size int) {
 
 // smallRunMemLimit is the soft memory limit of a small pipeline's `wiz run`
 // (GOMEMLIMIT overrides it).
-const smallRunMemLimit = 48 << 20
+const smallRunMemLimit = 64 << 20
 
 func run(args []string) int {
 	var cli CLI
