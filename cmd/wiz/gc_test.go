@@ -44,6 +44,8 @@ func TestSetGC(t *testing.T) {
 // a stored pipeline (size 0) or GOGC keeps the Manager's setting.
 func TestLoosenGC(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(50))
+	unlimited := debug.SetMemoryLimit(-1) // -1 reads it
+	defer debug.SetMemoryLimit(unlimited) // the test binary's own, after
 	for _, tc := range []struct {
 		size int
 		gogc string
@@ -59,6 +61,15 @@ func TestLoosenGC(t *testing.T) {
 		loosenGC(tc.size)
 		if got := debug.SetGCPercent(50); got != tc.want {
 			t.Errorf("loosenGC(%d) with GOGC=%q: GC percent %d, want %d", tc.size, tc.gogc, got, tc.want)
+		}
+		// A small run also gets a soft memory limit, so that a flood of
+		// logs cannot triple its heap.
+		wantLimit := unlimited
+		if tc.want == smallRunGC {
+			wantLimit = smallRunMemLimit
+		}
+		if got := debug.SetMemoryLimit(unlimited); got != wantLimit {
+			t.Errorf("loosenGC(%d) with GOGC=%q: memory limit %d, want %d", tc.size, tc.gogc, got, wantLimit)
 		}
 	}
 }
