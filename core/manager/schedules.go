@@ -562,7 +562,7 @@ func (m *Manager) Backfill(pipelineName, name string, from, to time.Time, maxPar
 		return nil, nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	out := make([]BackfillTick, len(ticks))
-	var todo []int
+	var pending []int
 	for i, t := range ticks {
 		out[i].Tick = t
 		f, err := m.store.Fire(pipelineName, name, store.TickKey(t))
@@ -576,12 +576,12 @@ func (m *Manager) Backfill(pipelineName, name string, from, to time.Time, maxPar
 				continue
 			}
 		}
-		todo = append(todo, i)
+		pending = append(pending, i)
 	}
 	if dryRun {
 		return out, func() {}, nil
 	}
-	for _, i := range todo {
+	for _, i := range pending {
 		out[i].RunID = ids.NewString()
 	}
 	maxParallel = max(maxParallel, 1)
@@ -594,7 +594,7 @@ func (m *Manager) Backfill(pipelineName, name string, from, to time.Time, maxPar
 		defer wg.Done()
 		var runs sync.WaitGroup
 		defer runs.Wait()
-		for _, i := range todo {
+		for _, i := range pending {
 			select {
 			case slots <- struct{}{}:
 			case <-m.stopBackfills:
