@@ -104,6 +104,7 @@ func TestScript(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"buildacme":    cmdBuildacme,
+			"buildmute":    cmdBuildmute,
 			"buildproto2":  cmdBuildproto2,
 			"buildsubproc": cmdBuildsubproc,
 			"capture":      cmdCapture,
@@ -415,6 +416,17 @@ func cmdBuildproto2(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	buildPlugin(ts, "proto2", filepath.Join("internal", "pluginhost", "testdata", "proto2"),
 		"", args[0], "wiz-processors-proto2")
+}
+
+// cmdBuildmute is `buildmute DIR`: it puts the test plugin that answers the
+// wiz handshake and then never serves (internal/pluginhost/testdata/mute) in
+// DIR/wiz-processors-mute.
+func cmdBuildmute(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: buildmute DIR")
+	}
+	buildPlugin(ts, "mute", filepath.Join("internal", "pluginhost", "testdata", "mute"),
+		"", args[0], "wiz-processors-mute")
 }
 
 // cmdInrange is `inrange N LO HI`: it succeeds when the integer N is at least

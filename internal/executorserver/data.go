@@ -56,8 +56,12 @@ func (s *Server) runData(ctx context.Context, t *wizrpc.Task, pack *pluginhost.P
 	case ctx.Err() != nil:
 		ev = finished(outcomeOf(ctx), 0, cause(ctx), true)
 	case errors.Is(err, pluginhost.ErrPluginShutdown):
+		how := pack.ExitInfo()
 		s.dropPack(t.Pack, pack)
-		ev = finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("pack plugin %s@%s (%s) died mid-task; the next task starts a fresh one", t.Pack.Name, t.Pack.Version, t.Pack.Path), true)
+		if how != "" {
+			how = " (" + how + ")"
+		}
+		ev = finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fmt.Sprintf("pack plugin %s@%s (%s) died mid-task%s; the next task starts a fresh one", t.Pack.Name, t.Pack.Version, t.Pack.Path, how), true)
 	case fatal != "":
 		ev = finished(wizrpc.Outcome_OUTCOME_FAILED, 0, fatal, true)
 	case err != nil:

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/wiz-run/wiz/core/secrets"
+	"github.com/wiz-run/wiz/internal/pluginhost"
 	"github.com/wiz-run/wiz/proto/wizpb"
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk/blob"
@@ -99,6 +100,27 @@ func (s *Server) storePlan(key string, p *wizrpc.Plan) {
 	}
 }
 
+// verifyPack checks a pack binary's digest once per executor, for a task
+// served from the plan cache. A pack from a blob was checked by its digest
+// when it was stored.
+func (s *Server) verifyPack(ref *wizrpc.PackRef) error {
+	if ref.Path == "" {
+		return nil
+	}
+	s.mu.Lock()
+	err, done := s.verified[ref.Sha256]
+	s.mu.Unlock()
+	if done {
+		return err
+	}
+	err = pluginhost.Verify(pluginhost.Config{Name: ref.Name + "@" + ref.Version, Path: ref.Path, SHA256: ref.Sha256,
+		VerifiedFile: filepath.Join(s.cfg.CacheDir, "verified.json")})
+	s.mu.Lock()
+	s.verified[ref.Sha256] = err
+	s.mu.Unlock()
+	return err
+}
+
 func typeName(t string) string {
 	if i := strings.LastIndexByte(t, '/'); i >= 0 {
 		return t[i+1:]
@@ -119,6 +141,14 @@ func (s *Server) plan(ctx context.Context, t *wizrpc.Task) (*cachedPlan, error) 
 		return cp, nil
 	}
 	p := s.diskPlan(key)
+	if p != nil {
+		// The pack will not run, so its digest is not checked at launch:
+		// a binary changed after install is refused here as it would be
+		// there.
+		if err := s.verifyPack(t.Pack); err != nil {
+			return nil, err
+		}
+	}
 	if p == nil {
 		e, err := s.pack(t.Pack)
 		if err != nil {

@@ -71,6 +71,7 @@ type Server struct {
 	mu       sync.Mutex
 	packs    map[string]*packEntry // by sha256
 	plans    map[string]*cachedPlan
+	verified map[string]error    // pack digest → its check for the plan cache
 	journals map[string]*os.File // task journals by run ID (recordGroup)
 }
 
@@ -114,7 +115,7 @@ func Run(ctx context.Context, cfg Config) error {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, blobs: blobs,
 		slots: newSlotPool(cfg.Slots), workers: newWorkers(), dirs: &taskDirs{parent: cfg.WorkDir},
-		packs: map[string]*packEntry{}, plans: map[string]*cachedPlan{},
+		packs: map[string]*packEntry{}, plans: map[string]*cachedPlan{}, verified: map[string]error{},
 	}
 	defer s.stopPacks()
 	defer s.closeJournals()

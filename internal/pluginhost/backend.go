@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -17,9 +18,9 @@ import (
 
 // Backend is a running executor backend plugin.
 type Backend struct {
-	name   string
-	client *plugin.Client
-	rpc    wizrpc.ExecutorBackendClient
+	name string
+	proc *proc
+	rpc  wizrpc.ExecutorBackendClient
 }
 
 // LaunchBackend starts an executor backend plugin, verifying its checksum.
@@ -28,41 +29,49 @@ func LaunchBackend(cfg Config) (*Backend, error) {
 	if err != nil || len(sum) != 32 {
 		return nil, fmt.Errorf("launch executor backend %s: bad sha256 %q", cfg.Name, cfg.SHA256)
 	}
-	raw, client, err := launch(cfg, sum, plugin.PluginSet{sdk.BackendPluginName: &backendPlugin{}}, sdk.BackendPluginName)
+	raw, pr, err := launch(cfg, sum, plugin.PluginSet{sdk.BackendPluginName: &backendPlugin{}}, sdk.BackendPluginName)
 	if err != nil {
 		return nil, err
 	}
-	return &Backend{name: cfg.Name, client: client, rpc: raw.(wizrpc.ExecutorBackendClient)}, nil
+	return &Backend{name: cfg.Name, proc: pr, rpc: raw.(wizrpc.ExecutorBackendClient)}, nil
 }
 
 // Describe asks the backend for its name and version.
 func (b *Backend) Describe(ctx context.Context) (*wizrpc.BackendDescribeResponse, error) {
+	ctx, cancel, d := withDeadline(ctx, CallTimeout)
+	defer cancel()
 	resp, err := b.rpc.Describe(ctx, &wizrpc.BackendDescribeRequest{})
 	if err != nil {
-		return nil, b.callError("describe", err)
+		return nil, b.callError(ctx, d, "describe", err)
 	}
 	return resp, nil
 }
 
 // Provision starts an executor.
 func (b *Backend) Provision(ctx context.Context, req *wizrpc.ProvisionRequest) (*wizrpc.ProvisionResponse, error) {
+	ctx, cancel, d := withDeadline(ctx, ProvisionTimeout)
+	defer cancel()
 	resp, err := b.rpc.Provision(ctx, req)
 	if err != nil {
-		return nil, b.callError("provision", err)
+		return nil, b.callError(ctx, d, "provision", err)
 	}
 	return resp, nil
 }
 
 // Teardown stops an executor.
 func (b *Backend) Teardown(ctx context.Context, id string) error {
+	ctx, cancel, d := withDeadline(ctx, TeardownTimeout)
+	defer cancel()
 	if _, err := b.rpc.Teardown(ctx, &wizrpc.TeardownRequest{ExecutorId: id}); err != nil {
-		return b.callError("teardown", err)
+		return b.callError(ctx, d, "teardown", err)
 	}
 	return nil
 }
 
 // Diagnose asks the backend why an executor is gone; "" when it does not know.
 func (b *Backend) Diagnose(ctx context.Context, id string) string {
+	ctx, cancel, _ := withDeadline(ctx, CallTimeout)
+	defer cancel()
 	resp, err := b.rpc.Diagnose(ctx, &wizrpc.DiagnoseRequest{ExecutorId: id})
 	if err != nil {
 		return ""
@@ -73,27 +82,26 @@ func (b *Backend) Diagnose(ctx context.Context, id string) string {
 // ValidateSettings has the backend check a pipeline's settings for it. A
 // backend built before settings checks existed takes any: no diagnostics.
 func (b *Backend) ValidateSettings(ctx context.Context, configJSON []byte) ([]*wizrpc.Diagnostic, error) {
+	ctx, cancel, d := withDeadline(ctx, CallTimeout)
+	defer cancel()
 	resp, err := b.rpc.ValidateSettings(ctx, &wizrpc.ValidateSettingsRequest{ConfigJson: configJSON})
 	if status.Code(err) == codes.Unimplemented {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, b.callError("validate settings", err)
+		return nil, b.callError(ctx, d, "validate settings", err)
 	}
 	return resp.Diagnostics, nil
 }
 
-// Kill stops the plugin process and reaps it.
-func (b *Backend) Kill() { b.client.Kill() }
+// Kill stops the plugin process and what it started, and reaps it.
+func (b *Backend) Kill() { b.proc.kill() }
 
 // Exited reports whether the plugin process has exited.
-func (b *Backend) Exited() bool { return b.client.Exited() }
+func (b *Backend) Exited() bool { return b.proc.client.Exited() }
 
-func (b *Backend) callError(op string, err error) error {
-	if b.client.Exited() {
-		return fmt.Errorf("executor backend %s: %s: %w", b.name, op, ErrPluginShutdown)
-	}
-	return fmt.Errorf("executor backend %s: %s: %w", b.name, op, grpcMessage(err))
+func (b *Backend) callError(ctx context.Context, d time.Duration, op string, err error) error {
+	return b.proc.callError(ctx, d, "executor backend "+b.name, op, err)
 }
 
 type backendPlugin struct {

@@ -54,7 +54,7 @@ func BenchmarkProcessHash(b *testing.B) {
 		}
 	}
 	call() // warm-up
-	pid := p.client.ReattachConfig().Pid
+	pid := p.proc.client.ReattachConfig().Pid
 	selfStart, packStart := selfCPU(), procCPU(b, pid)
 	for b.Loop() {
 		call()

@@ -27,8 +27,8 @@ import (
 	"github.com/wiz-run/wiz/sdk"
 )
 
-// ErrPluginShutdown is returned for calls to a pack whose process is gone.
-var ErrPluginShutdown = errors.New("pack plugin process exited")
+// ErrPluginShutdown is returned for calls to a plugin whose process is gone.
+var ErrPluginShutdown = errors.New("plugin process exited")
 
 // Config says which pack binary to launch.
 type Config struct {
@@ -47,9 +47,9 @@ type Config struct {
 
 // Pack is a running pack plugin.
 type Pack struct {
-	name   string
-	client *plugin.Client
-	rpc    wizrpc.ProcessorPackClient
+	name string
+	proc *proc
+	rpc  wizrpc.ProcessorPackClient
 }
 
 // Launch starts the pack plugin and connects to it. The checksum is verified
@@ -59,43 +59,36 @@ func Launch(cfg Config) (*Pack, error) {
 	if err != nil || len(sum) != sha256.Size {
 		return nil, fmt.Errorf("launch pack %s: bad sha256 %q", cfg.Name, cfg.SHA256)
 	}
-	raw, client, err := launch(cfg, sum, plugin.PluginSet{sdk.PackPluginName: &packPlugin{}}, sdk.PackPluginName)
+	raw, pr, err := launch(cfg, sum, plugin.PluginSet{sdk.PackPluginName: &packPlugin{}}, sdk.PackPluginName)
 	if err != nil {
 		return nil, err
 	}
-	return &Pack{name: cfg.Name, client: client, rpc: raw.(wizrpc.ProcessorPackClient)}, nil
+	return &Pack{name: cfg.Name, proc: pr, rpc: raw.(wizrpc.ProcessorPackClient)}, nil
 }
 
 // launch starts a plugin and dispenses kind from it, checking its digest
 // unless cfg.VerifiedFile says the binary passed before, unchanged since.
-func launch(cfg Config, sum []byte, plugins plugin.PluginSet, kind string) (any, *plugin.Client, error) {
+func launch(cfg Config, sum []byte, plugins plugin.PluginSet, kind string) (any, *proc, error) {
 	id, ok, known := verifiedBefore(cfg.VerifiedFile, cfg.Path, cfg.SHA256)
 	check := sum
 	if known {
 		check = nil
 	}
-	client := NewClient(cfg.Path, plugins, check, cfg.Logger)
-	raw, err := Dispense(client, cfg.Name, cfg.Path, cfg.SHA256, kind)
+	pr := newProc(cfg.Path, plugins, check, cfg.Logger)
+	raw, err := dispense(pr, cfg.Name, cfg.Path, cfg.SHA256, kind)
 	if err != nil {
 		return nil, nil, err
 	}
 	if ok && !known {
 		recordVerified(cfg.VerifiedFile, cfg.Path, cfg.SHA256, id)
 	}
-	return raw, client, nil
+	return raw, pr, nil
 }
 
-// NewClient makes a go-plugin client for a wiz plugin binary serving plugins.
+// newProc makes a go-plugin client for a wiz plugin binary serving plugins.
 // The process is put in its own process group and dies with its host. The
 // binary's sha256 must be sum; nil: not checked.
-func NewClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.Logger) *plugin.Client {
-	c, _ := newClient(path, plugins, sum, logger, 0)
-	return c
-}
-
-// newClient is NewClient with a start timeout (0: go-plugin's minute); it
-// also returns the command, whose process group the caller may kill.
-func newClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.Logger, start time.Duration) (*plugin.Client, *exec.Cmd) {
+func newProc(path string, plugins plugin.PluginSet, sum []byte, logger hclog.Logger) *proc {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
@@ -106,37 +99,49 @@ func newClient(path string, plugins plugin.PluginSet, sum []byte, logger hclog.L
 	if sum != nil {
 		secure = &plugin.SecureConfig{Checksum: sum, Hash: sha256.New()}
 	}
-	return plugin.NewClient(&plugin.ClientConfig{
-		StartTimeout:     start,
+	stderr := &tailWriter{}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		// connect bounds the handshake and the connection together.
+		StartTimeout:     StartTimeout + time.Second,
 		HandshakeConfig:  sdk.Handshake,
 		VersionedPlugins: map[int]plugin.PluginSet{sdk.ProtocolVersion: plugins},
 		Cmd:              cmd,
 		SecureConfig:     secure,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           logger,
-		SyncStdout:       io.Discard,
+		// The process's own stderr: before it serves, a crash's message.
+		Stderr:     stderr,
+		SyncStdout: io.Discard,
 		// What the plugin's children write to stderr (a backend's `wiz
 		// executor`, for one) reaches the host's log at the level it names.
 		SyncStderr: logger.StandardWriter(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug}),
 		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize), grpc.MaxCallSendMsgSize(sdk.MaxMessageSize))},
-	}), cmd
+	})
+	return &proc{client: client, cmd: cmd, stderr: stderr}
 }
 
-// Dispense starts the plugin process and returns its gRPC client, turning
-// go-plugin's errors into one line that says what is wrong.
-func Dispense(client *plugin.Client, name, path, want, kind string) (any, error) {
-	rpcClient, err := client.Client()
+// dispense starts the plugin process and returns its gRPC client for kind,
+// turning go-plugin's errors into one line that says what is wrong.
+func dispense(pr *proc, name, path, want, kind string) (any, error) {
+	raw, err := pr.connect(StartTimeout, kind)
 	if err != nil {
-		client.Kill()
-		return nil, launchError(name, path, want, err)
-	}
-	raw, err := rpcClient.Dispense(kind)
-	if err != nil {
-		client.Kill()
+		pr.killGroup()
+		pr.waitExit(2 * time.Second)
+		pr.kill()
+		if errors.Is(err, errStartTimeout) || errors.Is(err, errConnectTimeout) || pr.client.Exited() || isStartError(err) {
+			return nil, launchError(name, path, want, err, pr.exitInfo())
+		}
 		return nil, fmt.Errorf("plugin %s (%s) is not a wiz %s plugin: %w", name, path, kindWord(kind), err)
 	}
 	return raw, nil
+}
+
+// isStartError tells errors of starting the process and its handshake from
+// those of dispensing a plugin kind it does not serve.
+func isStartError(err error) bool {
+	msg := err.Error()
+	return errors.Is(err, plugin.ErrChecksumsDoNotMatch) || strings.Contains(msg, "plugin") || strings.Contains(msg, "exec")
 }
 
 func kindWord(kind string) string {
@@ -146,22 +151,59 @@ func kindWord(kind string) string {
 	return "executor backend"
 }
 
-func launchError(name, path, want string, err error) error {
+func changedError(name, path, got, want string) error {
+	return fmt.Errorf("plugin %s refused: %s changed after install (sha256 %s, expected %s); reinstall it with `wiz plugin install`", name, path, got, want)
+}
+
+// Verify checks, without running it, that the plugin binary cfg.Path still
+// has the digest cfg.SHA256, as Launch would: for a caller about to use what
+// the binary said before (a cached plan). With cfg.VerifiedFile, a binary
+// unchanged since it last passed is not hashed again.
+func Verify(cfg Config) error {
+	id, ok, known := verifiedBefore(cfg.VerifiedFile, cfg.Path, cfg.SHA256)
+	if known {
+		return nil
+	}
+	got, err := FileSHA256(cfg.Path)
+	if err != nil {
+		return fmt.Errorf("check plugin %s: %w", cfg.Name, err)
+	}
+	if got != cfg.SHA256 {
+		return changedError(cfg.Name, cfg.Path, got, cfg.SHA256)
+	}
+	if ok {
+		recordVerified(cfg.VerifiedFile, cfg.Path, cfg.SHA256, id)
+	}
+	return nil
+}
+
+// launchError explains why a plugin did not start; exit says how its process
+// ended ("" if it did not).
+func launchError(name, path, want string, err error, exit string) error {
 	msg := err.Error()
+	who := fmt.Sprintf("plugin %s (%s)", name, path)
+	if name == path {
+		who = "plugin " + path
+	}
 	switch {
 	case errors.Is(err, plugin.ErrChecksumsDoNotMatch):
-		got := "unknown"
-		if b, rerr := os.ReadFile(path); rerr == nil {
-			s := sha256.Sum256(b)
-			got = hex.EncodeToString(s[:])
+		got, herr := FileSHA256(path)
+		if herr != nil {
+			got = "unknown"
 		}
-		return fmt.Errorf("plugin %s refused: %s changed after install (sha256 %s, expected %s); reinstall it with `wiz plugin install`", name, path, got, want)
+		return changedError(name, path, got, want)
 	case strings.Contains(strings.ToLower(msg), "incompatible api version"):
 		return fmt.Errorf("plugin %s (%s) speaks another wiz plugin protocol than this wiz (protocol %d): %s; install a version built for this wiz", name, path, sdk.ProtocolVersion, msg)
-	case strings.Contains(msg, "timeout while waiting for plugin to start"):
+	case errors.Is(err, errConnectTimeout):
+		return fmt.Errorf("%s answered the wiz plugin handshake but did not serve within %s; it is stuck or not a working wiz plugin", who, StartTimeout)
+	case errors.Is(err, errStartTimeout) || strings.Contains(msg, "timeout while waiting for plugin to start"):
 		return fmt.Errorf("%s is not a wiz plugin (it did not answer the wiz plugin handshake in time)", path)
+	case exit != "" && exit != "it exited with status 0" && !strings.Contains(msg, "magic cookie") &&
+		(strings.Contains(msg, "Failed to read any lines") || strings.Contains(msg, "exited before we could connect")):
+		// It wrote nothing on stdout and failed: a crash, not a stranger.
+		return fmt.Errorf("%s failed at start: %s", who, exit)
 	case strings.Contains(msg, "magic cookie") || strings.Contains(msg, "Unrecognized remote plugin message") ||
-		strings.Contains(msg, "exited before we could connect") || strings.Contains(msg, "exec format error"):
+		strings.Contains(msg, "exec format error") || strings.Contains(msg, "exited before we could connect"):
 		return fmt.Errorf("%s is not a wiz plugin (it did not answer the wiz plugin handshake)", path)
 	}
 	return fmt.Errorf("start plugin %s (%s): %w", name, path, err)
@@ -169,9 +211,11 @@ func launchError(name, path, want string, err error) error {
 
 // Describe asks the pack for its types.
 func (p *Pack) Describe(ctx context.Context) (*wizrpc.DescribeResponse, error) {
+	ctx, cancel, d := withDeadline(ctx, CallTimeout)
+	defer cancel()
 	resp, err := p.rpc.Describe(ctx, &wizrpc.DescribeRequest{})
 	if err != nil {
-		return nil, p.callError("describe", err)
+		return nil, p.callError(ctx, d, "describe", err)
 	}
 	return resp, nil
 }
@@ -179,9 +223,11 @@ func (p *Pack) Describe(ctx context.Context) (*wizrpc.DescribeResponse, error) {
 // Plan asks a native-program wrapper for its invocation plan. A config problem
 // comes back as an error too.
 func (p *Pack) Plan(ctx context.Context, typ string, configJSON []byte) (*wizrpc.Plan, error) {
+	ctx, cancel, d := withDeadline(ctx, CallTimeout)
+	defer cancel()
 	resp, err := p.rpc.Plan(ctx, &wizrpc.PlanRequest{Type: typ, ConfigJson: configJSON})
 	if err != nil {
-		return nil, p.callError("plan "+typ, err)
+		return nil, p.callError(ctx, d, "plan "+typ, err)
 	}
 	if resp.Error != "" {
 		return nil, errors.New(resp.Error)
@@ -192,19 +238,22 @@ func (p *Pack) Plan(ctx context.Context, typ string, configJSON []byte) (*wizrpc
 // ValidateConfig has the pack check a config of typ (a type whose TypeSpec
 // says validates).
 func (p *Pack) ValidateConfig(ctx context.Context, typ string, configJSON []byte) ([]*wizrpc.Diagnostic, error) {
+	ctx, cancel, d := withDeadline(ctx, CallTimeout)
+	defer cancel()
 	resp, err := p.rpc.ValidateConfig(ctx, &wizrpc.ValidateConfigRequest{Type: typ, ConfigJson: configJSON})
 	if err != nil {
-		return nil, p.callError("validate the config of "+typ, err)
+		return nil, p.callError(ctx, d, "validate the config of "+typ, err)
 	}
 	return resp.Diagnostics, nil
 }
 
 // Process runs a data processor and calls on for each event it emits. It
-// returns an error when the pack could not be reached or died mid-task.
+// returns an error when the pack could not be reached or died mid-task. It
+// has no deadline of its own: the task's timeout bounds it.
 func (p *Pack) Process(ctx context.Context, req *wizrpc.ProcessRequest, on func(*wizrpc.ProcessEvent)) error {
 	stream, err := p.rpc.Process(ctx, req)
 	if err != nil {
-		return p.callError("process "+req.Type, err)
+		return p.callError(ctx, 0, "process "+req.Type, err)
 	}
 	for {
 		ev, err := stream.Recv()
@@ -212,30 +261,24 @@ func (p *Pack) Process(ctx context.Context, req *wizrpc.ProcessRequest, on func(
 			return nil
 		}
 		if err != nil {
-			return p.callError("process "+req.Type, err)
+			return p.callError(ctx, 0, "process "+req.Type, err)
 		}
 		on(ev)
 	}
 }
 
 // Exited reports whether the plugin process has exited.
-func (p *Pack) Exited() bool { return p.client.Exited() }
+func (p *Pack) Exited() bool { return p.proc.client.Exited() }
 
-// Kill stops the plugin process and reaps it.
-func (p *Pack) Kill() { p.client.Kill() }
+// ExitInfo says how the plugin process ended and what it last wrote to
+// stderr; "" while it runs.
+func (p *Pack) ExitInfo() string { return p.proc.exitInfo() }
 
-func (p *Pack) callError(op string, err error) error {
-	if s, ok := status.FromError(err); ok && s.Code() == codes.Unavailable {
-		// The connection broke: the process may be dying; go-plugin notices
-		// a moment later.
-		for deadline := time.Now().Add(2 * time.Second); !p.client.Exited() && time.Now().Before(deadline); {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if p.client.Exited() {
-		return fmt.Errorf("pack %s: %s: %w", p.name, op, ErrPluginShutdown)
-	}
-	return fmt.Errorf("pack %s: %s: %w", p.name, op, grpcMessage(err))
+// Kill stops the plugin process and what it started, and reaps it.
+func (p *Pack) Kill() { p.proc.kill() }
+
+func (p *Pack) callError(ctx context.Context, d time.Duration, op string, err error) error {
+	return p.proc.callError(ctx, d, "pack "+p.name, op, err)
 }
 
 // packPlugin is the host side of the go-plugin plugin.

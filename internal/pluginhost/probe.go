@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"syscall"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -25,13 +23,10 @@ type Probed struct {
 }
 
 // Probe starts a plugin binary of unknown kind, reads its description through
-// the handshake and stops it. A binary that is not a wiz plugin, or speaks
-// another protocol version, gets an error saying which.
-// ProbeStartTimeout bounds how long Probe waits for a binary to answer the
-// plugin handshake: a wiz plugin answers in milliseconds, and a program that
-// is not one may never answer.
-var ProbeStartTimeout = 10 * time.Second
-
+// the handshake and stops it. A binary that is not a wiz plugin, speaks
+// another protocol version, or answers the handshake and then does not serve
+// gets an error saying which, within StartTimeout plus CallTimeout; nothing
+// it started is left running.
 func Probe(ctx context.Context, path, sha string, logger hclog.Logger) (*Probed, error) {
 	sum, err := hex.DecodeString(sha)
 	if err != nil {
@@ -39,29 +34,29 @@ func Probe(ctx context.Context, path, sha string, logger hclog.Logger) (*Probed,
 	}
 	// One client can dispense either kind; the services the binary registers
 	// tell which it is.
-	client, cmd := newClient(path, plugin.PluginSet{sdk.PackPluginName: &packPlugin{}, sdk.BackendPluginName: &backendPlugin{}}, sum, logger, ProbeStartTimeout)
-	defer client.Kill()
-	rpcClient, err := client.Client()
+	pr := newProc(path, plugin.PluginSet{sdk.PackPluginName: &packPlugin{}, sdk.BackendPluginName: &backendPlugin{}}, sum, logger)
+	raw, err := dispense(pr, path, path, sha, sdk.PackPluginName)
 	if err != nil {
-		// What it started (a shell's children holding its output) goes too,
-		// or killing it would wait for them.
-		if cmd.Process != nil {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-		return nil, launchError(path, path, sha, err)
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer func() {
+		// Nothing to keep: no graceful stop, which a stuck plugin would
+		// make wait.
+		pr.killGroup()
+		pr.kill()
+	}()
+	ctx, cancel, d := withDeadline(ctx, CallTimeout)
 	defer cancel()
-	raw, err := rpcClient.Dispense(sdk.PackPluginName)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
 	desc, err := raw.(wizrpc.ProcessorPackClient).Describe(ctx, &wizrpc.DescribeRequest{})
 	if err == nil {
 		return &Probed{Kind: sdk.PackPluginName, Pack: desc}, nil
 	}
 	if status.Code(err) != codes.Unimplemented {
-		return nil, fmt.Errorf("%s: describe: %w", path, grpcMessage(err))
+		return nil, pr.callError(ctx, d, "plugin "+path, "describe", err)
+	}
+	rpcClient, err := pr.client.Client()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	raw, err = rpcClient.Dispense(sdk.BackendPluginName)
 	if err != nil {
@@ -72,7 +67,7 @@ func Probe(ctx context.Context, path, sha string, logger hclog.Logger) (*Probed,
 		if status.Code(err) == codes.Unimplemented {
 			return nil, fmt.Errorf("%s answers the wiz plugin handshake but serves neither a processor pack nor an executor backend", path)
 		}
-		return nil, fmt.Errorf("%s: describe: %w", path, grpcMessage(err))
+		return nil, pr.callError(ctx, d, "plugin "+path, "describe", err)
 	}
 	return &Probed{Kind: sdk.BackendPluginName, Backend: bdesc}, nil
 }
