@@ -116,6 +116,19 @@ func (bearer) RequireTransportSecurity() bool { return true }
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
+// local says whether the Client reaches a wiz process on this machine
+// through its home's socket (DialUnix), not a daemon.
+func (c *Client) local() bool { return strings.HasPrefix(c.Where, "the wiz process holding ") }
+
+// fromStatus is the package fromStatus for this Client: a local Manager
+// that went away is not a daemon to check --server for.
+func (c *Client) fromStatus(err error) error {
+	if c.local() && status.Code(err) == codes.Unavailable {
+		return fmt.Errorf("lost %s: it exited or was killed (%s); run the command again: with no wiz holding the store it opens the store itself, and a run it was running is settled then (`wiz runs resume` continues it)", c.Where, status.Convert(err).Message())
+	}
+	return fromStatus(err)
+}
+
 // fromStatus turns a gRPC error back into the Manager's kinds of error.
 func fromStatus(err error) error {
 	if err == nil {
@@ -160,7 +173,7 @@ func (c *Client) Apply(file string, src []byte) (*manager.Applied, error) {
 	origin, _ := filepath.Abs(file)
 	r, err := c.rpc.ApplyPipeline(context.Background(), &wizrpc.ApplyPipelineRequest{File: file, Source: src, Files: files, Origin: origin})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	return &manager.Applied{Pipeline: r.Pipeline, Version: r.Version, Changed: r.Changed, Warning: r.Warning}, nil
 }
@@ -168,7 +181,7 @@ func (c *Client) Apply(file string, src []byte) (*manager.Applied, error) {
 func (c *Client) Pipelines() ([]*wizpb.Pipeline, error) {
 	r, err := c.rpc.ListPipelines(context.Background(), &wizrpc.ListPipelinesRequest{})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	return r.Pipelines, nil
 }
@@ -176,7 +189,7 @@ func (c *Client) Pipelines() ([]*wizpb.Pipeline, error) {
 func (c *Client) PipelineVersions(name string) (*wizpb.Pipeline, []*wizpb.PipelineVersion, error) {
 	r, err := c.rpc.GetPipeline(context.Background(), &wizrpc.GetPipelineRequest{Name: name})
 	if err != nil {
-		return nil, nil, fromStatus(err)
+		return nil, nil, c.fromStatus(err)
 	}
 	return r.Pipeline, r.Versions, nil
 }
@@ -243,7 +256,7 @@ func (c *Client) fileInput(ctx context.Context, name, path string) (*wizrpc.Inpu
 	}
 	up, err := c.rpc.UploadBlob(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("upload input %s: %w", name, fromStatus(err))
+		return nil, fmt.Errorf("upload input %s: %w", name, c.fromStatus(err))
 	}
 	buf := make([]byte, 1<<20)
 	for {
@@ -251,7 +264,7 @@ func (c *Client) fileInput(ctx context.Context, name, path string) (*wizrpc.Inpu
 		if n > 0 {
 			if err := up.Send(&wizrpc.BlobChunk{Data: buf[:n]}); err != nil {
 				_, err = up.CloseAndRecv()
-				return nil, fmt.Errorf("upload input %s: %w", name, fromStatus(err))
+				return nil, fmt.Errorf("upload input %s: %w", name, c.fromStatus(err))
 			}
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
@@ -264,7 +277,7 @@ func (c *Client) fileInput(ctx context.Context, name, path string) (*wizrpc.Inpu
 	}
 	resp, err := up.CloseAndRecv()
 	if err != nil {
-		return nil, fmt.Errorf("upload input %s: %w", name, fromStatus(err))
+		return nil, fmt.Errorf("upload input %s: %w", name, c.fromStatus(err))
 	}
 	return &wizrpc.InputValue{Value: &wizrpc.InputValue_Blob{Blob: resp.Blob}, FileName: path}, nil
 }
@@ -278,7 +291,7 @@ func (c *Client) Resume(ctx context.Context, id string, watch func(manager.Updat
 func (c *Client) follow(ctx context.Context, req *wizrpc.StartRunRequest, watch func(manager.Update)) (*wizpb.Run, error) {
 	stream, err := c.rpc.StartRun(context.Background(), req)
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	var last *wizpb.Run
 	cancelled := false
@@ -314,7 +327,7 @@ func (c *Client) follow(ctx context.Context, req *wizrpc.StartRunRequest, watch 
 			return last, nil
 		}
 		if m.err != nil {
-			return last, fromStatus(m.err)
+			return last, c.fromStatus(m.err)
 		}
 		if m.u.Run != nil {
 			last = m.u.Run
@@ -326,7 +339,7 @@ func (c *Client) follow(ctx context.Context, req *wizrpc.StartRunRequest, watch 
 func (c *Client) Watch(ctx context.Context, id string, watch func(manager.Update)) (*wizpb.Run, error) {
 	stream, err := c.rpc.WatchRun(ctx, &wizrpc.WatchRunRequest{Id: id})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	var last *wizpb.Run
 	for {
@@ -335,7 +348,7 @@ func (c *Client) Watch(ctx context.Context, id string, watch func(manager.Update
 			return last, nil
 		}
 		if err != nil {
-			return last, fromStatus(err)
+			return last, c.fromStatus(err)
 		}
 		if u.Run != nil {
 			last = u.Run
@@ -347,7 +360,7 @@ func (c *Client) Watch(ctx context.Context, id string, watch func(manager.Update
 func (c *Client) Cancel(id string) (*wizpb.Run, error) {
 	r, err := c.rpc.CancelRun(context.Background(), &wizrpc.CancelRunRequest{Id: id})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	return r.Run, nil
 }
@@ -359,7 +372,7 @@ func (c *Client) Runs(f manager.RunFilter) ([]*wizpb.Run, error) {
 	}
 	r, err := c.rpc.ListRuns(context.Background(), req)
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	return r.Runs, nil
 }
@@ -367,7 +380,7 @@ func (c *Client) Runs(f manager.RunFilter) ([]*wizpb.Run, error) {
 func (c *Client) RunDetail(id string) (*manager.RunDetail, error) {
 	r, err := c.rpc.GetRun(context.Background(), &wizrpc.GetRunRequest{Id: id})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	return &manager.RunDetail{Run: r.Run, Version: r.Version, Processors: r.Processors, Events: r.Events}, nil
 }
@@ -375,7 +388,7 @@ func (c *Client) RunDetail(id string) (*manager.RunDetail, error) {
 func (c *Client) Logs(ctx context.Context, id, processor string, follow bool, fn func(*wizpb.LogChunk) error) error {
 	stream, err := c.rpc.GetLogs(ctx, &wizrpc.GetLogsRequest{Id: id, Processor: processor, Follow: follow})
 	if err != nil {
-		return fromStatus(err)
+		return c.fromStatus(err)
 	}
 	for {
 		l, err := stream.Recv()
@@ -386,7 +399,7 @@ func (c *Client) Logs(ctx context.Context, id, processor string, follow bool, fn
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fromStatus(err)
+			return c.fromStatus(err)
 		}
 		if err := fn(l); err != nil {
 			return err
@@ -397,7 +410,7 @@ func (c *Client) Logs(ctx context.Context, id, processor string, follow bool, fn
 func (c *Client) Output(id, processor, name string, w io.Writer) error {
 	stream, err := c.rpc.GetOutput(context.Background(), &wizrpc.GetOutputRequest{Id: id, Processor: processor, Name: name})
 	if err != nil {
-		return fromStatus(err)
+		return c.fromStatus(err)
 	}
 	for {
 		ch, err := stream.Recv()
@@ -405,7 +418,7 @@ func (c *Client) Output(id, processor, name string, w io.Writer) error {
 			return nil
 		}
 		if err != nil {
-			return fromStatus(err)
+			return c.fromStatus(err)
 		}
 		if ch.File != "" {
 			if dw, ok := w.(manager.DirWriter); ok {
@@ -424,7 +437,7 @@ func (c *Client) Output(id, processor, name string, w io.Writer) error {
 func (c *Client) GC(req manager.GCRequest) (*manager.GCResult, error) {
 	r, err := c.rpc.GC(context.Background(), &wizrpc.GCRequest{KeepLast: int32(req.KeepLast), OlderThanSeconds: int64(req.OlderThan / time.Second), DryRun: req.DryRun})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	return &manager.GCResult{Runs: int(r.Runs), Kept: int(r.Kept), Skipped: int(r.Skipped), Blobs: r.Blobs, Bytes: r.Bytes, Swept: r.Swept}, nil
 }
@@ -433,7 +446,7 @@ func (c *Client) GC(req manager.GCRequest) (*manager.GCResult, error) {
 func (c *Client) CacheEntries() ([]*wizpb.CacheEntry, error) {
 	r, err := c.rpc.ListCache(context.Background(), &wizrpc.ListCacheRequest{})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	return r.Entries, nil
 }
@@ -442,7 +455,7 @@ func (c *Client) CacheEntries() ([]*wizpb.CacheEntry, error) {
 func (c *Client) ClearCache(pipeline string) (int, error) {
 	r, err := c.rpc.ClearCache(context.Background(), &wizrpc.ClearCacheRequest{Pipeline: pipeline})
 	if err != nil {
-		return 0, fromStatus(err)
+		return 0, c.fromStatus(err)
 	}
 	return int(r.Deleted), nil
 }
@@ -451,7 +464,7 @@ func (c *Client) ClearCache(pipeline string) (int, error) {
 func (c *Client) SetSecret(name string, value []byte) (*wizpb.Secret, bool, error) {
 	r, err := c.secrets.SetSecret(context.Background(), &wizrpc.SetSecretRequest{Name: name, Value: value})
 	if err != nil {
-		return nil, false, fromStatus(err)
+		return nil, false, c.fromStatus(err)
 	}
 	return r.Secret, r.Created, nil
 }
@@ -460,7 +473,7 @@ func (c *Client) SetSecret(name string, value []byte) (*wizpb.Secret, bool, erro
 func (c *Client) Secrets() ([]*wizpb.Secret, error) {
 	r, err := c.secrets.ListSecrets(context.Background(), &wizrpc.ListSecretsRequest{})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	return r.Secrets, nil
 }
@@ -468,7 +481,7 @@ func (c *Client) Secrets() ([]*wizpb.Secret, error) {
 // DeleteSecret implements manager.API.
 func (c *Client) DeleteSecret(name string) error {
 	_, err := c.secrets.DeleteSecret(context.Background(), &wizrpc.DeleteSecretRequest{Name: name})
-	return fromStatus(err)
+	return c.fromStatus(err)
 }
 
 func scheduleFromWire(w *wizrpc.ScheduleInfo) *manager.ScheduleInfo {
@@ -484,7 +497,7 @@ func scheduleFromWire(w *wizrpc.ScheduleInfo) *manager.ScheduleInfo {
 func (c *Client) Schedules() ([]*manager.ScheduleInfo, error) {
 	r, err := c.sched.ListSchedules(context.Background(), &wizrpc.ListSchedulesRequest{})
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	out := make([]*manager.ScheduleInfo, len(r.Schedules))
 	for i, w := range r.Schedules {
@@ -504,7 +517,7 @@ func (c *Client) PauseSchedule(pipeline, name string, pause bool) (*manager.Sche
 		r, err = c.sched.ResumeSchedule(context.Background(), req)
 	}
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, c.fromStatus(err)
 	}
 	return scheduleFromWire(r.Schedule), nil
 }
@@ -515,7 +528,7 @@ func (c *Client) Backfill(pipeline, name string, from, to time.Time, maxParallel
 	r, err := c.sched.Backfill(context.Background(), &wizrpc.BackfillRequest{Pipeline: pipeline, Name: name,
 		From: timestamppb.New(from), To: timestamppb.New(to), MaxParallel: int32(maxParallel), DryRun: dryRun})
 	if err != nil {
-		return nil, nil, fromStatus(err)
+		return nil, nil, c.fromStatus(err)
 	}
 	out := make([]manager.BackfillTick, len(r.Ticks))
 	for i, t := range r.Ticks {
@@ -528,7 +541,7 @@ func (c *Client) Backfill(pipeline, name string, from, to time.Time, maxParallel
 func (c *Client) TriggerURL(pipeline, name string, rotate bool) (string, string, error) {
 	r, err := c.sched.TriggerURL(context.Background(), &wizrpc.TriggerURLRequest{Pipeline: pipeline, Name: name, Rotate: rotate})
 	if err != nil {
-		return "", "", fromStatus(err)
+		return "", "", c.fromStatus(err)
 	}
 	return r.Url, r.Secret, nil
 }
