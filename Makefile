@@ -5,7 +5,7 @@ BIN      := bin
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build demo test test-short proto proto-check bench bench-data bench-daemon bench-schedules bench-hops clean k8s-testbin image
+.PHONY: all build demo test test-short fuzz proto proto-check bench bench-data bench-daemon bench-schedules bench-hops clean k8s-testbin image
 
 all: build
 
@@ -43,6 +43,13 @@ test: build proto-check k8s-testbin
 
 test-short:
 	$(GO) test -short ./...
+
+# Every Go fuzz target (pipeline files, sizes, ages, expressions, templates,
+# script quoting, cron specs, the Manager API's requests) for FUZZTIME each;
+# FUZZ=REGEXP picks targets. `make test` runs their seed corpora.
+FUZZTIME ?= 1m
+fuzz:
+	FUZZTIME=$(FUZZTIME) FUZZ='$(FUZZ)' GO=$(GO) scripts/fuzz.sh
 
 # Side-by-side benchmark: wiz against make and ninja on the same DAGs, plus
 # the kernel benchmarks. BENCHFLAGS=--quick for a small version.

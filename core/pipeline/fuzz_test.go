@@ -43,3 +43,16 @@ func FuzzParseSize(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseAge: ages parse or fail, never panic, and are never negative
+// (a count of days too large for a duration is an error, not a wrap).
+func FuzzParseAge(f *testing.F) {
+	for _, s := range []string{"30d", "12h", "90m", "0", "-1d", "106751d", "9999999999999d", "1h30m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if a, err := pipeline.ParseAge(s); err == nil && a < 0 {
+			t.Fatalf("ParseAge(%q) = %v", s, a)
+		}
+	})
+}

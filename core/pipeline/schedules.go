@@ -3,6 +3,7 @@ package pipeline
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -221,6 +222,9 @@ func ParseAge(s string) (time.Duration, error) {
 		n, err := strconv.Atoi(days)
 		if err != nil || n < 0 {
 			return 0, fmt.Errorf("%q: want a duration like 12h or 30d", s)
+		}
+		if max := int64(math.MaxInt64 / int64(24*time.Hour)); int64(n) > max {
+			return 0, fmt.Errorf("%q: at most %dd (about 292 years)", s, max)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
