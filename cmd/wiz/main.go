@@ -16,6 +16,7 @@ import (
 	"github.com/willabides/kongplete"
 
 	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/core/store"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -203,7 +204,13 @@ func run(args []string) int {
 		err = ctx.Run(env)
 		code = exitCode(err)
 		var ee exitError
-		if err != nil && !errors.As(err, &ee) {
+		var full *store.DiskFullError
+		switch {
+		case err == nil || errors.As(err, &ee):
+		case errors.As(err, &full):
+			// What to do, whatever wiz was doing.
+			fmt.Fprintf(os.Stderr, "wiz: %v\n", full)
+		default:
 			fmt.Fprintf(os.Stderr, "wiz: %v\n", err)
 		}
 	}()

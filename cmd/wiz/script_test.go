@@ -102,6 +102,14 @@ func TestScript(t *testing.T) {
 			env.Setenv("WIZ_BIN", binDir)
 			return nil
 		},
+		// [mountable]: this process may mount a tmpfs (root or
+		// CAP_SYS_ADMIN), for the scripts that fill a small disk.
+		Condition: func(cond string) (bool, error) {
+			if cond != "mountable" {
+				return false, fmt.Errorf("unknown condition %q", cond)
+			}
+			return canMount(), nil
+		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"buildacme":    cmdBuildacme,
 			"buildmute":    cmdBuildmute,
@@ -111,6 +119,7 @@ func TestScript(t *testing.T) {
 			"exits":        cmdExits,
 			"inrange":      cmdInrange,
 			"killproc":     cmdKillproc,
+			"mounttmpfs":   cmdMounttmpfs,
 			"procs":        cmdProcs,
 			"ptyscreen":    cmdPtyscreen,
 			"waitfile":     cmdWaitfile,
@@ -147,6 +156,39 @@ func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
 const waitfileMax = 2 * time.Minute
 
 // cmdWaitfile is `waitfile FILE`: it waits until FILE exists.
+// canMount reports whether this process may mount a tmpfs.
+func canMount() bool {
+	dir, err := os.MkdirTemp("", "mountable")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(dir)
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		return false
+	}
+	return syscall.Unmount(dir, 0) == nil
+}
+
+// cmdMounttmpfs is `mounttmpfs DIR MIB`: it mounts a tmpfs of MIB MiB on
+// DIR (made if missing) for the rest of the script, a small disk to fill.
+func cmdMounttmpfs(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: mounttmpfs DIR MIB")
+	}
+	dir := ts.MkAbs(args[0])
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		ts.Fatalf("mounttmpfs: %v", err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+args[1]+"m"); err != nil {
+		ts.Fatalf("mount a tmpfs on %s: %v (guard the script with [!mountable] skip)", dir, err)
+	}
+	ts.Defer(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			ts.Logf("unmount %s: %v", dir, err)
+		}
+	})
+}
+
 func cmdWaitfile(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: waitfile FILE")

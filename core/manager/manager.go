@@ -334,6 +334,10 @@ const ReasonManagerExited = "manager exited"
 // before starting runs; the store's lock guarantees no other Manager holds
 // them. It returns the IDs of the runs it settled.
 func (m *Manager) Recover() ([]string, error) {
+	if m.store.ReadOnly() {
+		// A full disk: they are settled by the first Manager that can write.
+		return nil, nil
+	}
 	active, err := m.store.ActiveRuns()
 	if err != nil {
 		return nil, fmt.Errorf("find unfinished runs: %w", err)

@@ -102,8 +102,10 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 	}
 	r.w.Batch().DeleteActive(r.rec.Id)
 	r.w.Flush(true)
-	if r.w.Err() != nil {
-		return fmt.Errorf("record run %s: %w", r.rec.Id, r.w.Err())
+	if err := r.w.Err(); err != nil && (r.w.FinalErr() != nil || !strings.HasPrefix(r.rec.Reason, "state store: ")) {
+		// The run's end is not recorded, or it is and does not say why
+		// records before it are missing.
+		return fmt.Errorf("record run %s: %w", r.rec.Id, err)
 	}
 	if err := r.m.store.Sync(); err != nil {
 		return fmt.Errorf("sync store: %w", err)

@@ -53,6 +53,9 @@ func (s *Store) ClearCache(pipeline string) (int, error) {
 	}); err != nil {
 		return 0, err
 	}
+	if err := s.room(0, true); err != nil {
+		return 0, fmt.Errorf("clear the cache: %w", err)
+	}
 	txn := s.db.NewTransaction(true)
 	for _, k := range keys {
 		err := txn.Delete([]byte(k))

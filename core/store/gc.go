@@ -42,6 +42,9 @@ func (s *Store) DeleteRun(id string) error {
 		}
 	}
 	keys = append(keys, []byte(pDurations+id), []byte(pRun+id))
+	if err := s.room(0, true); err != nil {
+		return fmt.Errorf("delete run %s: %w", id, err)
+	}
 	txn := s.db.NewTransaction(true)
 	for _, k := range keys {
 		err := txn.Delete(k)

@@ -51,6 +51,9 @@ func (s *Store) Secrets() ([]*wizpb.Secret, error) {
 
 // DeleteSecret removes the secret called name; ErrNotFound when there is none.
 func (s *Store) DeleteSecret(name string) error {
+	if err := s.room(0, true); err != nil {
+		return err
+	}
 	err := s.db.Update(func(txn *badger.Txn) error {
 		if _, err := txn.Get([]byte(pSecret + name)); err != nil {
 			if errors.Is(err, badger.ErrKeyNotFound) {

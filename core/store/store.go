@@ -13,6 +13,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/go-hclog"
@@ -84,12 +85,22 @@ func (s *Store) Durations(runID string) (us []uint64, ok bool, err error) {
 
 // Store is the Manager's state store. It is safe for concurrent use.
 type Store struct {
-	db *badger.DB
+	db       *badger.DB
+	dir      string
+	readOnly bool // opened read-only: its disk was full (space.go)
 }
 
 // Open opens (creating when missing) the store in dir, sized for a laptop.
+// On a disk with less than Floor free it opens the store read-only, so that
+// it can still be read; every write then fails with a DiskFullError.
 func Open(dir string, log hclog.Logger) (*Store, error) {
+	readOnly := false
+	if free, err := freeSpace(dir); err == nil && free < Floor {
+		readOnly = true
+		log.Info("the store's disk is full: opening it read-only", "dir", dir, "free_mib", free>>20)
+	}
 	opts := badger.DefaultOptions(dir).
+		WithReadOnly(readOnly).
 		WithLogger(badgerLogger{log}).
 		WithMemTableSize(2 << 20).
 		WithNumMemtables(2).
@@ -106,13 +117,21 @@ func Open(dir string, log hclog.Logger) (*Store, error) {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, fmt.Errorf("open store %s: %w", dir, ErrLocked)
 		}
+		if free, ferr := freeSpace(dir); readOnly || ferr == nil && free < Reserve || errors.Is(err, syscall.ENOSPC) {
+			// Opening read-write writes (a new memtable, flushes); read-only
+			// fails when a crash left a log to replay.
+			return nil, fmt.Errorf("open store %s: %w (%v)", dir, &DiskFullError{Dir: dir, Free: free, ReadOnly: readOnly}, err)
+		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, dir: dir, readOnly: readOnly}, nil
 }
 
 // Close flushes and closes the store.
 func (s *Store) Close() error {
+	if s.readOnly {
+		return s.db.Close()
+	}
 	if err := s.db.Sync(); err != nil {
 		s.db.Close()
 		return fmt.Errorf("sync store: %w", err)
@@ -121,7 +140,12 @@ func (s *Store) Close() error {
 }
 
 // Sync makes every committed write durable.
-func (s *Store) Sync() error { return s.db.Sync() }
+func (s *Store) Sync() error {
+	if s.readOnly {
+		return nil // nothing was written
+	}
+	return s.db.Sync()
+}
 
 func get(txn *badger.Txn, key string, m proto.Message) error {
 	item, err := txn.Get([]byte(key))
@@ -176,6 +200,9 @@ type Batch struct {
 	keys []string
 	vals map[string][]byte
 	size int // bytes of the values staged
+	// ending: the batch ends a run (DeleteActive), a write allowed down to
+	// Floor free.
+	ending bool
 	// lazy holds processor records staged by pointer, encoded by Seal: a
 	// processor that starts and ends within one batch is encoded once, in
 	// its latest state.
@@ -251,8 +278,10 @@ func (b *Batch) PutActive(runID string) {
 	b.vals[pActive+runID] = []byte{}
 }
 
-// DeleteActive stages the removal of a run's active mark.
+// DeleteActive stages the removal of a run's active mark. A batch that
+// ends a run may be written on a disk too full for others (space.go).
 func (b *Batch) DeleteActive(runID string) {
+	b.ending = true
 	if _, ok := b.vals[pActive+runID]; !ok {
 		b.keys = append(b.keys, pActive+runID)
 	}
@@ -302,6 +331,9 @@ func (b *Batch) Commit() error {
 	if err := b.Seal(); err != nil {
 		return err
 	}
+	if err := b.s.room(b.size, b.ending); err != nil {
+		return err
+	}
 	txn := b.s.db.NewTransaction(true)
 	write := func(txn *badger.Txn, k string) error {
 		if v := b.vals[k]; v != nil {
@@ -329,11 +361,15 @@ func (b *Batch) Commit() error {
 	b.keys = b.keys[:0]
 	clear(b.vals)
 	b.size = 0
+	b.ending = false
 	return nil
 }
 
 // PutPipelineVersion stores a pipeline version and makes it the newest.
 func (s *Store) PutPipelineVersion(p *wizpb.Pipeline, v *wizpb.PipelineVersion) error {
+	if err := s.room(len(v.Source), false); err != nil {
+		return err
+	}
 	return s.db.Update(func(txn *badger.Txn) error {
 		pb, err := proto.Marshal(p)
 		if err != nil {

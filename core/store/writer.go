@@ -24,6 +24,7 @@ type Writer struct {
 	timer *time.Timer
 	wait  bool // timer is armed
 	err   error
+	final error // the result of the last Flush(true)'s own commit
 }
 
 // A batch of writerFullBytes starts its commit without waiting for the gap;
@@ -45,6 +46,11 @@ func (w *Writer) Batch() *Batch { return w.batch }
 
 // Err is the first commit error; records staged after it may be lost.
 func (w *Writer) Err() error { return w.err }
+
+// FinalErr is the result of the commit of the last Flush(true): nil when
+// what was staged last (a run's end) is in the store, even after an earlier
+// commit failed.
+func (w *Writer) FinalErr() error { return w.final }
 
 // Committed delivers the result of the commit running in the background;
 // nil (never ready) when none runs. Pass the result to Settle.
@@ -91,8 +97,9 @@ func (w *Writer) Flush(final bool) {
 			w.timer.Stop() // Go 1.23 timers: no stale tick is left to drain
 			w.wait = false
 		}
-		if err := w.batch.Commit(); err != nil && w.err == nil {
-			w.err = err
+		w.final = w.batch.Commit()
+		if w.final != nil && w.err == nil {
+			w.err = w.final
 		}
 		return
 	}
