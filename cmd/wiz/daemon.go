@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/core/pipeline"
@@ -31,6 +34,7 @@ type DaemonCmd struct {
 	RetentionAge   string        `name:"retention-age" placeholder:"AGE" help:"Delete runs of pipelines without retention: of their own that ended more than AGE ago, e.g. 30d (default: never)."`
 	PublicURL      string        `name:"public-url" placeholder:"URL" help:"Base of webhook URLs (https://HOST:PORT as clients reach the daemon; default: https:// and the listen address)."`
 	MetricsListen  string        `name:"metrics-listen" placeholder:"ADDR" help:"Serve Prometheus metrics at http://ADDR/metrics (plain HTTP, no token; e.g. 127.0.0.1:9464)."`
+	LockWait       time.Duration `name:"lock-wait" default:"30s" help:"How long to wait for the store while another wiz process holds it (a wiz run, or the daemon this one replaces) before giving up."`
 }
 
 // Run implements the command.
@@ -70,7 +74,7 @@ func (c *DaemonCmd) Run(env *Env) error {
 		return err
 	}
 	log := env.Logger()
-	st, err := store.Open(filepath.Join(dir, "store"), log.Named("store"))
+	st, err := openWaiting(filepath.Join(dir, "store"), c.LockWait, log)
 	if err != nil {
 		return err
 	}
@@ -174,4 +178,26 @@ func trimSpace(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// openWaiting opens the store in dir, waiting up to wait while another wiz
+// process holds it: a daemon restarting (an upgrade, a supervisor's restart)
+// finds the one it replaces still exiting, or a wiz run that has not ended.
+func openWaiting(dir string, wait time.Duration, log hclog.Logger) (*store.Store, error) {
+	deadline := time.Now().Add(wait)
+	said := false
+	for {
+		st, err := store.Open(dir, log.Named("store"))
+		if !errors.Is(err, store.ErrLocked) {
+			return st, err
+		}
+		if !time.Now().Before(deadline) {
+			return nil, fmt.Errorf("%w: another wiz process held it for the %s of --lock-wait; stop it (a wiz run, or another daemon on this data dir) or give a longer --lock-wait", err, wait)
+		}
+		if !said {
+			log.Info("another wiz process holds the store: waiting for it", "dir", dir, "lock_wait", wait)
+			said = true
+		}
+		time.Sleep(min(200*time.Millisecond, time.Until(deadline)))
+	}
 }
