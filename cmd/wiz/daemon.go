@@ -94,7 +94,7 @@ func (c *DaemonCmd) Run(env *Env) error {
 		mx = metrics.New()
 		obs = mx
 	}
-	m := manager.New(manager.Config{Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: log.Named("manager"), Observer: obs,
+	m := manager.New(manager.Config{Service: true, Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: log.Named("manager"), Observer: obs,
 		CacheDir: filepath.Join(dir, "cache", "plans"), TaskDir: filepath.Join(dir, "tasks"), Capacity: env.CLI.Capacity,
 		Secrets: env.keyring(dir)})
 	if _, err := m.Recover(); err != nil { // logs each run it settles

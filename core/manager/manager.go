@@ -105,6 +105,11 @@ type Config struct {
 	Clock Clock
 	// Observer is told of runs, tasks and ticks, for metrics; nil: none.
 	Observer Observer
+	// Service says that this Manager runs in a service process (wiz
+	// daemon), which owns the runs it starts until it restarts; false: a
+	// short command (wiz run), whose runs are settled by the next wiz that
+	// opens the store. See Recover.
+	Service bool
 }
 
 // Manager owns pipelines and runs. Its methods are safe for concurrent use;
@@ -136,6 +141,10 @@ type Manager struct {
 	stopOnce      sync.Once
 	tasks         taskCounts
 
+	// owner and boot are recorded in every run this Manager starts
+	// (wizpb.Run.owner, owner_boot).
+	owner, boot string
+
 	liveMu sync.Mutex
 	live   map[string]*liveRun // runs in progress, by ID
 
@@ -162,7 +171,11 @@ func New(cfg Config) *Manager {
 	if cfg.Observer == nil {
 		cfg.Observer = nopObserver{}
 	}
-	return &Manager{store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir, secrets: cfg.Secrets,
+	owner := OwnerCLI
+	if cfg.Service {
+		owner = OwnerService
+	}
+	return &Manager{owner: owner, boot: ids.NewString(), store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir, secrets: cfg.Secrets,
 		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), schedPoke: make(chan struct{}, 1), retainPoke: make(chan struct{}, 1), trigPoke: make(chan struct{}, 1), stopBackfills: make(chan struct{}), clock: cfg.Clock, obs: cfg.Observer, parsed: map[string]*pipeline.Pipeline{}}
 }
 
@@ -325,14 +338,23 @@ func (m *Manager) Resolve(name string) (*Applied, error) {
 	return m.pinned(pl.Id+"/"+pl.LatestVersionId, nil)
 }
 
-// ReasonManagerExited is the reason given to runs whose Manager died.
+// ReasonManagerExited begins the reason given to runs whose Manager died;
+// the rest says how to continue them.
 const ReasonManagerExited = "manager exited"
 
+// Owners of runs (wizpb.Run.owner).
+const (
+	OwnerCLI     = "cli"
+	OwnerService = "service"
+)
+
 // Recover settles runs left Running by a Manager that died (killed, crashed,
-// machine lost): each ends Failed with the reason "manager exited", and so do
-// its processors that were Running. Call it once after opening the store and
-// before starting runs; the store's lock guarantees no other Manager holds
-// them. It returns the IDs of the runs it settled.
+// machine lost): each ends Failed with a reason that begins "manager exited"
+// and says how to continue it, and so do its processors that were Running.
+// Call it once after opening the store and before starting runs; the
+// store's lock guarantees no other Manager holds them. A short command's
+// Manager leaves the runs of a service (wiz daemon) alone: they are the next
+// service start's. It returns the IDs of the runs it settled.
 func (m *Manager) Recover() ([]string, error) {
 	if m.store.ReadOnly() {
 		// A full disk: they are settled by the first Manager that can write.
@@ -349,7 +371,16 @@ func (m *Manager) Recover() ([]string, error) {
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return settled, err
 		}
+		if r != nil && r.State == wizpb.RunState_RUN_STATE_RUNNING && r.Owner == OwnerService && m.owner != OwnerService {
+			m.log.Debug("left a service's run for the service to settle", "run", id)
+			continue
+		}
 		if r != nil && r.State == wizpb.RunState_RUN_STATE_RUNNING {
+			who, top := "the wiz process running it", cmp.Or(r.Parent, id) // a sub-pipeline resumes with its parent
+			if r.Owner == OwnerService {
+				who = "the daemon running it"
+			}
+			reason := ReasonManagerExited + ": " + who + " was killed or crashed; `wiz runs resume " + top + "` continues it, reusing what succeeded"
 			now := timestamppb.Now()
 			procs, err := m.store.Processors(id)
 			if err != nil {
@@ -358,7 +389,7 @@ func (m *Manager) Recover() ([]string, error) {
 			for _, p := range procs {
 				if p.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
 					p.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
-					p.Error = ReasonManagerExited
+					p.Error = reason
 					p.Ended = now
 					if err := b.PutProcessor(p); err != nil {
 						return settled, err
@@ -366,13 +397,13 @@ func (m *Manager) Recover() ([]string, error) {
 				}
 			}
 			r.State = wizpb.RunState_RUN_STATE_FAILED
-			r.Reason = ReasonManagerExited
+			r.Reason = reason
 			r.Ended = now
 			if err := b.PutRun(r); err != nil {
 				return settled, err
 			}
 			if err := b.PutEvent(&wizpb.Event{Id: ids.NewString(), RunId: id, Kind: "state",
-				Message: "Failed: " + ReasonManagerExited, Time: now}); err != nil {
+				Message: "Failed: " + reason, Time: now}); err != nil {
 				return settled, err
 			}
 			settled = append(settled, id)

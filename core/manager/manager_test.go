@@ -447,10 +447,11 @@ func TestRecover(t *testing.T) {
 		t.Fatalf("Recover = %v, %v; want [%s]", settled, err, id)
 	}
 	d, _ := m.RunDetail(id)
-	if d.Run.State != wizpb.RunState_RUN_STATE_FAILED || d.Run.Reason != manager.ReasonManagerExited {
-		t.Errorf("run = %v %q, want Failed, %q", d.Run.State, d.Run.Reason, manager.ReasonManagerExited)
+	want := manager.ReasonManagerExited + ": the wiz process running it was killed or crashed; `wiz runs resume " + id + "` continues it, reusing what succeeded"
+	if d.Run.State != wizpb.RunState_RUN_STATE_FAILED || d.Run.Reason != want {
+		t.Errorf("run = %v %q, want Failed, %q", d.Run.State, d.Run.Reason, want)
 	}
-	if d.Processors[0].Error != manager.ReasonManagerExited {
+	if d.Processors[0].Error != want {
 		t.Errorf("processor error = %q", d.Processors[0].Error)
 	}
 }

@@ -165,7 +165,7 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 		PipelineVersionId: a.Version.Id, PipelineVersion: a.Version.Number,
 		State: wizpb.RunState_RUN_STATE_RUNNING, Inputs: inputs, Started: timestamppb.Now(),
 		Executor: p.Executor, ProcessorCount: int32(len(p.Processors)), ResumedFrom: resumedFrom,
-		Trigger: cmp.Or(opts.Trigger, "manual"),
+		Trigger: cmp.Or(opts.Trigger, "manual"), Owner: m.owner, OwnerBoot: m.boot,
 	}
 	r.rec.ScheduledTime = r.rec.Started
 	if !opts.ScheduledTime.IsZero() {

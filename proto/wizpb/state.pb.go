@@ -407,6 +407,13 @@ type Run struct {
 	// (a schedule's), the request or detection time, or the start.
 	Trigger       string                 `protobuf:"bytes,18,opt,name=trigger,proto3" json:"trigger,omitempty"`
 	ScheduledTime *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=scheduled_time,json=scheduledTime,proto3" json:"scheduled_time,omitempty"`
+	// owner is the kind of wiz process whose Manager ran the run: "cli" (wiz
+	// run and other short commands) or "service" (wiz daemon). A short command
+	// never settles a run a service left Running: the next service start does.
+	// owner_boot identifies that process's Manager (a KSUID made when it
+	// started). Empty in runs recorded before owners were.
+	Owner         string `protobuf:"bytes,20,opt,name=owner,proto3" json:"owner,omitempty"`
+	OwnerBoot     string `protobuf:"bytes,21,opt,name=owner_boot,json=ownerBoot,proto3" json:"owner_boot,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -572,6 +579,20 @@ func (x *Run) GetScheduledTime() *timestamppb.Timestamp {
 		return x.ScheduledTime
 	}
 	return nil
+}
+
+func (x *Run) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *Run) GetOwnerBoot() string {
+	if x != nil {
+		return x.OwnerBoot
+	}
+	return ""
 }
 
 // PluginUse records the exact plugin a run used.
@@ -1641,7 +1662,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	" \x01(\tR\x06origin\x1a;\n" +
 	"\rChildrenEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa9\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xde\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vpipeline_id\x18\x02 \x01(\tR\n" +
@@ -1663,7 +1684,10 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x06parent\x18\x10 \x01(\tR\x06parent\x12)\n" +
 	"\x10parent_processor\x18\x11 \x01(\tR\x0fparentProcessor\x12\x18\n" +
 	"\atrigger\x18\x12 \x01(\tR\atrigger\x12A\n" +
-	"\x0escheduled_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\rscheduledTime\x1aG\n" +
+	"\x0escheduled_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\rscheduledTime\x12\x14\n" +
+	"\x05owner\x18\x14 \x01(\tR\x05owner\x12\x1d\n" +
+	"\n" +
+	"owner_boot\x18\x15 \x01(\tR\townerBoot\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"Q\n" +
