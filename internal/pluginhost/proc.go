@@ -28,8 +28,10 @@ var (
 	// diagnose.
 	CallTimeout = 10 * time.Second
 	// ProvisionTimeout bounds an executor backend's Provision, which may wait
-	// for a pod to be scheduled and its image pulled.
-	ProvisionTimeout = 5 * time.Minute
+	// for a pod to be scheduled and its image pulled: a backstop above the
+	// backend's own bounds (the Kubernetes backend's readyTimeout, 3 min by
+	// default, which a pipeline may raise).
+	ProvisionTimeout = 30 * time.Minute
 	// TeardownTimeout bounds an executor backend's Teardown.
 	TeardownTimeout = time.Minute
 )
