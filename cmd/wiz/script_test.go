@@ -112,6 +112,7 @@ func TestScript(t *testing.T) {
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"buildacme":    cmdBuildacme,
+			"buildflood":   cmdBuildflood,
 			"buildmute":    cmdBuildmute,
 			"buildproto2":  cmdBuildproto2,
 			"buildsubproc": cmdBuildsubproc,
@@ -469,6 +470,17 @@ func cmdBuildmute(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	buildPlugin(ts, "mute", filepath.Join("internal", "pluginhost", "testdata", "mute"),
 		"", args[0], "wiz-processors-mute")
+}
+
+// cmdBuildflood is `buildflood DIR`: it puts the test pack whose
+// flood/shout logs as much as it is told (internal/pluginhost/testdata/flood)
+// in DIR/wiz-processors-flood.
+func cmdBuildflood(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: buildflood DIR")
+	}
+	buildPlugin(ts, "flood", filepath.Join("internal", "pluginhost", "testdata", "flood"),
+		"", args[0], "wiz-processors-flood")
 }
 
 // cmdInrange is `inrange N LO HI`: it succeeds when the integer N is at least

@@ -21,6 +21,9 @@ func (s *Server) runData(ctx context.Context, t *wizrpc.Task, pack *pluginhost.P
 		fatal    string
 		outBytes int64
 	)
+	// What the pack logs is held to max_log_size as a program's is; the
+	// callback below runs on one goroutine.
+	lim := newLogLimit(t.MaxLogBytes, emit)
 	// A bad output ends the pack's work on the task at once.
 	pctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -30,7 +33,7 @@ func (s *Server) runData(ctx context.Context, t *wizrpc.Task, pack *pluginhost.P
 	}, func(ev *wizrpc.ProcessEvent) {
 		switch e := ev.Event.(type) {
 		case *wizrpc.ProcessEvent_Log:
-			emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{Stream: e.Log.Stream, Data: e.Log.Data}}})
+			lim.emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{Stream: e.Log.Stream, Data: e.Log.Data}}})
 		case *wizrpc.ProcessEvent_Warning:
 			emit(&wizrpc.ExecuteEvent{Event: &wizrpc.ExecuteEvent_Warning{Warning: &wizrpc.Warning{Message: e.Warning}}})
 		case *wizrpc.ProcessEvent_Output:
@@ -51,6 +54,7 @@ func (s *Server) runData(ctx context.Context, t *wizrpc.Task, pack *pluginhost.P
 			}
 		}
 	})
+	lim.finish()
 	var ev *wizrpc.ExecuteEvent
 	switch {
 	case ctx.Err() != nil:
