@@ -27,7 +27,7 @@ type Probed struct {
 // another protocol version, or answers the handshake and then does not serve
 // gets an error saying which, within StartTimeout plus CallTimeout; nothing
 // it started is left running.
-func Probe(ctx context.Context, path, sha string, logger hclog.Logger) (*Probed, error) {
+func Probe(ctx context.Context, path, sha string, logger hclog.Logger) (_ *Probed, err error) {
 	sum, err := hex.DecodeString(sha)
 	if err != nil {
 		return nil, fmt.Errorf("probe %s: bad sha256 %q", path, sha)
@@ -40,9 +40,12 @@ func Probe(ctx context.Context, path, sha string, logger hclog.Logger) (*Probed,
 		return nil, err
 	}
 	defer func() {
-		// Nothing to keep: no graceful stop, which a stuck plugin would
-		// make wait.
-		pr.killGroup()
+		// A plugin that answered stops gracefully (and removes its socket);
+		// one that failed is killed at once: a stuck one would make a
+		// graceful stop wait.
+		if err != nil {
+			pr.killGroup()
+		}
 		pr.kill()
 	}()
 	ctx, cancel, d := withDeadline(ctx, CallTimeout)
