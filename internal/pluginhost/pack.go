@@ -125,23 +125,20 @@ func newProc(path string, plugins plugin.PluginSet, sum []byte, logger hclog.Log
 // turning go-plugin's errors into one line that says what is wrong.
 func dispense(pr *proc, name, path, want, kind string) (any, error) {
 	raw, err := pr.connect(StartTimeout, kind)
-	if err != nil {
+	var ke *kindError
+	switch {
+	case errors.As(err, &ke):
+		pr.kill() // it serves: it stops gracefully
+		return nil, fmt.Errorf("plugin %s (%s) is not a wiz %s plugin: %w", name, path, kindWord(kind), ke.err)
+	case err != nil:
+		// It did not start, or does not serve: it is killed with what it
+		// started, which may hold its output open.
 		pr.killGroup()
 		pr.waitExit(2 * time.Second)
 		pr.kill()
-		if errors.Is(err, errStartTimeout) || errors.Is(err, errConnectTimeout) || pr.client.Exited() || isStartError(err) {
-			return nil, launchError(name, path, want, err, pr.exitInfo())
-		}
-		return nil, fmt.Errorf("plugin %s (%s) is not a wiz %s plugin: %w", name, path, kindWord(kind), err)
+		return nil, launchError(name, path, want, err, pr.exitInfo())
 	}
 	return raw, nil
-}
-
-// isStartError tells errors of starting the process and its handshake from
-// those of dispensing a plugin kind it does not serve.
-func isStartError(err error) bool {
-	msg := err.Error()
-	return errors.Is(err, plugin.ErrChecksumsDoNotMatch) || strings.Contains(msg, "plugin") || strings.Contains(msg, "exec")
 }
 
 func kindWord(kind string) string {

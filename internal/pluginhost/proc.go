@@ -99,6 +99,9 @@ func (p *proc) connect(timeout time.Duration, kind string) (any, error) {
 			return
 		}
 		raw, err := rpc.Dispense(kind)
+		if err != nil {
+			err = &kindError{err}
+		}
 		done <- result{raw, err}
 	}()
 	timer := time.NewTimer(timeout)
@@ -117,6 +120,12 @@ func (p *proc) connect(timeout time.Duration, kind string) (any, error) {
 		return nil, errStartTimeout
 	}
 }
+
+// kindError is a plugin that started but does not serve the kind asked.
+type kindError struct{ err error }
+
+func (e *kindError) Error() string { return e.err.Error() }
+func (e *kindError) Unwrap() error { return e.err }
 
 var (
 	errStartTimeout   = errors.New("no handshake in time")
