@@ -170,17 +170,22 @@ func canMount() bool {
 	return syscall.Unmount(dir, 0) == nil
 }
 
-// cmdMounttmpfs is `mounttmpfs DIR MIB`: it mounts a tmpfs of MIB MiB on
-// DIR (made if missing) for the rest of the script, a small disk to fill.
+// cmdMounttmpfs is `mounttmpfs DIR MIB [INODES]`: it mounts a tmpfs of MIB
+// MiB (and at most INODES files) on DIR (made if missing) for the rest of
+// the script, a small disk to fill.
 func cmdMounttmpfs(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: mounttmpfs DIR MIB")
+	if neg || len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: mounttmpfs DIR MIB [INODES]")
+	}
+	opts := "size=" + args[1] + "m"
+	if len(args) == 3 {
+		opts += ",nr_inodes=" + args[2]
 	}
 	dir := ts.MkAbs(args[0])
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		ts.Fatalf("mounttmpfs: %v", err)
 	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+args[1]+"m"); err != nil {
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, opts); err != nil {
 		ts.Fatalf("mount a tmpfs on %s: %v (guard the script with [!mountable] skip)", dir, err)
 	}
 	ts.Defer(func() {

@@ -95,9 +95,9 @@ type Store struct {
 // it can still be read; every write then fails with a DiskFullError.
 func Open(dir string, log hclog.Logger) (*Store, error) {
 	readOnly := false
-	if free, err := freeSpace(dir); err == nil && free < Floor {
+	if sp, err := freeSpace(dir); err == nil && sp.below(0, Floor, FloorFiles) {
 		readOnly = true
-		log.Info("the store's disk is full: opening it read-only", "dir", dir, "free_mib", free>>20)
+		log.Info("the store's disk is full: opening it read-only", "dir", dir, "free_mib", sp.bytes>>20, "free_files", sp.files)
 	}
 	opts := badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
@@ -117,10 +117,10 @@ func Open(dir string, log hclog.Logger) (*Store, error) {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, fmt.Errorf("open store %s: %w", dir, ErrLocked)
 		}
-		if free, ferr := freeSpace(dir); readOnly || ferr == nil && free < Reserve || errors.Is(err, syscall.ENOSPC) {
+		if sp, ferr := freeSpace(dir); readOnly || ferr == nil && sp.below(0, Reserve, ReserveFiles) || errors.Is(err, syscall.ENOSPC) {
 			// Opening read-write writes (a new memtable, flushes); read-only
 			// fails when a crash left a log to replay.
-			return nil, fmt.Errorf("open store %s: %w (%v)", dir, &DiskFullError{Dir: dir, Free: free, ReadOnly: readOnly}, err)
+			return nil, fmt.Errorf("open store %s: %w (%v)", dir, sp.full(dir, readOnly), err)
 		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
