@@ -25,7 +25,8 @@ for t in "${targets[@]}"; do
 	name=${t#* }
 	[[ $name =~ $FUZZ ]] || continue
 	echo "== $name (./$dir) for $FUZZTIME, load $(cut -d' ' -f1-3 /proc/loadavg)"
-	$GO test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "./$dir"
+	# -timeout 0: no deadline for the test binary besides -fuzztime.
+	$GO test -run '^$' -timeout 0 -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "./$dir"
 	ran=$((ran + 1))
 done
 if [ "$ran" -eq 0 ]; then
