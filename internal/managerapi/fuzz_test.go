@@ -102,7 +102,13 @@ func FuzzManagerAPI(f *testing.F) {
 		f.Fatal(err)
 	}
 	go func() { _ = gs.Serve(l) }()
-	defer gs.Stop()
+	defer func() {
+		// Runs and backfills the requests started end before the store
+		// closes.
+		gs.Stop()
+		m.StopBackfills()
+		srv.Wait()
+	}()
 	conn, err := grpc.NewClient("unix://"+l.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		f.Fatal(err)
