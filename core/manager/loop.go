@@ -134,6 +134,7 @@ func (r *run) loop(ctx context.Context) error {
 		if r.w.Err() != nil && !cancelled {
 			// The store failed: end the run rather than run on unrecorded.
 			cancelled = true
+			r.storeFailed = true
 			r.reason = fmt.Sprintf("state store: %v", r.w.Err())
 			if r.act(r.sched.Cancel()) {
 				return r.finish(r.sched.Result(), r.reason)

@@ -102,7 +102,7 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 	}
 	r.w.Batch().DeleteActive(r.rec.Id)
 	r.w.Flush(true)
-	if err := r.w.Err(); err != nil && (r.w.FinalErr() != nil || !strings.HasPrefix(r.rec.Reason, "state store: ")) {
+	if err := r.w.Err(); err != nil && (r.w.FinalErr() != nil || !r.storeFailed) {
 		// The run's end is not recorded, or it is and does not say why
 		// records before it are missing.
 		return fmt.Errorf("record run %s: %w", r.rec.Id, err)

@@ -220,22 +220,25 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 
 // run is one run in progress, owned by one goroutine.
 type run struct {
-	m       *Manager
-	p       *pipeline.Pipeline
-	rec     *wizpb.Run
-	watch   func(Update)
-	w       *store.Writer // stages the run's records, commits them in the background
-	procs   []*proc
-	tasks   map[string]int // task ID → node
-	sched   *scheduler.Scheduler
-	execs   map[string]Executor
-	logSeq  uint64
-	reason  string
-	over    bool                           // the scheduler said Done
-	reuse   map[string]*wizpb.ProcessorRun // processors taken from an earlier run
-	live    *liveRun                       // how other goroutines watch and cancel it
-	running int                            // tasks started and not finished
-	shared  bool                           // its executors share the machine's slots (Manager.share)
+	m      *Manager
+	p      *pipeline.Pipeline
+	rec    *wizpb.Run
+	watch  func(Update)
+	w      *store.Writer // stages the run's records, commits them in the background
+	procs  []*proc
+	tasks  map[string]int // task ID → node
+	sched  *scheduler.Scheduler
+	execs  map[string]Executor
+	logSeq uint64
+	reason string
+	// storeFailed: the run was cancelled because its records could not be
+	// written, and reason says so.
+	storeFailed bool
+	over        bool                           // the scheduler said Done
+	reuse       map[string]*wizpb.ProcessorRun // processors taken from an earlier run
+	live        *liveRun                       // how other goroutines watch and cancel it
+	running     int                            // tasks started and not finished
+	shared      bool                           // its executors share the machine's slots (Manager.share)
 
 	t0         time.Time      // logical time 0 of the scheduler
 	wake       *time.Timer    // wakes the scheduler at the logical time it asked for

@@ -47,6 +47,9 @@ type Client struct {
 	sched   wizrpc.SchedulesClient
 	// Where names the Manager in messages, e.g. "the wiz process holding ~/.wiz".
 	Where string
+	// local: a wiz process on this machine, reached through its home's
+	// socket (DialUnix), not a daemon.
+	local bool
 }
 
 var _ manager.API = (*Client)(nil)
@@ -60,7 +63,7 @@ func DialUnix(ctx context.Context, path, where string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{conn: conn, rpc: wizrpc.NewManagerClient(conn), secrets: wizrpc.NewSecretsClient(conn), sched: wizrpc.NewSchedulesClient(conn), Where: where}
+	c := &Client{conn: conn, rpc: wizrpc.NewManagerClient(conn), secrets: wizrpc.NewSecretsClient(conn), sched: wizrpc.NewSchedulesClient(conn), Where: where, local: true}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if _, err := c.rpc.ListRuns(ctx, &wizrpc.ListRunsRequest{Limit: 1}); err != nil {
@@ -116,14 +119,10 @@ func (bearer) RequireTransportSecurity() bool { return true }
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
 
-// local says whether the Client reaches a wiz process on this machine
-// through its home's socket (DialUnix), not a daemon.
-func (c *Client) local() bool { return strings.HasPrefix(c.Where, "the wiz process holding ") }
-
 // fromStatus is the package fromStatus for this Client: a local Manager
 // that went away is not a daemon to check --server for.
 func (c *Client) fromStatus(err error) error {
-	if c.local() && status.Code(err) == codes.Unavailable {
+	if c.local && status.Code(err) == codes.Unavailable {
 		return fmt.Errorf("lost %s: it exited or was killed (%s); run the command again: with no wiz holding the store it opens the store itself, and a run it was running is settled then (`wiz runs resume` continues it)", c.Where, status.Convert(err).Message())
 	}
 	return fromStatus(err)
