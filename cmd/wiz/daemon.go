@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,6 +31,7 @@ type DaemonCmd struct {
 	TLSKey         string        `name:"tls-key" type:"existingfile" help:"TLS key."`
 	AdminTokenFile string        `name:"admin-token-file" type:"existingfile" help:"File holding the first admin token's secret, for unattended setups (or WIZ_ADMIN_TOKEN)."`
 	Grace          time.Duration `default:"30s" help:"On SIGTERM, how long running runs may go on before they are cancelled."`
+	OnRestart      string        `name:"on-restart" enum:"continue,fail" default:"continue" help:"What to do with the runs a daemon on this data dir left Running (killed, crashed): continue them, keeping what Succeeded (continue), or end them Failed (fail)."`
 	RetentionRuns  int           `name:"retention-runs" placeholder:"N" help:"Keep at most N runs of each pipeline without retention: of its own (default: all)."`
 	RetentionAge   string        `name:"retention-age" placeholder:"AGE" help:"Delete runs of pipelines without retention: of their own that ended more than AGE ago, e.g. 30d (default: never)."`
 	PublicURL      string        `name:"public-url" placeholder:"URL" help:"Base of webhook URLs (https://HOST:PORT as clients reach the daemon; default: https:// and the listen address)."`
@@ -94,7 +96,7 @@ func (c *DaemonCmd) Run(env *Env) error {
 		mx = metrics.New()
 		obs = mx
 	}
-	m := manager.New(manager.Config{Service: true, Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: log.Named("manager"), Observer: obs,
+	m := manager.New(manager.Config{Service: true, Continue: c.OnRestart == "continue", Store: st, Blobs: blobs, Catalog: reg, Backends: reg, Logger: log.Named("manager"), Observer: obs,
 		CacheDir: filepath.Join(dir, "cache", "plans"), TaskDir: filepath.Join(dir, "tasks"), Capacity: env.CLI.Capacity,
 		Secrets: env.keyring(dir)})
 	if _, err := m.Recover(); err != nil { // logs each run it settles
@@ -163,12 +165,29 @@ func (c *DaemonCmd) Run(env *Env) error {
 		m.StopBackfills()
 		waitRetention()
 	}()
+	// The runs an earlier daemon left Running are continued once this one
+	// serves; they stop as clients' runs do (the grace period), or here.
+	contCtx, stopCont := context.WithCancel(context.Background())
+	waitCont := func() {}
+	ready := func(addr string) {
+		ids, wait, err := m.ContinueRuns(contCtx) // live before the daemon says it listens
+		waitCont = wait
+		if err != nil {
+			log.Error("continue the runs an earlier daemon left running; they stay Running for the next start", "error", err)
+		}
+		if len(ids) > 0 {
+			fmt.Printf("wiz daemon: continuing %d run(s) an earlier daemon left Running: %s\n", len(ids), strings.Join(ids, " "))
+		}
+		fmt.Printf("wiz daemon: listening on %s\n", addr)
+	}
 	err = daemon.Run(ctx, daemon.Config{
 		Listen: c.Listen, DataDir: dir, CertFile: c.TLSCert, KeyFile: c.TLSKey, AdminToken: admin,
 		Grace: c.Grace, Manager: m, Store: st, Logger: log.Named("daemon"), Out: os.Stdout,
 		HTTP: daemon.Hooks(m, log.Named("webhooks"), m.Observer().WebhookRequest), PublicURL: c.PublicURL, Also: sockSrv,
-		Ready: func(addr string) { fmt.Printf("wiz daemon: listening on %s\n", addr) },
+		Ready: ready,
 	})
+	stopCont()
+	waitCont()
 	m.WaitExecutors() // before the backends stop (Env.Close)
 	return err
 }

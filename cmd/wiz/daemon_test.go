@@ -885,7 +885,8 @@ func daemonWaitID(t *testing.T, p *daemonProc) string {
 // TestDaemonRestart: what a daemon stopped with SIGTERM had is served again
 // by the next one on the same data dir; a run that a SIGKILLed daemon left
 // Running stays Running for short commands meanwhile, is ended Failed,
-// "manager exited: …", by the next daemon, and none of its processes is left.
+// "manager exited: …", by the next daemon started with --on-restart fail, and
+// none of its processes is left.
 func TestDaemonRestart(t *testing.T) {
 	e := daemonNewEnv(t)
 	data := filepath.Join(e.dir, "data")
@@ -982,7 +983,7 @@ processors:
 		t.Errorf("runs show %s on the data dir of the killed daemon: want the run still Running: %s", longID, r)
 	}
 
-	d = e.daemon(data)
+	d = e.daemonArgs(data, nil, "--on-restart", "fail") // TestDaemonContinue: the default, continue
 	const settled = "manager exited: the daemon running it was killed or crashed; `wiz runs resume "
 	r := d.ok(viewer, "runs", "show", "last")
 	if !regexp.MustCompile(`(?m)^run +`+longID+`$`).MatchString(r.stdout) ||

@@ -339,6 +339,9 @@ func (c *RunsShowCmd) Run(env *Env) error {
 	if r.ResumedFrom != "" {
 		fmt.Printf("resumes   %s\n", r.ResumedFrom)
 	}
+	if r.Continued > 0 {
+		fmt.Printf("continued %d× after its daemon stopped\n", r.Continued)
+	}
 	for _, p := range r.Plugins {
 		fmt.Printf("plugin    %s %s (sha256 %s)\n", p.Name, p.Version, short(p.Sha256))
 	}
@@ -476,6 +479,9 @@ func runJSON(r *wizpb.Run) map[string]any {
 	}
 	if r.ResumedFrom != "" {
 		out["resumed_from"] = r.ResumedFrom
+	}
+	if r.Continued > 0 {
+		out["continued"] = r.Continued
 	}
 	out["trigger"] = runTrigger(r)
 	out["scheduled_time"] = ts(r.Started)

@@ -256,11 +256,24 @@ func (r *run) startChild(i int, pr *proc, t *Task) {
 		return
 	}
 	id := ids.NewString()
-	pr.rec.ChildRun = id
-	// A resumed parent resumes the child run of its earlier run that failed.
-	var reuse map[string]*wizpb.ProcessorRun
+	// A resumed parent resumes the child run of its earlier run that failed;
+	// a continued one continues its own child run, once.
+	var (
+		reuse map[string]*wizpb.ProcessorRun
+		cont  *wizpb.Run
+		prev  map[string]*wizpb.ProcessorRun
+	)
 	resumed := ""
-	if old := r.rec.ResumedFrom; old != "" {
+	if old := r.prev[pr.rec.Name]; old != nil && old.ChildRun != "" {
+		delete(r.prev, pr.rec.Name)
+		if c, err := r.m.store.Run(old.ChildRun); err == nil && c.Parent == r.rec.Id {
+			if prev, err = r.m.store.Processors(c.Id); err == nil {
+				id, cont, reuse, resumed = c.Id, c, succeeded(prev), c.ResumedFrom
+			}
+		}
+	}
+	pr.rec.ChildRun = id
+	if old := r.rec.ResumedFrom; old != "" && cont == nil {
 		if recs, err := r.m.store.Processors(old); err == nil && recs[pr.rec.Name] != nil && recs[pr.rec.Name].ChildRun != "" {
 			resumed = recs[pr.rec.Name].ChildRun
 			if reuse, err = r.m.reusable(resumed); err != nil {
@@ -279,7 +292,7 @@ func (r *run) startChild(i int, pr *proc, t *Task) {
 	pr.rec.Started, pr.rec.Ended = timestamppb.Now(), nil
 	_ = r.w.Batch().PutProcessor(pr.rec)
 	r.notify(Update{Processor: pr.rec})
-	opts := RunRequest{KeepTemp: r.keepTemp, NoCache: r.noCache, runID: id, parent: r.rec.Id, parentProcessor: pr.rec.Name}
+	opts := RunRequest{KeepTemp: r.keepTemp, NoCache: r.noCache, runID: id, parent: r.rec.Id, parentProcessor: pr.rec.Name, cont: cont, prev: prev}
 	taskID := t.ID
 	go func() { // owned by the parent's loop, which waits for its event before it ends
 		defer cancel()

@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wiz-run/wiz/core/expr"
@@ -72,17 +71,14 @@ func (r *run) expand(i int) bool {
 		}
 		// Resume: the same instance with the same element succeeded.
 		if old := r.reuse[in.rec.Name]; old != nil && old.Item == itemText && old.InstanceOf == pr.node.Name {
-			in.rec = proto.Clone(old).(*wizpb.ProcessorRun)
-			in.rec.RunId, in.rec.ReusedFrom, in.rec.CachedFrom = r.rec.Id, old.RunId, ""
-			if old.ReusedFrom != "" {
-				in.rec.ReusedFrom = old.ReusedFrom
-			}
+			in.rec = reusedRec(old, r.rec.Id)
 			in.outputs, in.reused = in.rec.Outputs, true
 			if done == nil {
 				done = make([]bool, len(items))
 			}
 			done[k] = true
 		}
+		r.carry(in)
 		_ = r.w.Batch().PutProcessor(in.rec)
 		r.procs = append(r.procs, in)
 	}

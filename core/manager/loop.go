@@ -411,7 +411,7 @@ func (r *run) dispatch(i int) {
 		r.startChild(i, pr, task)
 		return
 	}
-	if pr.node.Cache != nil && !r.noCache && pr.rec.Attempts == 0 {
+	if pr.node.Cache != nil && !r.noCache && pr.rec.Attempts == pr.carried {
 		pr.cacheKey = r.cacheKey(pr, task)
 		if e := r.cacheEntry(pr); pr.cacheKey != "" && e != nil {
 			if !pr.native {

@@ -110,6 +110,10 @@ type Config struct {
 	// short command (wiz run), whose runs are settled by the next wiz that
 	// opens the store. See Recover.
 	Service bool
+	// Continue (with Service) makes Recover leave the runs an earlier
+	// service left Running for ContinueRuns, which carries them on; false:
+	// Recover settles them as Failed.
+	Continue bool
 }
 
 // Manager owns pipelines and runs. Its methods are safe for concurrent use;
@@ -144,6 +148,8 @@ type Manager struct {
 	// owner and boot are recorded in every run this Manager starts
 	// (wizpb.Run.owner, owner_boot).
 	owner, boot string
+	// continues: Recover leaves a service's runs to ContinueRuns.
+	continues bool
 
 	liveMu sync.Mutex
 	live   map[string]*liveRun // runs in progress, by ID
@@ -175,7 +181,7 @@ func New(cfg Config) *Manager {
 	if cfg.Service {
 		owner = OwnerService
 	}
-	return &Manager{owner: owner, boot: ids.NewString(), store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir, secrets: cfg.Secrets,
+	return &Manager{owner: owner, continues: cfg.Service && cfg.Continue, boot: ids.NewString(), store: cfg.Store, blobs: cfg.Blobs, catalog: cfg.Catalog, backends: cfg.Backends, log: cfg.Logger, cacheDir: cfg.CacheDir, taskDir: cfg.TaskDir, secrets: cfg.Secrets,
 		live: map[string]*liveRun{}, share: newShare(cfg.Capacity), schedPoke: make(chan struct{}, 1), retainPoke: make(chan struct{}, 1), trigPoke: make(chan struct{}, 1), stopBackfills: make(chan struct{}), clock: cfg.Clock, obs: cfg.Observer, parsed: map[string]*pipeline.Pipeline{}}
 }
 
@@ -354,7 +360,8 @@ const (
 // Call it once after opening the store and before starting runs; the
 // store's lock guarantees no other Manager holds them. A short command's
 // Manager leaves the runs of a service (wiz daemon) alone: they are the next
-// service start's. It returns the IDs of the runs it settled.
+// service start's, which settles them, or with Config.Continue leaves them
+// to ContinueRuns. It returns the IDs of the runs it settled.
 func (m *Manager) Recover() ([]string, error) {
 	if m.store.ReadOnly() {
 		// A full disk: they are settled by the first Manager that can write.
@@ -366,13 +373,12 @@ func (m *Manager) Recover() ([]string, error) {
 	}
 	var settled []string
 	for _, id := range active {
-		b := m.store.Batch()
 		r, err := m.store.Run(id)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return settled, err
 		}
-		if r != nil && r.State == wizpb.RunState_RUN_STATE_RUNNING && r.Owner == OwnerService && m.owner != OwnerService {
-			m.log.Debug("left a service's run for the service to settle", "run", id)
+		if r != nil && r.State == wizpb.RunState_RUN_STATE_RUNNING && r.Owner == OwnerService && (m.owner != OwnerService || m.continues) {
+			m.log.Debug("left a service's run for the service to settle or continue", "run", id)
 			continue
 		}
 		if r != nil && r.State == wizpb.RunState_RUN_STATE_RUNNING {
@@ -381,39 +387,18 @@ func (m *Manager) Recover() ([]string, error) {
 				who = "the daemon running it"
 			}
 			reason := ReasonManagerExited + ": " + who + " was killed or crashed; `wiz runs resume " + top + "` continues it, reusing what succeeded"
-			now := timestamppb.Now()
-			procs, err := m.store.Processors(id)
-			if err != nil {
-				return settled, err
-			}
-			for _, p := range procs {
-				if p.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
-					p.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
-					p.Error = reason
-					p.Ended = now
-					if err := b.PutProcessor(p); err != nil {
-						return settled, err
-					}
-				}
-			}
-			r.State = wizpb.RunState_RUN_STATE_FAILED
-			r.Reason = reason
-			r.Ended = now
-			if err := b.PutRun(r); err != nil {
-				return settled, err
-			}
-			if err := b.PutEvent(&wizpb.Event{Id: ids.NewString(), RunId: id, Kind: "state",
-				Message: "Failed: " + reason, Time: now}); err != nil {
+			if err := m.settle(r, reason); err != nil {
 				return settled, err
 			}
 			settled = append(settled, id)
 			m.log.Warn("settled a run its manager left running", "run", id)
+			continue
 		}
+		b := m.store.Batch()
 		b.DeleteActive(id)
 		if err := b.Commit(); err != nil {
 			return settled, err
 		}
-		m.killLeftovers(id)
 	}
 	if len(settled) > 0 {
 		if err := m.store.Sync(); err != nil {
@@ -421,6 +406,44 @@ func (m *Manager) Recover() ([]string, error) {
 		}
 	}
 	return settled, nil
+}
+
+// settle ends a run left Running, and its processors that were Running, as
+// Failed for reason, takes it off the active runs and kills the task
+// processes its executors left on this machine.
+func (m *Manager) settle(r *wizpb.Run, reason string) error {
+	b := m.store.Batch()
+	now := timestamppb.Now()
+	procs, err := m.store.Processors(r.Id)
+	if err != nil {
+		return err
+	}
+	for _, p := range procs {
+		if p.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
+			p.State = wizpb.ProcessorState_PROCESSOR_STATE_FAILED
+			p.Error = reason
+			p.Ended = now
+			if err := b.PutProcessor(p); err != nil {
+				return err
+			}
+		}
+	}
+	r.State = wizpb.RunState_RUN_STATE_FAILED
+	r.Reason = reason
+	r.Ended = now
+	if err := b.PutRun(r); err != nil {
+		return err
+	}
+	if err := b.PutEvent(&wizpb.Event{Id: ids.NewString(), RunId: r.Id, Kind: "state",
+		Message: "Failed: " + reason, Time: now}); err != nil {
+		return err
+	}
+	b.DeleteActive(r.Id)
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	m.killLeftovers(r.Id)
+	return nil
 }
 
 // Pipelines lists stored pipelines.

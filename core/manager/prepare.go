@@ -5,6 +5,7 @@ package manager
 // needs, and the pipeline's own when and env.
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 
@@ -23,13 +24,39 @@ func (m *Manager) reusable(runID string) (map[string]*wizpb.ProcessorRun, error)
 	if err != nil {
 		return nil, err
 	}
+	return succeeded(procs), nil
+}
+
+// succeeded returns the records of procs whose outputs a new attempt at
+// the run reuses: those that Succeeded, finally processors excepted.
+func succeeded(procs map[string]*wizpb.ProcessorRun) map[string]*wizpb.ProcessorRun {
 	out := map[string]*wizpb.ProcessorRun{}
 	for name, pr := range procs {
 		if pr.State == wizpb.ProcessorState_PROCESSOR_STATE_SUCCEEDED && !pr.Finally {
 			out[name] = pr
 		}
 	}
-	return out, nil
+	return out
+}
+
+// carry counts on the attempts a processor of a continued run made before
+// (ContinueRuns): the next one is the one after them.
+func (r *run) carry(pr *proc) {
+	if old := r.prev[pr.rec.Name]; old != nil && !pr.reused && old.Item == pr.rec.Item {
+		pr.carried, pr.rec.Attempts = old.Attempts, old.Attempts
+	}
+}
+
+// reusedRec is the record of a processor of run runID that reuses old's
+// outputs. ReusedFrom names the run where they were made; a run continued in
+// place (ContinueRuns) keeps its own records as they were.
+func reusedRec(old *wizpb.ProcessorRun, runID string) *wizpb.ProcessorRun {
+	rec := proto.Clone(old).(*wizpb.ProcessorRun)
+	if old.RunId == runID {
+		return rec
+	}
+	rec.RunId, rec.ReusedFrom, rec.CachedFrom = runID, cmp.Or(old.ReusedFrom, old.RunId), ""
+	return rec
 }
 
 // latestRun returns the newest run of a pipeline version, or nil.
@@ -139,13 +166,13 @@ func (r *run) prepare() error {
 				return fmt.Errorf("%s: processor %s: sub-pipeline %s was not resolved", n.Pos, n.Name, n.Uses)
 			}
 			if old := r.reuse[n.Name]; old != nil {
-				pr.rec = proto.Clone(old).(*wizpb.ProcessorRun)
-				pr.rec.RunId, pr.rec.ReusedFrom, pr.rec.CachedFrom = r.rec.Id, old.RunId, ""
+				pr.rec = reusedRec(old, r.rec.Id)
 				pr.outputs, pr.reused = pr.rec.Outputs, true
 				if err := r.w.Batch().PutProcessor(pr.rec); err != nil {
 					return err
 				}
 			}
+			r.carry(pr)
 			r.procs = append(r.procs, pr)
 			continue
 		}
@@ -171,18 +198,14 @@ func (r *run) prepare() error {
 			rec:     &wizpb.ProcessorRun{RunId: r.rec.Id, Name: n.Name, Type: n.Uses, Finally: n.Finally},
 		}
 		if old := r.reuse[n.Name]; old != nil {
-			pr.rec = proto.Clone(old).(*wizpb.ProcessorRun)
-			// ReusedFrom names the run where the outputs were made.
-			pr.rec.RunId, pr.rec.ReusedFrom, pr.rec.CachedFrom = r.rec.Id, old.RunId, ""
-			if old.ReusedFrom != "" {
-				pr.rec.ReusedFrom = old.ReusedFrom
-			}
+			pr.rec = reusedRec(old, r.rec.Id)
 			pr.outputs = pr.rec.Outputs
 			pr.reused = true
 			if err := r.w.Batch().PutProcessor(pr.rec); err != nil {
 				return err
 			}
 		}
+		r.carry(pr)
 		r.procs = append(r.procs, pr)
 		if key := ref.Name + "@" + ref.Version; !seen[key] {
 			seen[key] = true

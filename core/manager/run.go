@@ -8,6 +8,7 @@ import (
 
 	"github.com/wiz-run/wiz/core/expr"
 	"github.com/wiz-run/wiz/core/ids"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/wiz-run/wiz/core/pipeline"
@@ -50,6 +51,11 @@ type RunRequest struct {
 	// For a sub-pipeline's run (set by the Manager): its ID, chosen by the
 	// parent, and the parent run and processor.
 	runID, parent, parentProcessor string
+
+	// cont is the record of a run a Manager left Running, continued in place
+	// (same ID) by this run (ContinueRuns); prev its processors' records then.
+	cont *wizpb.Run
+	prev map[string]*wizpb.ProcessorRun
 }
 
 // Update reports a change in a run to a watcher.
@@ -157,6 +163,17 @@ func (m *Manager) Resume(ctx context.Context, id string, watch func(Update)) (*w
 // outputs are taken from run resumedFrom instead of running them again.
 func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizpb.Data,
 	reuse map[string]*wizpb.ProcessorRun, resumedFrom string, opts RunRequest, watch func(Update)) (*wizpb.Run, error) {
+	r, err := m.begin(ctx, a, inputs, reuse, resumedFrom, opts, watch)
+	if err != nil {
+		return nil, err
+	}
+	return r.toEnd()
+}
+
+// begin creates a run, records it and makes it live (watchers and Cancel
+// find it); toEnd runs it.
+func (m *Manager) begin(ctx context.Context, a *Applied, inputs map[string]*wizpb.Data,
+	reuse map[string]*wizpb.ProcessorRun, resumedFrom string, opts RunRequest, watch func(Update)) (*run, error) {
 	p := a.Parsed
 	r := &run{m: m, p: p, watch: watch, w: m.store.NewWriter(commitGap, flushEvery), tasks: map[string]int{}, reuse: reuse, keepTemp: opts.KeepTemp, noCache: opts.NoCache, kids: a.Children,
 		childEvents: make(chan *TaskEvent, 16)}
@@ -170,6 +187,13 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 	r.rec.ScheduledTime = r.rec.Started
 	if !opts.ScheduledTime.IsZero() {
 		r.rec.ScheduledTime = timestamppb.New(opts.ScheduledTime)
+	}
+	if c := opts.cont; c != nil {
+		// Continued: the same run, now this Manager's.
+		r.rec = proto.Clone(c).(*wizpb.Run)
+		r.rec.State, r.rec.Reason, r.rec.Ended, r.rec.Plugins = wizpb.RunState_RUN_STATE_RUNNING, "", nil, nil
+		r.rec.Owner, r.rec.OwnerBoot, r.rec.Continued = m.owner, m.boot, c.Continued+1
+		r.prev = opts.prev
 	}
 	if err := r.prepare(); err != nil {
 		return nil, err
@@ -196,7 +220,11 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 		return nil, err
 	}
 	r.w.Batch().PutActive(r.rec.Id)
-	r.event("", "state", "Running")
+	if opts.cont != nil {
+		r.event("", "state", fmt.Sprintf("Running: continued after its Manager stopped; %d processors keep their outputs, the rest run (again)", len(reuse)))
+	} else {
+		r.event("", "state", "Running")
+	}
 	if err := r.w.Batch().Commit(); err != nil {
 		return nil, err
 	}
@@ -208,13 +236,17 @@ func (m *Manager) start(ctx context.Context, a *Applied, inputs map[string]*wizp
 			f.started(r.rec.Id)
 		}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	r.ctx = ctx
-	r.live = m.register(r.rec.Id, cancel)
+	r.ctx, r.cancel = context.WithCancelCause(ctx)
+	r.live = m.register(r.rec.Id, r.cancel)
 	r.notify(Update{Run: r.rec})
-	err := r.loop(ctx)
-	m.unregister(r.rec.Id, r.live, r.rec)
+	return r, nil
+}
+
+// toEnd runs a run begun to its end, on the calling goroutine, which owns it.
+func (r *run) toEnd() (*wizpb.Run, error) {
+	defer r.cancel(nil)
+	err := r.loop(r.ctx)
+	r.m.unregister(r.rec.Id, r.live, r.rec)
 	return r.rec, err
 }
 
@@ -236,6 +268,7 @@ type run struct {
 	storeFailed bool
 	over        bool                           // the scheduler said Done
 	reuse       map[string]*wizpb.ProcessorRun // processors taken from an earlier run
+	prev        map[string]*wizpb.ProcessorRun // a continued run's processors before (ContinueRuns)
 	live        *liveRun                       // how other goroutines watch and cancel it
 	running     int                            // tasks started and not finished
 	shared      bool                           // its executors share the machine's slots (Manager.share)
@@ -248,7 +281,8 @@ type run struct {
 	keepTemp   bool
 	noCache    bool
 
-	ctx         context.Context     // the run's: sub-pipeline runs are cancelled with it
+	ctx         context.Context // the run's: sub-pipeline runs are cancelled with it
+	cancel      context.CancelCauseFunc
 	kids        map[string]*Applied // the sub-pipelines its processors run
 	childEvents chan *TaskEvent     // the ends of sub-pipeline runs
 	children    int                 // sub-pipeline runs in progress
@@ -256,6 +290,7 @@ type run struct {
 
 // proc is one processor's state in the run.
 type proc struct {
+	carried int32 // attempts it made before its run was continued (ContinueRuns)
 	node    *pipeline.ProcessorNode
 	rec     *wizpb.ProcessorRun
 	config  []byte

@@ -128,6 +128,16 @@ func (c *Client) fromStatus(err error) error {
 	return fromStatus(err)
 }
 
+// lostRun is the error of a stream of run updates that broke: a daemon
+// (through --server or the wiz home's socket) lost while the run was Running
+// continues it when it restarts.
+func (c *Client) lostRun(last *wizpb.Run, err error) error {
+	if last == nil || last.State != wizpb.RunState_RUN_STATE_RUNNING || last.Owner != manager.OwnerService || status.Code(err) != codes.Unavailable {
+		return c.fromStatus(err)
+	}
+	return fmt.Errorf("lost the daemon while run %s was Running (%s): a daemon restarted on its data dir continues the run (unless started with --on-restart fail); `wiz runs watch %s` follows it then", last.Id, status.Convert(err).Message(), last.Id)
+}
+
 // fromStatus turns a gRPC error back into the Manager's kinds of error.
 func fromStatus(err error) error {
 	if err == nil {
@@ -326,7 +336,7 @@ func (c *Client) follow(ctx context.Context, req *wizrpc.StartRunRequest, watch 
 			return last, nil
 		}
 		if m.err != nil {
-			return last, c.fromStatus(m.err)
+			return last, c.lostRun(last, m.err)
 		}
 		if m.u.Run != nil {
 			last = m.u.Run
@@ -347,7 +357,7 @@ func (c *Client) Watch(ctx context.Context, id string, watch func(manager.Update
 			return last, nil
 		}
 		if err != nil {
-			return last, c.fromStatus(err)
+			return last, c.lostRun(last, err)
 		}
 		if u.Run != nil {
 			last = u.Run

@@ -412,8 +412,12 @@ type Run struct {
 	// never settles a run a service left Running: the next service start does.
 	// owner_boot identifies that process's Manager (a KSUID made when it
 	// started). Empty in runs recorded before owners were.
-	Owner         string `protobuf:"bytes,20,opt,name=owner,proto3" json:"owner,omitempty"`
-	OwnerBoot     string `protobuf:"bytes,21,opt,name=owner_boot,json=ownerBoot,proto3" json:"owner_boot,omitempty"`
+	Owner     string `protobuf:"bytes,20,opt,name=owner,proto3" json:"owner,omitempty"`
+	OwnerBoot string `protobuf:"bytes,21,opt,name=owner_boot,json=ownerBoot,proto3" json:"owner_boot,omitempty"`
+	// continued counts the times a restarted service carried the run on, in
+	// place, after the service that ran it stopped (see `wiz daemon
+	// --on-restart`).
+	Continued     int32 `protobuf:"varint,22,opt,name=continued,proto3" json:"continued,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -593,6 +597,13 @@ func (x *Run) GetOwnerBoot() string {
 		return x.OwnerBoot
 	}
 	return ""
+}
+
+func (x *Run) GetContinued() int32 {
+	if x != nil {
+		return x.Continued
+	}
+	return 0
 }
 
 // PluginUse records the exact plugin a run used.
@@ -1662,7 +1673,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	" \x01(\tR\x06origin\x1a;\n" +
 	"\rChildrenEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xde\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfc\x06\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vpipeline_id\x18\x02 \x01(\tR\n" +
@@ -1687,7 +1698,8 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x0escheduled_time\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\rscheduledTime\x12\x14\n" +
 	"\x05owner\x18\x14 \x01(\tR\x05owner\x12\x1d\n" +
 	"\n" +
-	"owner_boot\x18\x15 \x01(\tR\townerBoot\x1aG\n" +
+	"owner_boot\x18\x15 \x01(\tR\townerBoot\x12\x1c\n" +
+	"\tcontinued\x18\x16 \x01(\x05R\tcontinued\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
 	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"Q\n" +
