@@ -40,7 +40,7 @@ type DaemonCmd struct {
 }
 
 // Run implements the command.
-func (c *DaemonCmd) Run(env *Env) error {
+func (c *DaemonCmd) Run(env *Env) (err error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return usageError{fmt.Errorf("give both --tls-cert and --tls-key, or neither")}
 	}
@@ -68,7 +68,7 @@ func (c *DaemonCmd) Run(env *Env) error {
 		}
 		dir = h
 	}
-	dir, err := filepath.Abs(dir)
+	dir, err = filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,13 @@ func (c *DaemonCmd) Run(env *Env) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer func() {
+		// A disk that refused writes is said once: by the store's close
+		// when the daemon had not noticed.
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
 	blobs, err := blob.Open(filepath.Join(dir, "blobs"))
 	if err != nil {
 		return err

@@ -191,8 +191,9 @@ func (e *Env) Manager() (*manager.Manager, error) {
 }
 
 // Close waits for runs that other commands started through this one's
-// socket, stops serving, and closes the store if it was opened.
-func (e *Env) Close() {
+// socket, stops serving, and closes the store if it was opened; it returns
+// the error of that close.
+func (e *Env) Close() error {
 	if e.remote != nil {
 		e.remote.Close()
 	}
@@ -211,14 +212,15 @@ func (e *Env) Close() {
 	}
 	// The store closes while the runs' executors are torn down; the
 	// backends that serve them stop after.
-	var closing sync.WaitGroup
+	var (
+		closing  sync.WaitGroup
+		closeErr error
+	)
 	if st := e.store; st != nil {
 		closing.Add(1)
 		go func() {
 			defer closing.Done()
-			if err := st.Close(); err != nil {
-				fmt.Fprintf(os.Stderr, "wiz: close store: %v\n", err)
-			}
+			closeErr = st.Close()
 		}()
 		e.store = nil
 	}
@@ -229,4 +231,5 @@ func (e *Env) Close() {
 		e.registry.Close() // runs are over and their executors torn down
 	}
 	closing.Wait()
+	return closeErr
 }

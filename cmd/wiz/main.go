@@ -200,16 +200,36 @@ func run(args []string) int {
 			}
 		}
 		env := &Env{CLI: &cli}
-		defer env.Close()
+		defer func() {
+			// The store closes last; a disk that refused writes is said
+			// once, and fails the command.
+			cerr := env.Close()
+			if cerr == nil {
+				return
+			}
+			if !errors.Is(cerr, store.ErrUnwritable) || !errors.Is(err, store.ErrUnwritable) {
+				var unw *store.UnwritableError
+				if errors.As(cerr, &unw) {
+					cerr = unw
+				}
+				fmt.Fprintf(os.Stderr, "wiz: close store: %v\n", cerr)
+			}
+			if code == exitOK {
+				code = exitFailed
+			}
+		}()
 		err = ctx.Run(env)
 		code = exitCode(err)
 		var ee exitError
 		var full *store.DiskFullError
+		var unw *store.UnwritableError
 		switch {
 		case err == nil || errors.As(err, &ee):
 		case errors.As(err, &full):
 			// What to do, whatever wiz was doing.
 			fmt.Fprintf(os.Stderr, "wiz: %v\n", full)
+		case errors.As(err, &unw):
+			fmt.Fprintf(os.Stderr, "wiz: %v\n", unw)
 		default:
 			fmt.Fprintf(os.Stderr, "wiz: %v\n", err)
 		}

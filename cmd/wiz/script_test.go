@@ -104,11 +104,17 @@ func TestScript(t *testing.T) {
 		},
 		// [mountable]: this process may mount a tmpfs (root or
 		// CAP_SYS_ADMIN), for the scripts that fill a small disk.
+		// [ext4]: it may also loop-mount an ext4 image and turn it
+		// read-only as an I/O error does (mkfs.ext4, loop devices and
+		// ext4's trigger_fs_error), for the scripts of a failing disk.
 		Condition: func(cond string) (bool, error) {
-			if cond != "mountable" {
-				return false, fmt.Errorf("unknown condition %q", cond)
+			switch cond {
+			case "mountable":
+				return canMount(), nil
+			case "ext4":
+				return canExt4(), nil
 			}
-			return canMount(), nil
+			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"buildacme":    cmdBuildacme,
@@ -120,6 +126,8 @@ func TestScript(t *testing.T) {
 			"exits":        cmdExits,
 			"inrange":      cmdInrange,
 			"killproc":     cmdKillproc,
+			"fserror":      cmdFserror,
+			"mountext4":    cmdMountext4,
 			"mounttmpfs":   cmdMounttmpfs,
 			"procs":        cmdProcs,
 			"ptyscreen":    cmdPtyscreen,
@@ -168,6 +176,119 @@ func canMount() bool {
 		return false
 	}
 	return syscall.Unmount(dir, 0) == nil
+}
+
+var ext4Once = sync.OnceValue(func() bool {
+	dir, err := os.MkdirTemp("", "ext4")
+	if err != nil {
+		return false
+	}
+	defer os.RemoveAll(dir)
+	mnt := filepath.Join(dir, "m")
+	if err := mountExt4(filepath.Join(dir, "img"), mnt, 16); err != nil {
+		return false
+	}
+	defer syscall.Unmount(mnt, syscall.MNT_DETACH)
+	dev, err := ext4Dev(mnt)
+	if err != nil {
+		return false
+	}
+	_, err = os.Stat(filepath.Join("/sys/fs/ext4", dev, "trigger_fs_error"))
+	return err == nil
+})
+
+// canExt4 reports whether this process may loop-mount an ext4 image and
+// trigger an error on it.
+func canExt4() bool { return canMount() && ext4Once() }
+
+// mountExt4 makes an ext4 image of mib MiB (sparse) at img and mounts it
+// on dir with errors=remount-ro.
+func mountExt4(img, dir string, mib int) error {
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		mkfs = "/sbin/mkfs.ext4" // not on PATH for users other than root
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(img)
+	if err != nil {
+		return err
+	}
+	err = f.Truncate(int64(mib) << 20)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if out, err := exec.Command(mkfs, "-q", "-F", img).CombinedOutput(); err != nil {
+		return fmt.Errorf("mkfs.ext4: %v: %s", err, out)
+	}
+	if out, err := exec.Command("mount", "-o", "loop,errors=remount-ro", img, dir).CombinedOutput(); err != nil {
+		return fmt.Errorf("mount -o loop: %v: %s", err, out)
+	}
+	return nil
+}
+
+// ext4Dev returns the device name (loopN) of the ext4 mounted on dir.
+func ext4Dev(dir string) (string, error) {
+	b, err := os.ReadFile("/proc/self/mounts")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[1] == dir && f[2] == "ext4" {
+			return filepath.Base(f[0]), nil
+		}
+	}
+	return "", fmt.Errorf("no ext4 is mounted on %s", dir)
+}
+
+// cmdMountext4 is `mountext4 DIR MIB`: it mounts an ext4 image of MIB MiB,
+// made (or mounted again) at DIR.img, on DIR with errors=remount-ro, until
+// the script ends or `mountext4 -u DIR`.
+func cmdMountext4(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: mountext4 DIR MIB | mountext4 -u DIR")
+	}
+	if args[0] == "-u" {
+		if err := syscall.Unmount(ts.MkAbs(args[1]), 0); err != nil {
+			ts.Fatalf("unmount %s: %v", args[1], err)
+		}
+		return
+	}
+	dir := ts.MkAbs(args[0])
+	mib, err := strconv.Atoi(args[1])
+	if err != nil {
+		ts.Fatalf("mountext4: bad size %q", args[1])
+	}
+	img := dir + ".img"
+	if _, err := os.Stat(img); err == nil {
+		// Mounted again: as after a repair, with what the disk kept.
+		if out, err := exec.Command("mount", "-o", "loop", img, dir).CombinedOutput(); err != nil {
+			ts.Fatalf("mount %s again: %v: %s", img, err, out)
+		}
+	} else if err := mountExt4(img, dir, mib); err != nil {
+		ts.Fatalf("mount an ext4 image on %s: %v (guard the script with [!ext4] skip)", dir, err)
+	}
+	ts.Defer(func() { _ = syscall.Unmount(dir, syscall.MNT_DETACH) })
+}
+
+// cmdFserror is `fserror DIR`: the ext4 mounted on DIR reports an error, as
+// after a failed write to its disk, and (errors=remount-ro) takes no more
+// writes: every one fails with "read-only file system".
+func cmdFserror(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: fserror DIR")
+	}
+	dev, err := ext4Dev(ts.MkAbs(args[0]))
+	if err != nil {
+		ts.Fatalf("fserror: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join("/sys/fs/ext4", dev, "trigger_fs_error"), []byte("wiz test\n"), 0); err != nil {
+		ts.Fatalf("fserror: %v", err)
+	}
 }
 
 // cmdMounttmpfs is `mounttmpfs DIR MIB [INODES]`: it mounts a tmpfs of MIB

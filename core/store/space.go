@@ -80,9 +80,13 @@ func (sp space) full(dir string, readOnly bool) *DiskFullError {
 	return &DiskFullError{Dir: dir, Free: sp.bytes, Files: sp.files, ReadOnly: readOnly}
 }
 
-// room checks that size more bytes may be written: at least Reserve and
-// ReserveFiles (Floor and FloorFiles when freeing) must stay free.
+// room checks that the disk takes writes (unwritable.go) and that size more
+// bytes may be written: at least Reserve and ReserveFiles (Floor and
+// FloorFiles when freeing) must stay free.
 func (s *Store) room(size int, freeing bool) error {
+	if err := s.writable(); err != nil {
+		return err
+	}
 	sp, err := freeSpace(s.dir)
 	if s.readOnly {
 		return sp.full(s.dir, true)

@@ -13,7 +13,10 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/hashicorp/go-hclog"
@@ -87,7 +90,15 @@ func (s *Store) Durations(runID string) (us []uint64, ok bool, err error) {
 type Store struct {
 	db       *badger.DB
 	dir      string
-	readOnly bool // opened read-only: its disk was full (space.go)
+	readOnly bool // opened read-only: its disk was full (space.go) or refused writes (Failed)
+	log      hclog.Logger
+
+	// The disk refusing writes (unwritable.go): failed, once set, is
+	// returned by every write; failedCh is closed then.
+	failed   atomic.Pointer[UnwritableError]
+	failOnce sync.Once
+	failedCh chan struct{}
+	probed   atomic.Int64 // when the disk was last probed, in Unix ns
 }
 
 // Open opens (creating when missing) the store in dir, sized for a laptop.
@@ -99,9 +110,10 @@ func Open(dir string, log hclog.Logger) (*Store, error) {
 		readOnly = true
 		log.Info("the store's disk is full: opening it read-only", "dir", dir, "free_mib", sp.bytes>>20, "free_files", sp.files)
 	}
+	bl := &badgerLogger{l: log}
 	opts := badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
-		WithLogger(badgerLogger{log}).
+		WithLogger(bl).
 		WithMemTableSize(2 << 20).
 		WithNumMemtables(2).
 		WithNumLevelZeroTables(8).
@@ -113,6 +125,19 @@ func Open(dir string, log hclog.Logger) (*Store, error) {
 		WithNumCompactors(2).
 		WithSyncWrites(false)
 	db, err := badger.Open(opts)
+	var unwritable *UnwritableError
+	if perr := probeDir(dir); err != nil && !readOnly && perr != nil && refusing(perr) {
+		// A disk that refuses writes (badger's errors do not always wrap
+		// the system's, so the directory is probed): read-only, the store
+		// can still be read, unless a crash left a log to replay.
+		unwritable = &UnwritableError{Dir: dir, Cause: perr}
+		if db, err = badger.Open(opts.WithReadOnly(true)); err != nil {
+			unwritable.Unreadable = err
+			return nil, unwritable
+		}
+		readOnly = true
+		log.Info("the store's disk refuses writes: opened it read-only", "dir", dir, "error", unwritable.Cause)
+	}
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
 			return nil, fmt.Errorf("open store %s: %w", dir, ErrLocked)
@@ -124,19 +149,57 @@ func Open(dir string, log hclog.Logger) (*Store, error) {
 		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	return &Store{db: db, dir: dir, readOnly: readOnly}, nil
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	s := &Store{db: db, dir: dir, readOnly: readOnly, log: log, failedCh: make(chan struct{})}
+	if unwritable != nil {
+		s.fail(unwritable.Cause)
+	}
+	bl.s.Store(s)
+	return s, nil
 }
 
-// Close flushes and closes the store.
+// Close flushes and closes the store. On a disk that refuses writes it
+// gives badger closeFailedMax to close (CloseMax on a healthy one) and then
+// returns, leaving the store as a crash would, which the next open recovers
+// from: what was committed before is kept.
 func (s *Store) Close() error {
-	if s.readOnly {
-		return s.db.Close()
+	var err error
+	if !s.readOnly {
+		if err = s.writableNow(); err == nil {
+			if err = s.checked(s.db.Sync()); err != nil && !errors.Is(err, ErrUnwritable) {
+				err = fmt.Errorf("sync store %s: %w", s.dir, err)
+			}
+		}
 	}
-	if err := s.db.Sync(); err != nil {
-		s.db.Close()
-		return fmt.Errorf("sync store: %w", err)
+	closed := make(chan error, 1)
+	go func() { closed <- s.db.Close() }() // left running only when the process is about to exit
+	bound := CloseMax
+	if s.Failed() != nil {
+		bound = closeFailedMax
 	}
-	return s.db.Close()
+	t := time.NewTimer(bound)
+	defer t.Stop()
+	select {
+	case cerr := <-closed:
+		if err == nil && cerr != nil {
+			err = s.checked(cerr)
+		}
+	case <-t.C:
+		if err == nil {
+			err = fmt.Errorf("store %s: badger did not close within %v; it is left as after a crash, which the next open recovers", s.dir, bound)
+		}
+	}
+	return err
+}
+
+// writableNow probes the disk now.
+func (s *Store) writableNow() error {
+	if f := s.Failed(); f != nil {
+		return f
+	}
+	return s.probe()
 }
 
 // Sync makes every committed write durable.
@@ -144,7 +207,10 @@ func (s *Store) Sync() error {
 	if s.readOnly {
 		return nil // nothing was written
 	}
-	return s.db.Sync()
+	if f := s.Failed(); f != nil {
+		return f
+	}
+	return s.checked(s.db.Sync())
 }
 
 func get(txn *badger.Txn, key string, m proto.Message) error {
@@ -345,7 +411,7 @@ func (b *Batch) Commit() error {
 		err := write(txn, k)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err := txn.Commit(); err != nil {
-				return fmt.Errorf("commit state: %w", err)
+				return fmt.Errorf("commit state: %w", b.s.checked(err))
 			}
 			txn = b.s.db.NewTransaction(true)
 			err = write(txn, k)
@@ -356,7 +422,7 @@ func (b *Batch) Commit() error {
 		}
 	}
 	if err := txn.Commit(); err != nil {
-		return fmt.Errorf("commit state: %w", err)
+		return fmt.Errorf("commit state: %w", b.s.checked(err))
 	}
 	b.keys = b.keys[:0]
 	clear(b.vals)
@@ -514,21 +580,31 @@ func (s *Store) LogsFrom(runID, processor string, from uint64, fn func(*wizpb.Lo
 	return next, err
 }
 
-// badgerLogger sends badger's logs to hclog, errors and warnings only.
-type badgerLogger struct{ l hclog.Logger }
+// badgerLogger sends badger's logs to hclog, errors and warnings only. An
+// error makes the store probe its disk (a failed flush is only logged).
+type badgerLogger struct {
+	l hclog.Logger
+	s atomic.Pointer[Store]
+}
 
-func (b badgerLogger) Errorf(f string, a ...any) {
+func (b *badgerLogger) Errorf(f string, a ...any) {
+	if s := b.s.Load(); s != nil {
+		if s.Failed() != nil {
+			return // said once, by fail; badger retries every second
+		}
+		_ = s.writableNow()
+	}
 	if b.l != nil {
 		b.l.Error(string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
 	}
 }
-func (b badgerLogger) Warningf(f string, a ...any) {
+func (b *badgerLogger) Warningf(f string, a ...any) {
 	if b.l != nil {
 		b.l.Warn(string(bytes.TrimSpace([]byte(fmt.Sprintf(f, a...)))))
 	}
 }
-func (badgerLogger) Infof(string, ...any)  {}
-func (badgerLogger) Debugf(string, ...any) {}
+func (*badgerLogger) Infof(string, ...any)  {}
+func (*badgerLogger) Debugf(string, ...any) {}
 
 // Size returns the bytes the store's files take on disk (its tables, value
 // log and manifest), read from the directory now: badger's own count is

@@ -69,7 +69,9 @@ type Config struct {
 }
 
 // Run serves until ctx is done, then stops taking calls, lets running runs
-// go on for the grace period, cancels what is left and returns.
+// go on for the grace period, cancels what is left and returns. It stops so
+// too, and returns the store's UnwritableError, when the store's disk
+// refuses writes.
 func Run(ctx context.Context, cfg Config) error {
 	cert, fingerprint, err := identity(cfg)
 	if err != nil {
@@ -127,10 +129,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Ready != nil {
 		cfg.Ready(lis.Addr().String())
 	}
+	var failed error // the store's disk refuses writes: stop, and say so
 	select {
 	case err := <-errc:
 		return fmt.Errorf("daemon: serve: %w", err)
 	case <-ctx.Done():
+	case <-cfg.Store.Unwritable():
+		failed = cfg.Store.Failed()
+		cfg.Logger.Error("stopping: the store cannot be written", "error", failed)
 	}
 	// Stop: no new calls or runs; running runs get the grace period.
 	hs.Shutdown()
@@ -153,7 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	gs.Stop()
 	<-errc
-	return nil
+	return failed
 }
 
 // bootstrap makes the first admin token when there is none, printing its
