@@ -164,7 +164,8 @@ func (e *Env) Manager() (*manager.Manager, error) {
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return nil, fmt.Errorf("make wiz home %s: %w", home, err)
 	}
-	st, err := store.Open(filepath.Join(home, "store"), e.Logger().Named("store"))
+	// A short command: it compacts only what has built up past store.ShortL0.
+	st, err := store.OpenWith(filepath.Join(home, "store"), e.Logger().Named("store"), store.Options{Short: true})
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%w; wait for the other `wiz` command on %s to finish (sharing a home between running commands is not built yet)", err, home)
 	}
@@ -173,6 +174,9 @@ func (e *Env) Manager() (*manager.Manager, error) {
 	}
 	e.store = st
 	e.Logger().Debug("store opened", "dir", filepath.Join(home, "store"))
+	if n, took := st.Compacted(); n > 0 {
+		fmt.Fprintf(os.Stderr, "wiz: compacted the store first: %d tables had built up in its level 0 over earlier commands (%s); `wiz gc` compacts it when you choose\n", n, took.Round(time.Millisecond))
+	}
 	blobs, err := blob.Open(filepath.Join(home, "blobs"))
 	if err != nil {
 		return nil, err

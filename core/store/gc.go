@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"google.golang.org/protobuf/proto"
@@ -115,8 +116,56 @@ func (s *Store) BlobRefs(fn func(digest string)) error {
 }
 
 // Compact gives the space of deleted records back to the file system as far
-// as badger can (value-log garbage collection); it is best effort.
+// as badger can: it compacts every level into one (deleted records are
+// dropped only there) and collects the value log. It is best effort, and
+// takes time on a large store: `wiz gc` calls it, not runs.
 func (s *Store) Compact() {
+	if s.readOnly || s.Failed() != nil {
+		return
+	}
+	// Compaction writes new tables through memory maps: it needs room for
+	// a copy of the tables, beside the reserve (space.go).
+	lsm, _ := s.db.Size()
+	if sp, err := freeSpace(s.dir); err != nil || sp.below(lsm, Reserve, ReserveFiles) {
+		s.log.Info("not compacting the store: too little free space for a copy of its tables", "dir", s.dir)
+	} else if err := s.db.Flatten(2); err != nil {
+		s.log.Warn("compact the store", "error", s.checked(err))
+	}
 	for s.db.RunValueLogGC(0.5) == nil {
 	}
 }
+
+// waitLevel0 waits, up to compactWaitMax from start, until badger's
+// compactors have brought level 0 under n tables.
+func (s *Store) waitLevel0(n int, start time.Time) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for s.level0() >= n && time.Since(start) < compactWaitMax {
+		<-t.C // badger's compactors do the work; nothing tells when
+	}
+}
+
+func (s *Store) level0() int {
+	for _, l := range s.db.Levels() {
+		if l.Level == 0 {
+			return l.NumTables
+		}
+	}
+	return 0
+}
+
+// compacted is what a short command's open compacted first.
+type compacted struct {
+	Tables int           // level-0 tables there were
+	Took   time.Duration // how long it waited
+}
+
+// Compacted returns how many level-0 tables a short command's open found
+// and compacted first, and how long that took; 0 when it did not.
+func (s *Store) Compacted() (tables int, took time.Duration) {
+	return s.compacted.Tables, s.compacted.Took
+}
+
+// Level0 returns the number of tables in the store's level 0 (for tests
+// and the harness).
+func (s *Store) Level0() int { return s.level0() }

@@ -99,12 +99,65 @@ type Store struct {
 	failOnce sync.Once
 	failedCh chan struct{}
 	probed   atomic.Int64 // when the disk was last probed, in Unix ns
+
+	compacted compacted // what a short command's open compacted first
 }
 
-// Open opens (creating when missing) the store in dir, sized for a laptop.
-// On a disk with less than Floor free it opens the store read-only, so that
-// it can still be read; every write then fails with a DiskFullError.
+// Options are how a process uses the store.
+type Options struct {
+	// Short: a short command (wiz run, wiz runs …), which should not pay
+	// for compacting what earlier commands wrote. Its level 0 may hold up to
+	// ShortL0 tables before badger compacts it, instead of 8; at open, a
+	// store already there is compacted first (Open waits, Compacted says
+	// so). Long-lived processes (the daemon) compact in the background.
+	Short bool
+}
+
+// ShortL0 is how many level-0 tables a short command lets build up before
+// it compacts (below badger's stall threshold, shortL0Stall).
+const (
+	ShortL0      = 15
+	shortL0Stall = 20
+	defaultL0    = 8 // for long-lived processes
+	// compactWaitMax bounds the wait for compaction at open.
+	compactWaitMax = 5 * time.Minute
+)
+
+// Open opens (creating when missing) the store in dir, sized for a laptop,
+// for a long-lived process (OpenWith).
 func Open(dir string, log hclog.Logger) (*Store, error) {
+	return OpenWith(dir, log, Options{})
+}
+
+// OpenWith opens (creating when missing) the store in dir, sized for a
+// laptop. On a disk with less than Floor free it opens the store read-only,
+// so that it can still be read; every write then fails with a DiskFullError.
+func OpenWith(dir string, log hclog.Logger, o Options) (*Store, error) {
+	s, err := open(dir, log, o)
+	if err != nil || !o.Short || s.readOnly {
+		return s, err
+	}
+	n := s.level0()
+	if n < ShortL0 {
+		return s, nil
+	}
+	// Built up: opened as a long-lived process opens it, badger compacts
+	// level 0 at once; the command waits for that.
+	log.Info("compacting the store before the command", "level0_tables", n)
+	start := time.Now()
+	if err := s.Close(); err != nil {
+		return nil, err
+	}
+	if s, err = open(dir, log, Options{}); err != nil {
+		return nil, err
+	}
+	s.waitLevel0(defaultL0, start)
+	s.compacted = compacted{Tables: n, Took: time.Since(start)}
+	return s, nil
+}
+
+// open is OpenWith without the compaction first.
+func open(dir string, log hclog.Logger, o Options) (*Store, error) {
 	readOnly := false
 	if sp, err := freeSpace(dir); err == nil && sp.below(0, Floor, FloorFiles) {
 		readOnly = true
@@ -116,7 +169,7 @@ func Open(dir string, log hclog.Logger) (*Store, error) {
 		WithLogger(bl).
 		WithMemTableSize(2 << 20).
 		WithNumMemtables(2).
-		WithNumLevelZeroTables(8).
+		WithNumLevelZeroTables(defaultL0).
 		WithNumLevelZeroTablesStall(16).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(4 << 20).
@@ -124,6 +177,9 @@ func Open(dir string, log hclog.Logger) (*Store, error) {
 		WithValueThreshold(64 << 10).
 		WithNumCompactors(2).
 		WithSyncWrites(false)
+	if o.Short {
+		opts = opts.WithNumLevelZeroTables(ShortL0).WithNumLevelZeroTablesStall(shortL0Stall)
+	}
 	db, err := badger.Open(opts)
 	var unwritable *UnwritableError
 	if perr := probeDir(dir); err != nil && !readOnly && perr != nil && refusing(perr) {
