@@ -225,7 +225,12 @@ func runDAG(o options, d *DAG, dir string, tools []Tool, makeBin string) *DAGRes
 	fmt.Printf("\n== %s: %d nodes, %d edges (%s; load average %s)\n", d.Name, d.N(), d.Edges(), dir, loadAvg())
 	res := &DAGResult{DAG: d, Samples: map[string][]Sample{}, Round: map[string][]int{}, Errors: map[string][]string{}, Orphans: map[string]int{}}
 	res.Load[0] = loadAvg1()
-	defer func() { res.Load[1] = loadAvg1() }()
+	start := markCPU()
+	defer func() {
+		res.Load[1] = loadAvg1()
+		res.Others = othersShare(start, markCPU())
+		fmt.Printf("   others used %s of the machine's CPU meanwhile\n", fmtShare(res.Others))
+	}()
 	if makeBin != "" {
 		if err := checkMakeDryRun(makeBin, d, dir); err != nil {
 			fmt.Printf("   make check: %v\n", err)
