@@ -185,9 +185,30 @@ func TestDaemonContinue(t *testing.T) {
 // not a new one), the instances and the child's processor that had
 // Succeeded do not run again, and the one in flight runs once more.
 func TestDaemonContinueNested(t *testing.T) {
+	testContinueNested(t, func(d *daemonServer) {
+		d.signal(syscall.SIGKILL, daemonStopMax)
+	})
+}
+
+// TestDaemonStopLeavesRuns: the same when the daemon is stopped with
+// SIGTERM and its runs outlast the grace period: it exits 0 and leaves them
+// Running (sub-pipeline runs too) for its next start, which continues them;
+// none ends Failed "cancelled".
+func TestDaemonStopLeavesRuns(t *testing.T) {
+	testContinueNested(t, func(d *daemonServer) {
+		if code := d.signal(syscall.SIGTERM, daemonStopMax); code != 0 {
+			t.Fatalf("the daemon exited %d after SIGTERM, want 0\nstderr:\n%s", code, d.stderr)
+		}
+		if !strings.Contains(d.stderr.String(), "left a run still going after the grace period to the next start") {
+			t.Errorf("the stopped daemon did not log the run it left:\n%s", d.stderr)
+		}
+	}, "--grace", "1s")
+}
+
+func testContinueNested(t *testing.T, stop func(*daemonServer), args ...string) {
 	e := daemonNewEnv(t)
 	data := filepath.Join(e.dir, "data")
-	d := e.daemon(data)
+	d := e.daemonArgs(data, nil, args...)
 	admin := d.admin
 	logPath, gate := filepath.Join(e.dir, "ran.log"), filepath.Join(e.dir, "gate")
 	e.file("child.yaml", fmt.Sprintf(`name: child
@@ -238,13 +259,21 @@ processors:
 	if childID == "" {
 		t.Fatalf("sub has no child run: %+v", before)
 	}
-	d.signal(syscall.SIGKILL, daemonStopMax)
+	stop(d)
 	// Its client says what happens to the run, and how to follow it.
 	if code := c.wait(daemonPollMax); code != 1 || !strings.HasSuffix(c.stderr.String(), "a daemon restarted on its data dir continues the run (unless started with --on-restart fail); `wiz runs watch "+id+"` follows it then\n") {
 		t.Errorf("the client of the killed daemon: exit %d, want 1 and what becomes of run %s\nstderr:\n%s", code, id, c.stderr)
 	}
 
-	d = e.daemon(data)
+	// Meanwhile a short command on the data dir sees both runs Running.
+	if r := contShow(t, e, []string{"--home", data}, id); r.State != "Running" {
+		t.Fatalf("run %s is %s once its daemon is gone, want Running: %+v", id, r.State, r)
+	}
+	if r := contShow(t, e, []string{"--home", data}, childID); r.State != "Running" {
+		t.Fatalf("child run %s is %s once its daemon is gone, want Running: %+v", childID, r.State, r)
+	}
+
+	d = e.daemonArgs(data, nil, args...)
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}

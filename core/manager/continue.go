@@ -72,11 +72,14 @@ func (m *Manager) ContinueRuns(ctx context.Context) (ids []string, wait func(), 
 		go func() { // owned by the caller, through wait
 			defer wg.Done()
 			defer release()
-			if _, err := r.toEnd(); err != nil {
+			if _, err := r.toEnd(); err != nil && !errors.Is(err, ErrSuspended) {
 				m.log.Error("continued run", "run", rec.Id, "error", err)
 			}
-			// Sub-pipeline runs it did not continue are settled.
-			m.settleLeft(rec.Id, "")
+			// Sub-pipeline runs it did not continue are settled (not when
+			// it was left for the next start again).
+			if !r.suspended {
+				m.settleLeft(rec.Id, "")
+			}
 		}()
 	}
 	return ids, wg.Wait, nil

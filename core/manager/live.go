@@ -69,6 +69,7 @@ var ErrNotRunning = errors.New("run is not running")
 // liveRun is a run in progress, as other goroutines see it.
 type liveRun struct {
 	cancel context.CancelCauseFunc
+	top    bool // a top-level run (no parent)
 	// again is closed by a second Cancel: the finally processors, which a
 	// first cancel lets run, are cancelled (or skipped) too.
 	again   chan struct{}
@@ -84,8 +85,8 @@ type liveRun struct {
 	final    *wizpb.Run
 }
 
-func (m *Manager) register(id string, cancel context.CancelCauseFunc) *liveRun {
-	lr := &liveRun{cancel: cancel, again: make(chan struct{}), done: make(chan struct{}), watch: make(chan watchReq), watchers: map[*Queue]bool{}}
+func (m *Manager) register(id string, top bool, cancel context.CancelCauseFunc) *liveRun {
+	lr := &liveRun{cancel: cancel, top: top, again: make(chan struct{}), done: make(chan struct{}), watch: make(chan watchReq), watchers: map[*Queue]bool{}}
 	m.liveMu.Lock()
 	m.live[id] = lr
 	m.liveMu.Unlock()
@@ -179,6 +180,39 @@ func (m *Manager) Cancel(id string) (*wizpb.Run, error) {
 
 // errCancelled is the cause of a run cancelled by a user.
 var errCancelled = errors.New("cancelled")
+
+// ErrSuspended is the error of a run that a stopping service left Running
+// (Suspend) for its next start to continue (ContinueRuns).
+var ErrSuspended = errors.New("the daemon stopped before the run ended; its next start continues the run")
+
+// SuspendAll stops the runs in progress without ending them: their tasks
+// are stopped with their executors, and they stay Running in the store,
+// with what they had recorded, for the next start of a service
+// (Config.Continue) to continue. It is how a service stops the runs that
+// outlast its grace period. Their Run returns ErrSuspended. Sub-pipeline runs
+// are suspended with their parents. It returns the IDs of the runs.
+func (m *Manager) SuspendAll() []string {
+	m.liveMu.Lock()
+	var ids []string
+	var lrs []*liveRun
+	for id, lr := range m.live {
+		if lr.top {
+			ids, lrs = append(ids, id), append(lrs, lr)
+		}
+	}
+	m.liveMu.Unlock()
+	for _, lr := range lrs {
+		lr.cancel(ErrSuspended)
+	}
+	for _, lr := range lrs {
+		<-lr.done
+	}
+	return ids
+}
+
+// Continues reports whether this Manager leaves runs to the next start of
+// its service (Config.Continue).
+func (m *Manager) Continues() bool { return m.continues }
 
 // Watch implements API.
 func (m *Manager) Watch(ctx context.Context, id string, watch func(Update)) (*wizpb.Run, error) {

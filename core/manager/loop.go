@@ -7,6 +7,7 @@ package manager
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -76,6 +77,9 @@ func (r *run) loop(ctx context.Context) error {
 		})
 		if err != nil {
 			r.closeExecutors()
+			if errors.Is(context.Cause(ctx), ErrSuspended) {
+				return r.suspend()
+			}
 			return r.finish(scheduler.RunFailed, fmt.Sprintf("provision %s executor: %v", pr.backend, err))
 		}
 		r.execs[pr.exec] = ex
@@ -197,6 +201,9 @@ func (r *run) loop(ctx context.Context) error {
 				return r.finish(r.sched.Result(), r.reason)
 			}
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), ErrSuspended) {
+				return r.suspend()
+			}
 			if !cancelled {
 				cancelled = true
 				if r.reason == "" {

@@ -114,6 +114,29 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 	return nil
 }
 
+// suspend leaves the run Running (Manager.Suspend): what it recorded is
+// committed and synced, its sub-pipeline runs are suspended with it (their
+// contexts carry the same cause), and its executors are torn down as the
+// loop returns, which stops its tasks. The processors that were Running stay
+// so, for ContinueRuns to run again.
+func (r *run) suspend() error {
+	for r.children > 0 {
+		if ev := <-r.childEvents; ev.Kind == EventFinished && ev.Started {
+			r.childEnded()
+		}
+	}
+	r.suspended = true
+	r.event("", "state", "Running: left for the next start of the daemon, which continues it")
+	r.w.Flush(true)
+	if err := r.w.Err(); err != nil {
+		return fmt.Errorf("record run %s: %w", r.rec.Id, err)
+	}
+	if err := r.m.store.Sync(); err != nil {
+		return fmt.Errorf("sync store: %w", err)
+	}
+	return ErrSuspended
+}
+
 // tearDown closes an ended run's executors in the background, so that the
 // run's caller has its result without waiting for them: a CLI closes its
 // store meanwhile. WaitExecutors waits for every teardown.

@@ -237,7 +237,7 @@ func (m *Manager) begin(ctx context.Context, a *Applied, inputs map[string]*wizp
 		}
 	}
 	r.ctx, r.cancel = context.WithCancelCause(ctx)
-	r.live = m.register(r.rec.Id, r.cancel)
+	r.live = m.register(r.rec.Id, r.rec.Parent == "", r.cancel)
 	r.notify(Update{Run: r.rec})
 	return r, nil
 }
@@ -266,6 +266,7 @@ type run struct {
 	// storeFailed: the run was cancelled because its records could not be
 	// written, and reason says so.
 	storeFailed bool
+	suspended   bool                           // left Running for the service's next start (suspend)
 	over        bool                           // the scheduler said Done
 	reuse       map[string]*wizpb.ProcessorRun // processors taken from an earlier run
 	prev        map[string]*wizpb.ProcessorRun // a continued run's processors before (ContinueRuns)

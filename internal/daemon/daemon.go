@@ -146,6 +146,13 @@ func Run(ctx context.Context, cfg Config) error {
 	gctx, cancel := context.WithTimeout(context.Background(), cfg.Grace)
 	defer cancel()
 	if err := cfg.Manager.WaitIdle(gctx); err != nil {
+		// Runs still going: left Running for the next start to continue
+		// (--on-restart continue), or cancelled.
+		if cfg.Manager.Continues() {
+			for _, id := range cfg.Manager.SuspendAll() {
+				cfg.Logger.Warn("left a run still going after the grace period to the next start", "run", id)
+			}
+		}
 		for _, id := range cfg.Manager.Live() {
 			cfg.Logger.Warn("cancelling a run still going after the grace period", "run", id)
 			_, _ = cfg.Manager.Cancel(id)
