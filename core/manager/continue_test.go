@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/proto/wizpb"
@@ -25,27 +24,7 @@ func TestContinueRunsCannot(t *testing.T) {
 	t.Parallel()
 	var cfg manager.Config
 	m, _ := newManagerWith(t, 2, func(c *manager.Config) { c.Service = true; cfg = *c })
-	src := "name: stuck\nprocessors:\n  slow: {uses: t/run, with: {sleep: 1m}}\n"
-	started := make(chan string, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	ended := make(chan struct{})
-	// The abandoned run must end before the store closes (cleanups run last first).
-	t.Cleanup(func() { cancel(); <-ended })
-	go func() {
-		defer close(ended)
-		m.Run(ctx, manager.RunRequest{File: "p.yaml", Source: []byte(src)}, func(u manager.Update) {
-			if u.Processor != nil && u.Processor.State == wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
-				started <- u.Processor.RunId
-			}
-		})
-	}()
-	id := <-started
-	for range 200 {
-		if states(t, m, id) == "slow=RUNNING" {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	id := stuckRun(t, m)
 
 	// A Manager that is not a service's, or not asked to, continues nothing.
 	for _, c := range []struct{ service, cont bool }{{false, true}, {true, false}} {

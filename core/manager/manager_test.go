@@ -415,11 +415,11 @@ processors:
 	}
 }
 
-func TestRecover(t *testing.T) {
-	t.Parallel()
-	m, _ := newManager(t, 2)
-	// A run that never ends within the test: its Manager "dies" (the run's
-	// goroutine is abandoned) and a Recover settles it.
+// stuckRun starts a run that never ends within the test and returns its ID
+// once its processor's Running state is committed: its Manager "dies" (the
+// run's goroutine is abandoned, and ended by a cleanup).
+func stuckRun(t *testing.T, m *manager.Manager) string {
+	t.Helper()
 	src := "name: stuck\nprocessors:\n  slow: {uses: t/run, with: {sleep: 1m}}\n"
 	started := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -435,13 +435,19 @@ func TestRecover(t *testing.T) {
 		})
 	}()
 	id := <-started
-	// Wait until the Running state is committed.
 	for range 200 {
 		if states(t, m, id) == "slow=RUNNING" {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	return id
+}
+
+func TestRecover(t *testing.T) {
+	t.Parallel()
+	m, _ := newManager(t, 2)
+	id := stuckRun(t, m)
 	settled, err := m.Recover()
 	if err != nil || len(settled) != 1 || settled[0] != id {
 		t.Fatalf("Recover = %v, %v; want [%s]", settled, err, id)
