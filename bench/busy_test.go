@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -65,5 +66,16 @@ func TestMarkCPU(t *testing.T) {
 	}
 	if s := othersShare(a, b); s < 0 || s > 1 {
 		t.Errorf("othersShare = %v, want within [0, 1]", s)
+	}
+}
+
+// treeCPU counts this process's own CPU time (it is its own tree).
+func TestTreeCPU(t *testing.T) {
+	before := treeCPU(os.Getpid())
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for time.Now().Before(deadline) {
+	}
+	if got := treeCPU(os.Getpid()) - before; got < 100*time.Millisecond {
+		t.Errorf("200 ms of spinning counted as %v", got)
 	}
 }

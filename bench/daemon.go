@@ -32,6 +32,8 @@ type DaemonResult struct {
 	Failed             []string        // runs that did not end Succeeded, or calls that failed
 	CPU                time.Duration   // the daemon's whole process tree, measured phase and warm-up included
 	CPUTop             time.Duration   // the daemon process alone
+	WindowCPU          time.Duration   // the daemon's process tree over the timed window
+	Others             float64         // the share of the machine's CPU others took meanwhile (busy.go)
 	RSS                int64           // the daemon's VmHWM, KiB
 	Err                string          // the benchmark could not run
 }
@@ -198,10 +200,15 @@ func measureDaemon(o options, tmp string) *DaemonResult {
 			}
 		}()
 	}
+	pid := ld.cmd.Process.Pid
+	m0, c0 := markCPU(), treeCPU(pid)
 	t0 := time.Now()
 	close(gate)
 	wg.Wait()
 	res.Wall = time.Since(t0)
+	m1, c1 := markCPU(), treeCPU(pid)
+	res.WindowCPU = c1 - c0
+	res.Others = othersShareBut(m0, m1, res.WindowCPU)
 	var lastStart time.Time
 	for _, rs := range results {
 		for _, r := range rs {
@@ -218,10 +225,10 @@ func measureDaemon(o options, tmp string) *DaemonResult {
 	}
 	res.StartWall = lastStart.Sub(t0)
 	stop()
-	fmt.Printf("   %d runs in %.2fs, %d failed; StartRun p50 %s p99 %s; start→Succeeded p50 %s p99 %s\n",
+	fmt.Printf("   %d runs in %.2fs, %d failed; StartRun p50 %s p99 %s; start→Succeeded p50 %s p99 %s; others used %s of the machine's CPU\n",
 		len(res.Total), res.Wall.Seconds(), len(res.Failed),
 		fmtMs(percentile(res.Start, 50)), fmtMs(percentile(res.Start, 99)),
-		fmtMs(percentile(res.Total, 50)), fmtMs(percentile(res.Total, 99)))
+		fmtMs(percentile(res.Total, 50)), fmtMs(percentile(res.Total, 99)), fmtShare(res.Others))
 	return res
 }
 

@@ -70,7 +70,55 @@ const (
 	targetScale   = 1.1  // wiz time grows at most 1.1× the node count
 	targetStartup = 250 * time.Millisecond
 	targetRSSMiB  = 100.0 // manager peak RSS on the 10,000-node DAG
+
+	// One-processor runs on `wiz daemon` with 50 clients.
+	targetDaemonRate = 250.0                 // completed runs per second
+	targetDaemonCPU  = 5 * time.Millisecond  // CPU of the daemon's tree per run
+	targetDaemonP99  = 50 * time.Millisecond // StartRun p99
 )
+
+// daemonTargets checks the daemon's: a figure taken while others used the
+// machine is not measured (busy.go).
+func (r *Report) daemonTargets(tb *table) {
+	d := r.Daemon
+	labels := []string{
+		fmt.Sprintf("daemon, %d clients: ≥ %.0f completed runs/s", daemonClients(d), targetDaemonRate),
+		fmt.Sprintf("daemon: ≤ %s of CPU per run (its process tree, timed window)", fmtMs(targetDaemonCPU)),
+		fmt.Sprintf("daemon: StartRun p99 ≤ %s", fmtMs(targetDaemonP99)),
+	}
+	if d == nil || d.Err != "" || len(d.Total) == 0 {
+		for _, l := range labels {
+			tb.add(l, "not measured", "SKIP")
+		}
+		return
+	}
+	n := len(d.Total)
+	rate := float64(n) / d.Wall.Seconds()
+	cpu := d.WindowCPU / time.Duration(n)
+	p99 := percentile(d.Start, 99)
+	for i, c := range []struct {
+		measured string
+		ok       bool
+	}{
+		{fmt.Sprintf("%.0f runs/s (%d in %.1fs)", rate, n, d.Wall.Seconds()), rate >= targetDaemonRate},
+		{fmtMs(cpu), cpu <= targetDaemonCPU},
+		{fmtMs(p99), p99 <= targetDaemonP99},
+	} {
+		m := c.measured + fmt.Sprintf(" (others %s)", fmtShare(d.Others))
+		v, why := quietVerdict(c.ok && len(d.Failed) == 0, d.Others, n)
+		if why != "" {
+			m += " — " + why
+		}
+		tb.add(labels[i], m, v)
+	}
+}
+
+func daemonClients(d *DaemonResult) int {
+	if d == nil {
+		return 50
+	}
+	return d.Clients
+}
 
 func (r *Report) print(w io.Writer) {
 	fmt.Fprintf(w, "\n(load average now: %s on %d CPUs)\n", loadAvg(), runtime.NumCPU())
@@ -416,6 +464,7 @@ func (r *Report) printTargets(w io.Writer) {
 
 	r.kernelTarget(tb)
 	r.schedulesTargets(tb)
+	r.daemonTargets(tb)
 
 	if len(layers) > 0 {
 		big := layers[len(layers)-1]
