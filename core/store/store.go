@@ -158,6 +158,9 @@ func OpenWith(dir string, log hclog.Logger, o Options) (*Store, error) {
 
 // open is OpenWith without the compaction first.
 func open(dir string, log hclog.Logger, o Options) (*Store, error) {
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
 	readOnly := false
 	if sp, err := freeSpace(dir); err == nil && sp.below(0, Floor, FloorFiles) {
 		readOnly = true
@@ -182,17 +185,19 @@ func open(dir string, log hclog.Logger, o Options) (*Store, error) {
 	}
 	db, err := badger.Open(opts)
 	var unwritable *UnwritableError
-	if perr := probeDir(dir); err != nil && !readOnly && perr != nil && refusing(perr) {
+	if err != nil && !readOnly {
 		// A disk that refuses writes (badger's errors do not always wrap
 		// the system's, so the directory is probed): read-only, the store
 		// can still be read, unless a crash left a log to replay.
-		unwritable = &UnwritableError{Dir: dir, Cause: perr}
-		if db, err = badger.Open(opts.WithReadOnly(true)); err != nil {
-			unwritable.Unreadable = err
-			return nil, unwritable
+		if perr := probeDir(dir); perr != nil && refusing(perr) {
+			unwritable = &UnwritableError{Dir: dir, Cause: perr}
+			if db, err = badger.Open(opts.WithReadOnly(true)); err != nil {
+				unwritable.Unreadable = err
+				return nil, unwritable
+			}
+			readOnly = true
+			log.Info("the store's disk refuses writes: opened it read-only", "dir", dir, "error", unwritable.Cause)
 		}
-		readOnly = true
-		log.Info("the store's disk refuses writes: opened it read-only", "dir", dir, "error", unwritable.Cause)
 	}
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
@@ -204,9 +209,6 @@ func open(dir string, log hclog.Logger, o Options) (*Store, error) {
 			return nil, fmt.Errorf("open store %s: %w (%v)", dir, sp.full(dir, readOnly), err)
 		}
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
-	}
-	if log == nil {
-		log = hclog.NewNullLogger()
 	}
 	s := &Store{db: db, dir: dir, readOnly: readOnly, log: log, failedCh: make(chan struct{})}
 	if unwritable != nil {
