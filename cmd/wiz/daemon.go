@@ -30,8 +30,8 @@ type DaemonCmd struct {
 	TLSCert        string        `name:"tls-cert" type:"existingfile" help:"TLS certificate (default: a self-signed one made in the data dir)."`
 	TLSKey         string        `name:"tls-key" type:"existingfile" help:"TLS key."`
 	AdminTokenFile string        `name:"admin-token-file" type:"existingfile" help:"File holding the first admin token's secret, for unattended setups (or WIZ_ADMIN_TOKEN)."`
-	Grace          time.Duration `default:"30s" help:"On SIGTERM, how long running runs may go on before they are cancelled."`
-	OnRestart      string        `name:"on-restart" enum:"continue,fail" default:"continue" help:"What to do with the runs a daemon on this data dir left Running (killed, crashed): continue them, keeping what Succeeded (continue), or end them Failed (fail)."`
+	Grace          time.Duration `default:"30s" help:"On SIGTERM, how long running runs may go on before they are left Running for the next start (--on-restart continue) or cancelled (fail)."`
+	OnRestart      string        `name:"on-restart" enum:"continue,fail" default:"continue" help:"What to do with the runs a daemon on this data dir left Running (killed, crashed, or stopped past --grace): continue them, keeping what Succeeded (continue), or end them Failed (fail)."`
 	RetentionRuns  int           `name:"retention-runs" placeholder:"N" help:"Keep at most N runs of each pipeline without retention: of its own (default: all)."`
 	RetentionAge   string        `name:"retention-age" placeholder:"AGE" help:"Delete runs of pipelines without retention: of their own that ended more than AGE ago, e.g. 30d (default: never)."`
 	PublicURL      string        `name:"public-url" placeholder:"URL" help:"Base of webhook URLs (https://HOST:PORT as clients reach the daemon; default: https:// and the listen address)."`
