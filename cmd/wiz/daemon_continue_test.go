@@ -185,7 +185,7 @@ func TestDaemonContinue(t *testing.T) {
 // not a new one), the instances and the child's processor that had
 // Succeeded do not run again, and the one in flight runs once more.
 func TestDaemonContinueNested(t *testing.T) {
-	testContinueNested(t, func(d *daemonServer) {
+	testContinueNested(t, "", func(d *daemonServer) {
 		d.signal(syscall.SIGKILL, daemonStopMax)
 	})
 }
@@ -195,7 +195,7 @@ func TestDaemonContinueNested(t *testing.T) {
 // Running (sub-pipeline runs too) for its next start, which continues them;
 // none ends Failed "cancelled".
 func TestDaemonStopLeavesRuns(t *testing.T) {
-	testContinueNested(t, func(d *daemonServer) {
+	testContinueNested(t, "the daemon stopped before the run ended; its next start continues the run", func(d *daemonServer) {
 		if code := d.signal(syscall.SIGTERM, daemonStopMax); code != 0 {
 			t.Fatalf("the daemon exited %d after SIGTERM, want 0\nstderr:\n%s", code, d.stderr)
 		}
@@ -205,7 +205,10 @@ func TestDaemonStopLeavesRuns(t *testing.T) {
 	}, "--grace", "1s")
 }
 
-func testContinueNested(t *testing.T, stop func(*daemonServer), args ...string) {
+// testContinueNested stops the daemon with stop while the run is in its
+// sub-pipeline; the run and its child run are then Running with reason
+// (why, while no Manager holds them).
+func testContinueNested(t *testing.T, reason string, stop func(*daemonServer), args ...string) {
 	e := daemonNewEnv(t)
 	data := filepath.Join(e.dir, "data")
 	d := e.daemonArgs(data, nil, args...)
@@ -266,11 +269,10 @@ processors:
 	}
 
 	// Meanwhile a short command on the data dir sees both runs Running.
-	if r := contShow(t, e, []string{"--home", data}, id); r.State != "Running" {
-		t.Fatalf("run %s is %s once its daemon is gone, want Running: %+v", id, r.State, r)
-	}
-	if r := contShow(t, e, []string{"--home", data}, childID); r.State != "Running" {
-		t.Fatalf("child run %s is %s once its daemon is gone, want Running: %+v", childID, r.State, r)
+	for _, rid := range []string{id, childID} {
+		if r := contShow(t, e, []string{"--home", data}, rid); r.State != "Running" || r.Reason != reason {
+			t.Fatalf("run %s is %s (%q) once its daemon is gone, want Running (%q): %+v", rid, r.State, r.Reason, reason, r)
+		}
 	}
 
 	d = e.daemonArgs(data, nil, args...)
@@ -282,7 +284,7 @@ processors:
 		t.Errorf("runs watch %s after the restart: want it followed to Succeeded: %s", id, r)
 	}
 	run := contShow(t, e, d.args(admin), id)
-	if run.State != "Succeeded" || run.Continued != 1 {
+	if run.State != "Succeeded" || run.Continued != 1 || run.Reason != "" {
 		t.Fatalf("run %s after the restart: %s (%s), continued %d×; want Succeeded, continued once", id, run.State, run.Reason, run.Continued)
 	}
 	for _, pr := range run.Processors {

@@ -382,11 +382,14 @@ func (m *Manager) Recover() ([]string, error) {
 			continue
 		}
 		if r != nil && r.State == wizpb.RunState_RUN_STATE_RUNNING {
-			who, top := "the wiz process running it", cmp.Or(r.Parent, id) // a sub-pipeline resumes with its parent
-			if r.Owner == OwnerService {
-				who = "the daemon running it"
+			who, top := "the wiz process running it was killed or crashed", cmp.Or(r.Parent, id) // a sub-pipeline resumes with its parent
+			switch {
+			case r.Owner == OwnerService && r.Reason == ErrSuspended.Error():
+				who = "the daemon running it stopped before it ended"
+			case r.Owner == OwnerService:
+				who = "the daemon running it was killed or crashed"
 			}
-			reason := ReasonManagerExited + ": " + who + " was killed or crashed; `wiz runs resume " + top + "` continues it, reusing what succeeded"
+			reason := ReasonManagerExited + ": " + who + "; `wiz runs resume " + top + "` continues it, reusing what succeeded"
 			if err := m.settle(r, reason); err != nil {
 				return settled, err
 			}

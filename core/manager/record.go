@@ -126,6 +126,10 @@ func (r *run) suspend() error {
 		}
 	}
 	r.suspended = true
+	r.rec.Reason = ErrSuspended.Error() // says why it is Running with no Manager; cleared when continued
+	if err := r.w.Batch().PutRun(r.rec); err != nil {
+		return err
+	}
 	r.event("", "state", "Running: left for the next start of the daemon, which continues it")
 	r.w.Flush(true)
 	if err := r.w.Err(); err != nil {
