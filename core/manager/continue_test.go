@@ -60,3 +60,36 @@ func TestContinueRunsCannot(t *testing.T) {
 		t.Errorf("processor = %v %q, want Failed with the run's reason", d.Processors[0].State, d.Processors[0].Error)
 	}
 }
+
+// SuspendAll leaves a run Running with a reason that says why, and a next
+// service start that does not continue (--on-restart fail) settles it as
+// stopped, not killed.
+func TestSuspendAll(t *testing.T) {
+	t.Parallel()
+	var cfg manager.Config
+	m, _ := newManagerWith(t, 2, func(c *manager.Config) { c.Service, c.Continue = true, true; cfg = *c })
+	id := stuckRun(t, m)
+	if !m.Continues() {
+		t.Fatal("a service Manager made with Continue does not say it continues")
+	}
+	if got := m.SuspendAll(); len(got) != 1 || got[0] != id {
+		t.Fatalf("SuspendAll = %v, want [%s]", got, id)
+	}
+	d, err := m.RunDetail(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Run.State != wizpb.RunState_RUN_STATE_RUNNING || d.Run.Reason != manager.ErrSuspended.Error() || d.Processors[0].State != wizpb.ProcessorState_PROCESSOR_STATE_RUNNING {
+		t.Fatalf("suspended run = %v %q, processor %v; want Running, %q, processor Running", d.Run.State, d.Run.Reason, d.Processors[0].State, manager.ErrSuspended)
+	}
+	cfg.Continue = false
+	settled, err := manager.New(cfg).Recover()
+	if err != nil || len(settled) != 1 {
+		t.Fatalf("Recover = %v, %v; want the run settled", settled, err)
+	}
+	d, _ = m.RunDetail(id)
+	want := manager.ReasonManagerExited + ": the daemon running it stopped before it ended; `wiz runs resume " + id + "` continues it, reusing what succeeded"
+	if d.Run.State != wizpb.RunState_RUN_STATE_FAILED || d.Run.Reason != want {
+		t.Errorf("run = %v %q, want Failed, %q", d.Run.State, d.Run.Reason, want)
+	}
+}

@@ -229,6 +229,13 @@ func (e *fakeExec) Cancel(id, _ string) error {
 }
 
 func (e *fakeExec) Close(context.Context) error {
+	// As a real executor's teardown: the tasks still going are stopped.
+	e.mu.Lock()
+	for id, c := range e.cancels {
+		close(c)
+		delete(e.cancels, id)
+	}
+	e.mu.Unlock()
 	e.wg.Wait()
 	close(e.events)
 	return nil
