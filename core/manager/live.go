@@ -182,7 +182,7 @@ func (m *Manager) Cancel(id string) (*wizpb.Run, error) {
 var errCancelled = errors.New("cancelled")
 
 // ErrSuspended is the error of a run that a stopping service left Running
-// (Suspend) for its next start to continue (ContinueRuns).
+// (SuspendAll) for its next start to continue (ContinueRuns).
 var ErrSuspended = errors.New("the daemon stopped before the run ended; its next start continues the run")
 
 // SuspendAll stops the runs in progress without ending them: their tasks

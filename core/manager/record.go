@@ -114,7 +114,7 @@ func (r *run) finish(res scheduler.Result, reason string) error {
 	return nil
 }
 
-// suspend leaves the run Running (Manager.Suspend): what it recorded is
+// suspend leaves the run Running (Manager.SuspendAll): what it recorded is
 // committed and synced, its sub-pipeline runs are suspended with it (their
 // contexts carry the same cause), and its executors are torn down as the
 // loop returns, which stops its tasks. The processors that were Running stay

@@ -69,7 +69,8 @@ type Config struct {
 }
 
 // Run serves until ctx is done, then stops taking calls, lets running runs
-// go on for the grace period, cancels what is left and returns. It stops so
+// go on for the grace period, leaves what is left Running for the next start
+// (a Manager that continues runs) or cancels it, and returns. It stops so
 // too, and returns the store's UnwritableError, when the store's disk
 // refuses writes.
 func Run(ctx context.Context, cfg Config) error {
