@@ -106,18 +106,23 @@ type Store struct {
 // Options are how a process uses the store.
 type Options struct {
 	// Short: a short command (wiz run, wiz runs …), which should not pay
-	// for compacting what earlier commands wrote. Its level 0 may hold up to
-	// ShortL0 tables before badger compacts it, instead of 8; at open, a
-	// store already there is compacted first (Open waits, Compacted says
-	// so). Long-lived processes (the daemon) compact in the background.
+	// for compacting what earlier commands wrote. A store whose level 0
+	// holds ShortL0 tables or more at open is compacted first (Open waits,
+	// Compacted says so); below that, badger compacts only what the command
+	// itself pushes past shortL0Run. Long-lived processes (the daemon)
+	// compact in the background, past 8 tables.
 	Short bool
 }
 
-// ShortL0 is how many level-0 tables a short command lets build up before
-// it compacts (below badger's stall threshold, shortL0Stall).
+// ShortL0 is how many level-0 tables a short command finds at open before
+// it compacts them first. While it runs, badger compacts only past
+// shortL0Run tables (stalling writes at shortL0Stall): room for what a large
+// run writes (a 10,000-node run leaves a few tables), so that compaction
+// stays out of the run.
 const (
 	ShortL0      = 15
-	shortL0Stall = 20
+	shortL0Run   = 2 * ShortL0
+	shortL0Stall = shortL0Run + 10
 	defaultL0    = 8 // for long-lived processes
 	// compactWaitMax bounds the wait for compaction at open.
 	compactWaitMax = 5 * time.Minute
@@ -181,7 +186,7 @@ func open(dir string, log hclog.Logger, o Options) (*Store, error) {
 		WithNumCompactors(2).
 		WithSyncWrites(false)
 	if o.Short {
-		opts = opts.WithNumLevelZeroTables(ShortL0).WithNumLevelZeroTablesStall(shortL0Stall)
+		opts = opts.WithNumLevelZeroTables(shortL0Run).WithNumLevelZeroTablesStall(shortL0Stall)
 	}
 	db, err := badger.Open(opts)
 	var unwritable *UnwritableError
