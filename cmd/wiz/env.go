@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -164,8 +166,10 @@ func (e *Env) Manager() (*manager.Manager, error) {
 	if err := os.MkdirAll(home, 0o755); err != nil {
 		return nil, fmt.Errorf("make wiz home %s: %w", home, err)
 	}
-	// A short command: it compacts only what has built up past store.ShortL0.
-	st, err := store.OpenWith(filepath.Join(home, "store"), e.Logger().Named("store"), store.Options{Short: true})
+	// A short command: it compacts only what has built up past
+	// store.ShortL0, in a child process, so that the compaction's memory is
+	// not the run's.
+	st, err := store.OpenWith(filepath.Join(home, "store"), e.Logger().Named("store"), store.Options{Short: true, CompactFirst: compactInChild})
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%w; wait for the other `wiz` command on %s to finish (sharing a home between running commands is not built yet)", err, home)
 	}
@@ -236,4 +240,31 @@ func (e *Env) Close() error {
 	}
 	closing.Wait()
 	return closeErr
+}
+
+// compactInChild runs `wiz compact-store DIR` and waits for it; the child
+// dies with this process (a compaction cut short is recovered by the next
+// open).
+func compactInChild(dir string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the wiz binary: %w", err)
+	}
+	cmd := exec.Command(self, "compact-store", dir)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("wiz compact-store: %w", err)
+	}
+	return nil
+}
+
+// CompactCmd is `wiz compact-store DIR`, the child compactInChild runs.
+type CompactCmd struct {
+	Dir string `arg:"" help:"The store's directory."`
+}
+
+// Run implements the command.
+func (c *CompactCmd) Run(env *Env) error {
+	return store.CompactFirst(c.Dir, env.Logger().Named("store"))
 }

@@ -60,6 +60,7 @@ type CLI struct {
 	Triggers  TriggersCmd   `cmd:"" aliases:"trigger" help:"Webhook triggers: their URLs and secrets (wiz daemon serves them)."`
 	Secret    SecretCmd     `cmd:"" aliases:"secrets" help:"Set, list and remove the secrets pipelines use (secrets.NAME in env: and secret_files)."`
 	Complete  CompletionCmd `cmd:"" name:"completion" help:"Print the shell completion script for bash, zsh or fish."`
+	Compact   CompactCmd    `cmd:"" name:"compact-store" hidden:"" help:"Compact a store (wiz runs it itself, in a child process, before a command that finds too many level-0 tables)."`
 }
 
 // usageError marks an error for exit code 2.

@@ -135,14 +135,25 @@ func (s *Store) Compact() {
 	}
 }
 
-// waitLevel0 waits, up to compactWaitMax from start, until badger's
-// compactors have brought level 0 under n tables.
-func (s *Store) waitLevel0(n int, start time.Time) {
+// waitCompacted waits, up to compactWaitMax from start, until badger's
+// compactors have left no level that needs compacting (a score of 1 or
+// more: level 0's is its tables over 8, the others' their size over their
+// target).
+func (s *Store) waitCompacted(start time.Time) {
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
-	for s.level0() >= n && time.Since(start) < compactWaitMax {
+	for s.compacting() && time.Since(start) < compactWaitMax {
 		<-t.C // badger's compactors do the work; nothing tells when
 	}
+}
+
+func (s *Store) compacting() bool {
+	for _, l := range s.db.Levels() {
+		if l.Score >= 1 {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Store) level0() int {

@@ -112,6 +112,11 @@ type Options struct {
 	// itself pushes past shortL0Run. Long-lived processes (the daemon)
 	// compact in the background, past 8 tables.
 	Short bool
+	// CompactFirst, when not nil, compacts a short command's store first
+	// instead of this process (the store is closed meanwhile): wiz runs
+	// Compact in a child process, so that the compaction's memory (badger's
+	// table builders take tens of MiB) is not the command's.
+	CompactFirst func(dir string) error
 }
 
 // ShortL0 is how many level-0 tables a short command finds at open before
@@ -146,19 +151,37 @@ func OpenWith(dir string, log hclog.Logger, o Options) (*Store, error) {
 	if n < ShortL0 {
 		return s, nil
 	}
-	// Built up: opened as a long-lived process opens it, badger compacts
-	// level 0 at once; the command waits for that.
+	// Built up: compacted first, then opened again for the command.
 	log.Info("compacting the store before the command", "level0_tables", n)
 	start := time.Now()
 	if err := s.Close(); err != nil {
 		return nil, err
 	}
-	if s, err = open(dir, log, Options{}); err != nil {
+	compact := o.CompactFirst
+	if compact == nil {
+		compact = func(dir string) error { return CompactFirst(dir, log) }
+	}
+	if err := compact(dir); err != nil {
+		return nil, fmt.Errorf("compact store %s: %w", dir, err)
+	}
+	if s, err = open(dir, log, o); err != nil {
 		return nil, err
 	}
-	s.waitLevel0(defaultL0, start)
 	s.compacted = compacted{Tables: n, Took: time.Since(start)}
 	return s, nil
+}
+
+// CompactFirst opens the store in dir as a long-lived process does, so that
+// badger compacts it at once, waits until no level needs compacting (at
+// most compactWaitMax), and closes it: the command that opens it next does
+// not compact.
+func CompactFirst(dir string, log hclog.Logger) error {
+	s, err := open(dir, log, Options{})
+	if err != nil {
+		return err
+	}
+	s.waitCompacted(time.Now())
+	return s.Close()
 }
 
 // open is OpenWith without the compaction first.
