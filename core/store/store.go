@@ -114,7 +114,7 @@ type Options struct {
 	Short bool
 	// CompactFirst, when not nil, compacts a short command's store first
 	// instead of this process (the store is closed meanwhile): wiz runs
-	// Compact in a child process, so that the compaction's memory (badger's
+	// CompactFirst in a child process, so that the compaction's memory (badger's
 	// table builders take tens of MiB) is not the command's.
 	CompactFirst func(dir string) error
 }
