@@ -84,13 +84,18 @@ func (sp space) full(dir string, readOnly bool) *DiskFullError {
 // bytes may be written: at least Reserve and ReserveFiles (Floor and
 // FloorFiles when freeing) must stay free.
 func (s *Store) room(size int, freeing bool) error {
+	if s.readOnly {
+		// Opened read-only: no probe, the open said why.
+		if f := s.Failed(); f != nil {
+			return f
+		}
+		sp, _ := freeSpace(s.dir)
+		return sp.full(s.dir, true)
+	}
 	if err := s.writable(); err != nil {
 		return err
 	}
 	sp, err := freeSpace(s.dir)
-	if s.readOnly {
-		return sp.full(s.dir, true)
-	}
 	if err != nil {
 		return err
 	}
