@@ -451,8 +451,14 @@ func (l *schedLoop) skip(pipelineName, name string, ticks []*wizpb.SkippedTick) 
 }
 
 // addSkipped records skipped ticks in st (the newest skippedKept are
-// kept) and moves its last handled tick.
+// kept) and moves its last handled tick. Ticks at or before the last
+// handled one are dropped: the loop decides on a state read before a
+// resume may have recorded the same ticks.
 func (m *Manager) addSkipped(st *wizpb.ScheduleState, ticks []*wizpb.SkippedTick) {
+	if st.LastTick != nil {
+		last := st.LastTick.AsTime()
+		ticks = slices.DeleteFunc(slices.Clone(ticks), func(t *wizpb.SkippedTick) bool { return !t.Tick.AsTime().After(last) })
+	}
 	if len(ticks) == 0 {
 		return
 	}
