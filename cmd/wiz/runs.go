@@ -340,7 +340,11 @@ func (c *RunsShowCmd) Run(env *Env) error {
 		fmt.Printf("resumes   %s\n", r.ResumedFrom)
 	}
 	if r.Continued > 0 {
-		fmt.Printf("continued %d× after its daemon stopped\n", r.Continued)
+		fmt.Printf("continued %d× after its daemon stopped", r.Continued)
+		if r.Reattached > 0 {
+			fmt.Printf("; %d task(s) re-attached on executors that outlived it", r.Reattached)
+		}
+		fmt.Println()
 	}
 	for _, p := range r.Plugins {
 		fmt.Printf("plugin    %s %s (sha256 %s)\n", p.Name, p.Version, short(p.Sha256))
@@ -482,6 +486,9 @@ func runJSON(r *wizpb.Run) map[string]any {
 	}
 	if r.Continued > 0 {
 		out["continued"] = r.Continued
+	}
+	if r.Reattached > 0 {
+		out["reattached"] = r.Reattached
 	}
 	out["trigger"] = runTrigger(r)
 	out["scheduled_time"] = ts(r.Started)

@@ -15,8 +15,11 @@ import (
 // each keeps its ID, the processors that Succeeded keep their outputs, and
 // the rest run, those that were Running again, as their next attempt
 // (at-least-once). A sub-pipeline run is continued by its parent, in place,
-// when the parent dispatches its processor again. The task processes the
-// earlier Manager's executors left on this machine are killed first.
+// when the parent dispatches its processor again. An executor the run
+// recorded that still runs (it outlives a killed Manager for its orphan
+// timeout) is adopted and its tasks re-attached: they are collected, not
+// run again (adopt.go). Otherwise the task processes the earlier Manager's
+// executors left on this machine are killed first.
 //
 // It is for a service Manager made with Config.Continue, after Recover; the
 // store's lock makes it the only Manager that continues them. It returns the
@@ -56,7 +59,9 @@ func (m *Manager) ContinueRuns(ctx context.Context) (ids []string, wait func(), 
 		tops = append(tops, r)
 	}
 	for _, rec := range tops {
-		m.killLeftoversUnder(rec.Id)
+		if _, ok := m.backends.(Adopter); !ok || len(rec.Executors) == 0 {
+			m.killLeftoversUnder(rec.Id)
+		} // else its executors may still run its tasks: the run adopts them (adopt.go)
 		release := m.HoldBlobs()
 		r, err := m.beginContinued(ctx, rec)
 		if err != nil {

@@ -108,6 +108,7 @@ type TaskEvent struct {
 	Lost    bool                   // EventFinished: the executor went away mid-task
 	Program string                 // EventFinished: the native program's sha256, when asked
 	Reused  bool                   // EventFinished: a cached result stands; nothing ran
+	Unknown bool                   // EventFinished: an adopted executor holds no such task; nothing ran
 }
 
 // Executor is one provisioned `wiz executor`, as the Manager sees it. Submit
@@ -145,6 +146,26 @@ type ProvisionRequest struct {
 	BlobDir  string
 	CacheDir string // where executors on this machine may cache plans
 	TaskDir  string // where executors on this machine record task process groups
+	// OrphanTimeout: the executor keeps its tasks running this long when
+	// this Manager is killed, for the next one to adopt (service Managers).
+	OrphanTimeout time.Duration
+}
+
+// Adopter is implemented by Backends that can take over an executor a
+// killed Manager provisioned (a pod outlives it), so that the runs a
+// restarted service Manager continues collect the tasks it still runs.
+type Adopter interface {
+	// Adopt connects to executor req.ExecutorID of backend req.Backend and
+	// attaches the tasks named by ids: each ends with one EventFinished, with
+	// Unknown set when the executor does not hold it (it runs again).
+	Adopt(ctx context.Context, req ProvisionRequest, executorID string, ids []string) (Executor, error)
+}
+
+// ExecutorIDer is implemented by Executors a backend provisioned: the ID
+// the backend knows the executor by, recorded so that a restarted Manager
+// can adopt it.
+type ExecutorIDer interface {
+	ExecutorID() string
 }
 
 // Backends provisions executors from executor backend plugins.

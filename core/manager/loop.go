@@ -68,13 +68,22 @@ func (r *run) loop(ctx context.Context) error {
 	done := make(chan struct{})
 	defer close(done)
 	slots := 0
+	var uses []*wizpb.ExecutorUse
 	for _, pr := range r.procs {
 		if r.execs[pr.exec] != nil || !need[pr.exec] {
 			continue
 		}
-		ex, err := r.m.backends.Provision(ctx, ProvisionRequest{
+		req := ProvisionRequest{
 			Backend: pr.backend, Config: pr.excfg, RunID: r.rec.Id, Slots: r.p.MaxParallel, BlobDir: r.m.blobs.Dir(), CacheDir: r.m.cacheDir, TaskDir: r.m.taskDir,
-		})
+		}
+		if r.m.continues {
+			req.OrphanTimeout = OrphanTimeout
+		}
+		ex := r.adopt(ctx, pr.exec, req)
+		var err error
+		if ex == nil {
+			ex, err = r.m.backends.Provision(ctx, req)
+		}
 		if err != nil {
 			r.closeExecutors()
 			if errors.Is(context.Cause(ctx), ErrSuspended) {
@@ -85,6 +94,15 @@ func (r *run) loop(ctx context.Context) error {
 		r.execs[pr.exec] = ex
 		slots += ex.Slots()
 		r.m.log.Debug("executor ready", "executor", ex.Name(), "slots", ex.Slots())
+		if id, ok := ex.(ExecutorIDer); ok && r.m.continues {
+			uses = append(uses, &wizpb.ExecutorUse{Key: pr.exec, Backend: pr.backend, ExecutorId: id.ExecutorID()})
+		}
+	}
+	r.releaseUnadopted(r.rec.Executors)
+	if r.m.continues {
+		// Recorded with the run, for a restarted Manager to adopt them.
+		r.rec.Executors = uses
+		_ = r.w.Batch().PutRun(r.rec)
 	}
 	defer r.m.tearDown(r)
 	// With one executor the loop reads its events itself: a forwarding
@@ -364,6 +382,18 @@ func (r *run) act(acts []scheduler.Action) bool {
 // dispatch sends processor i's task to its executor.
 func (r *run) dispatch(i int) {
 	pr := r.procs[i]
+	if pr.attached != "" {
+		// Its task runs on an adopted executor already: nothing to send.
+		pr.attached = ""
+		if ev := pr.early; ev != nil {
+			pr.early = nil
+			r.handle(ev)
+		} else if pr.startedEarly && !pr.running {
+			pr.running = true
+			r.setRunning(r.running + 1)
+		}
+		return
+	}
 	inputs := make(map[string]*wizpb.Data, len(pr.node.Inputs))
 	for _, b := range pr.node.Inputs {
 		if b.From.Input != "" {
@@ -474,7 +504,11 @@ func (r *run) handle(ev *TaskEvent) bool {
 	}
 	switch ev.Kind {
 	case EventStarted:
-		if !pr.running {
+		if pr.attached != "" {
+			// Not dispatched yet: counted once it is (dispatch), so that
+			// the machine's share waits on no task the run cannot end.
+			pr.startedEarly = true
+		} else if !pr.running {
 			pr.running = true
 			r.setRunning(r.running + 1)
 		}
@@ -496,6 +530,24 @@ func (r *run) handle(ev *TaskEvent) bool {
 	case EventMetrics:
 		pr.rec.Metrics = ev.Metrics
 	case EventFinished:
+		if ev.Unknown {
+			// The adopted executor does not hold it: it runs again, when
+			// the scheduler dispatches it (or now, if it has).
+			delete(r.tasks, ev.TaskID)
+			pr.taskID = ""
+			pr.rec.Attempts = pr.carried // the attempt it asked for did not happen
+			r.rec.Reattached--
+			r.m.log.Info("a task of the killed Manager is not on its executor; it runs again", "run", r.rec.Id, "processor", pr.rec.Name)
+			if pr.attached == "" {
+				r.dispatch(i)
+			}
+			pr.attached = ""
+			return false
+		}
+		if pr.attached != "" {
+			pr.early = ev // the scheduler has not dispatched it yet
+			return false
+		}
 		delete(r.tasks, ev.TaskID)
 		pr.taskID = ""
 		pr.program = ev.Program

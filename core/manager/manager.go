@@ -446,6 +446,9 @@ func (m *Manager) settle(r *wizpb.Run, reason string) error {
 		return err
 	}
 	m.killLeftovers(r.Id)
+	for _, use := range r.Executors {
+		m.release(r.Id, use, nil) // one that outlived its daemon stops now
+	}
 	return nil
 }
 

@@ -127,6 +127,7 @@ func (r *run) suspend() error {
 	}
 	r.suspended = true
 	r.rec.Reason = ErrSuspended.Error() // says why it is Running with no Manager; cleared when continued
+	r.rec.Executors = nil               // torn down as the loop returns: nothing to adopt
 	if err := r.w.Batch().PutRun(r.rec); err != nil {
 		return err
 	}

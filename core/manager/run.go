@@ -326,4 +326,12 @@ type proc struct {
 	// child is the sub-pipeline it runs; childCancel cancels that run.
 	child       *Applied
 	childCancel context.CancelFunc
+	// attached is the task of a killed Manager that an adopted executor
+	// still runs for it (ContinueRuns), until the scheduler dispatches it;
+	// early is that task's end, when it came before. The scheduler
+	// dispatches it within the run's window, like any task: its end waits
+	// until then.
+	attached     string
+	early        *TaskEvent
+	startedEarly bool // that task reported it started
 }

@@ -40,6 +40,7 @@ type Endpoint struct {
 // Client is a connection to one executor.
 type Client struct {
 	name     string
+	id       string // the backend's executor ID
 	conn     *grpc.ClientConn
 	stream   wizrpc.Executor_ExecuteClient
 	cancel   context.CancelFunc
@@ -83,6 +84,8 @@ type Hooks struct {
 	// Diagnose says why the executor is gone, when it is lost mid-task;
 	// nil or "": unknown.
 	Diagnose func(context.Context) string
+	// ExecutorID is the backend's ID of the executor (ExecutorID).
+	ExecutorID string
 }
 
 // Dial connects to an executor and opens its Execute stream. blobs is the
@@ -123,7 +126,7 @@ func Dial(ctx context.Context, name string, ep Endpoint, blobs *blob.Store, hook
 		return nil, fmt.Errorf("%s at %s: open task stream: %w", name, ep.Address, plain(err))
 	}
 	c := &Client{
-		name: name, conn: conn, stream: stream, cancel: cancel, slots: int(info.Slots),
+		name: name, id: hooks.ExecutorID, conn: conn, stream: stream, cancel: cancel, slots: int(info.Slots),
 		events: make(chan *manager.TaskEvent, 1024), teardown: hooks.Teardown, diagnose: hooks.Diagnose,
 		inflight: map[string]bool{}, done: make(chan struct{}),
 	}
@@ -139,6 +142,45 @@ func Dial(ctx context.Context, name string, ep Endpoint, blobs *blob.Store, hook
 	go c.recv()
 	return c, nil
 }
+
+// Attach asks the executor for the tasks a killed Manager had sent it, by
+// ID; call it first, before anything is submitted. Each ends with one
+// EventFinished like a submitted task; one the executor does not hold ends
+// at once with Unknown set (nothing ran; send it again).
+func (c *Client) Attach(ids []string) error {
+	c.mu.Lock()
+	for _, id := range ids {
+		c.inflight[id] = true
+	}
+	c.mu.Unlock()
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if err := c.stream.Send(&wizrpc.ExecuteRequest{Msg: &wizrpc.ExecuteRequest_Attach{Attach: &wizrpc.Attach{TaskIds: ids}}}); err != nil {
+		c.mu.Lock()
+		for _, id := range ids {
+			delete(c.inflight, id)
+		}
+		c.mu.Unlock()
+		return fmt.Errorf("attach to %s: %w", c.name, plain(err))
+	}
+	return nil
+}
+
+// Drop breaks the connection without closing the task stream, as a killed
+// Manager does: an executor with an orphan timeout keeps the tasks for the
+// next Attach. Events is closed; nothing is torn down. For tests.
+func (c *Client) Drop() {
+	c.cancel()
+	c.conn.Close()
+	go func() { // drain so recv can finish; ends when recv closes events
+		for range c.events {
+		}
+	}()
+}
+
+// ExecutorID is what the backend's Provision named the executor; "" when
+// it was not provisioned by a backend.
+func (c *Client) ExecutorID() string { return c.id }
 
 // Name implements manager.Executor.
 func (c *Client) Name() string { return c.name }
@@ -298,7 +340,7 @@ func (c *Client) recv() {
 		case *wizrpc.ExecuteEvent_Finished:
 			out.Kind, out.Message, out.Code, out.Started = manager.EventFinished, e.Finished.Error, int(e.Finished.ExitCode), e.Finished.Started
 			out.Metrics = e.Finished.Metrics
-			out.Program, out.Reused = e.Finished.ProgramSha256, e.Finished.Reused
+			out.Program, out.Reused, out.Unknown = e.Finished.ProgramSha256, e.Finished.Reused, e.Finished.Unknown
 			if len(e.Finished.Outputs) > 0 {
 				out.Outputs = make(map[string]*wizpb.Data, len(e.Finished.Outputs))
 				for _, o := range e.Finished.Outputs {

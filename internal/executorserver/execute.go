@@ -18,22 +18,28 @@ var errCancelled = errors.New("cancelled")
 // Execute implements wizrpc.ExecutorServer: tasks and cancels come in on one
 // long-lived stream; events go out on it. Up to Slots tasks run at once; the
 // rest wait for a slot, so the Manager can send tasks ahead of free slots.
-// When the stream ends, every task it carried is cancelled.
+// When the stream is closed, every task it carried is cancelled; when it
+// breaks (its Manager was killed) and the executor has an orphan timeout,
+// its tasks run on for a later stream to Attach (orphan.go).
 func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
-	ctx, cancelAll := context.WithCancel(stream.Context())
-	defer cancelAll()
-
-	out := &eventSender{stream: stream, slots: s.slots, cancel: cancelAll}
+	s.streamStarted()
+	// Tasks do not end with the stream: it cancels them when it is closed,
+	// or leaves them to the orphans when it breaks.
+	base := s.base
+	if s.cfg.OrphanTimeout <= 0 {
+		base = stream.Context()
+	}
+	st := &streamTasks{routes: map[string]*taskRoute{}}
+	out := &eventSender{stream: stream, slots: s.slots, cancel: func() {}}
+	out.spill = func(ev *wizrpc.ExecuteEvent) { st.spill(out, ev) }
+	if s.cfg.OrphanTimeout <= 0 {
+		// Events after a failed send are dropped; the tasks are cancelled.
+		out.cancel, out.spill = st.cancelAll, func(*wizrpc.ExecuteEvent) {}
+	}
 	defer out.stop()
-	send := out.send
 
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		cancels = map[string]context.CancelCauseFunc{}
-	)
 	var recvErr error
-	for {
+	for first := true; ; first = false {
 		req, err := stream.Recv()
 		if err != nil {
 			if err != io.EOF {
@@ -42,38 +48,46 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 			break
 		}
 		switch m := req.Msg.(type) {
+		case *wizrpc.ExecuteRequest_Attach:
+			if !first {
+				s.log.Warn("an Attach after the stream's first message is ignored")
+				continue
+			}
+			s.attach(st, out, m.Attach.TaskIds)
 		case *wizrpc.ExecuteRequest_Task:
 			t := m.Task
-			tctx, cancel := context.WithCancelCause(ctx)
-			mu.Lock()
-			cancels[t.Id] = cancel
-			mu.Unlock()
-			wg.Add(1)
+			tctx, cancel := context.WithCancelCause(base)
+			r := &taskRoute{id: t.Id, out: out, cancel: cancel, ended: make(chan struct{})}
+			st.add(r)
 			s.workers.do(func() {
-				defer wg.Done()
-				s.runTask(tctx, t, func(ev *wizrpc.ExecuteEvent) { ev.TaskId = t.Id; send(ev) })
-				mu.Lock()
-				delete(cancels, t.Id)
-				mu.Unlock()
+				s.runTask(tctx, t, func(ev *wizrpc.ExecuteEvent) { ev.TaskId = t.Id; r.emit(ev) })
 				cancel(nil)
+				r.end()
+				st.remove(t.Id)
 			})
 		case *wizrpc.ExecuteRequest_Cancel:
-			mu.Lock()
-			if c := cancels[m.Cancel.TaskId]; c != nil {
-				if r := m.Cancel.Reason; r == "" || r == errCancelled.Error() {
-					c(errCancelled)
+			if r := st.get(m.Cancel.TaskId); r != nil {
+				if c := m.Cancel.Reason; c == "" || c == errCancelled.Error() {
+					r.cancel(errCancelled)
 				} else {
-					c(fmt.Errorf("%w: %s", errCancelled, r))
+					r.cancel(fmt.Errorf("%w: %s", errCancelled, c))
 				}
 			}
-			mu.Unlock()
 		case *wizrpc.ExecuteRequest_SetSlots:
 			s.slots.resize(int(m.SetSlots.Slots))
 			s.log.Debug("slots changed", "slots", m.SetSlots.Slots)
 		}
 	}
-	cancelAll()
-	wg.Wait()
+	if s.cfg.OrphanTimeout > 0 && (recvErr != nil || out.failed()) {
+		// Broken, not closed: the tasks run on, for a restarted Manager.
+		// Events it could not send are held first.
+		_ = out.flush()
+		s.orphan(st)
+		return recvErr
+	}
+	s.streamEnded()
+	st.cancelAll()
+	st.wait()
 	if err := out.flush(); err != nil {
 		return err
 	}
@@ -101,6 +115,9 @@ type eventSender struct {
 	stream wizrpc.Executor_ExecuteServer
 	slots  *slotPool
 	cancel func()
+	// spill takes the events this stream could not send (orphan mode:
+	// they are held for the stream that attaches their task next).
+	spill func(*wizrpc.ExecuteEvent)
 
 	mu    sync.Mutex
 	held  []*wizrpc.ExecuteEvent
@@ -110,10 +127,12 @@ type eventSender struct {
 
 func (o *eventSender) send(ev *wizrpc.ExecuteEvent) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	if o.err != nil {
+		o.mu.Unlock()
+		o.spill(ev)
 		return
 	}
+	defer o.mu.Unlock()
 	o.held = append(o.held, ev)
 	if _, fin := ev.Event.(*wizrpc.ExecuteEvent_Finished); fin && len(o.held) < holdFinishedMax && o.slots.waiting() >= holdWhileWaits {
 		if len(o.held) == 1 {
@@ -140,17 +159,35 @@ func (o *eventSender) flushLocked() {
 	if o.timer != nil && len(o.held) > 0 {
 		o.timer.Stop()
 	}
+	var unsent []*wizrpc.ExecuteEvent
 	for i, ev := range o.held {
 		o.held[i] = nil
 		if o.err != nil {
+			unsent = append(unsent, ev)
 			continue
 		}
 		if err := o.stream.Send(ev); err != nil {
 			o.err = err
 			o.cancel()
+			unsent = append(unsent, ev)
 		}
 	}
 	o.held = o.held[:0]
+	if len(unsent) > 0 {
+		// Not under o.mu: a spilled event may go on to another stream.
+		o.mu.Unlock()
+		for _, ev := range unsent {
+			o.spill(ev)
+		}
+		o.mu.Lock()
+	}
+}
+
+// failed reports whether a send failed: the stream is broken.
+func (o *eventSender) failed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err != nil
 }
 
 // stop ends the timer; call it once the stream's tasks are done.

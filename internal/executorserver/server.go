@@ -45,8 +45,13 @@ type Config struct {
 	CacheDir string // where plans are cached across runs; "": memory only
 	TaskDir  string // where running tasks' process groups are recorded; "": nowhere
 	Slots    int    // tasks at once; 0: number of CPUs
-	Version  string
-	Logger   hclog.Logger
+	// OrphanTimeout > 0: when a Manager's stream breaks (not when it is
+	// closed), its tasks run on this long for a restarted Manager to
+	// re-attach (executor.proto's Attach); then they are cancelled and Run
+	// returns ErrOrphaned. 0: they are cancelled at once.
+	OrphanTimeout time.Duration
+	Version       string
+	Logger        hclog.Logger
 	// Ready is called with the listening address once the server accepts calls.
 	Ready func(addr string)
 }
@@ -73,6 +78,9 @@ type Server struct {
 	plans    map[string]*cachedPlan
 	verified map[string]error    // pack digest → its check for the plan cache
 	journals map[string]*os.File // task journals by run ID (recordGroup)
+
+	base    context.Context // tasks' parent in orphan mode; ends with Run
+	orphans orphans
 }
 
 type packEntry struct {
@@ -116,6 +124,16 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg: cfg, log: cfg.Logger, blobs: blobs,
 		slots: newSlotPool(cfg.Slots), workers: newWorkers(), dirs: &taskDirs{parent: cfg.WorkDir},
 		packs: map[string]*packEntry{}, plans: map[string]*cachedPlan{}, verified: map[string]error{},
+		orphans: orphans{expired: make(chan struct{})},
+	}
+	base, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase() // before the workers are waited for (deferred earlier)
+	s.base = base
+	if cfg.OrphanTimeout > 0 {
+		// A Manager killed before it connected leaves no stream to break:
+		// the executor waits for one as long as for a re-attach.
+		s.orphans.timer = time.AfterFunc(cfg.OrphanTimeout, s.expire)
+		defer s.orphans.timer.Stop()
 	}
 	defer s.stopPacks()
 	defer s.closeJournals()
@@ -174,6 +192,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return nil
 	case err := <-errCh:
 		return fmt.Errorf("executor: serve: %w", err)
+	case <-s.orphans.expired:
+		gs.Stop() // no stream is open
+		return fmt.Errorf("executor: %w (%s); its tasks were cancelled", ErrOrphaned, cfg.OrphanTimeout)
 	}
 }
 

@@ -58,6 +58,22 @@ func (b *Backend) Provision(ctx context.Context, req *wizrpc.ProvisionRequest) (
 	return resp, nil
 }
 
+// Adopt takes over an executor an earlier process of the backend
+// provisioned. gone: the executor no longer exists, or the backend cannot
+// adopt; its tasks run again.
+func (b *Backend) Adopt(ctx context.Context, req *wizrpc.AdoptRequest) (resp *wizrpc.AdoptResponse, gone bool, err error) {
+	ctx, cancel, d := withDeadline(ctx, ProvisionTimeout)
+	defer cancel()
+	resp, err = b.rpc.Adopt(ctx, req)
+	switch status.Code(err) {
+	case codes.OK:
+		return resp, false, nil
+	case codes.NotFound, codes.Unimplemented:
+		return nil, true, fmt.Errorf("executor backend %s: adopt %s: %s", b.name, req.ExecutorId, status.Convert(err).Message())
+	}
+	return nil, false, b.callError(ctx, d, "adopt", err)
+}
+
 // Teardown stops an executor.
 func (b *Backend) Teardown(ctx context.Context, id string) error {
 	ctx, cancel, d := withDeadline(ctx, TeardownTimeout)

@@ -580,38 +580,69 @@ func (r *Registry) ValidateConfig(typ string, config map[string]any) ([]pipeline
 // Provision implements manager.Backends: it starts the backend plugin, asks
 // it for an executor and connects to that executor.
 func (r *Registry) Provision(ctx context.Context, req manager.ProvisionRequest) (manager.Executor, error) {
-	bp, err := r.Backend(req.Backend)
-	if err != nil {
-		return nil, err
-	}
-	b, err := r.liveBackend(bp, req.Backend)
+	b, err := r.backendFor(req.Backend)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := b.Provision(ctx, &wizrpc.ProvisionRequest{
 		RunId: req.RunID, WizBinary: r.wizBinary, Slots: int32(req.Slots), BlobDir: req.BlobDir, LogLevel: r.logLevel,
-		CacheDir: req.CacheDir, TaskDir: req.TaskDir, ConfigJson: req.Config,
+		CacheDir: req.CacheDir, TaskDir: req.TaskDir, ConfigJson: req.Config, OrphanTimeoutMs: req.OrphanTimeout.Milliseconds(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	teardown := func(ctx context.Context) error {
-		return b.Teardown(ctx, resp.ExecutorId)
+	return r.connect(ctx, b, req, resp.ExecutorId, resp.Endpoint, resp.Remote, nil)
+}
+
+// Adopt implements manager.Adopter: it asks the backend plugin to take over
+// an executor a killed Manager provisioned, connects to it and attaches the
+// tasks named by ids.
+func (r *Registry) Adopt(ctx context.Context, req manager.ProvisionRequest, executorID string, ids []string) (manager.Executor, error) {
+	b, err := r.backendFor(req.Backend)
+	if err != nil {
+		return nil, err
 	}
-	ep := resp.Endpoint
+	resp, _, err := b.Adopt(ctx, &wizrpc.AdoptRequest{ExecutorId: executorID, RunId: req.RunID, ConfigJson: req.Config})
+	if err != nil {
+		return nil, err
+	}
+	return r.connect(ctx, b, req, executorID, resp.Endpoint, resp.Remote, ids)
+}
+
+func (r *Registry) backendFor(name string) (*pluginhost.Backend, error) {
+	bp, err := r.Backend(name)
+	if err != nil {
+		return nil, err
+	}
+	return r.liveBackend(bp, name)
+}
+
+// connect dials an executor of backend b; attach, when not nil, names the
+// tasks of a killed Manager to take over first.
+func (r *Registry) connect(ctx context.Context, b *pluginhost.Backend, req manager.ProvisionRequest, id string, ep *wizrpc.Endpoint, remote bool, attach []string) (manager.Executor, error) {
+	teardown := func(ctx context.Context) error {
+		return b.Teardown(ctx, id)
+	}
 	var blobs *blob.Store
-	if resp.Remote {
+	var err error
+	if remote {
 		if blobs, err = blob.Open(req.BlobDir); err != nil {
 			_ = teardown(context.Background())
 			return nil, err
 		}
 	}
-	c, err := executorclient.Dial(ctx, fmt.Sprintf("%s executor %s", req.Backend, resp.ExecutorId), executorclient.Endpoint{
-		Address: ep.Address, CACertPEM: ep.CaCertPem, ServerName: ep.ServerName, Token: ep.Token, Remote: resp.Remote,
-	}, blobs, executorclient.Hooks{Teardown: teardown, Diagnose: func(ctx context.Context) string { return b.Diagnose(ctx, resp.ExecutorId) }})
+	c, err := executorclient.Dial(ctx, fmt.Sprintf("%s executor %s", req.Backend, id), executorclient.Endpoint{
+		Address: ep.GetAddress(), CACertPEM: ep.GetCaCertPem(), ServerName: ep.GetServerName(), Token: ep.GetToken(), Remote: remote,
+	}, blobs, executorclient.Hooks{ExecutorID: id, Teardown: teardown, Diagnose: func(ctx context.Context) string { return b.Diagnose(ctx, id) }})
 	if err != nil {
 		_ = teardown(context.Background())
 		return nil, err
+	}
+	if attach != nil {
+		if err := c.Attach(attach); err != nil {
+			_ = c.Close(context.Background())
+			return nil, err
+		}
 	}
 	return c, nil
 }

@@ -417,7 +417,13 @@ type Run struct {
 	// continued counts the times a restarted service carried the run on, in
 	// place, after the service that ran it stopped (see `wiz daemon
 	// --on-restart`).
-	Continued     int32 `protobuf:"varint,22,opt,name=continued,proto3" json:"continued,omitempty"`
+	Continued int32 `protobuf:"varint,22,opt,name=continued,proto3" json:"continued,omitempty"`
+	// executors are the executors a service Manager provisioned for the run,
+	// so that a restarted one can re-attach the tasks they still run.
+	Executors []*ExecutorUse `protobuf:"bytes,23,rep,name=executors,proto3" json:"executors,omitempty"`
+	// reattached counts the tasks a continued run collected from executors
+	// that outlived the stopped service, instead of running them again.
+	Reattached    int32 `protobuf:"varint,24,opt,name=reattached,proto3" json:"reattached,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -606,6 +612,81 @@ func (x *Run) GetContinued() int32 {
 	return 0
 }
 
+func (x *Run) GetExecutors() []*ExecutorUse {
+	if x != nil {
+		return x.Executors
+	}
+	return nil
+}
+
+func (x *Run) GetReattached() int32 {
+	if x != nil {
+		return x.Reattached
+	}
+	return 0
+}
+
+// ExecutorUse is one executor a run provisioned.
+type ExecutorUse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"` // the run's key for it: backend and settings
+	Backend       string                 `protobuf:"bytes,2,opt,name=backend,proto3" json:"backend,omitempty"`
+	ExecutorId    string                 `protobuf:"bytes,3,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"` // what the backend's Provision returned
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExecutorUse) Reset() {
+	*x = ExecutorUse{}
+	mi := &file_wiz_v1_state_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExecutorUse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExecutorUse) ProtoMessage() {}
+
+func (x *ExecutorUse) ProtoReflect() protoreflect.Message {
+	mi := &file_wiz_v1_state_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExecutorUse.ProtoReflect.Descriptor instead.
+func (*ExecutorUse) Descriptor() ([]byte, []int) {
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExecutorUse) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ExecutorUse) GetBackend() string {
+	if x != nil {
+		return x.Backend
+	}
+	return ""
+}
+
+func (x *ExecutorUse) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
 // PluginUse records the exact plugin a run used.
 type PluginUse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -618,7 +699,7 @@ type PluginUse struct {
 
 func (x *PluginUse) Reset() {
 	*x = PluginUse{}
-	mi := &file_wiz_v1_state_proto_msgTypes[3]
+	mi := &file_wiz_v1_state_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +711,7 @@ func (x *PluginUse) String() string {
 func (*PluginUse) ProtoMessage() {}
 
 func (x *PluginUse) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[3]
+	mi := &file_wiz_v1_state_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +724,7 @@ func (x *PluginUse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginUse.ProtoReflect.Descriptor instead.
 func (*PluginUse) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PluginUse) GetName() string {
@@ -692,7 +773,7 @@ type Metrics struct {
 
 func (x *Metrics) Reset() {
 	*x = Metrics{}
-	mi := &file_wiz_v1_state_proto_msgTypes[4]
+	mi := &file_wiz_v1_state_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -704,7 +785,7 @@ func (x *Metrics) String() string {
 func (*Metrics) ProtoMessage() {}
 
 func (x *Metrics) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[4]
+	mi := &file_wiz_v1_state_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -717,7 +798,7 @@ func (x *Metrics) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Metrics.ProtoReflect.Descriptor instead.
 func (*Metrics) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Metrics) GetWallNs() int64 {
@@ -818,7 +899,7 @@ type ProcessorRun struct {
 
 func (x *ProcessorRun) Reset() {
 	*x = ProcessorRun{}
-	mi := &file_wiz_v1_state_proto_msgTypes[5]
+	mi := &file_wiz_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +911,7 @@ func (x *ProcessorRun) String() string {
 func (*ProcessorRun) ProtoMessage() {}
 
 func (x *ProcessorRun) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[5]
+	mi := &file_wiz_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +924,7 @@ func (x *ProcessorRun) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessorRun.ProtoReflect.Descriptor instead.
 func (*ProcessorRun) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ProcessorRun) GetRunId() string {
@@ -1029,7 +1110,7 @@ type CacheEntry struct {
 
 func (x *CacheEntry) Reset() {
 	*x = CacheEntry{}
-	mi := &file_wiz_v1_state_proto_msgTypes[6]
+	mi := &file_wiz_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1122,7 @@ func (x *CacheEntry) String() string {
 func (*CacheEntry) ProtoMessage() {}
 
 func (x *CacheEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[6]
+	mi := &file_wiz_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1135,7 @@ func (x *CacheEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheEntry.ProtoReflect.Descriptor instead.
 func (*CacheEntry) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CacheEntry) GetKey() string {
@@ -1135,7 +1216,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_wiz_v1_state_proto_msgTypes[7]
+	mi := &file_wiz_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1228,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[7]
+	mi := &file_wiz_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1241,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Event) GetId() string {
@@ -1221,7 +1302,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_wiz_v1_state_proto_msgTypes[8]
+	mi := &file_wiz_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1314,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[8]
+	mi := &file_wiz_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1327,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Token) GetId() string {
@@ -1311,7 +1392,7 @@ type LogChunk struct {
 
 func (x *LogChunk) Reset() {
 	*x = LogChunk{}
-	mi := &file_wiz_v1_state_proto_msgTypes[9]
+	mi := &file_wiz_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1404,7 @@ func (x *LogChunk) String() string {
 func (*LogChunk) ProtoMessage() {}
 
 func (x *LogChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[9]
+	mi := &file_wiz_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1417,7 @@ func (x *LogChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogChunk.ProtoReflect.Descriptor instead.
 func (*LogChunk) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LogChunk) GetProcessor() string {
@@ -1381,7 +1462,7 @@ type Secret struct {
 
 func (x *Secret) Reset() {
 	*x = Secret{}
-	mi := &file_wiz_v1_state_proto_msgTypes[10]
+	mi := &file_wiz_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1474,7 @@ func (x *Secret) String() string {
 func (*Secret) ProtoMessage() {}
 
 func (x *Secret) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[10]
+	mi := &file_wiz_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1487,7 @@ func (x *Secret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Secret.ProtoReflect.Descriptor instead.
 func (*Secret) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Secret) GetName() string {
@@ -1456,7 +1537,7 @@ type ScheduleState struct {
 
 func (x *ScheduleState) Reset() {
 	*x = ScheduleState{}
-	mi := &file_wiz_v1_state_proto_msgTypes[11]
+	mi := &file_wiz_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1468,7 +1549,7 @@ func (x *ScheduleState) String() string {
 func (*ScheduleState) ProtoMessage() {}
 
 func (x *ScheduleState) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[11]
+	mi := &file_wiz_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1481,7 +1562,7 @@ func (x *ScheduleState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleState.ProtoReflect.Descriptor instead.
 func (*ScheduleState) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ScheduleState) GetPipeline() string {
@@ -1558,7 +1639,7 @@ type SkippedTick struct {
 
 func (x *SkippedTick) Reset() {
 	*x = SkippedTick{}
-	mi := &file_wiz_v1_state_proto_msgTypes[12]
+	mi := &file_wiz_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1651,7 @@ func (x *SkippedTick) String() string {
 func (*SkippedTick) ProtoMessage() {}
 
 func (x *SkippedTick) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[12]
+	mi := &file_wiz_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1664,7 @@ func (x *SkippedTick) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkippedTick.ProtoReflect.Descriptor instead.
 func (*SkippedTick) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{12}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SkippedTick) GetTick() *timestamppb.Timestamp {
@@ -1612,7 +1693,7 @@ type Fire struct {
 
 func (x *Fire) Reset() {
 	*x = Fire{}
-	mi := &file_wiz_v1_state_proto_msgTypes[13]
+	mi := &file_wiz_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1705,7 @@ func (x *Fire) String() string {
 func (*Fire) ProtoMessage() {}
 
 func (x *Fire) ProtoReflect() protoreflect.Message {
-	mi := &file_wiz_v1_state_proto_msgTypes[13]
+	mi := &file_wiz_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1718,7 @@ func (x *Fire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Fire.ProtoReflect.Descriptor instead.
 func (*Fire) Descriptor() ([]byte, []int) {
-	return file_wiz_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_wiz_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Fire) GetRunIds() []string {
@@ -1673,7 +1754,7 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	" \x01(\tR\x06origin\x1a;\n" +
 	"\rChildrenEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfc\x06\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\a\n" +
 	"\x03Run\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vpipeline_id\x18\x02 \x01(\tR\n" +
@@ -1699,10 +1780,19 @@ const file_wiz_v1_state_proto_rawDesc = "" +
 	"\x05owner\x18\x14 \x01(\tR\x05owner\x12\x1d\n" +
 	"\n" +
 	"owner_boot\x18\x15 \x01(\tR\townerBoot\x12\x1c\n" +
-	"\tcontinued\x18\x16 \x01(\x05R\tcontinued\x1aG\n" +
+	"\tcontinued\x18\x16 \x01(\x05R\tcontinued\x121\n" +
+	"\texecutors\x18\x17 \x03(\v2\x13.wiz.v1.ExecutorUseR\texecutors\x12\x1e\n" +
+	"\n" +
+	"reattached\x18\x18 \x01(\x05R\n" +
+	"reattached\x1aG\n" +
 	"\vInputsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\"\n" +
-	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"Q\n" +
+	"\x05value\x18\x02 \x01(\v2\f.wiz.v1.DataR\x05value:\x028\x01\"Z\n" +
+	"\vExecutorUse\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x18\n" +
+	"\abackend\x18\x02 \x01(\tR\abackend\x12\x1f\n" +
+	"\vexecutor_id\x18\x03 \x01(\tR\n" +
+	"executorId\"Q\n" +
 	"\tPluginUse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x16\n" +
@@ -1835,7 +1925,7 @@ func file_wiz_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_wiz_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wiz_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wiz_v1_state_proto_goTypes = []any{
 	(RunState)(0),                 // 0: wiz.v1.RunState
 	(ProcessorState)(0),           // 1: wiz.v1.ProcessorState
@@ -1843,63 +1933,65 @@ var file_wiz_v1_state_proto_goTypes = []any{
 	(*Pipeline)(nil),              // 3: wiz.v1.Pipeline
 	(*PipelineVersion)(nil),       // 4: wiz.v1.PipelineVersion
 	(*Run)(nil),                   // 5: wiz.v1.Run
-	(*PluginUse)(nil),             // 6: wiz.v1.PluginUse
-	(*Metrics)(nil),               // 7: wiz.v1.Metrics
-	(*ProcessorRun)(nil),          // 8: wiz.v1.ProcessorRun
-	(*CacheEntry)(nil),            // 9: wiz.v1.CacheEntry
-	(*Event)(nil),                 // 10: wiz.v1.Event
-	(*Token)(nil),                 // 11: wiz.v1.Token
-	(*LogChunk)(nil),              // 12: wiz.v1.LogChunk
-	(*Secret)(nil),                // 13: wiz.v1.Secret
-	(*ScheduleState)(nil),         // 14: wiz.v1.ScheduleState
-	(*SkippedTick)(nil),           // 15: wiz.v1.SkippedTick
-	(*Fire)(nil),                  // 16: wiz.v1.Fire
-	nil,                           // 17: wiz.v1.PipelineVersion.ChildrenEntry
-	nil,                           // 18: wiz.v1.Run.InputsEntry
-	nil,                           // 19: wiz.v1.ProcessorRun.OutputsEntry
-	nil,                           // 20: wiz.v1.CacheEntry.OutputsEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*Data)(nil),                  // 22: wiz.v1.Data
+	(*ExecutorUse)(nil),           // 6: wiz.v1.ExecutorUse
+	(*PluginUse)(nil),             // 7: wiz.v1.PluginUse
+	(*Metrics)(nil),               // 8: wiz.v1.Metrics
+	(*ProcessorRun)(nil),          // 9: wiz.v1.ProcessorRun
+	(*CacheEntry)(nil),            // 10: wiz.v1.CacheEntry
+	(*Event)(nil),                 // 11: wiz.v1.Event
+	(*Token)(nil),                 // 12: wiz.v1.Token
+	(*LogChunk)(nil),              // 13: wiz.v1.LogChunk
+	(*Secret)(nil),                // 14: wiz.v1.Secret
+	(*ScheduleState)(nil),         // 15: wiz.v1.ScheduleState
+	(*SkippedTick)(nil),           // 16: wiz.v1.SkippedTick
+	(*Fire)(nil),                  // 17: wiz.v1.Fire
+	nil,                           // 18: wiz.v1.PipelineVersion.ChildrenEntry
+	nil,                           // 19: wiz.v1.Run.InputsEntry
+	nil,                           // 20: wiz.v1.ProcessorRun.OutputsEntry
+	nil,                           // 21: wiz.v1.CacheEntry.OutputsEntry
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*Data)(nil),                  // 23: wiz.v1.Data
 }
 var file_wiz_v1_state_proto_depIdxs = []int32{
-	21, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
-	21, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
-	17, // 2: wiz.v1.PipelineVersion.children:type_name -> wiz.v1.PipelineVersion.ChildrenEntry
+	22, // 0: wiz.v1.Pipeline.created:type_name -> google.protobuf.Timestamp
+	22, // 1: wiz.v1.PipelineVersion.created:type_name -> google.protobuf.Timestamp
+	18, // 2: wiz.v1.PipelineVersion.children:type_name -> wiz.v1.PipelineVersion.ChildrenEntry
 	0,  // 3: wiz.v1.Run.state:type_name -> wiz.v1.RunState
-	18, // 4: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
-	21, // 5: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
-	21, // 6: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
-	6,  // 7: wiz.v1.Run.plugins:type_name -> wiz.v1.PluginUse
-	21, // 8: wiz.v1.Run.scheduled_time:type_name -> google.protobuf.Timestamp
-	1,  // 9: wiz.v1.ProcessorRun.state:type_name -> wiz.v1.ProcessorState
-	21, // 10: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
-	21, // 11: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
-	19, // 12: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
-	7,  // 13: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
-	21, // 14: wiz.v1.CacheEntry.created:type_name -> google.protobuf.Timestamp
-	20, // 15: wiz.v1.CacheEntry.outputs:type_name -> wiz.v1.CacheEntry.OutputsEntry
-	7,  // 16: wiz.v1.CacheEntry.metrics:type_name -> wiz.v1.Metrics
-	21, // 17: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
-	2,  // 18: wiz.v1.Token.role:type_name -> wiz.v1.Role
-	21, // 19: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
-	21, // 20: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
-	21, // 21: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
-	21, // 22: wiz.v1.Secret.created:type_name -> google.protobuf.Timestamp
-	21, // 23: wiz.v1.Secret.updated:type_name -> google.protobuf.Timestamp
-	21, // 24: wiz.v1.ScheduleState.first_applied:type_name -> google.protobuf.Timestamp
-	21, // 25: wiz.v1.ScheduleState.resumed:type_name -> google.protobuf.Timestamp
-	21, // 26: wiz.v1.ScheduleState.last_tick:type_name -> google.protobuf.Timestamp
-	21, // 27: wiz.v1.ScheduleState.last_fire:type_name -> google.protobuf.Timestamp
-	15, // 28: wiz.v1.ScheduleState.skipped:type_name -> wiz.v1.SkippedTick
-	21, // 29: wiz.v1.SkippedTick.tick:type_name -> google.protobuf.Timestamp
-	22, // 30: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
-	22, // 31: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
-	22, // 32: wiz.v1.CacheEntry.OutputsEntry.value:type_name -> wiz.v1.Data
-	33, // [33:33] is the sub-list for method output_type
-	33, // [33:33] is the sub-list for method input_type
-	33, // [33:33] is the sub-list for extension type_name
-	33, // [33:33] is the sub-list for extension extendee
-	0,  // [0:33] is the sub-list for field type_name
+	19, // 4: wiz.v1.Run.inputs:type_name -> wiz.v1.Run.InputsEntry
+	22, // 5: wiz.v1.Run.started:type_name -> google.protobuf.Timestamp
+	22, // 6: wiz.v1.Run.ended:type_name -> google.protobuf.Timestamp
+	7,  // 7: wiz.v1.Run.plugins:type_name -> wiz.v1.PluginUse
+	22, // 8: wiz.v1.Run.scheduled_time:type_name -> google.protobuf.Timestamp
+	6,  // 9: wiz.v1.Run.executors:type_name -> wiz.v1.ExecutorUse
+	1,  // 10: wiz.v1.ProcessorRun.state:type_name -> wiz.v1.ProcessorState
+	22, // 11: wiz.v1.ProcessorRun.started:type_name -> google.protobuf.Timestamp
+	22, // 12: wiz.v1.ProcessorRun.ended:type_name -> google.protobuf.Timestamp
+	20, // 13: wiz.v1.ProcessorRun.outputs:type_name -> wiz.v1.ProcessorRun.OutputsEntry
+	8,  // 14: wiz.v1.ProcessorRun.metrics:type_name -> wiz.v1.Metrics
+	22, // 15: wiz.v1.CacheEntry.created:type_name -> google.protobuf.Timestamp
+	21, // 16: wiz.v1.CacheEntry.outputs:type_name -> wiz.v1.CacheEntry.OutputsEntry
+	8,  // 17: wiz.v1.CacheEntry.metrics:type_name -> wiz.v1.Metrics
+	22, // 18: wiz.v1.Event.time:type_name -> google.protobuf.Timestamp
+	2,  // 19: wiz.v1.Token.role:type_name -> wiz.v1.Role
+	22, // 20: wiz.v1.Token.created:type_name -> google.protobuf.Timestamp
+	22, // 21: wiz.v1.Token.expires:type_name -> google.protobuf.Timestamp
+	22, // 22: wiz.v1.LogChunk.time:type_name -> google.protobuf.Timestamp
+	22, // 23: wiz.v1.Secret.created:type_name -> google.protobuf.Timestamp
+	22, // 24: wiz.v1.Secret.updated:type_name -> google.protobuf.Timestamp
+	22, // 25: wiz.v1.ScheduleState.first_applied:type_name -> google.protobuf.Timestamp
+	22, // 26: wiz.v1.ScheduleState.resumed:type_name -> google.protobuf.Timestamp
+	22, // 27: wiz.v1.ScheduleState.last_tick:type_name -> google.protobuf.Timestamp
+	22, // 28: wiz.v1.ScheduleState.last_fire:type_name -> google.protobuf.Timestamp
+	16, // 29: wiz.v1.ScheduleState.skipped:type_name -> wiz.v1.SkippedTick
+	22, // 30: wiz.v1.SkippedTick.tick:type_name -> google.protobuf.Timestamp
+	23, // 31: wiz.v1.Run.InputsEntry.value:type_name -> wiz.v1.Data
+	23, // 32: wiz.v1.ProcessorRun.OutputsEntry.value:type_name -> wiz.v1.Data
+	23, // 33: wiz.v1.CacheEntry.OutputsEntry.value:type_name -> wiz.v1.Data
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_wiz_v1_state_proto_init() }
@@ -1914,7 +2006,7 @@ func file_wiz_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wiz_v1_state_proto_rawDesc), len(file_wiz_v1_state_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -21,6 +21,118 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AdoptRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExecutorId    string                 `protobuf:"bytes,1,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"` // what Provision returned
+	RunId         string                 `protobuf:"bytes,2,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	ConfigJson    []byte                 `protobuf:"bytes,3,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the settings it was provisioned with
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptRequest) Reset() {
+	*x = AdoptRequest{}
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptRequest) ProtoMessage() {}
+
+func (x *AdoptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptRequest.ProtoReflect.Descriptor instead.
+func (*AdoptRequest) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AdoptRequest) GetExecutorId() string {
+	if x != nil {
+		return x.ExecutorId
+	}
+	return ""
+}
+
+func (x *AdoptRequest) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *AdoptRequest) GetConfigJson() []byte {
+	if x != nil {
+		return x.ConfigJson
+	}
+	return nil
+}
+
+type AdoptResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint      *Endpoint              `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Remote        bool                   `protobuf:"varint,2,opt,name=remote,proto3" json:"remote,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdoptResponse) Reset() {
+	*x = AdoptResponse{}
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdoptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdoptResponse) ProtoMessage() {}
+
+func (x *AdoptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdoptResponse.ProtoReflect.Descriptor instead.
+func (*AdoptResponse) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AdoptResponse) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *AdoptResponse) GetRemote() bool {
+	if x != nil {
+		return x.Remote
+	}
+	return false
+}
+
 type ValidateSettingsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ConfigJson    []byte                 `protobuf:"bytes,1,opt,name=config_json,json=configJson,proto3" json:"config_json,omitempty"` // the settings, as ProvisionRequest.config_json
@@ -30,7 +142,7 @@ type ValidateSettingsRequest struct {
 
 func (x *ValidateSettingsRequest) Reset() {
 	*x = ValidateSettingsRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +154,7 @@ func (x *ValidateSettingsRequest) String() string {
 func (*ValidateSettingsRequest) ProtoMessage() {}
 
 func (x *ValidateSettingsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[0]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +167,7 @@ func (x *ValidateSettingsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateSettingsRequest.ProtoReflect.Descriptor instead.
 func (*ValidateSettingsRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{0}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ValidateSettingsRequest) GetConfigJson() []byte {
@@ -74,7 +186,7 @@ type ValidateSettingsResponse struct {
 
 func (x *ValidateSettingsResponse) Reset() {
 	*x = ValidateSettingsResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -86,7 +198,7 @@ func (x *ValidateSettingsResponse) String() string {
 func (*ValidateSettingsResponse) ProtoMessage() {}
 
 func (x *ValidateSettingsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[1]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -99,7 +211,7 @@ func (x *ValidateSettingsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateSettingsResponse.ProtoReflect.Descriptor instead.
 func (*ValidateSettingsResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{1}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ValidateSettingsResponse) GetDiagnostics() []*Diagnostic {
@@ -118,7 +230,7 @@ type DiagnoseRequest struct {
 
 func (x *DiagnoseRequest) Reset() {
 	*x = DiagnoseRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -130,7 +242,7 @@ func (x *DiagnoseRequest) String() string {
 func (*DiagnoseRequest) ProtoMessage() {}
 
 func (x *DiagnoseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[2]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -143,7 +255,7 @@ func (x *DiagnoseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiagnoseRequest.ProtoReflect.Descriptor instead.
 func (*DiagnoseRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{2}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DiagnoseRequest) GetExecutorId() string {
@@ -162,7 +274,7 @@ type DiagnoseResponse struct {
 
 func (x *DiagnoseResponse) Reset() {
 	*x = DiagnoseResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +286,7 @@ func (x *DiagnoseResponse) String() string {
 func (*DiagnoseResponse) ProtoMessage() {}
 
 func (x *DiagnoseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[3]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +299,7 @@ func (x *DiagnoseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiagnoseResponse.ProtoReflect.Descriptor instead.
 func (*DiagnoseResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{3}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DiagnoseResponse) GetReason() string {
@@ -205,7 +317,7 @@ type BackendDescribeRequest struct {
 
 func (x *BackendDescribeRequest) Reset() {
 	*x = BackendDescribeRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +329,7 @@ func (x *BackendDescribeRequest) String() string {
 func (*BackendDescribeRequest) ProtoMessage() {}
 
 func (x *BackendDescribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[4]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +342,7 @@ func (x *BackendDescribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendDescribeRequest.ProtoReflect.Descriptor instead.
 func (*BackendDescribeRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{4}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{6}
 }
 
 type BackendDescribeResponse struct {
@@ -245,7 +357,7 @@ type BackendDescribeResponse struct {
 
 func (x *BackendDescribeResponse) Reset() {
 	*x = BackendDescribeResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -257,7 +369,7 @@ func (x *BackendDescribeResponse) String() string {
 func (*BackendDescribeResponse) ProtoMessage() {}
 
 func (x *BackendDescribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[5]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -270,7 +382,7 @@ func (x *BackendDescribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BackendDescribeResponse.ProtoReflect.Descriptor instead.
 func (*BackendDescribeResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{5}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BackendDescribeResponse) GetName() string {
@@ -312,14 +424,19 @@ type ProvisionRequest struct {
 	CacheDir   string                 `protobuf:"bytes,7,opt,name=cache_dir,json=cacheDir,proto3" json:"cache_dir,omitempty"` // where the executor may cache invocation plans
 	// where the executor records the process groups of running tasks, so that
 	// the Manager can kill them if the executor dies without doing so
-	TaskDir       string `protobuf:"bytes,8,opt,name=task_dir,json=taskDir,proto3" json:"task_dir,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TaskDir string `protobuf:"bytes,8,opt,name=task_dir,json=taskDir,proto3" json:"task_dir,omitempty"`
+	// orphan_timeout_ms: when the Manager's stream breaks (it was killed), the
+	// executor keeps its tasks running this long for a restarted Manager to
+	// re-attach (see Adopt and executor.proto's Attach); 0: it cancels them at
+	// once. Only service Managers (wiz daemon) ask for it.
+	OrphanTimeoutMs int64 `protobuf:"varint,9,opt,name=orphan_timeout_ms,json=orphanTimeoutMs,proto3" json:"orphan_timeout_ms,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ProvisionRequest) Reset() {
 	*x = ProvisionRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +448,7 @@ func (x *ProvisionRequest) String() string {
 func (*ProvisionRequest) ProtoMessage() {}
 
 func (x *ProvisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[6]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +461,7 @@ func (x *ProvisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionRequest.ProtoReflect.Descriptor instead.
 func (*ProvisionRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{6}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ProvisionRequest) GetRunId() string {
@@ -403,6 +520,13 @@ func (x *ProvisionRequest) GetTaskDir() string {
 	return ""
 }
 
+func (x *ProvisionRequest) GetOrphanTimeoutMs() int64 {
+	if x != nil {
+		return x.OrphanTimeoutMs
+	}
+	return 0
+}
+
 type ProvisionResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	ExecutorId string                 `protobuf:"bytes,1,opt,name=executor_id,json=executorId,proto3" json:"executor_id,omitempty"`
@@ -418,7 +542,7 @@ type ProvisionResponse struct {
 
 func (x *ProvisionResponse) Reset() {
 	*x = ProvisionResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +554,7 @@ func (x *ProvisionResponse) String() string {
 func (*ProvisionResponse) ProtoMessage() {}
 
 func (x *ProvisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[7]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +567,7 @@ func (x *ProvisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProvisionResponse.ProtoReflect.Descriptor instead.
 func (*ProvisionResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{7}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProvisionResponse) GetExecutorId() string {
@@ -480,7 +604,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +616,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[8]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +629,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{8}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -545,7 +669,7 @@ type TeardownRequest struct {
 
 func (x *TeardownRequest) Reset() {
 	*x = TeardownRequest{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -557,7 +681,7 @@ func (x *TeardownRequest) String() string {
 func (*TeardownRequest) ProtoMessage() {}
 
 func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[9]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -570,7 +694,7 @@ func (x *TeardownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownRequest.ProtoReflect.Descriptor instead.
 func (*TeardownRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{9}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TeardownRequest) GetExecutorId() string {
@@ -588,7 +712,7 @@ type TeardownResponse struct {
 
 func (x *TeardownResponse) Reset() {
 	*x = TeardownResponse{}
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +724,7 @@ func (x *TeardownResponse) String() string {
 func (*TeardownResponse) ProtoMessage() {}
 
 func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_backend_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_backend_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,14 +737,23 @@ func (x *TeardownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TeardownResponse.ProtoReflect.Descriptor instead.
 func (*TeardownResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{10}
+	return file_wizrpc_v1_backend_proto_rawDescGZIP(), []int{12}
 }
 
 var File_wizrpc_v1_backend_proto protoreflect.FileDescriptor
 
 const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\n" +
-	"\x17wizrpc/v1/backend.proto\x12\twizrpc.v1\x1a\x14wizrpc/v1/pack.proto\":\n" +
+	"\x17wizrpc/v1/backend.proto\x12\twizrpc.v1\x1a\x14wizrpc/v1/pack.proto\"g\n" +
+	"\fAdoptRequest\x12\x1f\n" +
+	"\vexecutor_id\x18\x01 \x01(\tR\n" +
+	"executorId\x12\x15\n" +
+	"\x06run_id\x18\x02 \x01(\tR\x05runId\x12\x1f\n" +
+	"\vconfig_json\x18\x03 \x01(\fR\n" +
+	"configJson\"X\n" +
+	"\rAdoptResponse\x12/\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x13.wizrpc.v1.EndpointR\bendpoint\x12\x16\n" +
+	"\x06remote\x18\x02 \x01(\bR\x06remote\":\n" +
 	"\x17ValidateSettingsRequest\x12\x1f\n" +
 	"\vconfig_json\x18\x01 \x01(\fR\n" +
 	"configJson\"S\n" +
@@ -636,7 +769,7 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12)\n" +
 	"\x10protocol_version\x18\x03 \x01(\x05R\x0fprotocolVersion\x12-\n" +
-	"\x12validates_settings\x18\x04 \x01(\bR\x11validatesSettings\"\xef\x01\n" +
+	"\x12validates_settings\x18\x04 \x01(\bR\x11validatesSettings\"\x9b\x02\n" +
 	"\x10ProvisionRequest\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x1d\n" +
 	"\n" +
@@ -647,7 +780,8 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\bblob_dir\x18\x05 \x01(\tR\ablobDir\x12\x1b\n" +
 	"\tlog_level\x18\x06 \x01(\tR\blogLevel\x12\x1b\n" +
 	"\tcache_dir\x18\a \x01(\tR\bcacheDir\x12\x19\n" +
-	"\btask_dir\x18\b \x01(\tR\ataskDir\"}\n" +
+	"\btask_dir\x18\b \x01(\tR\ataskDir\x12*\n" +
+	"\x11orphan_timeout_ms\x18\t \x01(\x03R\x0forphanTimeoutMs\"}\n" +
 	"\x11ProvisionResponse\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\x12/\n" +
@@ -662,13 +796,14 @@ const file_wizrpc_v1_backend_proto_rawDesc = "" +
 	"\x0fTeardownRequest\x12\x1f\n" +
 	"\vexecutor_id\x18\x01 \x01(\tR\n" +
 	"executorId\"\x12\n" +
-	"\x10TeardownResponse2\x93\x03\n" +
+	"\x10TeardownResponse2\xcf\x03\n" +
 	"\x0fExecutorBackend\x12Q\n" +
 	"\bDescribe\x12!.wizrpc.v1.BackendDescribeRequest\x1a\".wizrpc.v1.BackendDescribeResponse\x12F\n" +
 	"\tProvision\x12\x1b.wizrpc.v1.ProvisionRequest\x1a\x1c.wizrpc.v1.ProvisionResponse\x12C\n" +
 	"\bTeardown\x12\x1a.wizrpc.v1.TeardownRequest\x1a\x1b.wizrpc.v1.TeardownResponse\x12C\n" +
 	"\bDiagnose\x12\x1a.wizrpc.v1.DiagnoseRequest\x1a\x1b.wizrpc.v1.DiagnoseResponse\x12[\n" +
-	"\x10ValidateSettings\x12\".wizrpc.v1.ValidateSettingsRequest\x1a#.wizrpc.v1.ValidateSettingsResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
+	"\x10ValidateSettings\x12\".wizrpc.v1.ValidateSettingsRequest\x1a#.wizrpc.v1.ValidateSettingsResponse\x12:\n" +
+	"\x05Adopt\x12\x17.wizrpc.v1.AdoptRequest\x1a\x18.wizrpc.v1.AdoptResponseB%Z#github.com/wiz-run/wiz/proto/wizrpcb\x06proto3"
 
 var (
 	file_wizrpc_v1_backend_proto_rawDescOnce sync.Once
@@ -682,39 +817,44 @@ func file_wizrpc_v1_backend_proto_rawDescGZIP() []byte {
 	return file_wizrpc_v1_backend_proto_rawDescData
 }
 
-var file_wizrpc_v1_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_wizrpc_v1_backend_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_wizrpc_v1_backend_proto_goTypes = []any{
-	(*ValidateSettingsRequest)(nil),  // 0: wizrpc.v1.ValidateSettingsRequest
-	(*ValidateSettingsResponse)(nil), // 1: wizrpc.v1.ValidateSettingsResponse
-	(*DiagnoseRequest)(nil),          // 2: wizrpc.v1.DiagnoseRequest
-	(*DiagnoseResponse)(nil),         // 3: wizrpc.v1.DiagnoseResponse
-	(*BackendDescribeRequest)(nil),   // 4: wizrpc.v1.BackendDescribeRequest
-	(*BackendDescribeResponse)(nil),  // 5: wizrpc.v1.BackendDescribeResponse
-	(*ProvisionRequest)(nil),         // 6: wizrpc.v1.ProvisionRequest
-	(*ProvisionResponse)(nil),        // 7: wizrpc.v1.ProvisionResponse
-	(*Endpoint)(nil),                 // 8: wizrpc.v1.Endpoint
-	(*TeardownRequest)(nil),          // 9: wizrpc.v1.TeardownRequest
-	(*TeardownResponse)(nil),         // 10: wizrpc.v1.TeardownResponse
-	(*Diagnostic)(nil),               // 11: wizrpc.v1.Diagnostic
+	(*AdoptRequest)(nil),             // 0: wizrpc.v1.AdoptRequest
+	(*AdoptResponse)(nil),            // 1: wizrpc.v1.AdoptResponse
+	(*ValidateSettingsRequest)(nil),  // 2: wizrpc.v1.ValidateSettingsRequest
+	(*ValidateSettingsResponse)(nil), // 3: wizrpc.v1.ValidateSettingsResponse
+	(*DiagnoseRequest)(nil),          // 4: wizrpc.v1.DiagnoseRequest
+	(*DiagnoseResponse)(nil),         // 5: wizrpc.v1.DiagnoseResponse
+	(*BackendDescribeRequest)(nil),   // 6: wizrpc.v1.BackendDescribeRequest
+	(*BackendDescribeResponse)(nil),  // 7: wizrpc.v1.BackendDescribeResponse
+	(*ProvisionRequest)(nil),         // 8: wizrpc.v1.ProvisionRequest
+	(*ProvisionResponse)(nil),        // 9: wizrpc.v1.ProvisionResponse
+	(*Endpoint)(nil),                 // 10: wizrpc.v1.Endpoint
+	(*TeardownRequest)(nil),          // 11: wizrpc.v1.TeardownRequest
+	(*TeardownResponse)(nil),         // 12: wizrpc.v1.TeardownResponse
+	(*Diagnostic)(nil),               // 13: wizrpc.v1.Diagnostic
 }
 var file_wizrpc_v1_backend_proto_depIdxs = []int32{
-	11, // 0: wizrpc.v1.ValidateSettingsResponse.diagnostics:type_name -> wizrpc.v1.Diagnostic
-	8,  // 1: wizrpc.v1.ProvisionResponse.endpoint:type_name -> wizrpc.v1.Endpoint
-	4,  // 2: wizrpc.v1.ExecutorBackend.Describe:input_type -> wizrpc.v1.BackendDescribeRequest
-	6,  // 3: wizrpc.v1.ExecutorBackend.Provision:input_type -> wizrpc.v1.ProvisionRequest
-	9,  // 4: wizrpc.v1.ExecutorBackend.Teardown:input_type -> wizrpc.v1.TeardownRequest
-	2,  // 5: wizrpc.v1.ExecutorBackend.Diagnose:input_type -> wizrpc.v1.DiagnoseRequest
-	0,  // 6: wizrpc.v1.ExecutorBackend.ValidateSettings:input_type -> wizrpc.v1.ValidateSettingsRequest
-	5,  // 7: wizrpc.v1.ExecutorBackend.Describe:output_type -> wizrpc.v1.BackendDescribeResponse
-	7,  // 8: wizrpc.v1.ExecutorBackend.Provision:output_type -> wizrpc.v1.ProvisionResponse
-	10, // 9: wizrpc.v1.ExecutorBackend.Teardown:output_type -> wizrpc.v1.TeardownResponse
-	3,  // 10: wizrpc.v1.ExecutorBackend.Diagnose:output_type -> wizrpc.v1.DiagnoseResponse
-	1,  // 11: wizrpc.v1.ExecutorBackend.ValidateSettings:output_type -> wizrpc.v1.ValidateSettingsResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	10, // 0: wizrpc.v1.AdoptResponse.endpoint:type_name -> wizrpc.v1.Endpoint
+	13, // 1: wizrpc.v1.ValidateSettingsResponse.diagnostics:type_name -> wizrpc.v1.Diagnostic
+	10, // 2: wizrpc.v1.ProvisionResponse.endpoint:type_name -> wizrpc.v1.Endpoint
+	6,  // 3: wizrpc.v1.ExecutorBackend.Describe:input_type -> wizrpc.v1.BackendDescribeRequest
+	8,  // 4: wizrpc.v1.ExecutorBackend.Provision:input_type -> wizrpc.v1.ProvisionRequest
+	11, // 5: wizrpc.v1.ExecutorBackend.Teardown:input_type -> wizrpc.v1.TeardownRequest
+	4,  // 6: wizrpc.v1.ExecutorBackend.Diagnose:input_type -> wizrpc.v1.DiagnoseRequest
+	2,  // 7: wizrpc.v1.ExecutorBackend.ValidateSettings:input_type -> wizrpc.v1.ValidateSettingsRequest
+	0,  // 8: wizrpc.v1.ExecutorBackend.Adopt:input_type -> wizrpc.v1.AdoptRequest
+	7,  // 9: wizrpc.v1.ExecutorBackend.Describe:output_type -> wizrpc.v1.BackendDescribeResponse
+	9,  // 10: wizrpc.v1.ExecutorBackend.Provision:output_type -> wizrpc.v1.ProvisionResponse
+	12, // 11: wizrpc.v1.ExecutorBackend.Teardown:output_type -> wizrpc.v1.TeardownResponse
+	5,  // 12: wizrpc.v1.ExecutorBackend.Diagnose:output_type -> wizrpc.v1.DiagnoseResponse
+	3,  // 13: wizrpc.v1.ExecutorBackend.ValidateSettings:output_type -> wizrpc.v1.ValidateSettingsResponse
+	1,  // 14: wizrpc.v1.ExecutorBackend.Adopt:output_type -> wizrpc.v1.AdoptResponse
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_backend_proto_init() }
@@ -729,7 +869,7 @@ func file_wizrpc_v1_backend_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_backend_proto_rawDesc), len(file_wizrpc_v1_backend_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	ExecutorBackend_Teardown_FullMethodName         = "/wizrpc.v1.ExecutorBackend/Teardown"
 	ExecutorBackend_Diagnose_FullMethodName         = "/wizrpc.v1.ExecutorBackend/Diagnose"
 	ExecutorBackend_ValidateSettings_FullMethodName = "/wizrpc.v1.ExecutorBackend/ValidateSettings"
+	ExecutorBackend_Adopt_FullMethodName            = "/wizrpc.v1.ExecutorBackend/Adopt"
 )
 
 // ExecutorBackendClient is the client API for ExecutorBackend service.
@@ -46,6 +47,12 @@ type ExecutorBackendClient interface {
 	// the pipeline is applied; asked only of backends whose Describe says
 	// validates_settings.
 	ValidateSettings(ctx context.Context, in *ValidateSettingsRequest, opts ...grpc.CallOption) (*ValidateSettingsResponse, error)
+	// Adopt takes over an executor that an earlier process of this backend
+	// provisioned for a Manager that was killed, so that the restarted
+	// Manager can re-attach its tasks; it returns how to reach it, as
+	// Provision does. NotFound: the executor is gone (its tasks run again).
+	// Unimplemented: the backend cannot adopt (the same).
+	Adopt(ctx context.Context, in *AdoptRequest, opts ...grpc.CallOption) (*AdoptResponse, error)
 }
 
 type executorBackendClient struct {
@@ -106,6 +113,16 @@ func (c *executorBackendClient) ValidateSettings(ctx context.Context, in *Valida
 	return out, nil
 }
 
+func (c *executorBackendClient) Adopt(ctx context.Context, in *AdoptRequest, opts ...grpc.CallOption) (*AdoptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AdoptResponse)
+	err := c.cc.Invoke(ctx, ExecutorBackend_Adopt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ExecutorBackendServer is the server API for ExecutorBackend service.
 // All implementations must embed UnimplementedExecutorBackendServer
 // for forward compatibility.
@@ -126,6 +143,12 @@ type ExecutorBackendServer interface {
 	// the pipeline is applied; asked only of backends whose Describe says
 	// validates_settings.
 	ValidateSettings(context.Context, *ValidateSettingsRequest) (*ValidateSettingsResponse, error)
+	// Adopt takes over an executor that an earlier process of this backend
+	// provisioned for a Manager that was killed, so that the restarted
+	// Manager can re-attach its tasks; it returns how to reach it, as
+	// Provision does. NotFound: the executor is gone (its tasks run again).
+	// Unimplemented: the backend cannot adopt (the same).
+	Adopt(context.Context, *AdoptRequest) (*AdoptResponse, error)
 	mustEmbedUnimplementedExecutorBackendServer()
 }
 
@@ -150,6 +173,9 @@ func (UnimplementedExecutorBackendServer) Diagnose(context.Context, *DiagnoseReq
 }
 func (UnimplementedExecutorBackendServer) ValidateSettings(context.Context, *ValidateSettingsRequest) (*ValidateSettingsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ValidateSettings not implemented")
+}
+func (UnimplementedExecutorBackendServer) Adopt(context.Context, *AdoptRequest) (*AdoptResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Adopt not implemented")
 }
 func (UnimplementedExecutorBackendServer) mustEmbedUnimplementedExecutorBackendServer() {}
 func (UnimplementedExecutorBackendServer) testEmbeddedByValue()                         {}
@@ -262,6 +288,24 @@ func _ExecutorBackend_ValidateSettings_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExecutorBackend_Adopt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AdoptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ExecutorBackendServer).Adopt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ExecutorBackend_Adopt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ExecutorBackendServer).Adopt(ctx, req.(*AdoptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ExecutorBackend_ServiceDesc is the grpc.ServiceDesc for ExecutorBackend service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -288,6 +332,10 @@ var ExecutorBackend_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ValidateSettings",
 			Handler:    _ExecutorBackend_ValidateSettings_Handler,
+		},
+		{
+			MethodName: "Adopt",
+			Handler:    _ExecutorBackend_Adopt_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

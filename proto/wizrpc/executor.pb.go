@@ -732,6 +732,7 @@ type ExecuteRequest struct {
 	//	*ExecuteRequest_Task
 	//	*ExecuteRequest_Cancel
 	//	*ExecuteRequest_SetSlots
+	//	*ExecuteRequest_Attach
 	Msg           isExecuteRequest_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -801,6 +802,15 @@ func (x *ExecuteRequest) GetSetSlots() *SetSlots {
 	return nil
 }
 
+func (x *ExecuteRequest) GetAttach() *Attach {
+	if x != nil {
+		if x, ok := x.Msg.(*ExecuteRequest_Attach); ok {
+			return x.Attach
+		}
+	}
+	return nil
+}
+
 type isExecuteRequest_Msg interface {
 	isExecuteRequest_Msg()
 }
@@ -817,11 +827,70 @@ type ExecuteRequest_SetSlots struct {
 	SetSlots *SetSlots `protobuf:"bytes,3,opt,name=set_slots,json=setSlots,proto3,oneof"`
 }
 
+type ExecuteRequest_Attach struct {
+	Attach *Attach `protobuf:"bytes,4,opt,name=attach,proto3,oneof"`
+}
+
 func (*ExecuteRequest_Task) isExecuteRequest_Msg() {}
 
 func (*ExecuteRequest_Cancel) isExecuteRequest_Msg() {}
 
 func (*ExecuteRequest_SetSlots) isExecuteRequest_Msg() {}
+
+func (*ExecuteRequest_Attach) isExecuteRequest_Msg() {}
+
+// Attach, first on a new Execute stream, takes over tasks an earlier stream
+// carried: a Manager restarted after it was killed collects the tasks it
+// had sent. An executor started with an orphan timeout (wiz executor
+// --orphan-timeout) keeps its tasks running when a stream breaks (not when
+// it is closed) and holds their events until a stream attaches them, for
+// that long; then it cancels them and exits. The stream then carries the
+// named tasks' held events and what they report next; a named task the
+// executor does not hold ends at once with Finished.unknown; held tasks
+// not named are cancelled.
+type Attach struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds       []string               `protobuf:"bytes,1,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attach) Reset() {
+	*x = Attach{}
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attach) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attach) ProtoMessage() {}
+
+func (x *Attach) ProtoReflect() protoreflect.Message {
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attach.ProtoReflect.Descriptor instead.
+func (*Attach) Descriptor() ([]byte, []int) {
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Attach) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
 
 // SetSlots changes how many tasks the executor runs at once, as the Manager
 // shares a machine's capacity among concurrent runs. Running tasks are not
@@ -835,7 +904,7 @@ type SetSlots struct {
 
 func (x *SetSlots) Reset() {
 	*x = SetSlots{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +916,7 @@ func (x *SetSlots) String() string {
 func (*SetSlots) ProtoMessage() {}
 
 func (x *SetSlots) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[10]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +929,7 @@ func (x *SetSlots) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSlots.ProtoReflect.Descriptor instead.
 func (*SetSlots) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{10}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetSlots) GetSlots() int32 {
@@ -880,7 +949,7 @@ type CancelRequest struct {
 
 func (x *CancelRequest) Reset() {
 	*x = CancelRequest{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -892,7 +961,7 @@ func (x *CancelRequest) String() string {
 func (*CancelRequest) ProtoMessage() {}
 
 func (x *CancelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[11]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -905,7 +974,7 @@ func (x *CancelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelRequest.ProtoReflect.Descriptor instead.
 func (*CancelRequest) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{11}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelRequest) GetTaskId() string {
@@ -930,7 +999,7 @@ type CancelResponse struct {
 
 func (x *CancelResponse) Reset() {
 	*x = CancelResponse{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1011,7 @@ func (x *CancelResponse) String() string {
 func (*CancelResponse) ProtoMessage() {}
 
 func (x *CancelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[12]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1024,7 @@ func (x *CancelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelResponse.ProtoReflect.Descriptor instead.
 func (*CancelResponse) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{12}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{13}
 }
 
 // ExecuteEvent reports progress of one task. A task's events end with one
@@ -981,7 +1050,7 @@ type ExecuteEvent struct {
 
 func (x *ExecuteEvent) Reset() {
 	*x = ExecuteEvent{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1062,7 @@ func (x *ExecuteEvent) String() string {
 func (*ExecuteEvent) ProtoMessage() {}
 
 func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[13]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1075,7 @@ func (x *ExecuteEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecuteEvent.ProtoReflect.Descriptor instead.
 func (*ExecuteEvent) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{13}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExecuteEvent) GetTaskId() string {
@@ -1126,7 +1195,7 @@ type Started struct {
 
 func (x *Started) Reset() {
 	*x = Started{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1207,7 @@ func (x *Started) String() string {
 func (*Started) ProtoMessage() {}
 
 func (x *Started) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[14]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1220,7 @@ func (x *Started) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Started.ProtoReflect.Descriptor instead.
 func (*Started) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{14}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Started) GetPid() int32 {
@@ -1171,7 +1240,7 @@ type Log struct {
 
 func (x *Log) Reset() {
 	*x = Log{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1252,7 @@ func (x *Log) String() string {
 func (*Log) ProtoMessage() {}
 
 func (x *Log) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[15]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1265,7 @@ func (x *Log) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Log.ProtoReflect.Descriptor instead.
 func (*Log) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{15}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Log) GetStream() string {
@@ -1222,7 +1291,7 @@ type Warning struct {
 
 func (x *Warning) Reset() {
 	*x = Warning{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1303,7 @@ func (x *Warning) String() string {
 func (*Warning) ProtoMessage() {}
 
 func (x *Warning) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[16]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1316,7 @@ func (x *Warning) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Warning.ProtoReflect.Descriptor instead.
 func (*Warning) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{16}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Warning) GetMessage() string {
@@ -1267,7 +1336,7 @@ type Output struct {
 
 func (x *Output) Reset() {
 	*x = Output{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1279,7 +1348,7 @@ func (x *Output) String() string {
 func (*Output) ProtoMessage() {}
 
 func (x *Output) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[17]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1292,7 +1361,7 @@ func (x *Output) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Output.ProtoReflect.Descriptor instead.
 func (*Output) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{17}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Output) GetName() string {
@@ -1323,14 +1392,17 @@ type Finished struct {
 	ProgramSha256 string `protobuf:"bytes,7,opt,name=program_sha256,json=programSha256,proto3" json:"program_sha256,omitempty"`
 	// reused: the program matched reuse_program_sha256 and did not run; the
 	// Manager takes the cached result's outputs and metrics.
-	Reused        bool `protobuf:"varint,8,opt,name=reused,proto3" json:"reused,omitempty"`
+	Reused bool `protobuf:"varint,8,opt,name=reused,proto3" json:"reused,omitempty"`
+	// unknown: an Attach named a task this executor does not hold (it never
+	// got it, or reported its end on the stream that broke); nothing ran.
+	Unknown       bool `protobuf:"varint,9,opt,name=unknown,proto3" json:"unknown,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Finished) Reset() {
 	*x = Finished{}
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1342,7 +1414,7 @@ func (x *Finished) String() string {
 func (*Finished) ProtoMessage() {}
 
 func (x *Finished) ProtoReflect() protoreflect.Message {
-	mi := &file_wizrpc_v1_executor_proto_msgTypes[18]
+	mi := &file_wizrpc_v1_executor_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1355,7 +1427,7 @@ func (x *Finished) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finished.ProtoReflect.Descriptor instead.
 func (*Finished) Descriptor() ([]byte, []int) {
-	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{18}
+	return file_wizrpc_v1_executor_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Finished) GetOutcome() Outcome {
@@ -1410,6 +1482,13 @@ func (x *Finished) GetProgramSha256() string {
 func (x *Finished) GetReused() bool {
 	if x != nil {
 		return x.Reused
+	}
+	return false
+}
+
+func (x *Finished) GetUnknown() bool {
+	if x != nil {
+		return x.Unknown
 	}
 	return false
 }
@@ -1484,12 +1563,15 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\fR\x05value:\x028\x01\x1a>\n" +
 	"\x10SecretFilesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa6\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd3\x01\n" +
 	"\x0eExecuteRequest\x12%\n" +
 	"\x04task\x18\x01 \x01(\v2\x0f.wizrpc.v1.TaskH\x00R\x04task\x122\n" +
 	"\x06cancel\x18\x02 \x01(\v2\x18.wizrpc.v1.CancelRequestH\x00R\x06cancel\x122\n" +
-	"\tset_slots\x18\x03 \x01(\v2\x13.wizrpc.v1.SetSlotsH\x00R\bsetSlotsB\x05\n" +
-	"\x03msg\" \n" +
+	"\tset_slots\x18\x03 \x01(\v2\x13.wizrpc.v1.SetSlotsH\x00R\bsetSlots\x12+\n" +
+	"\x06attach\x18\x04 \x01(\v2\x11.wizrpc.v1.AttachH\x00R\x06attachB\x05\n" +
+	"\x03msg\"#\n" +
+	"\x06Attach\x12\x19\n" +
+	"\btask_ids\x18\x01 \x03(\tR\ataskIds\" \n" +
 	"\bSetSlots\x12\x14\n" +
 	"\x05slots\x18\x01 \x01(\x05R\x05slots\"@\n" +
 	"\rCancelRequest\x12\x17\n" +
@@ -1514,7 +1596,7 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\">\n" +
 	"\x06Output\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\x04data\x18\x02 \x01(\v2\f.wiz.v1.DataR\x04data\"\x9c\x02\n" +
+	"\x04data\x18\x02 \x01(\v2\f.wiz.v1.DataR\x04data\"\xb6\x02\n" +
 	"\bFinished\x12,\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x12.wizrpc.v1.OutcomeR\aoutcome\x12\x1b\n" +
 	"\texit_code\x18\x02 \x01(\x05R\bexitCode\x12\x14\n" +
@@ -1523,7 +1605,8 @@ const file_wizrpc_v1_executor_proto_rawDesc = "" +
 	"\ametrics\x18\x05 \x01(\v2\x0f.wiz.v1.MetricsR\ametrics\x12+\n" +
 	"\aoutputs\x18\x06 \x03(\v2\x11.wizrpc.v1.OutputR\aoutputs\x12%\n" +
 	"\x0eprogram_sha256\x18\a \x01(\tR\rprogramSha256\x12\x16\n" +
-	"\x06reused\x18\b \x01(\bR\x06reused*d\n" +
+	"\x06reused\x18\b \x01(\bR\x06reused\x12\x18\n" +
+	"\aunknown\x18\t \x01(\bR\aunknown*d\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_SUCCEEDED\x10\x01\x12\x12\n" +
@@ -1550,7 +1633,7 @@ func file_wizrpc_v1_executor_proto_rawDescGZIP() []byte {
 }
 
 var file_wizrpc_v1_executor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_wizrpc_v1_executor_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_wizrpc_v1_executor_proto_goTypes = []any{
 	(Outcome)(0),             // 0: wizrpc.v1.Outcome
 	(*HasBlobsRequest)(nil),  // 1: wizrpc.v1.HasBlobsRequest
@@ -1563,65 +1646,67 @@ var file_wizrpc_v1_executor_proto_goTypes = []any{
 	(*PackRef)(nil),          // 8: wizrpc.v1.PackRef
 	(*Task)(nil),             // 9: wizrpc.v1.Task
 	(*ExecuteRequest)(nil),   // 10: wizrpc.v1.ExecuteRequest
-	(*SetSlots)(nil),         // 11: wizrpc.v1.SetSlots
-	(*CancelRequest)(nil),    // 12: wizrpc.v1.CancelRequest
-	(*CancelResponse)(nil),   // 13: wizrpc.v1.CancelResponse
-	(*ExecuteEvent)(nil),     // 14: wizrpc.v1.ExecuteEvent
-	(*Started)(nil),          // 15: wizrpc.v1.Started
-	(*Log)(nil),              // 16: wizrpc.v1.Log
-	(*Warning)(nil),          // 17: wizrpc.v1.Warning
-	(*Output)(nil),           // 18: wizrpc.v1.Output
-	(*Finished)(nil),         // 19: wizrpc.v1.Finished
-	nil,                      // 20: wizrpc.v1.Task.InputsEntry
-	nil,                      // 21: wizrpc.v1.Task.EnvEntry
-	nil,                      // 22: wizrpc.v1.Task.ExprEnvEntry
-	nil,                      // 23: wizrpc.v1.Task.FileEnvEntry
-	nil,                      // 24: wizrpc.v1.Task.SecretsEntry
-	nil,                      // 25: wizrpc.v1.Task.SecretFilesEntry
-	(TypeKind)(0),            // 26: wizrpc.v1.TypeKind
-	(*wizpb.Metrics)(nil),    // 27: wiz.v1.Metrics
-	(*wizpb.Data)(nil),       // 28: wiz.v1.Data
+	(*Attach)(nil),           // 11: wizrpc.v1.Attach
+	(*SetSlots)(nil),         // 12: wizrpc.v1.SetSlots
+	(*CancelRequest)(nil),    // 13: wizrpc.v1.CancelRequest
+	(*CancelResponse)(nil),   // 14: wizrpc.v1.CancelResponse
+	(*ExecuteEvent)(nil),     // 15: wizrpc.v1.ExecuteEvent
+	(*Started)(nil),          // 16: wizrpc.v1.Started
+	(*Log)(nil),              // 17: wizrpc.v1.Log
+	(*Warning)(nil),          // 18: wizrpc.v1.Warning
+	(*Output)(nil),           // 19: wizrpc.v1.Output
+	(*Finished)(nil),         // 20: wizrpc.v1.Finished
+	nil,                      // 21: wizrpc.v1.Task.InputsEntry
+	nil,                      // 22: wizrpc.v1.Task.EnvEntry
+	nil,                      // 23: wizrpc.v1.Task.ExprEnvEntry
+	nil,                      // 24: wizrpc.v1.Task.FileEnvEntry
+	nil,                      // 25: wizrpc.v1.Task.SecretsEntry
+	nil,                      // 26: wizrpc.v1.Task.SecretFilesEntry
+	(TypeKind)(0),            // 27: wizrpc.v1.TypeKind
+	(*wizpb.Metrics)(nil),    // 28: wiz.v1.Metrics
+	(*wizpb.Data)(nil),       // 29: wiz.v1.Data
 }
 var file_wizrpc_v1_executor_proto_depIdxs = []int32{
 	8,  // 0: wizrpc.v1.Task.pack:type_name -> wizrpc.v1.PackRef
-	20, // 1: wizrpc.v1.Task.inputs:type_name -> wizrpc.v1.Task.InputsEntry
-	26, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
-	21, // 3: wizrpc.v1.Task.env:type_name -> wizrpc.v1.Task.EnvEntry
-	22, // 4: wizrpc.v1.Task.expr_env:type_name -> wizrpc.v1.Task.ExprEnvEntry
-	23, // 5: wizrpc.v1.Task.file_env:type_name -> wizrpc.v1.Task.FileEnvEntry
-	24, // 6: wizrpc.v1.Task.secrets:type_name -> wizrpc.v1.Task.SecretsEntry
-	25, // 7: wizrpc.v1.Task.secret_files:type_name -> wizrpc.v1.Task.SecretFilesEntry
+	21, // 1: wizrpc.v1.Task.inputs:type_name -> wizrpc.v1.Task.InputsEntry
+	27, // 2: wizrpc.v1.Task.kind:type_name -> wizrpc.v1.TypeKind
+	22, // 3: wizrpc.v1.Task.env:type_name -> wizrpc.v1.Task.EnvEntry
+	23, // 4: wizrpc.v1.Task.expr_env:type_name -> wizrpc.v1.Task.ExprEnvEntry
+	24, // 5: wizrpc.v1.Task.file_env:type_name -> wizrpc.v1.Task.FileEnvEntry
+	25, // 6: wizrpc.v1.Task.secrets:type_name -> wizrpc.v1.Task.SecretsEntry
+	26, // 7: wizrpc.v1.Task.secret_files:type_name -> wizrpc.v1.Task.SecretFilesEntry
 	9,  // 8: wizrpc.v1.ExecuteRequest.task:type_name -> wizrpc.v1.Task
-	12, // 9: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
-	11, // 10: wizrpc.v1.ExecuteRequest.set_slots:type_name -> wizrpc.v1.SetSlots
-	15, // 11: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
-	16, // 12: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
-	17, // 13: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
-	18, // 14: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
-	27, // 15: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
-	19, // 16: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
-	28, // 17: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
-	0,  // 18: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
-	27, // 19: wizrpc.v1.Finished.metrics:type_name -> wiz.v1.Metrics
-	18, // 20: wizrpc.v1.Finished.outputs:type_name -> wizrpc.v1.Output
-	28, // 21: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
-	6,  // 22: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
-	10, // 23: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
-	12, // 24: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
-	1,  // 25: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
-	3,  // 26: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
-	5,  // 27: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
-	7,  // 28: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
-	14, // 29: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
-	13, // 30: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
-	2,  // 31: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
-	4,  // 32: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
-	3,  // 33: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
-	28, // [28:34] is the sub-list for method output_type
-	22, // [22:28] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	13, // 9: wizrpc.v1.ExecuteRequest.cancel:type_name -> wizrpc.v1.CancelRequest
+	12, // 10: wizrpc.v1.ExecuteRequest.set_slots:type_name -> wizrpc.v1.SetSlots
+	11, // 11: wizrpc.v1.ExecuteRequest.attach:type_name -> wizrpc.v1.Attach
+	16, // 12: wizrpc.v1.ExecuteEvent.started:type_name -> wizrpc.v1.Started
+	17, // 13: wizrpc.v1.ExecuteEvent.log:type_name -> wizrpc.v1.Log
+	18, // 14: wizrpc.v1.ExecuteEvent.warning:type_name -> wizrpc.v1.Warning
+	19, // 15: wizrpc.v1.ExecuteEvent.output:type_name -> wizrpc.v1.Output
+	28, // 16: wizrpc.v1.ExecuteEvent.metrics:type_name -> wiz.v1.Metrics
+	20, // 17: wizrpc.v1.ExecuteEvent.finished:type_name -> wizrpc.v1.Finished
+	29, // 18: wizrpc.v1.Output.data:type_name -> wiz.v1.Data
+	0,  // 19: wizrpc.v1.Finished.outcome:type_name -> wizrpc.v1.Outcome
+	28, // 20: wizrpc.v1.Finished.metrics:type_name -> wiz.v1.Metrics
+	19, // 21: wizrpc.v1.Finished.outputs:type_name -> wizrpc.v1.Output
+	29, // 22: wizrpc.v1.Task.InputsEntry.value:type_name -> wiz.v1.Data
+	6,  // 23: wizrpc.v1.Executor.Info:input_type -> wizrpc.v1.InfoRequest
+	10, // 24: wizrpc.v1.Executor.Execute:input_type -> wizrpc.v1.ExecuteRequest
+	13, // 25: wizrpc.v1.Executor.Cancel:input_type -> wizrpc.v1.CancelRequest
+	1,  // 26: wizrpc.v1.Executor.HasBlobs:input_type -> wizrpc.v1.HasBlobsRequest
+	3,  // 27: wizrpc.v1.Executor.PutBlob:input_type -> wizrpc.v1.BlobChunk
+	5,  // 28: wizrpc.v1.Executor.GetBlob:input_type -> wizrpc.v1.GetBlobRequest
+	7,  // 29: wizrpc.v1.Executor.Info:output_type -> wizrpc.v1.InfoResponse
+	15, // 30: wizrpc.v1.Executor.Execute:output_type -> wizrpc.v1.ExecuteEvent
+	14, // 31: wizrpc.v1.Executor.Cancel:output_type -> wizrpc.v1.CancelResponse
+	2,  // 32: wizrpc.v1.Executor.HasBlobs:output_type -> wizrpc.v1.HasBlobsResponse
+	4,  // 33: wizrpc.v1.Executor.PutBlob:output_type -> wizrpc.v1.PutBlobResponse
+	3,  // 34: wizrpc.v1.Executor.GetBlob:output_type -> wizrpc.v1.BlobChunk
+	29, // [29:35] is the sub-list for method output_type
+	23, // [23:29] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_wizrpc_v1_executor_proto_init() }
@@ -1634,8 +1719,9 @@ func file_wizrpc_v1_executor_proto_init() {
 		(*ExecuteRequest_Task)(nil),
 		(*ExecuteRequest_Cancel)(nil),
 		(*ExecuteRequest_SetSlots)(nil),
+		(*ExecuteRequest_Attach)(nil),
 	}
-	file_wizrpc_v1_executor_proto_msgTypes[13].OneofWrappers = []any{
+	file_wizrpc_v1_executor_proto_msgTypes[14].OneofWrappers = []any{
 		(*ExecuteEvent_Started)(nil),
 		(*ExecuteEvent_Log)(nil),
 		(*ExecuteEvent_Warning)(nil),
@@ -1649,7 +1735,7 @@ func file_wizrpc_v1_executor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wizrpc_v1_executor_proto_rawDesc), len(file_wizrpc_v1_executor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

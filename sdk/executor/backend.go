@@ -3,10 +3,12 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Info names and versions a backend.
@@ -66,6 +68,12 @@ type ProvisionRequest struct {
 	// TaskDir is where an executor on the Manager's machine records the
 	// process groups of running tasks (pass it as --task-dir).
 	TaskDir string
+	// OrphanTimeout, when not 0, asks for an executor that outlives its
+	// Manager's death that long: pass it as --orphan-timeout, and keep the
+	// executor (and what it runs in) alive without this backend process for
+	// at least that long, so that a restarted Manager can Adopt it. Only a
+	// service Manager (wiz daemon) asks for it.
+	OrphanTimeout time.Duration
 }
 
 // ProvisionResponse says how to reach a provisioned executor.
@@ -101,6 +109,39 @@ type TeardownRequest struct {
 
 // TeardownResponse is empty; fields may be added.
 type TeardownResponse struct{}
+
+// Adopter is implemented by backends whose executors can outlive the
+// Manager that provisioned them (a pod; see ProvisionRequest.OrphanTimeout).
+// When a killed service Manager restarts, it continues its runs: it asks the
+// backend (a new process of it) to Adopt each executor those runs used, then
+// re-attaches the tasks it still runs and collects their results, instead
+// of running them again. Adopt takes over what Provision did for the
+// executor (keeping it alive, its Teardown) and returns how to reach it.
+// It returns an error wrapping ErrGone when the executor no longer exists;
+// the tasks then run again. Backends without it have their tasks run again.
+type Adopter interface {
+	Adopt(ctx context.Context, req *AdoptRequest) (*AdoptResponse, error)
+}
+
+// ErrGone says that an executor to adopt no longer exists.
+var ErrGone = errors.New("executor is gone")
+
+// AdoptRequest names an executor an earlier process of the backend
+// provisioned.
+type AdoptRequest struct {
+	// ExecutorID is what Provision returned.
+	ExecutorID string
+	// RunID is the run it serves.
+	RunID string
+	// Config holds the settings it was provisioned with, as JSON.
+	Config json.RawMessage
+}
+
+// AdoptResponse says how to reach an adopted executor, as ProvisionResponse.
+type AdoptResponse struct {
+	Endpoint Endpoint
+	Remote   bool
+}
 
 // Diagnoser is implemented by backends that can say why an executor is gone
 // or failing. The Manager asks when it loses an executor mid-task and shows

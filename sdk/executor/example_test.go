@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
 	"github.com/wiz-run/wiz/proto/wizrpc"
@@ -129,4 +130,46 @@ func ExampleCheckSettings() {
 	// Output:
 	// [replicas]: json: cannot unmarshal string into Go struct field .replicas of type int
 	// [replicaz]: unknown setting "replicaz" (valid: namespace, replicas)
+}
+
+// podBackend's executors outlive it (they are pods): it implements Adopter,
+// so that a restarted Manager collects the tasks they still run.
+type podBackend struct{ localBackend }
+
+// Adopt takes over a pod an earlier process of the backend made: it would
+// renew the pod's lease and read its address and token from the cluster.
+func (b *podBackend) Adopt(ctx context.Context, req *executor.AdoptRequest) (*executor.AdoptResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.running[req.ExecutorID] {
+		return nil, fmt.Errorf("adopt %s: %w", req.ExecutorID, executor.ErrGone)
+	}
+	return &executor.AdoptResponse{
+		Endpoint: executor.Endpoint{Address: "10.0.0.7:7443", ServerName: "wiz-executor", Token: "secret"},
+		Remote:   true,
+	}, nil
+}
+
+// A restarted Manager adopts the executors of the runs it continues; an
+// executor that is gone is NotFound, and its tasks run again.
+func ExampleAdopter() {
+	b := &podBackend{localBackend{running: map[string]bool{"pod-1": true}}}
+	c, stop, err := dialBackend(executor.Info{Name: "pods", Version: "0.1.0"}, b)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer stop()
+	ctx := context.Background()
+	a, err := c.Adopt(ctx, &wizrpc.AdoptRequest{ExecutorId: "pod-1", RunId: "run1"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("adopted, at", a.Endpoint.Address)
+	_, err = c.Adopt(ctx, &wizrpc.AdoptRequest{ExecutorId: "pod-2", RunId: "run1"})
+	fmt.Println(status.Code(err))
+	// Output:
+	// adopted, at 10.0.0.7:7443
+	// NotFound
 }

@@ -3,12 +3,16 @@ package executor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/wiz-run/wiz/proto/wizrpc"
 	"github.com/wiz-run/wiz/sdk"
@@ -110,6 +114,7 @@ func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequ
 	resp, err := s.b.Provision(ctx, &ProvisionRequest{
 		RunID: req.RunId, WizBinary: req.WizBinary, Config: req.ConfigJson,
 		Slots: int(req.Slots), BlobDir: req.BlobDir, LogLevel: req.LogLevel, CacheDir: req.CacheDir, TaskDir: req.TaskDir,
+		OrphanTimeout: time.Duration(req.OrphanTimeoutMs) * time.Millisecond,
 	})
 	if err != nil {
 		return nil, err
@@ -117,14 +122,7 @@ func (s *backendServer) Provision(ctx context.Context, req *wizrpc.ProvisionRequ
 	if resp == nil {
 		return nil, fmt.Errorf("executor backend %s returned no executor and no error from Provision", s.info.Name)
 	}
-	return &wizrpc.ProvisionResponse{
-		ExecutorId: resp.ExecutorID,
-		Endpoint: &wizrpc.Endpoint{
-			Address: resp.Endpoint.Address, CaCertPem: resp.Endpoint.CACertPEM,
-			ServerName: resp.Endpoint.ServerName, Token: resp.Endpoint.Token,
-		},
-		Remote: resp.Remote,
-	}, nil
+	return &wizrpc.ProvisionResponse{ExecutorId: resp.ExecutorID, Endpoint: endpointPB(resp.Endpoint), Remote: resp.Remote}, nil
 }
 
 func (s *backendServer) Diagnose(ctx context.Context, req *wizrpc.DiagnoseRequest) (_ *wizrpc.DiagnoseResponse, err error) {
@@ -154,4 +152,31 @@ func (s *backendServer) Teardown(ctx context.Context, req *wizrpc.TeardownReques
 		return nil, err
 	}
 	return &wizrpc.TeardownResponse{}, nil
+}
+
+func (s *backendServer) Adopt(ctx context.Context, req *wizrpc.AdoptRequest) (_ *wizrpc.AdoptResponse, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("executor backend %s panicked in Adopt: %v", s.info.Name, r)
+		}
+	}()
+	a, ok := s.b.(Adopter)
+	if !ok {
+		return nil, status.Errorf(codes.Unimplemented, "executor backend %s cannot adopt executors", s.info.Name)
+	}
+	resp, err := a.Adopt(ctx, &AdoptRequest{ExecutorID: req.ExecutorId, RunID: req.RunId, Config: req.ConfigJson})
+	if errors.Is(err, ErrGone) {
+		return nil, status.Error(codes.NotFound, err.Error())
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp == nil {
+		return nil, fmt.Errorf("executor backend %s returned no executor and no error from Adopt", s.info.Name)
+	}
+	return &wizrpc.AdoptResponse{Endpoint: endpointPB(resp.Endpoint), Remote: resp.Remote}, nil
+}
+
+func endpointPB(e Endpoint) *wizrpc.Endpoint {
+	return &wizrpc.Endpoint{Address: e.Address, CaCertPem: e.CACertPEM, ServerName: e.ServerName, Token: e.Token}
 }

@@ -107,7 +107,7 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	}
 	name := "wiz-executor-" + suffix
 	objs := makeObjects(podRequest{Name: name, RunID: req.RunID, Config: cfg, Slots: req.Slots, LogLevel: req.LogLevel,
-		CertPEM: certPEM, KeyPEM: keyPEM, Token: token, Holder: b.holder, Now: time.Now()})
+		CertPEM: certPEM, KeyPEM: keyPEM, Token: token, Holder: b.holder, Now: time.Now(), OrphanTimeout: req.OrphanTimeout})
 	id := cfg.Namespace + "/" + name
 	// The Lease first: a pod is never without one, so no collector takes a
 	// pod that is being made for an orphan.
@@ -135,6 +135,57 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 		ExecutorID: id,
 		Endpoint: executor.Endpoint{
 			Address: net.JoinHostPort(ip, fmt.Sprint(executorPort)), CACertPEM: certPEM, ServerName: serverName, Token: token,
+		},
+		Remote: true,
+	}, nil
+}
+
+// Adopt implements executor.Adopter: a restarted Manager takes over an
+// executor pod that an earlier process of this backend made for it, before
+// it was killed. The pod's Lease is renewed from now on by this process;
+// the endpoint is read back from the pod and its Secret.
+func (b *backend) Adopt(ctx context.Context, req *executor.AdoptRequest) (*executor.AdoptResponse, error) {
+	id := req.ExecutorID
+	namespace, name, ok := strings.Cut(id, "/")
+	if !ok {
+		return nil, fmt.Errorf("adopt executor pod %q: not NAMESPACE/NAME: %w", id, executor.ErrGone)
+	}
+	kc, err := b.kube()
+	if err != nil {
+		return nil, err
+	}
+	gone := func(what string, err error) (*executor.AdoptResponse, error) {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("adopt executor pod %s: its %s is gone: %w", id, what, executor.ErrGone)
+		}
+		return nil, fmt.Errorf("adopt executor pod %s: read its %s: %w", id, what, err)
+	}
+	// The Lease first: once renewed, no collector takes the pod.
+	if err := renewLease(ctx, kc, namespace, name); err != nil {
+		return gone("lease", err)
+	}
+	p, err := kc.CoreV1().Pods(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return gone("pod", err)
+	}
+	ip, state, _ := readiness(p)
+	if ip == "" {
+		return nil, fmt.Errorf("adopt executor pod %s: it no longer serves (%s): %w", id, state, executor.ErrGone)
+	}
+	sec, err := kc.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return gone("secret", err)
+	}
+	b.mu.Lock()
+	tracked := b.executors[id] != nil
+	b.mu.Unlock()
+	if !tracked {
+		b.track(kc, namespace, name)
+	}
+	b.log.Info("adopted executor pod", "pod", id, "run", req.RunID)
+	return &executor.AdoptResponse{
+		Endpoint: executor.Endpoint{
+			Address: net.JoinHostPort(ip, fmt.Sprint(executorPort)), CACertPEM: sec.Data[corev1.TLSCertKey], ServerName: serverName, Token: string(sec.Data[tokenKey]),
 		},
 		Remote: true,
 	}, nil

@@ -56,6 +56,9 @@ type podRequest struct {
 	Token           string
 	Holder          string // identity of the backend process renewing the Lease
 	Now             time.Time
+	// OrphanTimeout: the executor outlives its Manager this long, for a
+	// restarted one to adopt (wiz executor --orphan-timeout).
+	OrphanTimeout time.Duration
 }
 
 func labels(runID string) map[string]string {
@@ -71,7 +74,9 @@ func makeObjects(r podRequest) objects {
 		Type:       corev1.SecretTypeOpaque,
 		Data:       map[string][]byte{corev1.TLSCertKey: r.CertPEM, corev1.TLSPrivateKeyKey: r.KeyPEM, tokenKey: []byte(r.Token)},
 	}
-	secs := int32(leaseDuration / time.Second)
+	// A pod whose executor waits for its Manager to come back is not an
+	// orphan before that wait is over.
+	secs := int32((leaseDuration + r.OrphanTimeout) / time.Second)
 	now := metav1.NewMicroTime(r.Now)
 	lease := &coordinationv1.Lease{
 		ObjectMeta: *meta.DeepCopy(),
@@ -86,6 +91,9 @@ func makeObjects(r podRequest) objects {
 	}
 	if r.Slots > 0 {
 		args = append(args, "--slots", strconv.Itoa(r.Slots))
+	}
+	if r.OrphanTimeout > 0 {
+		args = append(args, "--orphan-timeout", r.OrphanTimeout.String())
 	}
 	env := []corev1.EnvVar{
 		{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},

@@ -56,6 +56,17 @@ func TestMakeObjects(t *testing.T) {
 	if c.ReadinessProbe.TCPSocket.Port.IntValue() != executorPort {
 		t.Errorf("probe %+v", c.ReadinessProbe)
 	}
+
+	// A service's executor waits for its restarted Manager: it gets the
+	// orphan timeout, and its Lease lasts that much longer, so that no
+	// collector takes the pod while it waits.
+	o = makeObjects(podRequest{Name: "wiz-executor-abc", RunID: "RUN1", Config: cfg, Holder: "me", Now: time.Unix(100, 0), OrphanTimeout: time.Minute})
+	if args := o.Pod.Spec.Containers[0].Args; args[len(args)-2] != "--orphan-timeout" || args[len(args)-1] != "1m0s" {
+		t.Errorf("args %q, want --orphan-timeout 1m0s last", args)
+	}
+	if got, want := *o.Lease.Spec.LeaseDurationSeconds, int32((leaseDuration+time.Minute)/time.Second); got != want {
+		t.Errorf("lease duration %ds, want %ds", got, want)
+	}
 }
 
 // readiness quotes the pod's own reasons; unit cases beside the end-to-end test.

@@ -40,6 +40,7 @@ type backend struct {
 
 	mu        sync.Mutex
 	executors map[string]*child
+	adopted   map[string]*adopted // executors an earlier process started
 }
 
 type child struct {
@@ -53,6 +54,7 @@ func newBackend() *backend {
 	return &backend{
 		log:       hclog.New(&hclog.LoggerOptions{Name: "local", Output: os.Stderr, JSONFormat: true, Level: hclog.LevelFromString(os.Getenv("WIZ_LOG_LEVEL"))}),
 		executors: map[string]*child{},
+		adopted:   map[string]*adopted{},
 	}
 }
 
@@ -129,11 +131,20 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	if req.TaskDir != "" {
 		args = append(args, "--task-dir", req.TaskDir)
 	}
+	if req.OrphanTimeout > 0 {
+		args = append(args, "--orphan-timeout", req.OrphanTimeout.String())
+	}
 	cmd := exec.Command(req.WizBinary, args...)
 	cmd.Env = append(os.Environ(), "WIZ_EXECUTOR_TOKEN="+token, "WIZ_LOG_LEVEL="+req.LogLevel)
 	// The executor dies with this backend, and this backend with its host, so
-	// no executor outlives the wiz process that wanted it.
+	// no executor outlives the wiz process that wanted it; except that a
+	// service's executor (one with an orphan timeout) outlives a kill -9 of
+	// it for that timeout, for the restarted service to adopt, and then
+	// exits by itself.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if req.OrphanTimeout > 0 {
+		cmd.SysProcAttr.Pdeathsig = 0
+	}
 	// The executor holds the directory's lock too: when both are gone (a
 	// kill -9 of wiz takes them all), the next Provision removes it.
 	cmd.ExtraFiles = []*os.File{lock}
@@ -186,24 +197,35 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 		b.stop(c)
 		return nil, fmt.Errorf("local executor: executor reported a bad address %q", addr)
 	}
+	ep := executor.Endpoint{Address: addr, CACertPEM: certPEM, ServerName: serverName, Token: token}
+	if req.OrphanTimeout > 0 {
+		// What a later process of this backend needs to adopt it, in its
+		// 0700 directory beside its socket and TLS key.
+		id = fmt.Sprintf("local-%d@%s", cmd.Process.Pid, dir)
+		if err := writeAdoption(dir, adoption{PID: cmd.Process.Pid, Endpoint: ep, Remote: cfg.Isolated}); err != nil {
+			b.stop(c)
+			return nil, err
+		}
+	}
 	b.mu.Lock()
 	b.executors[id] = c
 	b.mu.Unlock()
 	b.log.Debug("executor started", "id", id, "address", addr)
-	return &executor.ProvisionResponse{
-		ExecutorID: id,
-		Endpoint:   executor.Endpoint{Address: addr, CACertPEM: certPEM, ServerName: serverName, Token: token},
-		Remote:     cfg.Isolated,
-	}, nil
+	return &executor.ProvisionResponse{ExecutorID: id, Endpoint: ep, Remote: cfg.Isolated}, nil
 }
 
 func (b *backend) Teardown(_ context.Context, req *executor.TeardownRequest) (*executor.TeardownResponse, error) {
 	b.mu.Lock()
 	c, ok := b.executors[req.ExecutorID]
 	delete(b.executors, req.ExecutorID)
+	a, adopted := b.adopted[req.ExecutorID]
+	delete(b.adopted, req.ExecutorID)
 	b.mu.Unlock()
 	if ok {
 		b.stop(c)
+	}
+	if adopted {
+		stopAdopted(a)
 	}
 	return &executor.TeardownResponse{}, nil
 }

@@ -1,0 +1,286 @@
+package executorserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sync"
+	"time"
+
+	"github.com/wiz-run/wiz/proto/wizrpc"
+)
+
+// Orphans. An executor started with an orphan timeout (a service Manager's:
+// wiz daemon) keeps running the tasks of a stream that breaks — its Manager
+// was killed — and holds their events, so that the restarted Manager can
+// collect them: it opens a stream whose first message is an Attach naming
+// the tasks it knows of. Held tasks it does not name are cancelled. When no
+// stream attaches within the timeout, the held tasks are cancelled and the
+// executor exits (Run returns ErrOrphaned).
+
+// ErrOrphaned is returned by Run when the executor's Manager went away and
+// none re-attached within the orphan timeout.
+var ErrOrphaned = errors.New("no Manager re-attached within the orphan timeout")
+
+// orphanLogMax bounds the log bytes held per orphaned task; beyond it, log
+// events are counted, not kept.
+const orphanLogMax = 1 << 20
+
+// taskRoute carries one task's events to the stream that has the task now,
+// or holds them while none has it.
+type taskRoute struct {
+	id     string
+	cancel context.CancelCauseFunc
+	ended  chan struct{} // closed once the task has emitted its last event
+
+	mu      sync.Mutex
+	out     *eventSender // nil while orphaned
+	discard bool         // no Manager wants its events
+	held    []*wizrpc.ExecuteEvent
+	logHeld int
+	dropped int64 // log bytes not held
+}
+
+func (r *taskRoute) emit(ev *wizrpc.ExecuteEvent) {
+	r.mu.Lock()
+	out := r.out
+	if out == nil {
+		r.holdLocked(ev)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	out.send(ev) // a failed send spills it back (respill)
+}
+
+// respill takes an event its stream could not send: it goes to the stream
+// that attached the task since, or is held.
+func (r *taskRoute) respill(from *eventSender, ev *wizrpc.ExecuteEvent) {
+	r.mu.Lock()
+	out := r.out
+	if out == nil || out == from {
+		r.holdLocked(ev)
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	out.send(ev)
+}
+
+func (r *taskRoute) holdLocked(ev *wizrpc.ExecuteEvent) {
+	if r.discard {
+		return
+	}
+	if l, ok := ev.Event.(*wizrpc.ExecuteEvent_Log); ok {
+		if r.logHeld+len(l.Log.Data) > orphanLogMax {
+			r.dropped += int64(len(l.Log.Data))
+			return
+		}
+		r.logHeld += len(l.Log.Data)
+	}
+	r.held = append(r.held, ev)
+}
+
+// detach holds the task's events from now on.
+func (r *taskRoute) detach() {
+	r.mu.Lock()
+	r.out = nil
+	r.mu.Unlock()
+}
+
+// attach sends the held events on out, then routes the task's events to it.
+func (r *taskRoute) attach(out *eventSender, discard bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.discard = discard
+	held := r.held
+	r.held, r.logHeld = nil, 0
+	if r.dropped > 0 && !discard {
+		out.send(&wizrpc.ExecuteEvent{TaskId: r.id, Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{
+			Stream: "stderr", Data: fmt.Appendf(nil, "… %d bytes of logs dropped while no Manager was attached …\n", r.dropped)}}})
+		r.dropped = 0
+	}
+	for _, ev := range held {
+		if !discard {
+			out.send(ev)
+		}
+	}
+	r.out = out
+	if discard {
+		r.out = nil
+	}
+}
+
+func (r *taskRoute) end() { close(r.ended) }
+
+// streamTasks are the tasks a stream carries.
+type streamTasks struct {
+	mu     sync.Mutex
+	routes map[string]*taskRoute
+}
+
+func (st *streamTasks) add(r *taskRoute) {
+	st.mu.Lock()
+	st.routes[r.id] = r
+	st.mu.Unlock()
+}
+
+func (st *streamTasks) get(id string) *taskRoute {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.routes[id]
+}
+
+func (st *streamTasks) remove(id string) {
+	st.mu.Lock()
+	delete(st.routes, id)
+	st.mu.Unlock()
+}
+
+// all returns the tasks st carries (a broken stream keeps them, so that
+// its late events still find their tasks).
+func (st *streamTasks) all() map[string]*taskRoute {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return maps.Clone(st.routes)
+}
+
+func (st *streamTasks) cancelAll() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for _, r := range st.routes {
+		r.cancel(errCancelled)
+	}
+}
+
+// wait waits until every task the stream carries has ended.
+func (st *streamTasks) wait() {
+	st.mu.Lock()
+	rs := make([]*taskRoute, 0, len(st.routes))
+	for _, r := range st.routes {
+		rs = append(rs, r)
+	}
+	st.mu.Unlock()
+	for _, r := range rs {
+		<-r.ended
+	}
+}
+
+// spill takes an event of one of the stream's tasks that the stream (from)
+// could not send.
+func (st *streamTasks) spill(from *eventSender, ev *wizrpc.ExecuteEvent) {
+	if r := st.get(ev.TaskId); r != nil {
+		r.respill(from, ev)
+	}
+}
+
+// orphans are the tasks of broken streams, until a stream attaches them or
+// the orphan timeout ends them.
+type orphans struct {
+	mu      sync.Mutex
+	routes  map[string]*taskRoute
+	streams int         // streams open now
+	timer   *time.Timer // armed while no stream is open after one broke
+	expired chan struct{}
+	once    sync.Once
+}
+
+func (s *Server) streamStarted() {
+	o := &s.orphans
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.streams++
+	if o.timer != nil {
+		o.timer.Stop()
+	}
+}
+
+func (s *Server) streamEnded() {
+	o := &s.orphans
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.streams--
+	if o.streams == 0 && o.timer != nil {
+		// No Manager is connected: the executor waits for one (and its
+		// orphans, if any, for it) no longer than the orphan timeout.
+		o.timer.Reset(s.cfg.OrphanTimeout)
+	}
+}
+
+// orphan keeps a broken stream's tasks running, holding their events, and
+// starts the orphan timeout when no other stream is open.
+func (s *Server) orphan(st *streamTasks) {
+	rs := st.all()
+	o := &s.orphans
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.routes == nil {
+		o.routes = map[string]*taskRoute{}
+	}
+	for id, r := range rs {
+		r.detach()
+		o.routes[id] = r
+	}
+	o.streams--
+	s.log.Warn("the Manager's stream broke; tasks run on for a Manager to re-attach", "tasks", len(rs), "orphan_timeout", s.cfg.OrphanTimeout)
+	if o.streams > 0 {
+		return
+	}
+	if o.timer == nil {
+		o.timer = time.AfterFunc(s.cfg.OrphanTimeout, s.expire)
+	} else {
+		o.timer.Reset(s.cfg.OrphanTimeout)
+	}
+}
+
+// expire ends the orphans: no Manager re-attached them in time.
+func (s *Server) expire() {
+	o := &s.orphans
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.streams > 0 {
+		return
+	}
+	for _, r := range o.routes {
+		r.cancel(fmt.Errorf("%w (%s)", ErrOrphaned, s.cfg.OrphanTimeout))
+		r.attach(nil, true)
+	}
+	s.log.Warn("no Manager re-attached; cancelled its tasks and exiting", "tasks", len(o.routes), "orphan_timeout", s.cfg.OrphanTimeout)
+	o.routes = nil
+	o.once.Do(func() { close(o.expired) })
+}
+
+// attach gives the stream st the held tasks named by ids; each named task
+// the executor does not hold ends at once, unknown. Held tasks not named are
+// cancelled, their events dropped.
+func (s *Server) attach(st *streamTasks, out *eventSender, ids []string) {
+	o := &s.orphans
+	o.mu.Lock()
+	rs := o.routes
+	o.routes = nil
+	o.mu.Unlock()
+	for _, id := range ids {
+		r := rs[id]
+		if r == nil {
+			out.send(&wizrpc.ExecuteEvent{TaskId: id, Event: &wizrpc.ExecuteEvent_Finished{Finished: &wizrpc.Finished{
+				Outcome: wizrpc.Outcome_OUTCOME_FAILED, Error: "the executor holds no such task", Unknown: true}}})
+			continue
+		}
+		delete(rs, id)
+		st.add(r)
+		r.attach(out, false)
+		select {
+		case <-r.ended:
+			st.remove(id) // it ended while orphaned: its events are sent
+		default:
+		}
+	}
+	for id, r := range rs {
+		r.cancel(fmt.Errorf("%w: its restarted Manager did not ask for it", errCancelled))
+		r.attach(nil, true)
+		st.add(r) // the stream waits for it to end
+		s.log.Info("cancelled a task its restarted Manager did not ask for", "task", id)
+	}
+	s.log.Info("a Manager re-attached", "tasks", len(ids))
+}

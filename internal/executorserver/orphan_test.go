@@ -1,0 +1,211 @@
+package executorserver
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/wiz-run/wiz/core/manager"
+	"github.com/wiz-run/wiz/internal/executorclient"
+	"github.com/wiz-run/wiz/internal/pluginhost"
+)
+
+// orphanExecutor starts an executor with an orphan timeout; dial connects
+// a new Manager to it; done receives what Run returned.
+func orphanExecutor(t *testing.T, timeout time.Duration) (dial func() *executorclient.Client, ref manager.PackRef, done <-chan error, dir string) {
+	t.Helper()
+	pack := stdPack(t)
+	sum, err := pluginhost.FileSHA256(pack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir = t.TempDir()
+	certPEM, certFile, keyFile := benchCert(t, dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- Run(ctx, Config{
+			Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, Token: "t",
+			WorkDir: filepath.Join(dir, "work"), BlobDir: filepath.Join(dir, "blobs"),
+			Slots: 4, Version: "test", OrphanTimeout: timeout, Ready: func(addr string) { ready <- addr },
+		})
+	}()
+	var addr string
+	select {
+	case addr = <-ready:
+	case err := <-errc:
+		cancel()
+		t.Fatalf("executor: %v", err)
+	}
+	t.Cleanup(cancel)
+	dial = func() *executorclient.Client {
+		c, err := executorclient.Dial(context.Background(), "test executor", executorclient.Endpoint{
+			Address: addr, CACertPEM: certPEM, ServerName: "bench.wiz.invalid", Token: "t",
+		}, nil, executorclient.Hooks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	return dial, manager.PackRef{Name: "std", Version: "test", Path: pack, SHA256: sum}, errc, dir
+}
+
+func shTask(ref manager.PackRef, id, script string) *manager.Task {
+	cfg := `{"command":["/bin/sh","-c",` + strconv.Quote(script) + `]}`
+	return &manager.Task{ID: id, Native: true, RunID: "r", Processor: id, Type: "std/exec", Pack: ref, Config: []byte(cfg)}
+}
+
+// waitFile waits until path exists and returns its content.
+func waitFile(t *testing.T, path string) string {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(path); err == nil && strings.HasSuffix(string(b), "\n") {
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was not written", path)
+		}
+		time.Sleep(10 * time.Millisecond) // the task runs in another process
+	}
+}
+
+// waitGone waits until the process whose pid is in path has exited.
+func waitGone(t *testing.T, path string) {
+	t.Helper()
+	pid, err := strconv.Atoi(strings.TrimSpace(waitFile(t, path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("task process %d still runs", pid)
+		}
+		time.Sleep(10 * time.Millisecond) // another process's end
+	}
+}
+
+// A Manager killed mid-task (its stream breaks): the executor keeps the
+// task running; a new Manager that attaches it collects its result, and the
+// task ran once. A task the new Manager names that the executor does not
+// hold ends Unknown; one it does not name is cancelled.
+func TestOrphanReattach(t *testing.T) {
+	dial, ref, _, dir := orphanExecutor(t, time.Minute)
+	gate := filepath.Join(dir, "gate")
+	runs := filepath.Join(dir, "runs")
+	c1 := dial()
+	kept := shTask(ref, "kept", `echo ran >> `+runs+`; while [ ! -e `+gate+` ]; do sleep 0.05; done; echo result`)
+	other := shTask(ref, "other", `echo $$ > `+filepath.Join(dir, "other.pid")+`; exec sleep 600`)
+	for _, task := range []*manager.Task{kept, other} {
+		if err := c1.Submit(task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c1.Flush()
+	waitFile(t, runs)
+	waitFile(t, filepath.Join(dir, "other.pid"))
+	c1.Drop() // the Manager is killed
+
+	if err := os.WriteFile(gate, nil, 0o644); err != nil { // kept ends while orphaned
+		t.Fatal(err)
+	}
+	c2 := dial()
+	defer c2.Close(context.Background())
+	if err := c2.Attach([]string{"kept", "ghost"}); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*manager.TaskEvent{}
+	outputs := map[string]string{}
+	timeout := time.After(time.Minute)
+	for len(got) < 2 {
+		select {
+		case ev := <-c2.Events():
+			if ev.Kind == manager.EventFinished {
+				got[ev.TaskID] = ev
+				for n, d := range ev.Outputs {
+					outputs[n] = string(d.GetInline())
+				}
+			}
+			if ev.Kind == manager.EventOutput {
+				outputs[ev.Name] = string(ev.Output.GetInline())
+			}
+		case <-timeout:
+			t.Fatalf("attached tasks did not finish: %v", got)
+		}
+	}
+	if ev := got["kept"]; ev.Outcome != manager.OutcomeSucceeded || ev.Unknown {
+		t.Errorf("kept: outcome %v (%s), unknown %v; want Succeeded", ev.Outcome, ev.Message, ev.Unknown)
+	} else if outputs["out"] != "result\n" {
+		t.Errorf("kept: outputs %q, want out: result", outputs)
+	}
+	if ev := got["ghost"]; !ev.Unknown || ev.Outcome != manager.OutcomeFailed {
+		t.Errorf("ghost: unknown %v outcome %v, want unknown", ev.Unknown, ev.Outcome)
+	}
+	if b, _ := os.ReadFile(runs); string(b) != "ran\n" {
+		t.Errorf("kept ran %q times, want once", b)
+	}
+	waitGone(t, filepath.Join(dir, "other.pid")) // not named: cancelled
+}
+
+// With no Manager re-attaching within the orphan timeout, the executor
+// cancels its tasks and exits with ErrOrphaned.
+func TestOrphanTimeout(t *testing.T) {
+	dial, ref, done, dir := orphanExecutor(t, 200*time.Millisecond)
+	c := dial()
+	if err := c.Submit(shTask(ref, "long", `echo $$ > `+filepath.Join(dir, "pid")+`; exec sleep 600`)); err != nil {
+		t.Fatal(err)
+	}
+	c.Flush()
+	waitFile(t, filepath.Join(dir, "pid"))
+	c.Drop()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrOrphaned) {
+			t.Fatalf("Run returned %v, want ErrOrphaned", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the orphaned executor did not exit")
+	}
+	waitGone(t, filepath.Join(dir, "pid"))
+}
+
+// A Manager that closes its stream (it is done, or shuts down) ends the
+// tasks at once, orphan timeout or not.
+func TestOrphanNotOnClose(t *testing.T) {
+	dial, ref, done, dir := orphanExecutor(t, time.Minute)
+	c := dial()
+	if err := c.Submit(shTask(ref, "long", `echo $$ > `+filepath.Join(dir, "pid")+`; exec sleep 600`)); err != nil {
+		t.Fatal(err)
+	}
+	c.Flush()
+	waitFile(t, filepath.Join(dir, "pid"))
+	_ = c.Close(context.Background())
+	waitGone(t, filepath.Join(dir, "pid"))
+	select {
+	case err := <-done:
+		t.Fatalf("the executor exited: %v", err)
+	default:
+	}
+}
+
+// An executor with an orphan timeout that no Manager ever connects to (it
+// was killed while the executor started) exits after that timeout.
+func TestOrphanNeverConnected(t *testing.T) {
+	_, _, done, _ := orphanExecutor(t, 200*time.Millisecond)
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrOrphaned) {
+			t.Fatalf("Run returned %v, want ErrOrphaned", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the executor no Manager connected to did not exit")
+	}
+}
