@@ -15,11 +15,14 @@ import (
 var OrphanTimeout = 60 * time.Second
 
 // adopt takes over, for a continued run, the executor under key that the
-// killed Manager provisioned, and re-attaches the tasks it still runs for
-// the processors that were Running: they are not run again. It returns nil
-// when there is none to adopt or it cannot be (the backend cannot adopt,
-// the executor is gone): then the executor is provisioned anew and those
-// processors run again.
+// killed Manager provisioned, and re-attaches the tasks it holds for the
+// run's processors: they are collected, not run again. It returns nil when
+// there is none to adopt or it cannot be (the backend cannot adopt, the
+// executor is gone): then the executor is provisioned anew and the
+// processors that were Running run again. (A dead executor's leftover task
+// processes are then killed for the whole run, also those of another
+// executor of the run that was adopted: runs with two executor backends,
+// one of which cannot adopt, are not handled finely.)
 func (r *run) adopt(ctx context.Context, key string, req ProvisionRequest) Executor {
 	a, ok := r.m.backends.(Adopter)
 	if r.prev == nil || !ok {

@@ -100,9 +100,13 @@ func (r *run) loop(ctx context.Context) error {
 	}
 	r.releaseUnadopted(r.rec.Executors)
 	if r.m.continues {
-		// Recorded with the run, for a restarted Manager to adopt them.
+		// Recorded with the run, for a restarted Manager to adopt them, and
+		// committed before any task goes to them: an executor the record
+		// does not name would be left to its orphan timeout, its tasks run
+		// again.
 		r.rec.Executors = uses
 		_ = r.w.Batch().PutRun(r.rec)
+		r.w.Flush(true)
 	}
 	defer r.m.tearDown(r)
 	// With one executor the loop reads its events itself: a forwarding
@@ -340,6 +344,7 @@ func (r *run) act(acts []scheduler.Action) bool {
 					pr.childCancel() // the sub-pipeline's run ends cancelled, and then its processor
 				} // else its end is already on its way (it failed to start)
 			case pr.taskID != "":
+				pr.cancelAsked = true
 				_ = r.execs[pr.exec].Cancel(pr.taskID, r.reason)
 			case !pr.retryWait:
 				// Its Dispatch is pending in an outer batch of actions (a
@@ -531,18 +536,23 @@ func (r *run) handle(ev *TaskEvent) bool {
 		pr.rec.Metrics = ev.Metrics
 	case EventFinished:
 		if ev.Unknown {
-			// The adopted executor does not hold it: it runs again, when
-			// the scheduler dispatches it (or now, if it has).
-			delete(r.tasks, ev.TaskID)
-			pr.taskID = ""
-			pr.rec.Attempts = pr.carried // the attempt it asked for did not happen
+			// The adopted executor does not hold it: it runs, when the
+			// scheduler dispatches it (or now, if it has and has not
+			// cancelled it since: then it ends as never started).
+			pr.rec.Attempts = pr.carried // the attempt asked for did not happen
 			r.rec.Reattached--
-			r.m.log.Info("a task of the killed Manager is not on its executor; it runs again", "run", r.rec.Id, "processor", pr.rec.Name)
-			if pr.attached == "" {
-				r.dispatch(i)
+			r.m.log.Debug("a task the adopted executor does not hold runs as usual", "run", r.rec.Id, "processor", pr.rec.Name)
+			if pr.attached == "" && pr.cancelAsked {
+				ev = &TaskEvent{TaskID: ev.TaskID, Kind: EventFinished, Outcome: OutcomeCancelled}
+			} else {
+				delete(r.tasks, ev.TaskID)
+				pr.taskID = ""
+				if pr.attached == "" {
+					r.dispatch(i)
+				}
+				pr.attached = ""
+				return false
 			}
-			pr.attached = ""
-			return false
 		}
 		if pr.attached != "" {
 			pr.early = ev // the scheduler has not dispatched it yet

@@ -334,4 +334,5 @@ type proc struct {
 	attached     string
 	early        *TaskEvent
 	startedEarly bool // that task reported it started
+	cancelAsked  bool // its executor was asked to cancel its task
 }

@@ -184,6 +184,19 @@ type orphans struct {
 	timer   *time.Timer // armed while no stream is open after one broke
 	expired chan struct{}
 	once    sync.Once
+	closed  bool // the last stream ended with no task held: nothing waits
+}
+
+// closedGrace is how long an executor with an orphan timeout lives on
+// after its Manager closed its stream, when nothing else connects.
+const closedGrace = 5 * time.Second
+
+// done reports, once expired is closed, whether the executor ends with
+// nothing left waiting (no task was held when its last stream ended).
+func (o *orphans) done() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
 }
 
 func (s *Server) streamStarted() {
@@ -191,6 +204,7 @@ func (s *Server) streamStarted() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.streams++
+	o.closed = false
 	if o.timer != nil {
 		o.timer.Stop()
 	}
@@ -203,8 +217,16 @@ func (s *Server) streamEnded() {
 	o.streams--
 	if o.streams == 0 && o.timer != nil {
 		// No Manager is connected: the executor waits for one (and its
-		// orphans, if any, for it) no longer than the orphan timeout.
-		o.timer.Reset(s.cfg.OrphanTimeout)
+		// orphans, if any, for it) no longer than the orphan timeout; after
+		// a Manager closed its stream (it is done with the executor, whose
+		// teardown comes next), briefly, in case that Manager was killed
+		// before it could tear the executor down.
+		d := s.cfg.OrphanTimeout
+		if len(o.routes) == 0 {
+			d = min(d, closedGrace)
+			o.closed = true
+		}
+		o.timer.Reset(d)
 	}
 }
 
@@ -227,10 +249,18 @@ func (s *Server) orphan(st *streamTasks) {
 	if o.streams > 0 {
 		return
 	}
+	// With no task held, nothing waits for a Manager: the executor ends as
+	// soon as after a close (its run may have ended just before its Manager
+	// was killed, before the teardown).
+	d := s.cfg.OrphanTimeout
+	o.closed = len(o.routes) == 0
+	if o.closed {
+		d = min(d, closedGrace)
+	}
 	if o.timer == nil {
-		o.timer = time.AfterFunc(s.cfg.OrphanTimeout, s.expire)
+		o.timer = time.AfterFunc(d, s.expire)
 	} else {
-		o.timer.Reset(s.cfg.OrphanTimeout)
+		o.timer.Reset(d)
 	}
 }
 

@@ -178,7 +178,9 @@ func TestOrphanTimeout(t *testing.T) {
 }
 
 // A Manager that closes its stream (it is done, or shuts down) ends the
-// tasks at once, orphan timeout or not.
+// tasks at once, orphan timeout or not; and if it does not tear the
+// executor down then (it was killed in between), the executor exits by
+// itself soon after (closedGrace), cleanly.
 func TestOrphanNotOnClose(t *testing.T) {
 	dial, ref, done, dir := orphanExecutor(t, time.Minute)
 	c := dial()
@@ -191,8 +193,11 @@ func TestOrphanNotOnClose(t *testing.T) {
 	waitGone(t, filepath.Join(dir, "pid"))
 	select {
 	case err := <-done:
-		t.Fatalf("the executor exited: %v", err)
-	default:
+		if err != nil {
+			t.Fatalf("the executor whose Manager closed its stream exited with %v, want nil", err)
+		}
+	case <-time.After(time.Minute): // the orphan timeout; closedGrace is shorter
+		t.Fatal("the executor whose Manager closed its stream did not exit")
 	}
 }
 
@@ -207,5 +212,21 @@ func TestOrphanNeverConnected(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("the executor no Manager connected to did not exit")
+	}
+}
+
+// A Manager killed while its executor runs nothing leaves nothing to wait
+// for: the executor exits cleanly soon after (closedGrace), not after the
+// orphan timeout.
+func TestOrphanIdleBreak(t *testing.T) {
+	dial, _, done, _ := orphanExecutor(t, time.Hour)
+	dial().Drop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the idle executor exited with %v, want nil", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the idle executor of a killed Manager did not exit within a minute")
 	}
 }

@@ -194,6 +194,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("executor: serve: %w", err)
 	case <-s.orphans.expired:
 		gs.Stop() // no stream is open
+		if s.orphans.done() {
+			s.log.Debug("exiting: the Manager closed its stream and did not tear the executor down")
+			return nil
+		}
 		return fmt.Errorf("executor: %w (%s); its tasks were cancelled", ErrOrphaned, cfg.OrphanTimeout)
 	}
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -589,6 +591,145 @@ processors:
 		}
 		e.noneLeft(t)
 	})
+
+	t.Run("a killed daemon's tasks are re-attached on their pods", func(t *testing.T) {
+		testDaemonReattach(t, e)
+	})
+}
+
+// testDaemonReattach: kill -9 of wiz daemon while two runs have tasks in
+// flight on their executor pods; the next daemon on the data dir adopts the
+// pods, re-attaches the tasks and collects their results: every processor
+// ran once (attempts 1), each run on its one pod.
+func testDaemonReattach(t *testing.T, e *e2e) {
+	dir, home := t.TempDir(), t.TempDir()
+	writeFile(t, dir, "p.yaml", `name: k8s-reattach
+executor: {backend: kubernetes, namespace: wiz, image: IMAGE}
+processors:
+  first: {uses: std/shell, with: {script: "echo hello"}}
+  mid-1: {uses: std/shell, inputs: {stdin: first}, with: {script: 'sleep 4; echo "1 heard $(cat)"'}}
+  mid-2: {uses: std/shell, inputs: {stdin: first}, with: {script: 'sleep 4; echo "2 heard $(cat)"'}}
+  last: {uses: std/shell, inputs: {a: mid-1, b: mid-2}, with: {script: 'cat "$WIZ_INPUT_A" "$WIZ_INPUT_B"'}}
+`)
+	wiz := func(args ...string) *exec.Cmd {
+		cmd := e.wiz(dir, args...)
+		cmd.Env = append(cmd.Env, "WIZ_HOME="+home)
+		return cmd
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := wiz(args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("wiz %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	startDaemon := func() (*exec.Cmd, <-chan error) {
+		t.Helper()
+		_ = os.Remove(filepath.Join(home, "wiz.sock")) // a killed daemon's
+		d := wiz("daemon", "--listen", "127.0.0.1:0")
+		var out bytes.Buffer
+		d.Stdout, d.Stderr = &out, &out
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- d.Wait() }()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if _, err := os.Stat(filepath.Join(home, "wiz.sock")); err == nil {
+				return d, exited
+			}
+			select {
+			case err := <-exited:
+				t.Fatalf("wiz daemon exited: %v\n%s", err, out.String())
+			case <-time.After(50 * time.Millisecond): // the daemon starts in its own process
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("wiz daemon did not listen within 60 s:\n%s", out.String())
+			}
+		}
+	}
+	d, exited := startDaemon()
+	var ids []string
+	var clients []chan error
+	for range 2 {
+		c := wiz("run", "p.yaml")
+		var out bytes.Buffer
+		c.Stdout, c.Stderr = &out, &out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		clients = append(clients, done)
+		// Its run's ID, once it is listed.
+		deadline := time.Now().Add(60 * time.Second)
+		for len(ids) < len(clients) {
+			for _, m := range regexp.MustCompile(`(?m)^([0-9A-Za-z]{27}) `).FindAllStringSubmatch(run("runs", "list"), -1) {
+				if !slices.Contains(ids, m[1]) {
+					ids = append(ids, m[1])
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the run was not listed within 60 s")
+			}
+			time.Sleep(50 * time.Millisecond) // the client starts in its own process
+		}
+	}
+	// Both runs have their two mid tasks Running on their pods.
+	running := regexp.MustCompile(`(?m)^mid-\d +std/shell +Running`)
+	deadline := time.Now().Add(90 * time.Second)
+	for _, id := range ids {
+		for len(running.FindAllString(run("runs", "show", id), -1)) < 2 {
+			if time.Now().After(deadline) {
+				t.Fatalf("run %s: its mid tasks were not Running within 90 s:\n%s", id, run("runs", "show", id))
+			}
+			time.Sleep(100 * time.Millisecond) // pods start in Docker
+		}
+	}
+	_ = d.Process.Kill() // kill -9: its backend dies with it; the pods stay
+	<-exited
+	for _, c := range clients {
+		<-c
+	}
+
+	d, exited = startDaemon()
+	for _, id := range ids {
+		out, err := wiz("runs", "watch", id).CombinedOutput()
+		if err != nil {
+			t.Fatalf("runs watch %s: %v\n%s", id, err, out)
+		}
+		var rec struct {
+			Continued  int `json:"continued"`
+			Processors []struct {
+				Name     string `json:"name"`
+				State    string `json:"state"`
+				Attempts int    `json:"attempts"`
+			} `json:"processors"`
+		}
+		js := run("runs", "show", id, "-o", "json")
+		if err := json.Unmarshal([]byte(js), &rec); err != nil {
+			t.Fatalf("runs show -o json: %v\n%s", err, js)
+		}
+		if rec.Continued != 1 || len(rec.Processors) != 4 {
+			t.Errorf("run %s: continued %d, %d processors; want 1 and 4:\n%s", id, rec.Continued, len(rec.Processors), js)
+		}
+		for _, p := range rec.Processors {
+			if p.State != "Succeeded" || p.Attempts != 1 {
+				t.Errorf("run %s: %s %s after %d attempts; want Succeeded after 1 (re-attached, not run again)", id, p.Name, p.State, p.Attempts)
+			}
+		}
+		if got := run("runs", "output", id, "last"); got != "1 heard hello\n2 heard hello\n" {
+			t.Errorf("run %s: last's output %q", id, got)
+		}
+		if pods := e.podsOfRun(id); len(pods) != 1 {
+			t.Errorf("run %s used %d executor pods, want its one pod adopted", id, len(pods))
+		}
+	}
+	_ = d.Process.Signal(os.Interrupt)
+	<-exited
+	e.noneLeft(t)
 }
 
 // waitRunningPod waits for the one Ready executor pod and returns its name.
