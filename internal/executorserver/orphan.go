@@ -89,26 +89,43 @@ func (r *taskRoute) detach() {
 	r.mu.Unlock()
 }
 
-// attach sends the held events on out, then routes the task's events to it.
+// attach sends the held events on out, then routes the task's events to it;
+// discard drops them instead, now and from now on. r.mu is not held while
+// sending (a failed send spills back into the route): events the task emits
+// meanwhile are held, and sent in the next round, so that order is kept. If
+// out fails, the events stay held for the next attach.
 func (r *taskRoute) attach(out *eventSender, discard bool) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.discard = discard
-	held := r.held
-	r.held, r.logHeld = nil, 0
-	if r.dropped > 0 && !discard {
-		out.send(&wizrpc.ExecuteEvent{TaskId: r.id, Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{
-			Stream: "stderr", Data: fmt.Appendf(nil, "… %d bytes of logs dropped while no Manager was attached …\n", r.dropped)}}})
-		r.dropped = 0
+	if discard {
+		r.held, r.logHeld, r.dropped, r.out = nil, 0, 0, nil
+		r.mu.Unlock()
+		return
 	}
-	for _, ev := range held {
-		if !discard {
+	dropped := r.dropped
+	r.dropped = 0
+	r.mu.Unlock()
+	if dropped > 0 {
+		out.send(&wizrpc.ExecuteEvent{TaskId: r.id, Event: &wizrpc.ExecuteEvent_Log{Log: &wizrpc.Log{
+			Stream: "stderr", Data: fmt.Appendf(nil, "… %d bytes of logs dropped while no Manager was attached …\n", dropped)}}})
+	}
+	for {
+		r.mu.Lock()
+		if out.failed() {
+			r.mu.Unlock()
+			return // still held (out stays nil)
+		}
+		held := r.held
+		r.held, r.logHeld = nil, 0
+		if len(held) == 0 {
+			r.out = out
+			r.mu.Unlock()
+			return
+		}
+		r.mu.Unlock()
+		for _, ev := range held {
 			out.send(ev)
 		}
-	}
-	r.out = out
-	if discard {
-		r.out = nil
 	}
 }
 

@@ -219,8 +219,10 @@ func TestOrphanNeverConnected(t *testing.T) {
 // for: the executor exits cleanly soon after (closedGrace), not after the
 // orphan timeout.
 func TestOrphanIdleBreak(t *testing.T) {
-	dial, _, done, _ := orphanExecutor(t, time.Hour)
-	dial().Drop()
+	dial, ref, done, _ := orphanExecutor(t, time.Hour)
+	c := dial()
+	events(t, c, shTask(ref, "quick", "true")) // its stream is up, and idle
+	c.Drop()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -228,5 +230,50 @@ func TestOrphanIdleBreak(t *testing.T) {
 		}
 	case <-time.After(time.Minute):
 		t.Fatal("the idle executor of a killed Manager did not exit within a minute")
+	}
+}
+
+// A Manager killed again right after it re-attached: the next one still
+// collects the task, which ran once.
+func TestOrphanTwice(t *testing.T) {
+	dial, ref, _, dir := orphanExecutor(t, time.Minute)
+	gate, runs := filepath.Join(dir, "gate"), filepath.Join(dir, "runs")
+	c1 := dial()
+	if err := c1.Submit(shTask(ref, "kept", `echo ran >> `+runs+`; while [ ! -e `+gate+` ]; do sleep 0.05; done; echo result`)); err != nil {
+		t.Fatal(err)
+	}
+	c1.Flush()
+	waitFile(t, runs)
+	c1.Drop()
+	c2 := dial()
+	if err := c2.Attach([]string{"kept"}); err != nil {
+		t.Fatal(err)
+	}
+	c2.Drop()
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c3 := dial()
+	defer c3.Close(context.Background())
+	if err := c3.Attach([]string{"kept"}); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case ev := <-c3.Events():
+			if ev.Kind != manager.EventFinished {
+				continue
+			}
+			if ev.Unknown || ev.Outcome != manager.OutcomeSucceeded {
+				t.Fatalf("kept: unknown %v, outcome %v (%s); want Succeeded", ev.Unknown, ev.Outcome, ev.Message)
+			}
+			if b, _ := os.ReadFile(runs); string(b) != "ran\n" {
+				t.Errorf("kept ran %q times, want once", b)
+			}
+			return
+		case <-timeout:
+			t.Fatal("the twice re-attached task did not finish")
+		}
 	}
 }

@@ -59,19 +59,19 @@ func (b *Backend) Provision(ctx context.Context, req *wizrpc.ProvisionRequest) (
 }
 
 // Adopt takes over an executor an earlier process of the backend
-// provisioned. gone: the executor no longer exists, or the backend cannot
-// adopt; its tasks run again.
-func (b *Backend) Adopt(ctx context.Context, req *wizrpc.AdoptRequest) (resp *wizrpc.AdoptResponse, gone bool, err error) {
+// provisioned. An error says why not: the executor no longer exists, the
+// backend cannot adopt, or the call failed; its tasks then run again.
+func (b *Backend) Adopt(ctx context.Context, req *wizrpc.AdoptRequest) (*wizrpc.AdoptResponse, error) {
 	ctx, cancel, d := withDeadline(ctx, ProvisionTimeout)
 	defer cancel()
-	resp, err = b.rpc.Adopt(ctx, req)
+	resp, err := b.rpc.Adopt(ctx, req)
 	switch status.Code(err) {
 	case codes.OK:
-		return resp, false, nil
+		return resp, nil
 	case codes.NotFound, codes.Unimplemented:
-		return nil, true, fmt.Errorf("executor backend %s: adopt %s: %s", b.name, req.ExecutorId, status.Convert(err).Message())
+		return nil, fmt.Errorf("executor backend %s: adopt %s: %s", b.name, req.ExecutorId, status.Convert(err).Message())
 	}
-	return nil, false, b.callError(ctx, d, "adopt", err)
+	return nil, b.callError(ctx, d, "adopt", err)
 }
 
 // Teardown stops an executor.

@@ -602,7 +602,7 @@ func (r *Registry) Adopt(ctx context.Context, req manager.ProvisionRequest, exec
 	if err != nil {
 		return nil, err
 	}
-	resp, _, err := b.Adopt(ctx, &wizrpc.AdoptRequest{ExecutorId: executorID, RunId: req.RunID, ConfigJson: req.Config})
+	resp, err := b.Adopt(ctx, &wizrpc.AdoptRequest{ExecutorId: executorID, RunId: req.RunID, ConfigJson: req.Config})
 	if err != nil {
 		return nil, err
 	}
