@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -28,6 +29,7 @@ type ExecutorCmd struct {
 	TaskDir   string        `name:"task-dir" help:"Where running tasks' process groups are recorded, for the Manager to clean up after a crash."`
 	Slots     int           `help:"Tasks run at once (0: number of CPUs)."`
 	RunID     string        `name:"run" help:"Run this executor serves (for logs)."`
+	ParentFD  int           `name:"parent-fd" hidden:"" help:"A pipe's read end whose writer is the backend: at its EOF (the backend died) an executor with an orphan timeout that no Manager connected to exits."`
 	Orphan    time.Duration `name:"orphan-timeout" help:"When the Manager's connection breaks (it was killed), keep running its tasks this long for a restarted Manager to re-attach, then cancel them and exit 1 (0: cancel them at once)."`
 }
 
@@ -62,10 +64,22 @@ func (c *ExecutorCmd) Run(env *Env) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var parentGone chan struct{}
+	if c.ParentFD > 2 {
+		f := os.NewFile(uintptr(c.ParentFD), "parent")
+		if f == nil {
+			return usageError{fmt.Errorf("--parent-fd %d is not an open file", c.ParentFD)}
+		}
+		parentGone = make(chan struct{})
+		go func() { // ends at the pipe's EOF: the backend died
+			_, _ = io.Copy(io.Discard, f)
+			close(parentGone)
+		}()
+	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "executor", Level: hclog.LevelFromString(env.CLI.LogLevel), Output: os.Stderr})
 	return executorserver.Run(ctx, executorserver.Config{
 		Listen: c.Listen, CertFile: c.TLSCert, KeyFile: c.TLSKey, Token: c.ExecToken,
-		BlobDir: c.BlobDir, WorkDir: c.WorkDir, CacheDir: c.CacheDir, TaskDir: c.TaskDir, Slots: c.Slots, OrphanTimeout: c.Orphan, Version: version, Logger: log.With("run", c.RunID),
+		BlobDir: c.BlobDir, WorkDir: c.WorkDir, CacheDir: c.CacheDir, TaskDir: c.TaskDir, Slots: c.Slots, OrphanTimeout: c.Orphan, ParentGone: parentGone, Version: version, Logger: log.With("run", c.RunID),
 		Ready: func(addr string) { fmt.Printf("WIZ_EXECUTOR_LISTENING %s\n", addr) },
 	})
 }

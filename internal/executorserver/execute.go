@@ -22,7 +22,6 @@ var errCancelled = errors.New("cancelled")
 // breaks (its Manager was killed) and the executor has an orphan timeout,
 // its tasks run on for a later stream to Attach (orphan.go).
 func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
-	s.streamStarted()
 	// Tasks do not end with the stream: it cancels them when it is closed,
 	// or leaves them to the orphans when it breaks.
 	base := s.base
@@ -32,6 +31,7 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 	st := &streamTasks{routes: map[string]*taskRoute{}}
 	out := &eventSender{stream: stream, slots: s.slots, cancel: func() {}}
 	out.spill = func(ev *wizrpc.ExecuteEvent) { st.spill(out, ev) }
+	s.streamStarted(st)
 	if s.cfg.OrphanTimeout <= 0 {
 		// Events after a failed send are dropped; the tasks are cancelled.
 		out.cancel, out.spill = st.cancelAll, func(*wizrpc.ExecuteEvent) {}
@@ -57,7 +57,7 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 		case *wizrpc.ExecuteRequest_Task:
 			t := m.Task
 			tctx, cancel := context.WithCancelCause(base)
-			r := &taskRoute{id: t.Id, out: out, cancel: cancel, ended: make(chan struct{})}
+			r := &taskRoute{id: t.Id, out: out, owner: st, cancel: cancel, ended: make(chan struct{})}
 			st.add(r)
 			s.workers.do(func() {
 				s.runTask(tctx, t, func(ev *wizrpc.ExecuteEvent) { ev.TaskId = t.Id; r.emit(ev) })
@@ -82,10 +82,10 @@ func (s *Server) Execute(stream wizrpc.Executor_ExecuteServer) error {
 		// Broken, not closed: the tasks run on, for a restarted Manager.
 		// Events it could not send are held first.
 		_ = out.flush()
-		s.orphan(st)
+		s.orphan(st, out)
 		return recvErr
 	}
-	s.streamEnded()
+	s.streamEnded(st)
 	st.cancelAll()
 	st.wait()
 	if err := out.flush(); err != nil {

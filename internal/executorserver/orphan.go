@@ -36,6 +36,7 @@ type taskRoute struct {
 
 	mu      sync.Mutex
 	out     *eventSender // nil while orphaned
+	owner   *streamTasks // the stream that has the task (or had it, when orphaned)
 	discard bool         // no Manager wants its events
 	held    []*wizrpc.ExecuteEvent
 	logHeld int
@@ -82,10 +83,10 @@ func (r *taskRoute) holdLocked(ev *wizrpc.ExecuteEvent) {
 	r.held = append(r.held, ev)
 }
 
-// detach holds the task's events from now on.
-func (r *taskRoute) detach() {
+// take makes st the task's stream; its events are held until attach.
+func (r *taskRoute) take(st *streamTasks) {
 	r.mu.Lock()
-	r.out = nil
+	r.owner, r.out = st, nil
 	r.mu.Unlock()
 }
 
@@ -135,6 +136,9 @@ func (r *taskRoute) end() { close(r.ended) }
 type streamTasks struct {
 	mu     sync.Mutex
 	routes map[string]*taskRoute
+	// attached: it began with an Attach (a restarted Manager's); under
+	// orphans.mu.
+	attached bool
 }
 
 func (st *streamTasks) add(r *taskRoute) {
@@ -163,22 +167,30 @@ func (st *streamTasks) all() map[string]*taskRoute {
 	return maps.Clone(st.routes)
 }
 
-func (st *streamTasks) cancelAll() {
+// mine returns the tasks st carries that no other stream took over.
+func (st *streamTasks) mine() []*taskRoute {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	rs := make([]*taskRoute, 0, len(st.routes))
 	for _, r := range st.routes {
+		r.mu.Lock()
+		if r.owner == st || r.owner == nil {
+			rs = append(rs, r)
+		}
+		r.mu.Unlock()
+	}
+	return rs
+}
+
+func (st *streamTasks) cancelAll() {
+	for _, r := range st.mine() {
 		r.cancel(errCancelled)
 	}
 }
 
 // wait waits until every task the stream carries has ended.
 func (st *streamTasks) wait() {
-	st.mu.Lock()
-	rs := make([]*taskRoute, 0, len(st.routes))
-	for _, r := range st.routes {
-		rs = append(rs, r)
-	}
-	st.mu.Unlock()
+	rs := st.mine()
 	for _, r := range rs {
 		<-r.ended
 	}
@@ -197,11 +209,27 @@ func (st *streamTasks) spill(from *eventSender, ev *wizrpc.ExecuteEvent) {
 type orphans struct {
 	mu      sync.Mutex
 	routes  map[string]*taskRoute
-	streams int         // streams open now
-	timer   *time.Timer // armed while no stream is open after one broke
+	live    map[*streamTasks]bool // the streams open now
+	streams int                   // streams open now
+	timer   *time.Timer           // armed while no stream is open after one broke
 	expired chan struct{}
 	once    sync.Once
 	closed  bool // the last stream ended with no task held: nothing waits
+	used    bool // a stream has been opened
+}
+
+// parentGone ends an executor whose parent died before any Manager
+// connected to it: nothing will.
+func (s *Server) parentGone() {
+	o := &s.orphans
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.used {
+		return // the Manager's stream, or its orphan timeout, decides
+	}
+	s.log.Debug("exiting: the backend that started this executor died before a Manager connected")
+	o.closed = true
+	o.timer.Reset(0)
 }
 
 // closedGrace is how long an executor with an orphan timeout lives on
@@ -216,21 +244,26 @@ func (o *orphans) done() bool {
 	return o.closed
 }
 
-func (s *Server) streamStarted() {
+func (s *Server) streamStarted(st *streamTasks) {
 	o := &s.orphans
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.live == nil {
+		o.live = map[*streamTasks]bool{}
+	}
+	o.live[st] = true
 	o.streams++
-	o.closed = false
+	o.closed, o.used = false, true
 	if o.timer != nil {
 		o.timer.Stop()
 	}
 }
 
-func (s *Server) streamEnded() {
+func (s *Server) streamEnded(st *streamTasks) {
 	o := &s.orphans
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	delete(o.live, st)
 	o.streams--
 	if o.streams == 0 && o.timer != nil {
 		// No Manager is connected: the executor waits for one (and its
@@ -249,7 +282,7 @@ func (s *Server) streamEnded() {
 
 // orphan keeps a broken stream's tasks running, holding their events, and
 // starts the orphan timeout when no other stream is open.
-func (s *Server) orphan(st *streamTasks) {
+func (s *Server) orphan(st *streamTasks, out *eventSender) {
 	rs := st.all()
 	o := &s.orphans
 	o.mu.Lock()
@@ -257,10 +290,29 @@ func (s *Server) orphan(st *streamTasks) {
 	if o.routes == nil {
 		o.routes = map[string]*taskRoute{}
 	}
-	for id, r := range rs {
-		r.detach()
-		o.routes[id] = r
+	// A restarted Manager that re-attached already, before this break was
+	// seen, has asked for what it wants: the rest is cancelled, not held.
+	claimed := false
+	for l := range o.live {
+		claimed = claimed || l != st && l.attached
 	}
+	for id, r := range rs {
+		// Not the tasks a new stream took over meanwhile (attach).
+		r.mu.Lock()
+		mine := r.owner == st
+		if mine {
+			r.out = nil
+		}
+		r.mu.Unlock()
+		switch {
+		case mine && claimed:
+			r.cancel(fmt.Errorf("%w: its restarted Manager did not ask for it", errCancelled))
+			r.attach(nil, true)
+		case mine:
+			o.routes[id] = r
+		}
+	}
+	delete(o.live, st)
 	o.streams--
 	s.log.Warn("the Manager's stream broke; tasks run on for a Manager to re-attach", "tasks", len(rs), "orphan_timeout", s.cfg.OrphanTimeout)
 	if o.streams > 0 {
@@ -304,11 +356,29 @@ func (s *Server) expire() {
 func (s *Server) attach(st *streamTasks, out *eventSender, ids []string) {
 	o := &s.orphans
 	o.mu.Lock()
+	st.attached = true
 	rs := o.routes
 	o.routes = nil
+	var live []*streamTasks
+	for l := range o.live {
+		if l != st {
+			live = append(live, l)
+		}
+	}
 	o.mu.Unlock()
 	for _, id := range ids {
 		r := rs[id]
+		if r == nil {
+			// A stream this executor has not seen break yet (its Manager
+			// was killed a moment ago) may still carry it: the new
+			// Manager takes it over, as if it had been orphaned.
+			for _, l := range live {
+				if lr := l.get(id); lr != nil {
+					r = lr
+					break
+				}
+			}
+		}
 		if r == nil {
 			out.send(&wizrpc.ExecuteEvent{TaskId: id, Event: &wizrpc.ExecuteEvent_Finished{Finished: &wizrpc.Finished{
 				Outcome: wizrpc.Outcome_OUTCOME_FAILED, Error: "the executor holds no such task", Unknown: true}}})
@@ -316,6 +386,7 @@ func (s *Server) attach(st *streamTasks, out *eventSender, ids []string) {
 		}
 		delete(rs, id)
 		st.add(r)
+		r.take(st)
 		r.attach(out, false)
 		select {
 		case <-r.ended:
@@ -325,6 +396,7 @@ func (s *Server) attach(st *streamTasks, out *eventSender, ids []string) {
 	}
 	for id, r := range rs {
 		r.cancel(fmt.Errorf("%w: its restarted Manager did not ask for it", errCancelled))
+		r.take(st)
 		r.attach(nil, true)
 		st.add(r) // the stream waits for it to end
 		s.log.Info("cancelled a task its restarted Manager did not ask for", "task", id)

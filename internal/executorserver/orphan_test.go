@@ -19,6 +19,11 @@ import (
 // orphanExecutor starts an executor with an orphan timeout; dial connects
 // a new Manager to it; done receives what Run returned.
 func orphanExecutor(t *testing.T, timeout time.Duration) (dial func() *executorclient.Client, ref manager.PackRef, done <-chan error, dir string) {
+	return orphanExecutorWatching(t, timeout, nil)
+}
+
+// orphanExecutorWatching is orphanExecutor with Config.ParentGone.
+func orphanExecutorWatching(t *testing.T, timeout time.Duration, parentGone <-chan struct{}) (dial func() *executorclient.Client, ref manager.PackRef, done <-chan error, dir string) {
 	t.Helper()
 	pack := stdPack(t)
 	sum, err := pluginhost.FileSHA256(pack)
@@ -34,7 +39,7 @@ func orphanExecutor(t *testing.T, timeout time.Duration) (dial func() *executorc
 		errc <- Run(ctx, Config{
 			Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, Token: "t",
 			WorkDir: filepath.Join(dir, "work"), BlobDir: filepath.Join(dir, "blobs"),
-			Slots: 4, Version: "test", OrphanTimeout: timeout, Ready: func(addr string) { ready <- addr },
+			Slots: 4, Version: "test", OrphanTimeout: timeout, ParentGone: parentGone, Ready: func(addr string) { ready <- addr },
 		})
 	}()
 	var addr string
@@ -276,4 +281,99 @@ func TestOrphanTwice(t *testing.T) {
 			t.Fatal("the twice re-attached task did not finish")
 		}
 	}
+}
+
+// The backend that started an executor died before any Manager connected
+// (its service was killed while provisioning): the executor exits at once,
+// cleanly. Once a Manager has connected, the backend's death changes
+// nothing: the Manager's stream decides.
+func TestOrphanParentGone(t *testing.T) {
+	gone := make(chan struct{})
+	_, _, done, _ := orphanExecutorWatching(t, time.Hour, gone)
+	close(gone)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the executor whose backend died before any Manager connected did not exit")
+	}
+
+	gone2 := make(chan struct{})
+	dial, ref, done2, _ := orphanExecutorWatching(t, time.Hour, gone2)
+	c := dial()
+	defer c.Close(context.Background())
+	events(t, c, shTask(ref, "quick", "true")) // a Manager is connected
+	close(gone2)
+	if evs := events(t, c, shTask(ref, "after", "true")); evs[len(evs)-1].Outcome != manager.OutcomeSucceeded {
+		t.Fatalf("a task after the backend died: %+v", evs[len(evs)-1])
+	}
+	select {
+	case err := <-done2:
+		t.Fatalf("the executor exited (%v) while its Manager was connected", err)
+	default:
+	}
+}
+
+// An Attach that names a task a stream still carries — the executor has not
+// yet seen that stream break (its Manager was killed a moment ago) — takes
+// the task over: its end goes to the new stream, and it ran once.
+func TestOrphanTakeOver(t *testing.T) {
+	dial, ref, _, dir := orphanExecutor(t, time.Minute)
+	gate, runs := filepath.Join(dir, "gate"), filepath.Join(dir, "runs")
+	c1 := dial() // not dropped: as if its break were not seen yet
+	defer c1.Close(context.Background())
+	if err := c1.Submit(shTask(ref, "kept", `echo ran >> `+runs+`; while [ ! -e `+gate+` ]; do sleep 0.05; done; echo result`)); err != nil {
+		t.Fatal(err)
+	}
+	c1.Flush()
+	waitFile(t, runs)
+	c2 := dial()
+	defer c2.Close(context.Background())
+	if err := c2.Attach([]string{"kept"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	timeout := time.After(time.Minute)
+	for {
+		select {
+		case ev := <-c2.Events():
+			if ev.Kind != manager.EventFinished {
+				continue
+			}
+			if ev.Unknown || ev.Outcome != manager.OutcomeSucceeded {
+				t.Fatalf("kept: unknown %v, outcome %v (%s); want Succeeded on the new stream", ev.Unknown, ev.Outcome, ev.Message)
+			}
+			if b, _ := os.ReadFile(runs); string(b) != "ran\n" {
+				t.Errorf("kept ran %q times, want once", b)
+			}
+			return
+		case <-timeout:
+			t.Fatal("the task taken over did not finish on the new stream")
+		}
+	}
+}
+
+// A restarted Manager re-attaches before the executor has seen the killed
+// one's stream break: it takes over what it names, and what it does not
+// name is cancelled when the break is seen, not held.
+func TestOrphanLateBreak(t *testing.T) {
+	dial, ref, _, dir := orphanExecutor(t, time.Hour)
+	c1 := dial()
+	if err := c1.Submit(shTask(ref, "other", `echo $$ > `+filepath.Join(dir, "other.pid")+`; exec sleep 600`)); err != nil {
+		t.Fatal(err)
+	}
+	c1.Flush()
+	waitFile(t, filepath.Join(dir, "other.pid"))
+	c2 := dial()
+	defer c2.Close(context.Background())
+	if err := c2.Attach([]string{}); err != nil { // before c1's break
+		t.Fatal(err)
+	}
+	events(t, c2, shTask(ref, "sync", "true")) // the Attach has been handled
+	c1.Drop()
+	waitGone(t, filepath.Join(dir, "other.pid"))
 }

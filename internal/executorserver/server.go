@@ -50,8 +50,13 @@ type Config struct {
 	// re-attach (executor.proto's Attach); then they are cancelled and Run
 	// returns ErrOrphaned. 0: they are cancelled at once.
 	OrphanTimeout time.Duration
-	Version       string
-	Logger        hclog.Logger
+	// ParentGone, when set, is closed when the process that started the
+	// executor (its backend) has died. With an orphan timeout, an executor
+	// that no Manager has connected to yet then exits at once: the Manager
+	// that wanted it died before it could use it.
+	ParentGone <-chan struct{}
+	Version    string
+	Logger     hclog.Logger
 	// Ready is called with the listening address once the server accepts calls.
 	Ready func(addr string)
 }
@@ -131,9 +136,19 @@ func Run(ctx context.Context, cfg Config) error {
 	s.base = base
 	if cfg.OrphanTimeout > 0 {
 		// A Manager killed before it connected leaves no stream to break:
-		// the executor waits for one as long as for a re-attach.
+		// the executor waits for one as long as for a re-attach, or until
+		// its parent is gone.
 		s.orphans.timer = time.AfterFunc(cfg.OrphanTimeout, s.expire)
 		defer s.orphans.timer.Stop()
+		if cfg.ParentGone != nil {
+			go func() { // ends with Run (base) or when the parent is gone
+				select {
+				case <-cfg.ParentGone:
+					s.parentGone()
+				case <-base.Done():
+				}
+			}()
+		}
 	}
 	defer s.stopPacks()
 	defer s.closeJournals()

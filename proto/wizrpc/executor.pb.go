@@ -845,9 +845,10 @@ func (*ExecuteRequest_Attach) isExecuteRequest_Msg() {}
 // --orphan-timeout) keeps its tasks running when a stream breaks (not when
 // it is closed) and holds their events until a stream attaches them, for
 // that long; then it cancels them and exits. The stream then carries the
-// named tasks' held events and what they report next; a named task the
-// executor does not hold ends at once with Finished.unknown; held tasks
-// not named are cancelled.
+// named tasks' held events and what they report next (a named task that
+// another stream still carries, one whose break the executor has not seen
+// yet, is taken over); a named task the executor does not hold ends at
+// once with Finished.unknown; held tasks not named are cancelled.
 type Attach struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TaskIds       []string               `protobuf:"bytes,1,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`

@@ -607,8 +607,8 @@ func testDaemonReattach(t *testing.T, e *e2e) {
 executor: {backend: kubernetes, namespace: wiz, image: IMAGE}
 processors:
   first: {uses: std/shell, with: {script: "echo hello"}}
-  mid-1: {uses: std/shell, inputs: {stdin: first}, with: {script: 'sleep 4; echo "1 heard $(cat)"'}}
-  mid-2: {uses: std/shell, inputs: {stdin: first}, with: {script: 'sleep 4; echo "2 heard $(cat)"'}}
+  mid-1: {uses: std/shell, inputs: {stdin: first}, with: {script: 'sleep 12; echo "1 heard $(cat)"'}}
+  mid-2: {uses: std/shell, inputs: {stdin: first}, with: {script: 'sleep 12; echo "2 heard $(cat)"'}}
   last: {uses: std/shell, inputs: {a: mid-1, b: mid-2}, with: {script: 'cat "$WIZ_INPUT_A" "$WIZ_INPUT_B"'}}
 `)
 	wiz := func(args ...string) *exec.Cmd {
@@ -678,6 +678,8 @@ processors:
 		}
 	}
 	// Both runs have their two mid tasks Running on their pods.
+	// (The mid tasks take 12 s, so that the kill comes while they run even
+	// on a busy machine.)
 	running := regexp.MustCompile(`(?m)^mid-\d +std/shell +Running`)
 	deadline := time.Now().Add(90 * time.Second)
 	for _, id := range ids {

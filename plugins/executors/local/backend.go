@@ -44,10 +44,11 @@ type backend struct {
 }
 
 type child struct {
-	cmd  *exec.Cmd
-	dir  string
-	lock *os.File // the lock on dir, held while this backend or the executor lives
-	done chan struct{}
+	cmd    *exec.Cmd
+	dir    string
+	lock   *os.File // the lock on dir, held while this backend or the executor lives
+	parent *os.File // the write end of the executor's --parent-fd pipe; nil: none
+	done   chan struct{}
 }
 
 func newBackend() *backend {
@@ -131,8 +132,16 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	if req.TaskDir != "" {
 		args = append(args, "--task-dir", req.TaskDir)
 	}
+	// parentR/parentW: a pipe whose write end only this backend holds; the
+	// executor sees its EOF when the backend dies.
+	var parentR, parentW *os.File
 	if req.OrphanTimeout > 0 {
-		args = append(args, "--orphan-timeout", req.OrphanTimeout.String())
+		if parentR, parentW, err = os.Pipe(); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("local executor: %w", err)
+		}
+		defer parentR.Close() // the executor has its copy
+		args = append(args, "--orphan-timeout", req.OrphanTimeout.String(), "--parent-fd", "4")
 	}
 	cmd := exec.Command(req.WizBinary, args...)
 	cmd.Env = append(os.Environ(), "WIZ_EXECUTOR_TOKEN="+token, "WIZ_LOG_LEVEL="+req.LogLevel)
@@ -143,22 +152,34 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	// exits by itself.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if req.OrphanTimeout > 0 {
+		// Not before a Manager has connected to it: when this backend dies
+		// first (the service was killed while provisioning), it exits at
+		// once (--parent-fd, fd 4).
 		cmd.SysProcAttr.Pdeathsig = 0
 	}
 	// The executor holds the directory's lock too: when both are gone (a
 	// kill -9 of wiz takes them all), the next Provision removes it.
 	cmd.ExtraFiles = []*os.File{lock}
+	if parentR != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, parentR)
+	}
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		os.RemoveAll(dir)
+		if parentW != nil {
+			parentW.Close()
+		}
 		return nil, fmt.Errorf("local executor: %w", err)
 	}
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dir)
+		if parentW != nil {
+			parentW.Close()
+		}
 		return nil, fmt.Errorf("local executor: start %s executor: %w", req.WizBinary, err)
 	}
-	c := &child{cmd: cmd, dir: dir, lock: lock, done: make(chan struct{})}
+	c := &child{cmd: cmd, dir: dir, lock: lock, parent: parentW, done: make(chan struct{})}
 	lock = nil // c's now
 	addrCh := make(chan string, 1)
 	go func() { // owns stdout until the executor exits
@@ -185,6 +206,9 @@ func (b *backend) Provision(ctx context.Context, req *executor.ProvisionRequest)
 	case <-c.done:
 		os.RemoveAll(dir)
 		c.lock.Close()
+		if c.parent != nil {
+			c.parent.Close()
+		}
 		return nil, fmt.Errorf("local executor: `wiz executor` exited before listening (%v); run `%s executor --help` to check the binary", cmd.ProcessState, req.WizBinary)
 	case <-time.After(readyTimeout):
 		b.stop(c)
@@ -266,6 +290,9 @@ func (b *backend) stop(c *child) {
 	}
 	os.RemoveAll(c.dir)
 	c.lock.Close()
+	if c.parent != nil {
+		c.parent.Close()
+	}
 }
 
 // lockName is the file in an executor's directory whose flock says that
