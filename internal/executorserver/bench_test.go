@@ -152,54 +152,75 @@ func benchExecutor(b testing.TB, taskRecord bool) (*executorclient.Client, manag
 // starts it) when unix is set, else on TLS over TCP (as a pod).
 func benchExecutorOn(b testing.TB, taskRecord, unix bool) (*executorclient.Client, manager.PackRef) {
 	b.Helper()
-	pack := stdPack(b)
-	sum, err := pluginhost.FileSHA256(pack)
-	if err != nil {
-		b.Fatal(err)
-	}
 	dir := b.TempDir()
-	certPEM, certFile, keyFile := benchCert(b, dir)
-	taskDir := ""
+	cfg := Config{Listen: "127.0.0.1:0", Token: "bench-token", Slots: 2, Version: "bench"}
 	if taskRecord {
-		taskDir = filepath.Join(dir, "tasks")
+		cfg.TaskDir = filepath.Join(dir, "tasks")
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	done := make(chan error, 1)
-	listen := "127.0.0.1:0"
 	if unix {
-		listen = "unix://" + filepath.Join(dir, "executor.sock")
+		cfg.Listen = "unix://" + filepath.Join(dir, "executor.sock")
 	}
-	go func() {
-		done <- Run(ctx, Config{
-			Listen: listen, CertFile: certFile, KeyFile: keyFile, Token: "bench-token",
-			WorkDir: filepath.Join(dir, "work"), BlobDir: filepath.Join(dir, "blobs"), TaskDir: taskDir,
-			Slots: 2, Version: "bench", Ready: func(addr string) { ready <- addr },
-		})
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-done:
-		cancel()
-		b.Fatalf("executor: %v", err)
-	}
-	c, err := executorclient.Dial(context.Background(), "bench executor", executorclient.Endpoint{
-		Address: addr, CACertPEM: certPEM, ServerName: "bench.wiz.invalid", Token: "bench-token",
-	}, nil, executorclient.Hooks{})
-	if err != nil {
-		cancel()
-		<-done
-		b.Fatal(err)
-	}
+	te := startTestExecutor(b, dir, cfg)
+	c := te.dial(b)
 	b.Cleanup(func() {
 		_ = c.Close(context.Background())
-		cancel()
-		if err := <-done; err != nil {
+		te.stop()
+		if err := <-te.done; err != nil {
 			b.Errorf("executor: %v", err)
 		}
 	})
-	return c, manager.PackRef{Name: "std", Version: "bench", Path: pack, SHA256: sum}
+	return c, te.ref
+}
+
+// testExecutor is a `wiz executor` server run in the test's process.
+type testExecutor struct {
+	addr    string
+	certPEM []byte
+	token   string
+	ref     manager.PackRef // the std pack
+	done    <-chan error    // what Run returned
+	stop    func()          // ends Run (also at the test's cleanup)
+}
+
+// startTestExecutor runs an executor with cfg (its work and blob dirs, TLS
+// certificate and Ready filled in, under dir) until stop or the test's end.
+func startTestExecutor(tb testing.TB, dir string, cfg Config) *testExecutor {
+	tb.Helper()
+	pack := stdPack(tb)
+	sum, err := pluginhost.FileSHA256(pack)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certPEM, certFile, keyFile := benchCert(tb, dir)
+	cfg.CertFile, cfg.KeyFile = certFile, keyFile
+	cfg.WorkDir, cfg.BlobDir = filepath.Join(dir, "work"), filepath.Join(dir, "blobs")
+	ready := make(chan string, 1)
+	cfg.Ready = func(addr string) { ready <- addr }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, cfg) }() // ends with cancel
+	select {
+	case addr := <-ready:
+		tb.Cleanup(cancel)
+		return &testExecutor{addr: addr, certPEM: certPEM, token: cfg.Token, done: done, stop: cancel,
+			ref: manager.PackRef{Name: "std", Version: cfg.Version, Path: pack, SHA256: sum}}
+	case err := <-done:
+		cancel()
+		tb.Fatalf("executor: %v", err)
+		return nil
+	}
+}
+
+// dial connects a Manager's client to the executor.
+func (te *testExecutor) dial(tb testing.TB) *executorclient.Client {
+	tb.Helper()
+	c, err := executorclient.Dial(context.Background(), "test executor", executorclient.Endpoint{
+		Address: te.addr, CACertPEM: te.certPEM, ServerName: "bench.wiz.invalid", Token: te.token,
+	}, nil, executorclient.Hooks{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
 }
 
 // benchCert writes a self-signed certificate for bench.wiz.invalid.

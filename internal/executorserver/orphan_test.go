@@ -13,7 +13,6 @@ import (
 
 	"github.com/wiz-run/wiz/core/manager"
 	"github.com/wiz-run/wiz/internal/executorclient"
-	"github.com/wiz-run/wiz/internal/pluginhost"
 )
 
 // orphanExecutor starts an executor with an orphan timeout; dial connects
@@ -25,41 +24,9 @@ func orphanExecutor(t *testing.T, timeout time.Duration) (dial func() *executorc
 // orphanExecutorWatching is orphanExecutor with Config.ParentGone.
 func orphanExecutorWatching(t *testing.T, timeout time.Duration, parentGone <-chan struct{}) (dial func() *executorclient.Client, ref manager.PackRef, done <-chan error, dir string) {
 	t.Helper()
-	pack := stdPack(t)
-	sum, err := pluginhost.FileSHA256(pack)
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir = t.TempDir()
-	certPEM, certFile, keyFile := benchCert(t, dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- Run(ctx, Config{
-			Listen: "127.0.0.1:0", CertFile: certFile, KeyFile: keyFile, Token: "t",
-			WorkDir: filepath.Join(dir, "work"), BlobDir: filepath.Join(dir, "blobs"),
-			Slots: 4, Version: "test", OrphanTimeout: timeout, ParentGone: parentGone, Ready: func(addr string) { ready <- addr },
-		})
-	}()
-	var addr string
-	select {
-	case addr = <-ready:
-	case err := <-errc:
-		cancel()
-		t.Fatalf("executor: %v", err)
-	}
-	t.Cleanup(cancel)
-	dial = func() *executorclient.Client {
-		c, err := executorclient.Dial(context.Background(), "test executor", executorclient.Endpoint{
-			Address: addr, CACertPEM: certPEM, ServerName: "bench.wiz.invalid", Token: "t",
-		}, nil, executorclient.Hooks{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	return dial, manager.PackRef{Name: "std", Version: "test", Path: pack, SHA256: sum}, errc, dir
+	te := startTestExecutor(t, dir, Config{Listen: "127.0.0.1:0", Token: "t", Slots: 4, Version: "test", OrphanTimeout: timeout, ParentGone: parentGone})
+	return func() *executorclient.Client { return te.dial(t) }, te.ref, te.done, dir
 }
 
 func shTask(ref manager.PackRef, id, script string) *manager.Task {
