@@ -66,10 +66,11 @@ func (c *ExecutorCmd) Run(env *Env) error {
 	defer stop()
 	var parentGone chan struct{}
 	if c.ParentFD > 2 {
-		f := os.NewFile(uintptr(c.ParentFD), "parent")
-		if f == nil {
-			return usageError{fmt.Errorf("--parent-fd %d is not an open file", c.ParentFD)}
+		var st syscall.Stat_t
+		if err := syscall.Fstat(c.ParentFD, &st); err != nil {
+			return usageError{fmt.Errorf("--parent-fd %d is not an open file (%v); backends pass the read end of a pipe they hold", c.ParentFD, err)}
 		}
+		f := os.NewFile(uintptr(c.ParentFD), "parent")
 		parentGone = make(chan struct{})
 		go func() { // ends at the pipe's EOF: the backend died
 			_, _ = io.Copy(io.Discard, f)
